@@ -1,0 +1,1 @@
+//! The contract between the clauderon host and its backend plugins.

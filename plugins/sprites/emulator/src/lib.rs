@@ -1,0 +1,1 @@
+//! A local, sprites.dev-compatible API server.

@@ -1,0 +1,1 @@
+//! The Sprites (sprites.dev) backend plugin for clauderon.
