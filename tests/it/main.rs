@@ -1,1 +1,7 @@
 //! One integration-test binary for the whole workspace (fewer links on two cores).
+//!
+//! Every test drives real artifacts: the `clauderon` binary, plugin libraries loaded through the
+//! real loader, and the `sprites-emulator` over real HTTP and WebSocket on loopback. Each test
+//! gets its own temporary `CLAUDERON_HOME` and port 0, so tests run in parallel.
+
+mod support;

@@ -1,0 +1,82 @@
+//! Locating (and, once per test binary, building) the workspace's binaries and plugin libraries.
+//!
+//! `cargo test --workspace` already builds most of them; the one `cargo build --workspace` here
+//! makes sure cdylibs and binaries of every member exist (cargo releases its build lock before
+//! it runs test binaries, so building from a test is safe) and is a no-op when they are current.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Paths of the built workspace artifacts for the profile this test binary was built with.
+#[derive(Debug)]
+pub struct Artifacts {
+    /// `target/<profile>`: where cargo places binaries and cdylibs.
+    pub dir: PathBuf,
+}
+
+impl Artifacts {
+    /// The `clauderon` binary.
+    pub fn clauderon(&self) -> PathBuf {
+        self.dir.join(exe("clauderon"))
+    }
+
+    /// The `sprites-emulator` binary.
+    pub fn emulator(&self) -> PathBuf {
+        self.dir.join(exe("sprites-emulator"))
+    }
+
+    /// A cdylib built from the workspace crate whose library is named `lib_name`
+    /// (for example `clauderon_sprites`).
+    pub fn cdylib(&self, lib_name: &str) -> PathBuf {
+        self.dir.join(dylib_file_name(lib_name))
+    }
+}
+
+/// The platform's file name for a cdylib called `lib_name`.
+pub fn dylib_file_name(lib_name: &str) -> String {
+    format!(
+        "{}{lib_name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+fn exe(name: &str) -> String {
+    format!("{name}{}", std::env::consts::EXE_SUFFIX)
+}
+
+/// Builds the workspace once per test binary and returns where its artifacts are.
+pub fn artifacts() -> &'static Artifacts {
+    static ARTIFACTS: OnceLock<Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let dir = profile_dir();
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "--workspace", "--quiet"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for test artifacts");
+        assert!(status.success(), "cargo build --workspace failed: {status}");
+        Artifacts { dir }
+    })
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent directory")
+}
+
+/// `target/<profile>`, found from this test executable's path (`target/<profile>/deps/it-*`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}

@@ -1,0 +1,5 @@
+//! Shared helpers for the integration tests: artifacts, temporary homes, child processes.
+
+#![allow(dead_code)]
+
+pub mod artifacts;
