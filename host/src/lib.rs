@@ -1,2 +1,10 @@
 //! clauderon: the host. It owns config, secrets, the session store, the daemon's API and the
 //! CLI; sandbox backends are plugins loaded through `clauderon-plugin-api`.
+
+pub mod cli;
+pub mod config;
+pub mod home;
+pub mod plugins;
+pub mod secrets;
+pub mod session;
+pub mod store;

@@ -4,4 +4,8 @@
 //! real loader, and the `sprites-emulator` over real HTTP and WebSocket on loopback. Each test
 //! gets its own temporary `CLAUDERON_HOME` and port 0, so tests run in parallel.
 
+mod client;
+mod core;
+mod emulator;
+mod plugins;
 mod support;

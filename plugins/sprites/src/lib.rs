@@ -1,1 +1,3 @@
 //! The Sprites (sprites.dev) backend plugin for clauderon.
+
+pub mod client;

@@ -1,0 +1,1 @@
+//! `$CLAUDERON_HOME`: where every host file lives, and writing private files atomically.

@@ -1,0 +1,1 @@
+//! Named secrets: one resolver with a documented precedence, held in a redacting type.

@@ -1,0 +1,1 @@
+//! Sessions: ids, names, options and the status state machine.

@@ -1,0 +1,1 @@
+//! The SQLite session store: migrations, sessions, events, checkpoints.

@@ -1,0 +1,1 @@
+//! The Sprites client (`clauderon_sprites::client`) against the real emulator over loopback.

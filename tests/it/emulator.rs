@@ -1,0 +1,1 @@
+//! The emulator over real HTTP and WebSocket: endpoints, isolation, lifecycle, faults.

@@ -1,0 +1,1 @@
+//! Plugin loading through the real loader: the Sprites plugin and the bad-plugin fixtures.

@@ -1,0 +1,1 @@
+//! Starting a `sprites-emulator` child process on loopback for a test.
