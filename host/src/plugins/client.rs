@@ -1,0 +1,260 @@
+//! The typed client of one loaded backend plugin. Every call crosses the ABI as a named op with a
+//! JSON payload and is awaited inside a spawned task, so even a panic that escaped the plugin's
+//! own guards becomes an error here.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi_stable::std_types::{RResult, RStr, RString};
+use clauderon_plugin_api::ffi::{FfiBackendBox, FfiExtension, PluginModule_Ref};
+use clauderon_plugin_api::ops::{self, Capabilities};
+use clauderon_plugin_api::stream::FrameStream;
+use clauderon_plugin_api::{ErrorKind, PluginError};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::discovery::DiscoverySource;
+use super::host_services::EventRouter;
+use super::loader::PluginInfo;
+
+/// A loaded, initialized backend plugin. Cheap to share (`Arc`); lives for the whole process.
+pub struct PluginClient {
+    pub(crate) info: PluginInfo,
+    pub(crate) path: PathBuf,
+    pub(crate) source: DiscoverySource,
+    pub(crate) module: PluginModule_Ref,
+    pub(crate) backend: Arc<FfiBackendBox>,
+    pub(crate) events: EventRouter,
+}
+
+impl std::fmt::Debug for PluginClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginClient")
+            .field("name", &self.info.name)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! typed_ops {
+    ($($(#[$doc:meta])* $method:ident($req:ty) -> $resp:ty = $op:path;)*) => {
+        impl PluginClient {
+            $(
+                $(#[$doc])*
+                pub async fn $method(&self, req: &$req) -> Result<$resp, PluginError> {
+                    self.call($op, req, None).await
+                }
+            )*
+        }
+    };
+}
+
+typed_ops! {
+    /// `create`: make a sandbox.
+    create(ops::CreateRequest) -> ops::InstanceResponse = ops::CREATE;
+    /// `status`: the sandbox's status.
+    status(ops::InstanceRequest) -> ops::StatusResponse = ops::STATUS;
+    /// `start`: start a stopped sandbox.
+    start(ops::InstanceRequest) -> ops::InstanceResponse = ops::START;
+    /// `delete`: destroy a sandbox.
+    delete(ops::InstanceRequest) -> ops::Empty = ops::DELETE;
+    /// `hibernate`: put a sandbox to sleep.
+    hibernate(ops::InstanceRequest) -> ops::InstanceResponse = ops::HIBERNATE;
+    /// `wake`: wake a sandbox.
+    wake(ops::InstanceRequest) -> ops::InstanceResponse = ops::WAKE;
+    /// `clone_repo`: clone a repository inside the sandbox.
+    clone_repo(ops::CloneRepoRequest) -> ops::CloneRepoResponse = ops::CLONE_REPO;
+    /// `sync`: copy files between host and sandbox.
+    sync(ops::SyncRequest) -> ops::SyncResponse = ops::SYNC;
+    /// `cache_save`: save cached paths.
+    cache_save(ops::CacheSaveRequest) -> ops::CacheResponse = ops::CACHE_SAVE;
+    /// `cache_restore`: restore cached paths.
+    cache_restore(ops::CacheRestoreRequest) -> ops::CacheResponse = ops::CACHE_RESTORE;
+    /// `open_tunnel`: relay a sandbox port to a host address.
+    open_tunnel(ops::OpenTunnelRequest) -> ops::OpenTunnelResponse = ops::OPEN_TUNNEL;
+    /// `close_tunnel`: stop a tunnel.
+    close_tunnel(ops::CloseTunnelRequest) -> ops::InstanceResponse = ops::CLOSE_TUNNEL;
+    /// `checkpoint_create`: snapshot the sandbox.
+    checkpoint_create(ops::CheckpointCreateRequest) -> ops::CheckpointCreateResponse = ops::CHECKPOINT_CREATE;
+    /// `checkpoint_list`: list snapshots.
+    checkpoint_list(ops::InstanceRequest) -> ops::CheckpointListResponse = ops::CHECKPOINT_LIST;
+    /// `checkpoint_restore`: restore a snapshot.
+    checkpoint_restore(ops::CheckpointRestoreRequest) -> ops::InstanceResponse = ops::CHECKPOINT_RESTORE;
+    /// `check_auth`: a cheap authenticated call.
+    check_auth(ops::CheckAuthRequest) -> ops::CheckAuthResponse = ops::CHECK_AUTH;
+    /// `list_instances`: sandboxes labelled as ours.
+    list_instances(ops::ListInstancesRequest) -> ops::ListInstancesResponse = ops::LIST_INSTANCES;
+}
+
+impl PluginClient {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// What the plugin says about itself.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// The library file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the library was found.
+    pub fn source(&self) -> DiscoverySource {
+        self.source
+    }
+
+    /// The plugin's capabilities.
+    pub fn capabilities(&self) -> Capabilities {
+        self.info.capabilities
+    }
+
+    /// Whether the plugin implements `op`.
+    pub fn supports(&self, op: &str) -> bool {
+        Capabilities::for_op(op).is_some_and(|c| self.info.capabilities.contains(c))
+    }
+
+    /// Calls `op` with a serde request. Events the plugin emits for this call go to `events`.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: &str,
+        req: &Req,
+        events: Option<UnboundedSender<serde_json::Value>>,
+    ) -> Result<Resp, PluginError> {
+        let json = self.encode(op, req)?;
+        let out = self
+            .with_request(op, events, |rid| {
+                self.backend
+                    .call(RStr::from_str(op), RStr::from_str(rid), json)
+            })
+            .await?;
+        serde_json::from_str(&out).map_err(|e| {
+            PluginError::new(
+                ErrorKind::Internal,
+                format!(
+                    "plugin `{}` answered `{op}` with an invalid response: {e}",
+                    self.name()
+                ),
+            )
+        })
+    }
+
+    /// `exec`: runs a command; returns the response and the framed stream of its I/O.
+    pub async fn exec(
+        &self,
+        req: &ops::ExecRequest,
+    ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
+        self.open_stream(ops::EXEC, req, None).await
+    }
+
+    /// `attach`: an interactive TTY session; returns the response and the framed stream.
+    pub async fn attach(
+        &self,
+        req: &ops::AttachRequest,
+    ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
+        self.open_stream(ops::ATTACH, req, None).await
+    }
+
+    /// Opens a stream op by name.
+    pub async fn open_stream<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        op: &str,
+        req: &Req,
+        events: Option<UnboundedSender<serde_json::Value>>,
+    ) -> Result<(Resp, FrameStream), PluginError> {
+        let json = self.encode(op, req)?;
+        let opened = self
+            .with_request(op, events, |rid| {
+                self.backend
+                    .open_stream(RStr::from_str(op), RStr::from_str(rid), json)
+            })
+            .await?;
+        // SAFETY: the SDK hands over ownership of a fresh socketpair end.
+        let fd = unsafe { OwnedFd::from_raw_fd(opened.fd) };
+        let stream = FrameStream::from_fd(fd)
+            .map_err(|e| PluginError::internal(format!("cannot use the stream of `{op}`: {e}")))?;
+        let resp = serde_json::from_str(&opened.response_json).map_err(|e| {
+            PluginError::internal(format!(
+                "plugin `{}` answered `{op}` with an invalid response: {e}",
+                self.name()
+            ))
+        })?;
+        Ok((resp, stream))
+    }
+
+    /// The extension vtable registered under `(name, major)`, if the plugin has one. The caller
+    /// must know its type for that name and major.
+    pub fn extension(&self, name: &str, major: u32) -> Option<FfiExtension> {
+        (self.module.extension())(RStr::from_str(name), major).into_option()
+    }
+
+    /// Stops the plugin's runtime, waiting at most `deadline`. Later calls fail as cancelled.
+    pub fn shutdown(&self, deadline: Duration) {
+        let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        (self.module.shutdown())(ms);
+    }
+
+    fn encode<Req: Serialize>(&self, op: &str, req: &Req) -> Result<RString, PluginError> {
+        serde_json::to_string(req)
+            .map(RString::from)
+            .map_err(|e| PluginError::internal(format!("cannot encode the `{op}` request: {e}")))
+    }
+
+    async fn with_request<T: Send + 'static>(
+        &self,
+        op: &str,
+        events: Option<UnboundedSender<serde_json::Value>>,
+        start: impl FnOnce(
+            &str,
+        ) -> async_ffi::FfiFuture<
+            RResult<T, clauderon_plugin_api::ffi::FfiPluginError>,
+        >,
+    ) -> Result<T, PluginError> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        if let Some(tx) = events {
+            self.events.register(&request_id, tx);
+        }
+        let fut = start(&request_id);
+        // Awaited in its own task: a panic re-raised by async-ffi stays in that task.
+        // Aborted if this future is dropped, which drops the plugin's future and so aborts the
+        // plugin-side task: cancellation reaches the plugin.
+        let joined = AbortOnDrop(tokio::spawn(fut)).await;
+        self.events.unregister(&request_id);
+        match joined {
+            Ok(RResult::ROk(v)) => Ok(v),
+            Ok(RResult::RErr(e)) => Err(e.into()),
+            Err(e) if e.is_panic() => Err(PluginError::new(
+                ErrorKind::Panicked,
+                format!("plugin `{}` panicked during `{op}`", self.name()),
+            )),
+            Err(_) => Err(PluginError::new(
+                ErrorKind::Cancelled,
+                format!("`{op}` on plugin `{}` was cancelled", self.name()),
+            )),
+        }
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
