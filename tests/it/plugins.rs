@@ -1,1 +1,585 @@
 //! Plugin loading through the real loader: the Sprites plugin and the bad-plugin fixtures.
+//!
+//! Fixtures under `tests/fixtures/` are workspace members built by `support::artifacts`; the
+//! version fixtures (plugin-api 2.0.0, an older 1.x root-module layout) are built here from
+//! patched copies under `target/fixture-workspaces/` with `cargo build --offline` into
+//! `target/fixture-target/`. Tests install libraries into a temporary home under
+//! `libclauderon_<name>` names and run the real `clauderon` binary.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+
+use clauderon::plugins::{
+    Candidate, DiscoverySource, ErrorKind, Frame, FrameKind, HostSetup, PluginRegistry,
+    PluginStatus, RegistryError, ops,
+};
+
+use crate::support::artifacts::{artifacts, dylib_file_name, workspace_root};
+use crate::support::home::{Run, TempHome};
+
+fn fixture(lib: &str) -> PathBuf {
+    let p = artifacts().cdylib(lib);
+    assert!(p.exists(), "fixture {} was not built", p.display());
+    p
+}
+
+fn report<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    list.as_array()
+        .expect("plugins list --json is an array")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {list:#}"))
+}
+
+fn assert_exit(run: &Run, code: i32) {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "exit code (None = killed by a signal)\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+#[test]
+fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
+    let home = TempHome::new();
+    let run = home.run(&["plugins", "list", "--json"]);
+    assert_exit(&run, 0);
+    let list = run.json();
+    let sprites = report(&list, "sprites");
+    assert_eq!(sprites["status"], "loaded", "{sprites:#}");
+    assert_eq!(sprites["api_version"], clauderon_plugin_api::API_VERSION);
+    assert_eq!(sprites["source"], "exe_dir");
+    assert!(sprites["capabilities"].is_array());
+    assert_eq!(sprites["reason"], serde_json::Value::Null);
+    let secrets = &sprites["details"]["secrets"];
+    assert_eq!(secrets[0]["name"], "sprites_api_key");
+    assert_eq!(secrets[0]["env"], "SPRITES_API_KEY");
+    assert_eq!(secrets[0]["config_key"], "api_key");
+    let keys: Vec<&str> = sprites["details"]["config_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["api_url", "api_key", "hibernation_timeout"]);
+    assert_eq!(sprites["details"]["config_keys"][0]["type"], "string");
+    // Fixture libraries sit beside the executable too, but are not named libclauderon_*.
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+
+    let text = home.run(&["plugins", "list"]);
+    assert_exit(&text, 0);
+    let line = text
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("sprites "))
+        .expect("a sprites row");
+    assert!(line.contains(" loaded "), "{line}");
+    assert!(line.contains(clauderon_plugin_api::API_VERSION), "{line}");
+}
+
+#[test]
+fn each_bad_fixture_gets_its_own_error_and_the_host_exits_normally() {
+    let home = TempHome::new();
+    let not_a_lib = home
+        .plugins_dir()
+        .join(dylib_file_name("clauderon_notalib"));
+    std::fs::write(&not_a_lib, b"this is not an ELF file, just text\n").unwrap();
+    home.install_plugin("plain", &fixture("fixture_plain_cdylib"));
+    home.install_plugin("init_fails", &fixture("fixture_init_fails"));
+    home.install_plugin("init_panics", &fixture("fixture_init_panics"));
+    home.install_plugin("async_panic", &fixture("fixture_async_panic"));
+    home.install_plugin("ok", &fixture("fixture_ok"));
+    // A good library under the wrong name.
+    home.install_plugin("misnamed", &fixture("fixture_ok"));
+
+    let run = home.run(&["plugins", "list", "--json"]);
+    assert_exit(&run, 0);
+    let list = run.json();
+    let expect = [
+        ("notalib", "failed", "cannot open it as a shared library"),
+        (
+            "plain",
+            "incompatible",
+            "is not a clauderon plugin: it does not export CLAUDERON_PLUGIN_DECLARATION",
+        ),
+        (
+            "init_fails",
+            "failed",
+            "plugin `init_fails` failed to initialize: required config key `token` is missing",
+        ),
+        (
+            "init_panics",
+            "failed",
+            "plugin `init_panics` panicked during init: fixture init panic: boom",
+        ),
+        (
+            "misnamed",
+            "failed",
+            "the plugin calls itself `ok`; rename the file to libclauderon_ok.so",
+        ),
+    ];
+    for (name, status, reason) in expect {
+        let r = report(&list, name);
+        assert_eq!(r["status"], status, "{r:#}");
+        let got = r["reason"].as_str().unwrap_or_default();
+        assert!(got.contains(reason), "{name}: {got}");
+    }
+    // The dlopen reason carries the system's explanation, not just "dlopen failed".
+    let notalib = report(&list, "notalib")["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(notalib.contains("dlopen failed: "), "{notalib}");
+    for name in ["ok", "async_panic", "sprites"] {
+        assert_eq!(report(&list, name)["status"], "loaded", "{name}");
+    }
+    assert_eq!(
+        report(&list, "ok")["capabilities"],
+        serde_json::json!(["lifecycle", "exec", "check_auth", "list"])
+    );
+    // The panic message went to the host's log, not to a raw stderr print.
+    assert!(!run.stderr.contains("thread '"), "{}", run.stderr);
+
+    // On use, each gives the same error and a failure exit code; still no crash.
+    for (name, needle) in [
+        ("notalib", "cannot open it as a shared library"),
+        ("plain", "not a clauderon plugin"),
+        ("init_fails", "failed to initialize"),
+        ("init_panics", "panicked during init"),
+    ] {
+        let info = home.run(&["plugins", "info", name]);
+        assert_exit(&info, 1);
+        assert!(info.stdout.contains(needle), "{name}: {}", info.stdout);
+        let check = home.run(&["--backend", name, "plugins", "check"]);
+        assert_exit(&check, 1);
+        assert!(check.stderr.contains(needle), "{name}: {}", check.stderr);
+    }
+}
+
+#[test]
+fn a_panic_inside_an_async_call_becomes_an_error() {
+    let home = TempHome::new();
+    home.install_plugin("async_panic", &fixture("fixture_async_panic"));
+    let run = home.run(&["plugins", "check", "async_panic"]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr
+            .contains("check_auth failed (panicked): the plugin panicked in `check_auth`: fixture async panic: kaboom"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn ok_plugin_gets_config_secrets_and_forwards_logs() {
+    let home = TempHome::new();
+    home.install_plugin("ok", &fixture("fixture_ok"));
+    home.write_config("default_backend = \"ok\"\n[plugins.ok]\ngreeting = \"hey\"\n");
+
+    let missing = home.run(&["plugins", "check"]);
+    assert_exit(&missing, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("(unauthenticated): secret `ok_token` is not set"),
+        "{}",
+        missing.stderr
+    );
+
+    let run = home.run_with(&["plugins", "check", "--json"], |c| {
+        c.env("OK_FIXTURE_TOKEN", "s3cr3t-value")
+            .env("CLAUDERON_LOG", "info");
+    });
+    assert_exit(&run, 0);
+    let resp = run.json();
+    assert_eq!(resp["account"], "hey-user");
+    assert_eq!(resp["detail"], "token of 12 bytes");
+    assert!(
+        run.stderr.contains("fixture check_auth called"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("plugin=\"ok\""), "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cr3t-value") && !run.stdout.contains("s3cr3t-value"));
+}
+
+#[test]
+fn backend_selection_flag_env_and_unknown_names() {
+    let home = TempHome::new();
+    home.install_plugin("ok", &fixture("fixture_ok"));
+
+    let none = home.run(&["plugins", "check"]);
+    assert_exit(&none, 1);
+    assert!(
+        none.stderr
+            .contains("no backend selected: pass --backend NAME"),
+        "{}",
+        none.stderr
+    );
+    assert!(
+        none.stderr.contains("available: ok, sprites"),
+        "{}",
+        none.stderr
+    );
+
+    let unknown = home.run(&["--backend", "nope", "plugins", "check"]);
+    assert_exit(&unknown, 1);
+    assert!(
+        unknown.stderr.contains("no plugin named `nope`"),
+        "{}",
+        unknown.stderr
+    );
+    assert!(
+        unknown.stderr.contains("libclauderon_nope.so"),
+        "{}",
+        unknown.stderr
+    );
+
+    let env = home.run_with(&["plugins", "check"], |c| {
+        c.env("CLAUDERON_BACKEND", "ok")
+            .env("OK_FIXTURE_TOKEN", "x");
+    });
+    assert_exit(&env, 0);
+    assert!(
+        env.stdout.contains("ok: credentials ok (fixture-user)"),
+        "{}",
+        env.stdout
+    );
+
+    let usage = home.run(&["plugins", "frobnicate"]);
+    assert_exit(&usage, 2);
+}
+
+#[test]
+fn plugin_path_and_config_path_take_precedence_over_home() {
+    let home = TempHome::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let in_path = elsewhere.path().join(dylib_file_name("clauderon_ok"));
+    std::fs::copy(fixture("fixture_ok"), &in_path).unwrap();
+    // The home copy of `ok` is broken; the CLAUDERON_PLUGIN_PATH one must win.
+    std::fs::write(
+        home.plugins_dir().join(dylib_file_name("clauderon_ok")),
+        b"junk",
+    )
+    .unwrap();
+    let run = home.run_with(&["plugins", "list", "--json"], |c| {
+        c.env("CLAUDERON_PLUGIN_PATH", elsewhere.path());
+    });
+    assert_exit(&run, 0);
+    let list = run.json();
+    let ok = report(&list, "ok");
+    assert_eq!(ok["status"], "loaded", "{ok:#}");
+    assert_eq!(ok["source"], "plugin_path");
+
+    // An explicit config path beats everything, whatever the file is called.
+    let custom = elsewhere.path().join("custom-name.so");
+    std::fs::copy(fixture("fixture_async_panic"), &custom).unwrap();
+    home.write_config(&format!(
+        "[plugins.async_panic]\npath = \"{}\"\n",
+        custom.display()
+    ));
+    let run = home.run(&["plugins", "info", "async_panic", "--json"]);
+    assert_exit(&run, 0);
+    let info = run.json();
+    assert_eq!(info["source"], "config");
+    assert_eq!(info["path"], custom.display().to_string());
+}
+
+// ---- in-process: the host library loading the real fixture library -------------------------
+
+fn registry_with(name: &str, lib: &Path) -> PluginRegistry {
+    PluginRegistry::from_candidates(
+        vec![Candidate {
+            name: name.to_owned(),
+            path: lib.to_path_buf(),
+            source: DiscoverySource::PluginPath,
+        }],
+        HostSetup::default(),
+    )
+}
+
+fn ok_registry() -> &'static PluginRegistry {
+    // One copy of the library per test binary: libraries are never unloaded.
+    static REG: OnceLock<PluginRegistry> = OnceLock::new();
+    REG.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let lib = dir.join(dylib_file_name("clauderon_ok"));
+        std::fs::copy(fixture("fixture_ok"), &lib).unwrap();
+        registry_with("ok", &lib)
+    })
+}
+
+#[tokio::test]
+async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
+    let reg = ok_registry();
+    let client = reg.get("ok").unwrap();
+    let again = reg.get("ok").unwrap();
+    assert!(Arc::ptr_eq(&client, &again), "loaded once");
+
+    // Progress events reach the caller of that request.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let req = ops::InstanceRequest {
+        instance: ops::Instance {
+            id: "i-1".into(),
+            state: serde_json::json!({"v": 1}),
+        },
+    };
+    let resp: ops::StatusResponse = client.call(ops::STATUS, &req, Some(tx)).await.unwrap();
+    assert_eq!(resp.status, ops::InstanceStatus::Running);
+    assert_eq!(resp.instance, req.instance);
+    let ev = rx.try_recv().expect("a progress event");
+    assert_eq!(ev["type"], "progress");
+    assert_eq!(ev["stage"], "probe");
+
+    // Exec over the socketpair: the plugin echoes stdin and ends with Exit.
+    let (_started, stream) = client
+        .exec(&ops::ExecRequest {
+            instance: req.instance.clone(),
+            command: vec!["echo".into(), "hi".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut r, mut w) = stream.split();
+    w.write_frame(&Frame::new(FrameKind::Stdin, b"ping".to_vec()))
+        .await
+        .unwrap();
+    w.write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut exit = None;
+    for _ in 0..16 {
+        let Some(f) = r.read_frame().await.unwrap() else {
+            break;
+        };
+        match f.kind {
+            FrameKind::Stdout => out.extend_from_slice(&f.payload),
+            FrameKind::Exit => {
+                exit = f.exit_code();
+                break;
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert_eq!(String::from_utf8(out).unwrap(), "echo hi\nping");
+    assert_eq!(exit, Some(7));
+
+    // Secrets the plugin did not declare are refused.
+    let err = client
+        .list_instances(&ops::ListInstancesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::PermissionDenied);
+    assert!(err.message.contains("did not declare"), "{}", err.message);
+
+    // Not in its capabilities: Unsupported, without reaching the plugin's code.
+    let err = client.hibernate(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+    let err: clauderon::plugins::PluginError = client
+        .call::<_, serde_json::Value>("teleport", &serde_json::json!({}), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported);
+
+    // The extension example: a `#[repr(C)]` vtable looked up by name and major.
+    #[repr(C)]
+    struct HelloV1 {
+        answer: extern "C" fn() -> u32,
+    }
+    let ext = client.extension("hello", 1).expect("hello v1");
+    // SAFETY: `hello` major 1 is `HelloV1` by the fixture's contract.
+    let hello = unsafe { &*ext.cast::<HelloV1>() };
+    assert_eq!((hello.answer)(), 42);
+    assert!(client.extension("hello", 2).is_none());
+}
+
+#[test]
+fn unknown_name_lists_what_exists() {
+    let reg = registry_with("ok", Path::new("/nonexistent/libclauderon_ok.so"));
+    match reg.get("other") {
+        Err(RegistryError::Unknown { available, .. }) => assert_eq!(available, "ok"),
+        other => panic!("{other:?}"),
+    }
+    let r = reg.report_named("ok").unwrap();
+    assert_eq!(r.status, PluginStatus::Failed);
+}
+
+// ---- version fixtures built at test time ---------------------------------------------------
+
+/// Writes `contents` to `path` only if it differs (keeps cargo's fingerprints stable).
+fn write_if_changed(path: &Path, contents: &str) {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(contents) {
+        return;
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
+
+fn copy_tree(from: &Path, to: &Path, patch: &dyn Fn(&Path, String) -> String) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let src = entry.path();
+        let dest = to.join(entry.file_name());
+        if src.is_dir() {
+            copy_tree(&src, &dest, patch);
+        } else {
+            let text = std::fs::read_to_string(&src).unwrap();
+            write_if_changed(&dest, &patch(&src, text));
+        }
+    }
+}
+
+fn replace_once(text: &str, from: &str, to: &str, what: &str) -> String {
+    assert!(
+        text.contains(from),
+        "patch for {what} no longer applies: `{from}` not found"
+    );
+    text.replacen(from, to, 1)
+}
+
+/// Builds the ok fixture against a patched copy of plugin-api; returns the library path.
+fn build_variant(
+    variant: &str,
+    api_version: &str,
+    patch_api: &dyn Fn(&Path, String) -> String,
+) -> PathBuf {
+    let root = workspace_root();
+    let ws = root.join("target/fixture-workspaces").join(variant);
+    let root_manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let start = root_manifest.find("members = [").unwrap();
+    let end = start + root_manifest[start..].find(']').unwrap() + 1;
+    let mut manifest = format!(
+        "{}members = [\"plugin-api\", \"plugin\"]{}",
+        &root_manifest[..start],
+        &root_manifest[end..]
+    );
+    manifest = replace_once(
+        &manifest,
+        "clauderon-plugin-api = { path = \"plugin-api\", version = \"1.0.0\" }",
+        &format!("clauderon-plugin-api = {{ path = \"plugin-api\", version = \"{api_version}\" }}"),
+        "workspace manifest",
+    );
+    manifest = manifest
+        .lines()
+        .filter(|l| !l.starts_with("clauderon-sprites =") && !l.starts_with("clauderon ="))
+        .collect::<Vec<_>>()
+        .join("\n");
+    write_if_changed(&ws.join("Cargo.toml"), &manifest);
+    write_if_changed(
+        &ws.join("Cargo.lock"),
+        &std::fs::read_to_string(root.join("Cargo.lock")).unwrap(),
+    );
+    let api_manifest = std::fs::read_to_string(root.join("plugin-api/Cargo.toml")).unwrap();
+    write_if_changed(
+        &ws.join("plugin-api/Cargo.toml"),
+        &replace_once(
+            &api_manifest,
+            "version = \"1.0.0\"",
+            &format!("version = \"{api_version}\""),
+            "plugin-api manifest",
+        ),
+    );
+    copy_tree(
+        &root.join("plugin-api/src"),
+        &ws.join("plugin-api/src"),
+        patch_api,
+    );
+    let lib = format!("fixture_{variant}");
+    write_if_changed(
+        &ws.join("plugin/Cargo.toml"),
+        &format!(
+            "[package]\nname = \"fixture-{variant}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+             [lib]\nname = \"{lib}\"\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n\
+             clauderon-plugin-api.workspace = true\nserde_json.workspace = true\n\
+             tokio.workspace = true\ntracing.workspace = true\n"
+        ),
+    );
+    write_if_changed(
+        &ws.join("plugin/src/lib.rs"),
+        &std::fs::read_to_string(root.join("tests/fixtures/ok/src/lib.rs")).unwrap(),
+    );
+    let target = root.join("target/fixture-target");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .current_dir(&ws)
+        .args([
+            "build",
+            "--offline",
+            "--quiet",
+            "-p",
+            &format!("fixture-{variant}"),
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .env("FIXTURE_PLUGIN_NAME", variant)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "building the {variant} fixture failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug").join(dylib_file_name(&lib))
+}
+
+#[test]
+fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() {
+    let api2 = build_variant("api2", "2.0.0", &|_, text| text);
+    let old = build_variant("old_layout", "1.0.0", &|path, text| {
+        match path.file_name().and_then(|f| f.to_str()) {
+            // The older layout: the root module ended at `extension` (no `shutdown` yet).
+            Some("ffi.rs") => replace_once(
+                &text,
+                "    pub extension: extern \"C\" fn(RStr<'_>, u32) -> ROption<FfiExtension>,\n    \
+                 /// Shuts the plugin's runtime down, waiting at most this many milliseconds.\n    \
+                 #[sabi(last_prefix_field)]\n    pub shutdown: extern \"C\" fn(u64),\n",
+                "    #[sabi(last_prefix_field)]\n    \
+                 pub extension: extern \"C\" fn(RStr<'_>, u32) -> ROption<FfiExtension>,\n",
+                "ffi.rs",
+            ),
+            Some("export.rs") => replace_once(&text, "        shutdown,\n", "", "export.rs"),
+            _ => text,
+        }
+    });
+    let home = TempHome::new();
+    home.install_plugin("api2", &api2);
+    home.install_plugin("old_layout", &old);
+    let run = home.run(&["plugins", "list", "--json"]);
+    assert_exit(&run, 0);
+    let list = run.json();
+
+    let r = report(&list, "api2");
+    assert_eq!(r["status"], "incompatible", "{r:#}");
+    assert_eq!(r["api_version"], "2.0.0");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api 1.0.0: rebuild the plugin against clauderon-plugin-api 1.x"),
+        "{reason}"
+    );
+
+    // Pinned: abi_stable refuses a plugin whose root module has fewer prefix fields than the
+    // host's (see shared notes §1.3), and we report it as a layout mismatch.
+    let r = report(&list, "old_layout");
+    assert_eq!(r["status"], "incompatible", "{r:#}");
+    assert_eq!(r["api_version"], "1.0.0");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("declares clauderon-plugin-api 1.0.0, but its ABI layout does not match this host's clauderon-plugin-api 1.0.0"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("rebuild the plugin against clauderon-plugin-api 1.0.0"),
+        "{reason}"
+    );
+    assert!(reason.contains("too many fields"), "{reason}");
+
+    let use_it = home.run(&["plugins", "check", "api2"]);
+    assert_exit(&use_it, 1);
+    assert!(use_it.stderr.contains("2.0.0"), "{}", use_it.stderr);
+}

@@ -163,9 +163,16 @@ pub(crate) fn host_api_major() -> u64 {
 pub(crate) fn read_declaration(path: &Path) -> Result<String, LoadError> {
     // SAFETY: loading a library runs its initializers; we only open files named like plugins
     // from the configured search path, which is the documented trust boundary.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| LoadError::Open {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        // libloading's Display is just "dlopen failed"; the dlerror text is the source.
+        let reason = match std::error::Error::source(&e) {
+            Some(src) => format!("{e}: {src}"),
+            None => e.to_string(),
+        };
+        LoadError::Open {
+            path: path.to_path_buf(),
+            reason,
+        }
     })?;
     let symbol = format!("{DECLARATION_SYMBOL}\0");
     // SAFETY: the symbol, when present, is the frozen `#[repr(C)]` declaration static.
@@ -211,7 +218,13 @@ pub(crate) fn read_declaration(path: &Path) -> Result<String, LoadError> {
 /// Opens, verifies and describes a plugin library (no `init` yet).
 /// On failure: the error and the declared plugin-api version, when it was read.
 pub(crate) fn open(path: &Path) -> Result<OpenedPlugin, Box<(LoadError, Option<String>)>> {
-    let declared = read_declaration(path).map_err(|e| Box::new((e, None)))?;
+    let declared = read_declaration(path).map_err(|e| {
+        let declared = match &e {
+            LoadError::ApiIncompatible { plugin, .. } => Some(plugin.clone()),
+            _ => None,
+        };
+        Box::new((e, declared))
+    })?;
     let with_decl = |e: LoadError| Box::new((e, Some(declared.clone())));
     // Not `PluginModule_Ref::load_from_file`: it caches one module per interface type, so a
     // second plugin would get the first one's module (abi_stable issue #92).
@@ -245,7 +258,8 @@ pub(crate) fn open(path: &Path) -> Result<OpenedPlugin, Box<(LoadError, Option<S
 
 fn map_library_error(path: &Path, declared: &str, e: LibraryError) -> LoadError {
     let text = e.to_string();
-    let summary = first_line(&text);
+    tracing::debug!(path = %path.display(), "abi_stable refused the library: {text}");
+    let summary = summarize(&text);
     match e {
         LibraryError::AbiInstability(_) => LoadError::Layout {
             path: path.to_path_buf(),
@@ -260,7 +274,26 @@ fn map_library_error(path: &Path, declared: &str, e: LibraryError) -> LoadError 
     }
 }
 
-/// abi_stable's layout reports run to hundreds of lines; keep the gist.
+/// abi_stable's layout reports run to hundreds of lines; keep its `Error:` lines (for a
+/// shorter root module: "incompatible type size; prefix-types have a different prefix; too
+/// many fields"), or else the first line.
+fn summarize(text: &str) -> String {
+    let mut errors: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        if let Some(e) = line.trim().strip_prefix("Error:") {
+            let e = e.trim();
+            if !e.is_empty() && !errors.contains(&e) && errors.len() < 5 {
+                errors.push(e);
+            }
+        }
+    }
+    if errors.is_empty() {
+        first_line(text)
+    } else {
+        errors.join("; ")
+    }
+}
+
 fn first_line(text: &str) -> String {
     let line = text
         .lines()

@@ -316,7 +316,10 @@ impl PluginRegistry {
                 let error = if e.kind == ErrorKind::Panicked {
                     LoadError::InitPanicked {
                         name: info.name.clone(),
-                        message: e.message,
+                        message: e
+                            .message
+                            .strip_prefix("the plugin panicked in init: ")
+                            .map_or_else(|| e.message.clone(), str::to_owned),
                     }
                 } else {
                     LoadError::Init {

@@ -1,0 +1,114 @@
+//! A temporary `CLAUDERON_HOME` per test, and running the real `clauderon` binary against it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::artifacts::artifacts;
+
+/// A temporary clauderon home (deleted on drop).
+#[derive(Debug)]
+pub struct TempHome {
+    dir: tempfile::TempDir,
+}
+
+/// The result of one `clauderon` run.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code (`None` if killed by a signal, which a test treats as a crash).
+    pub code: Option<i32>,
+    /// stdout as text.
+    pub stdout: String,
+    /// stderr as text.
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout parsed as JSON (panics with both streams on failure).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e})\nstdout:\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl TempHome {
+    /// A fresh, empty home with a `plugins/` directory.
+    pub fn new() -> TempHome {
+        let dir = tempfile::Builder::new()
+            .prefix("clauderon-home-")
+            .tempdir()
+            .expect("create a temporary home");
+        std::fs::create_dir(dir.path().join("plugins")).expect("create plugins/");
+        TempHome { dir }
+    }
+
+    /// The home directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<home>/plugins`.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.path().join("plugins")
+    }
+
+    /// Writes `<home>/config.toml`.
+    pub fn write_config(&self, toml: &str) {
+        std::fs::write(self.path().join("config.toml"), toml).expect("write config.toml");
+    }
+
+    /// Copies a library into `<home>/plugins` as `libclauderon_<name>.so`; returns the new path.
+    pub fn install_plugin(&self, name: &str, library: &Path) -> PathBuf {
+        let dest = self
+            .plugins_dir()
+            .join(super::artifacts::dylib_file_name(&format!(
+                "clauderon_{name}"
+            )));
+        std::fs::copy(library, &dest)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", library.display(), dest.display()));
+        dest
+    }
+
+    /// A `clauderon` command with this home and a clean plugin environment.
+    pub fn clauderon(&self) -> Command {
+        let mut cmd = Command::new(artifacts().clauderon());
+        cmd.env("CLAUDERON_HOME", self.path())
+            .env_remove("CLAUDERON_PLUGIN_PATH")
+            .env_remove("CLAUDERON_BACKEND")
+            .env_remove("CLAUDERON_LOG")
+            .env_remove("SPRITES_API_KEY");
+        cmd
+    }
+
+    /// Runs `clauderon args...` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, |_| {})
+    }
+
+    /// Runs `clauderon args...` after letting `setup` adjust the command (env, ...).
+    pub fn run_with(&self, args: &[&str], setup: impl FnOnce(&mut Command)) -> Run {
+        let mut cmd = self.clauderon();
+        cmd.args(args);
+        setup(&mut cmd);
+        cmd.output().expect("run clauderon").into()
+    }
+}
+
+impl Default for TempHome {
+    fn default() -> Self {
+        TempHome::new()
+    }
+}
