@@ -399,6 +399,37 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
     assert!(client.extension("hello", 2).is_none());
 }
 
+#[tokio::test]
+async fn dropping_a_call_cancels_the_work_inside_the_plugin() {
+    let client = ok_registry().get("ok").unwrap();
+    let probe = ops::InstanceRequest {
+        instance: ops::Instance {
+            id: "probe".into(),
+            state: serde_json::Value::Null,
+        },
+    };
+    let before = client.status(&probe).await.unwrap().instance.state;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let call = client.call::<_, ops::InstanceResponse>(ops::START, &probe, Some(tx));
+    tokio::select! {
+        r = call => panic!("start never finishes on its own: {r:?}"),
+        ev = rx.recv() => assert_eq!(ev.unwrap()["type"], "started"),
+    }
+    // The call future is dropped here; the abort travels to the plugin's task asynchronously,
+    // with no signal to wait on, so poll the plugin's counter (bounded).
+    let want = before["cancelled"].as_u64().unwrap() + 1;
+    let mut cancelled = 0;
+    for _ in 0..500 {
+        let state = client.status(&probe).await.unwrap().instance.state;
+        cancelled = state["cancelled"].as_u64().unwrap();
+        if cancelled >= want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(cancelled, want, "the plugin-side task was not cancelled");
+}
+
 #[test]
 fn unknown_name_lists_what_exists() {
     let reg = registry_with("ok", Path::new("/nonexistent/libclauderon_ok.so"));
@@ -489,6 +520,11 @@ fn build_variant(
         &root.join("plugin-api/src"),
         &ws.join("plugin-api/src"),
         patch_api,
+    );
+    copy_tree(
+        &root.join("plugin-api/examples"),
+        &ws.join("plugin-api/examples"),
+        &|_, text| text,
     );
     let lib = format!("fixture_{variant}");
     write_if_changed(
@@ -582,4 +618,44 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     let use_it = home.run(&["plugins", "check", "api2"]);
     assert_exit(&use_it, 1);
     assert!(use_it.stderr.contains("2.0.0"), "{}", use_it.stderr);
+}
+
+#[test]
+fn the_guide_example_builds_and_loads() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "clauderon-plugin-api",
+            "--example",
+            "clauderon_hello",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the guide example failed");
+    let lib = artifacts()
+        .dir
+        .join("examples")
+        .join(dylib_file_name("clauderon_hello"));
+    let home = TempHome::new();
+    home.install_plugin("hello", &lib);
+    home.write_config("[plugins.hello]\ngreeting = \"hi there\"\n");
+    let run = home.run(&["plugins", "info", "hello", "--json"]);
+    assert_exit(&run, 0);
+    let info = run.json();
+    assert_eq!(info["status"], "loaded", "{info:#}");
+    assert_eq!(
+        info["capabilities"],
+        serde_json::json!(["lifecycle", "check_auth"])
+    );
+    let check = home.run(&["plugins", "check", "hello"]);
+    assert_exit(&check, 0);
+    assert!(
+        check.stdout.contains("hello: credentials ok (hi there)"),
+        "{}",
+        check.stdout
+    );
 }

@@ -217,15 +217,19 @@ impl PluginClient {
         >,
     ) -> Result<T, PluginError> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        if let Some(tx) = events {
+        // Unregistered when this call ends or is dropped.
+        let _route = events.map(|tx| {
             self.events.register(&request_id, tx);
-        }
+            RouteGuard {
+                events: self.events.clone(),
+                request_id: request_id.clone(),
+            }
+        });
         let fut = start(&request_id);
         // Awaited in its own task: a panic re-raised by async-ffi stays in that task.
         // Aborted if this future is dropped, which drops the plugin's future and so aborts the
         // plugin-side task: cancellation reaches the plugin.
         let joined = AbortOnDrop(tokio::spawn(fut)).await;
-        self.events.unregister(&request_id);
         match joined {
             Ok(RResult::ROk(v)) => Ok(v),
             Ok(RResult::RErr(e)) => Err(e.into()),
@@ -256,5 +260,16 @@ impl<T> std::future::Future for AbortOnDrop<T> {
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+struct RouteGuard {
+    events: EventRouter,
+    request_id: String,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.events.unregister(&self.request_id);
     }
 }
