@@ -64,6 +64,13 @@ impl Context {
             .get_or_init(|| PluginRegistry::discover(&opts, setup)))
     }
 
+    /// Stops loaded plugins' runtimes before the process exits.
+    pub fn shutdown(&self) {
+        if let Some(r) = self.registry.get() {
+            r.shutdown_all(std::time::Duration::from_secs(2));
+        }
+    }
+
     /// The selected backend plugin (`--backend`, else `default_backend`), loaded.
     pub fn backend_client(&self) -> anyhow::Result<Arc<PluginClient>> {
         let s = self.plugin_settings()?;

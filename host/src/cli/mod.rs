@@ -46,8 +46,10 @@ impl Cli {
     /// Runs the parsed command.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let ctx = Context::new(self.json, self.backend)?;
-        match self.command {
+        let result = match self.command {
             Command::Plugins(cmd) => cmd.run(&ctx).await,
-        }
+        };
+        ctx.shutdown();
+        result
     }
 }

@@ -306,3 +306,24 @@ fn first_line(text: &str) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_reports_are_summarized_by_their_error_lines() {
+        let text = "\nCompared <this>:\n  lots\nError:incompatible type size\n  more\n\
+                    Error:too many fields\nError:too many fields\n";
+        assert_eq!(summarize(text), "incompatible type size; too many fields");
+        assert_eq!(summarize("\n  just one line\nand more"), "just one line");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_open_error() {
+        let err = read_declaration(Path::new("/nonexistent/libclauderon_x.so")).unwrap_err();
+        assert!(matches!(err, LoadError::Open { .. }), "{err}");
+        assert_eq!(err.status(), PluginStatus::Failed);
+        assert!(err.to_string().contains("No such file"), "{err}");
+    }
+}

@@ -259,6 +259,23 @@ impl PluginRegistry {
             .map(|c| self.report(c))
     }
 
+    /// Stops the runtime of every loaded plugin (graceful exit), waiting at most `deadline`
+    /// for each. Calls made afterwards fail as cancelled.
+    pub fn shutdown_all(&self, deadline: std::time::Duration) {
+        let slots: Vec<Slot> = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for slot in slots {
+            if let Some(Ok(client)) = slot.get() {
+                client.shutdown(deadline);
+            }
+        }
+    }
+
     fn slot(&self, candidate: &Candidate) -> Slot {
         let mut slots = self
             .slots
