@@ -659,3 +659,30 @@ fn the_guide_example_builds_and_loads() {
         check.stdout
     );
 }
+
+#[test]
+fn sprites_refuses_a_bad_config_with_a_clear_error() {
+    let home = TempHome::new();
+    home.write_config("[plugins.sprites]\napi_url = 5\n");
+    let run = home.run(&["plugins", "list", "--json"]);
+    assert_exit(&run, 0);
+    let list = run.json();
+    let sprites = report(&list, "sprites");
+    assert_eq!(sprites["status"], "failed", "{sprites:#}");
+    assert!(
+        sprites["reason"]
+            .as_str()
+            .unwrap()
+            .contains("[plugins.sprites] api_url must be a string, found a number"),
+        "{sprites:#}"
+    );
+
+    home.write_config("[plugins.sprites]\napi_url = \"ftp://x\"\n");
+    let run = home.run(&["plugins", "info", "sprites"]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stdout.contains("must start with http:// or https://"),
+        "{}",
+        run.stdout
+    );
+}
