@@ -143,7 +143,7 @@ fn each_bad_fixture_gets_its_own_error_and_the_host_exits_normally() {
     }
     assert_eq!(
         report(&list, "ok")["capabilities"],
-        serde_json::json!(["lifecycle", "exec", "check_auth", "list"])
+        serde_json::json!(["lifecycle", "exec", "attach", "check_auth", "list"])
     );
     // The panic message went to the host's log, not to a raw stderr print.
     assert!(!run.stderr.contains("thread '"), "{}", run.stderr);
@@ -372,6 +372,39 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
     }
     assert_eq!(String::from_utf8(out).unwrap(), "echo hi\nping");
     assert_eq!(exit, Some(7));
+
+    // Attach: resize and detach travel host→plugin, output and events come back.
+    let (_started, stream) = client
+        .attach(&ops::AttachRequest {
+            instance: req.instance.clone(),
+            cols: 80,
+            rows: 24,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut r, mut w) = stream.split();
+    let first = r.read_frame().await.unwrap().unwrap();
+    assert_eq!(first.payload, b"attached 80x24\n");
+    w.write_frame(&Frame::resize(100, 40)).await.unwrap();
+    let resized = r.read_frame().await.unwrap().unwrap();
+    assert_eq!(
+        (resized.kind, resized.payload.as_slice()),
+        (FrameKind::Stdout, &b"resized 100x40\n"[..])
+    );
+    w.write_frame(&Frame::new(FrameKind::Detach, Vec::new()))
+        .await
+        .unwrap();
+    let ev = r.read_frame().await.unwrap().unwrap();
+    assert_eq!(ev.kind, FrameKind::Event);
+    assert_eq!(
+        String::from_utf8(ev.payload).unwrap(),
+        r#"{"type":"detached"}"#
+    );
+    assert!(
+        r.read_frame().await.unwrap().is_none(),
+        "the plugin closed its end"
+    );
 
     // Secrets the plugin did not declare are refused.
     let err = client
