@@ -390,7 +390,10 @@ pub struct SessionOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hibernation_timeout: Option<HibernationTimeout>,
     /// CPUs for the sandbox.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_cpu_limit"
+    )]
     pub cpu_limit: Option<u32>,
     /// Memory for the sandbox.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -401,12 +404,27 @@ pub struct SessionOptions {
     /// Whether caches are shared per project or per session.
     pub cache_scope: CacheScope,
     /// The agent's model.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "de_model")]
     pub model: Option<String>,
     /// Start the agent in plan mode.
     pub plan_mode: bool,
     /// Run the agent non-interactively and stream its output (`--print`).
     pub print: bool,
+}
+
+/// JSON (API bodies, stored rows) gets the same checks as the flags.
+fn de_cpu_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v: Option<u64> = serde::Deserialize::deserialize(d)?;
+    v.map(|n| parse_cpu_limit(&n.to_string()))
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
+fn de_model<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<String> = serde::Deserialize::deserialize(d)?;
+    v.map(|m| parse_model(&m))
+        .transpose()
+        .map_err(serde::de::Error::custom)
 }
 
 impl SessionOptions {
@@ -585,7 +603,22 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.flag, "--cpu-limit");
         // A stored row with a bad value is an error, not a silently different option.
-        assert!(serde_json::from_str::<SessionOptions>(r#"{"memory_limit":"5"}"#).is_err());
+        for bad in [
+            r#"{"memory_limit":"5"}"#,
+            r#"{"cpu_limit":0}"#,
+            r#"{"cpu_limit":1000}"#,
+            r#"{"cpu_limit":-1}"#,
+            r#"{"model":"two words"}"#,
+            r#"{"hibernation_timeout":"10m"}"#,
+            r#"{"build_cache":["carg"]}"#,
+            r#"{"cache_scope":"global"}"#,
+            r#"{"cpu_limt":2}"#,
+        ] {
+            let e = serde_json::from_str::<SessionOptions>(bad).unwrap_err();
+            assert!(!e.to_string().is_empty(), "{bad}");
+        }
+        let e = serde_json::from_str::<SessionOptions>(r#"{"cpu_limit":0}"#).unwrap_err();
+        assert!(e.to_string().contains("from 1 to 256"), "{e}");
         assert_eq!(
             serde_json::from_str::<SessionOptions>("{}").unwrap(),
             SessionOptions::default()
