@@ -505,6 +505,28 @@ impl Config {
         Ok(serde_json::Value::Object(out))
     }
 
+    /// Refuses a backend table that no known plugin claims (a typo such as `[sprties]`), with
+    /// its location and the known names. `known` is every plugin name discovery found.
+    pub fn check_backend_tables(&self, known: &[&str]) -> Result<(), ConfigError> {
+        for name in self.backends.keys() {
+            if !known.contains(&name.as_str()) {
+                let list = if known.is_empty() {
+                    "no plugins were found".to_string()
+                } else {
+                    format!("known plugins: {}", known.join(", "))
+                };
+                return Err(source::error_at_path(
+                    &self.file,
+                    &self.text,
+                    &[name],
+                    true,
+                    format!("no plugin named `{name}` claims this table; {list}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The home directory this config belongs to.
     pub fn home_root(&self) -> &Path {
         &self.home_root

@@ -295,3 +295,18 @@ fn paths_render() {
     assert_eq!(j[3]["exists"], true);
     assert_eq!(j[1]["exists"], false);
 }
+
+#[test]
+fn backend_tables_without_a_plugin() {
+    let c = parse("[sprites]\na = 1\n\n[sprties]\nb = 2\n").unwrap();
+    assert_eq!(
+        c.check_backend_tables(&["sprites", "test"])
+            .unwrap_err()
+            .to_string(),
+        "/h/config.toml:4:2: `sprties`: no plugin named `sprties` claims this table; known \
+         plugins: sprites, test"
+    );
+    assert!(c.check_backend_tables(&["sprites", "sprties"]).is_ok());
+    let e = c.check_backend_tables(&[]).unwrap_err().to_string();
+    assert!(e.ends_with("no plugins were found"), "{e}");
+}

@@ -175,6 +175,7 @@ pub struct SecretResolver {
     onepassword: OnePasswordConfig,
     env: BTreeMap<String, String>,
     declared: BTreeMap<String, SecretSpec>,
+    declared_by: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn euid() -> u32 {
@@ -192,6 +193,7 @@ impl SecretResolver {
             onepassword: proxy.onepassword.clone(),
             env: std::env::vars().collect(),
             declared: BTreeMap::new(),
+            declared_by: BTreeMap::new(),
         }
     }
 
@@ -204,6 +206,10 @@ impl SecretResolver {
     /// Adds the secrets backend `backend` declares in its schema.
     pub fn declare(&mut self, backend: &str, schema: &BackendSchema) {
         for s in &schema.secrets {
+            self.declared_by
+                .entry(s.name.clone())
+                .or_default()
+                .insert(backend.to_string());
             self.declared.insert(
                 s.name.clone(),
                 SecretSpec {
@@ -214,6 +220,14 @@ impl SecretResolver {
                 },
             );
         }
+    }
+
+    /// Whether `backend` declared secret `name`: host services hand a plugin only the secrets
+    /// it declared.
+    pub fn is_declared_by(&self, backend: &str, name: &str) -> bool {
+        self.declared_by
+            .get(name)
+            .is_some_and(|b| b.contains(backend))
     }
 
     /// What the resolver knows about `name` (declared, built in, or the generic rule).

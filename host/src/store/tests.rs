@@ -263,6 +263,7 @@ fn crash_child() {
         db.insert_session(&n).unwrap();
         db.append_event(n.id, "log", &serde_json::json!({"i": i}))
             .unwrap();
+        db.apply_event(n.id, Event::Created, None).unwrap();
         use std::io::Write;
         writeln!(out, "ACK {}", n.id).unwrap();
         out.flush().unwrap();
@@ -303,9 +304,9 @@ fn killed_writer_loses_nothing_acknowledged() {
     let db = Db::open(&path).unwrap();
     for id in &acked {
         let rec = db.get(*id).unwrap();
-        assert_eq!(rec.status, Status::Creating);
+        assert_eq!(rec.status, Status::Running);
         let ev = db.events_since(*id, 0, 10).unwrap();
-        assert_eq!(ev.len(), 2, "both events of {id} survive");
+        assert_eq!(ev.len(), 3, "every event of {id} survives");
     }
     assert!(db.list(false).unwrap().len() >= acked.len());
 }

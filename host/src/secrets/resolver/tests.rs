@@ -159,7 +159,11 @@ async fn declared_backend_secrets() {
     let mut r = f.resolver(&[("SPRITES_API_KEY", "generic-env")]);
     // Undeclared: the generic rule (upper-cased name), and no table literal.
     assert_eq!(value(&r, "sprites_api_key").await.unwrap().0, "generic-env");
+    assert!(!r.is_declared_by("sprites", "sprites_api_key"));
     r.declare("sprites", &schema);
+    assert!(r.is_declared_by("sprites", "sprites_api_key"));
+    assert!(!r.is_declared_by("other", "sprites_api_key"));
+    assert!(!r.is_declared_by("sprites", "github_token"));
     assert_eq!(r.spec("sprites_api_key").env, ["SPRITES_TOKEN"]);
     let (v, src) = value(&r, "sprites_api_key").await.unwrap();
     assert_eq!(v, "sk-literal-in-table-0000");
