@@ -59,11 +59,13 @@ impl Home {
         clauderon_home: Option<PathBuf>,
         home: Option<PathBuf>,
     ) -> Result<Self, HomeError> {
-        match (clauderon_home, home) {
-            (Some(p), _) if !p.as_os_str().is_empty() => Ok(Self::new(p)),
-            (_, Some(h)) if !h.as_os_str().is_empty() => Ok(Self::new(h.join(".clauderon"))),
-            _ => Err(HomeError::NoHome),
-        }
+        let root = match (clauderon_home, home) {
+            (Some(p), _) if !p.as_os_str().is_empty() => p,
+            (_, Some(h)) if !h.as_os_str().is_empty() => h.join(".clauderon"),
+            _ => return Err(HomeError::NoHome),
+        };
+        // A relative home would move with the working directory; pin it now.
+        Ok(Self::new(std::path::absolute(&root).unwrap_or(root)))
     }
 
     /// The home directory itself.
@@ -207,6 +209,8 @@ mod tests {
             Err(HomeError::NoHome)
         ));
         assert_eq!(h.db_file(), Path::new("/home/u/.clauderon/db.sqlite"));
+        let rel = Home::from_vars(Some("rel/home".into()), None).unwrap();
+        assert!(rel.root().is_absolute() && rel.root().ends_with("rel/home"));
         assert_eq!(
             h.secret_file("github_token"),
             Path::new("/home/u/.clauderon/secrets/github_token")

@@ -200,8 +200,11 @@ impl Config {
             }
         }
         let mut plugins = raw.plugins;
+        let user_home = std::env::var_os("HOME").map(PathBuf::from);
         for p in plugins.values_mut() {
-            if p.path.is_relative() {
+            if let (Ok(rest), Some(h)) = (p.path.strip_prefix("~"), &user_home) {
+                p.path = h.join(rest);
+            } else if p.path.is_relative() {
                 p.path = home_root.join(&p.path);
             }
         }
@@ -378,7 +381,8 @@ impl Config {
         self.default_backend.as_deref()
     }
 
-    /// `[plugins.<name>] path`, made absolute against the home directory.
+    /// `[plugins.<name>] path`: `~/` expanded, relative paths made absolute against the
+    /// clauderon home directory.
     pub fn plugin_path(&self, name: &str) -> Option<&Path> {
         self.plugins.get(name).map(|p| p.path.as_path())
     }

@@ -288,7 +288,7 @@ impl Db {
     }
 
     /// Moves a session through the state machine ([`crate::session::transition`]) and appends a
-    /// `status` event, in one transaction. `reason` is kept as `failure_reason` when the new
+    /// `status` event, in one transaction; when the status stays the same nothing is written. `reason` is kept as `failure_reason` when the new
     /// status is `failed` and cleared otherwise.
     pub fn apply_event(
         &mut self,
@@ -311,6 +311,14 @@ impl Db {
             what: format!("{e}"),
         })?;
         let to = transition(from, event)?;
+        if to == from {
+            return Ok(StatusChange {
+                from,
+                to,
+                event,
+                seq: None,
+            });
+        }
         let reason = if to == Status::Failed { reason } else { None };
         tx.execute(
             "UPDATE sessions SET status = ?2, failure_reason = ?3, updated_at = ?4 WHERE id = ?1",
@@ -336,7 +344,7 @@ impl Db {
             from,
             to,
             event,
-            seq,
+            seq: Some(seq),
         })
     }
 

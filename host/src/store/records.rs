@@ -80,8 +80,9 @@ pub struct StatusChange {
     pub to: Status,
     /// The event that moved it.
     pub event: Event,
-    /// The `seq` of the `status` event appended in the same transaction.
-    pub seq: i64,
+    /// The `seq` of the `status` event appended in the same transaction; `None` when the
+    /// status did not change (an observation confirming what the store knew writes nothing).
+    pub seq: Option<i64>,
 }
 
 /// What a caller supplies to record a checkpoint.

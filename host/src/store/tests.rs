@@ -141,21 +141,35 @@ fn status_changes_go_through_the_state_machine_and_log() {
         .unwrap();
     assert_eq!(db.get(n.id).unwrap().failure_reason, None);
 
+    // Observing what the store already knows writes nothing.
+    let c = db
+        .apply_event(n.id, Event::Observed(Observed::Running), None)
+        .unwrap();
+    assert_eq!((c.from, c.to), (Status::Waking, Status::Running));
+    assert!(c.seq.is_some());
+    let c = db
+        .apply_event(n.id, Event::Observed(Observed::Running), None)
+        .unwrap();
+    assert_eq!((c.to, c.seq), (Status::Running, None));
+
     let events = db.events_since(n.id, 0, 100).unwrap();
     let kinds: Vec<_> = events
         .iter()
         .map(|e| e.data["to"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["creating", "running", "failed", "waking"]);
+    assert_eq!(
+        kinds,
+        ["creating", "running", "failed", "waking", "running"]
+    );
     assert_eq!(events[2].data["reason"], "sandbox vanished");
     let later = db.events_since(n.id, events[1].seq, 100).unwrap();
-    assert_eq!(later.len(), 2);
+    assert_eq!(later.len(), 3);
     let seq = db
         .append_event(n.id, "log", &serde_json::json!({"line":"hi"}))
         .unwrap();
-    assert!(seq > events[3].seq);
+    assert!(seq > events[4].seq);
     assert_eq!(
-        db.events_since(n.id, events[3].seq, 1).unwrap()[0].kind,
+        db.events_since(n.id, events[4].seq, 1).unwrap()[0].kind,
         "log"
     );
     let missing = SessionId::new();
