@@ -373,6 +373,18 @@ impl Db {
         Ok(())
     }
 
+    /// Records the branch the agent works on (a backend may choose it after cloning).
+    pub fn set_branch(&mut self, id: SessionId, branch: Option<&str>) -> Result<(), StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("UPDATE sessions SET branch = ?2, updated_at = ?3 WHERE id = ?1")?
+            .execute(params![id.to_string(), branch, to_ms(now())])?;
+        if n == 0 {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        Ok(())
+    }
+
     /// Erases a session with its events and checkpoints (the normal path keeps `deleted` rows).
     pub fn remove_session(&mut self, id: SessionId) -> Result<(), StoreError> {
         let n = self
@@ -440,6 +452,46 @@ impl Db {
                 at: from_ms(at),
                 kind,
                 data,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every session's events with `seq > after_seq`, oldest first, at most `limit` (for an
+    /// event stream that follows all sessions and resumes from the last `seq` it saw).
+    pub fn all_events_since(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, session_id, at, kind, data FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![after_seq, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (seq, sid, at, kind, data) = r?;
+            let corrupt = |what: String| StoreError::Corrupt {
+                id: format!("event {seq}"),
+                what,
+            };
+            out.push(EventRecord {
+                seq,
+                session_id: sid.parse().map_err(|e| corrupt(format!("{e}")))?,
+                at: from_ms(at),
+                kind,
+                data: serde_json::from_str(&data).map_err(|e| corrupt(e.to_string()))?,
             });
         }
         Ok(out)

@@ -114,6 +114,24 @@ impl Store {
         self.run(move |db| db.events_since(id, after_seq, limit))
             .await
     }
+    /// See [`Db::all_events_since`].
+    pub async fn all_events_since(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.run(move |db| db.all_events_since(after_seq, limit))
+            .await
+    }
+    /// See [`Db::set_branch`].
+    pub async fn set_branch(
+        &self,
+        id: SessionId,
+        branch: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.set_branch(id, branch.as_deref()))
+            .await
+    }
     /// See [`Db::add_checkpoint`].
     pub async fn add_checkpoint(&self, c: NewCheckpoint) -> Result<CheckpointRecord, StoreError> {
         self.run(move |db| db.add_checkpoint(&c)).await

@@ -324,3 +324,31 @@ fn killed_writer_loses_nothing_acknowledged() {
     }
     assert!(db.list(false).unwrap().len() >= acked.len());
 }
+
+#[test]
+fn branch_and_all_events() {
+    let (_d, mut db) = open();
+    let a = new_session("a");
+    let b = new_session("b");
+    db.insert_session(&a).unwrap();
+    db.insert_session(&b).unwrap();
+    db.set_branch(a.id, Some("clauderon/a-1")).unwrap();
+    assert_eq!(
+        db.get(a.id).unwrap().branch.as_deref(),
+        Some("clauderon/a-1")
+    );
+    assert!(matches!(
+        db.set_branch(SessionId::new(), None),
+        Err(StoreError::NotFound(_))
+    ));
+    let all = db.all_events_since(0, 100).unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.session_id).collect::<Vec<_>>(),
+        [a.id, b.id]
+    );
+    db.apply_event(b.id, Event::Created, None).unwrap();
+    let later = db.all_events_since(all[1].seq, 100).unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].session_id, b.id);
+    assert_eq!(db.all_events_since(0, 1).unwrap().len(), 1);
+}
