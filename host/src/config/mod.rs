@@ -159,7 +159,19 @@ impl Config {
     pub fn load(home: &Home) -> Result<Self, ConfigError> {
         let file = home.config_file();
         match std::fs::read_to_string(&file) {
-            Ok(text) => Self::parse(&file, text, home.root()),
+            Ok(text) => {
+                let mut c = Self::parse(&file, text, home.root())?;
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&file).map_or(0, |m| m.permissions().mode());
+                if !c.literal_secrets.is_empty() && mode & 0o077 != 0 {
+                    c.warnings.push(format!(
+                        "{f} holds secrets and is readable by others (mode {m:04o}); run: chmod 600 {f}",
+                        f = file.display(),
+                        m = mode & 0o7777
+                    ));
+                }
+                Ok(c)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Self::parse(&file, String::new(), home.root())
             }

@@ -310,3 +310,22 @@ fn backend_tables_without_a_plugin() {
     let e = c.check_backend_tables(&[]).unwrap_err().to_string();
     assert!(e.ends_with("no plugins were found"), "{e}");
 }
+
+#[test]
+fn a_readable_config_with_secrets_warns() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = Home::new(dir.path());
+    let f = home.config_file();
+    std::fs::write(
+        &f,
+        "[secrets]\ngithub_token = \"ghp_0123456789abcdefghij\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let c = Config::load(&home).unwrap();
+    assert_eq!(c.warnings().len(), 2);
+    assert!(c.warnings()[1].ends_with(&format!("run: chmod 600 {}", f.display())));
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(Config::load(&home).unwrap().warnings().len(), 1);
+}
