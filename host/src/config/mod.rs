@@ -23,8 +23,9 @@ use std::path::{Path, PathBuf};
 /// The API's default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3030";
 
-/// Host tables: every other top-level key must be a backend table.
-const HOST_KEYS: [&str; 5] = ["default_backend", "plugins", "server", "agent", "secrets"];
+/// Host tables: every other top-level key must be a backend table, so no plugin may be named
+/// like one of these (the loader refuses such a plugin).
+pub const HOST_KEYS: [&str; 5] = ["default_backend", "plugins", "server", "agent", "secrets"];
 
 /// Errors from reading a config file.
 #[derive(Debug, thiserror::Error)]
