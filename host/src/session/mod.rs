@@ -1,1 +1,14 @@
 //! Sessions: ids, names, options and the status state machine.
+
+mod id;
+mod name;
+mod options;
+mod status;
+
+pub use id::{SessionId, SessionIdError};
+pub use name::{SessionName, SessionNameError};
+pub use options::{
+    BuildCache, CacheScope, HibernationTimeout, MemoryLimit, OptionError, SessionOptions,
+    parse_build_caches, parse_cpu_limit, parse_model,
+};
+pub use status::{Event, Observed, Status, TransitionError, UnknownStatus, transition};

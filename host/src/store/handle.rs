@@ -1,0 +1,143 @@
+//! The async handle the daemon uses: store calls on tokio's blocking pool, one at a time.
+
+use super::records::{
+    CheckpointRecord, EventRecord, NewCheckpoint, NewSession, SessionRecord, StatusChange,
+};
+use super::{Db, StoreError};
+use crate::session::{Event, SessionId, SessionName};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// A cloneable async handle to the one [`Db`] of the process.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: Arc<Mutex<Db>>,
+}
+
+impl Store {
+    /// Opens the store at `path` (on the blocking pool: opening may run migrations).
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let path = path.to_path_buf();
+        let db = tokio::task::spawn_blocking(move || Db::open(&path))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        Ok(Self::from_db(db))
+    }
+
+    /// Wraps an already open [`Db`].
+    pub fn from_db(db: Db) -> Self {
+        Self {
+            db: Arc::new(Mutex::new(db)),
+        }
+    }
+
+    /// Runs `f` with exclusive access to the database on the blocking pool. Every method below
+    /// is one `run`; callers compose several steps atomically with their own closure.
+    pub async fn run<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Db) -> Result<R, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || {
+            // A panic inside a call rolls its transaction back (rusqlite rolls back on drop),
+            // so the connection behind a poisoned lock is still consistent.
+            let mut guard = db.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    /// See [`Db::insert_session`].
+    pub async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError> {
+        self.run(move |db| db.insert_session(&new)).await
+    }
+    /// See [`Db::unique_name`].
+    pub async fn unique_name(&self, base: SessionName) -> Result<SessionName, StoreError> {
+        self.run(move |db| db.unique_name(&base)).await
+    }
+    /// See [`Db::get`].
+    pub async fn get(&self, id: SessionId) -> Result<SessionRecord, StoreError> {
+        self.run(move |db| db.get(id)).await
+    }
+    /// See [`Db::find`].
+    pub async fn find(&self, query: &str) -> Result<SessionRecord, StoreError> {
+        let q = query.to_string();
+        self.run(move |db| db.find(&q)).await
+    }
+    /// See [`Db::list`].
+    pub async fn list(&self, include_deleted: bool) -> Result<Vec<SessionRecord>, StoreError> {
+        self.run(move |db| db.list(include_deleted)).await
+    }
+    /// See [`Db::apply_event`].
+    pub async fn apply_event(
+        &self,
+        id: SessionId,
+        event: Event,
+        reason: Option<String>,
+    ) -> Result<StatusChange, StoreError> {
+        self.run(move |db| db.apply_event(id, event, reason.as_deref()))
+            .await
+    }
+    /// See [`Db::set_instance`].
+    pub async fn set_instance(
+        &self,
+        id: SessionId,
+        instance_id: Option<String>,
+        state: Option<serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.set_instance(id, instance_id.as_deref(), state.as_ref()))
+            .await
+    }
+    /// See [`Db::remove_session`].
+    pub async fn remove_session(&self, id: SessionId) -> Result<(), StoreError> {
+        self.run(move |db| db.remove_session(id)).await
+    }
+    /// See [`Db::append_event`].
+    pub async fn append_event(
+        &self,
+        id: SessionId,
+        kind: &str,
+        data: serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        let kind = kind.to_string();
+        self.run(move |db| db.append_event(id, &kind, &data)).await
+    }
+    /// See [`Db::events_since`].
+    pub async fn events_since(
+        &self,
+        id: SessionId,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.run(move |db| db.events_since(id, after_seq, limit))
+            .await
+    }
+    /// See [`Db::all_events_since`].
+    pub async fn all_events_since(
+        &self,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.run(move |db| db.all_events_since(after_seq, limit))
+            .await
+    }
+    /// See [`Db::set_branch`].
+    pub async fn set_branch(
+        &self,
+        id: SessionId,
+        branch: Option<String>,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.set_branch(id, branch.as_deref()))
+            .await
+    }
+    /// See [`Db::add_checkpoint`].
+    pub async fn add_checkpoint(&self, c: NewCheckpoint) -> Result<CheckpointRecord, StoreError> {
+        self.run(move |db| db.add_checkpoint(&c)).await
+    }
+    /// See [`Db::checkpoints`].
+    pub async fn checkpoints(&self, id: SessionId) -> Result<Vec<CheckpointRecord>, StoreError> {
+        self.run(move |db| db.checkpoints(id)).await
+    }
+}

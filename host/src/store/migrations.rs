@@ -1,0 +1,107 @@
+//! Versioned schema migrations, tracked with SQLite's `user_version`.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// Migration `i` moves the schema from version `i` to `i + 1`; append, never edit.
+const MIGRATIONS: &[&str] = &[
+    // v1: sessions, their event log and checkpoints.
+    "CREATE TABLE sessions (
+        id              TEXT PRIMARY KEY NOT NULL,
+        name            TEXT NOT NULL,
+        backend         TEXT NOT NULL,
+        repository      TEXT NOT NULL,
+        branch          TEXT,
+        prompt          TEXT NOT NULL,
+        options         TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        instance_id     TEXT,
+        instance_state  TEXT,
+        failure_reason  TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    -- Names are unique among sessions that still exist; a deleted session frees its name.
+    CREATE UNIQUE INDEX sessions_live_name ON sessions(name) WHERE status != 'deleted';
+    CREATE INDEX sessions_created ON sessions(created_at, id);
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        at          INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        data        TEXT NOT NULL
+    );
+    CREATE INDEX events_session ON events(session_id, seq);
+    CREATE TABLE checkpoints (
+        id          TEXT PRIMARY KEY NOT NULL,
+        session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        comment     TEXT NOT NULL,
+        git_head    TEXT,
+        backend_ref TEXT,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX checkpoints_session ON checkpoints(session_id, created_at);",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to [`SCHEMA_VERSION`], one transaction per step, and refuses a
+/// database from a newer build.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_fresh_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        let mut c = Connection::open(&p).unwrap();
+        migrate(&mut c, &p).unwrap();
+        migrate(&mut c, &p).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN ('sessions','events','checkpoints')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        let mut c = Connection::open(&p).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let e = migrate(&mut c, &p).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("newer than this clauderon knows"), "{msg}");
+        assert!(msg.contains(&format!("{}", SCHEMA_VERSION + 1)), "{msg}");
+    }
+}
