@@ -987,6 +987,13 @@ async fn lifecycle_running_warm_cold_and_wake() {
     wait_for_status(&emu, "life", "warm").await;
     let (_, v) = get_json(&emu, "/v1/sprites/life").await;
     assert!(v["last_warming_at"].is_string());
+    let st = emu.state("life").await;
+    if st["state"] == "warm" {
+        assert_eq!(
+            st["stopped"], st["processes"],
+            "warm: every process stopped: {st}"
+        );
+    }
     wait_for_status(&emu, "life", "cold").await;
     let st = emu.state("life").await;
     assert!(st["init_pid"].is_null(), "cold: no sandbox left: {st}");
@@ -1007,7 +1014,17 @@ async fn lifecycle_running_warm_cold_and_wake() {
     assert_eq!(run.out(), "kept\n0\n");
 
     // Forced states through the admin hook.
-    assert_eq!(emu.force_state("life", "warm").await["state"], "warm");
+    sh(&emu, "life", "nohup sleep 30 >/dev/null 2>&1 &").await;
+    let st = emu.force_state("life", "warm").await;
+    assert_eq!(st["state"], "warm");
+    assert!(st["processes"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(
+        st["stopped"], st["processes"],
+        "warm: every process stopped: {st}"
+    );
+    let st = emu.force_state("life", "running").await;
+    assert_eq!(st["stopped"], 0, "running again: resumed: {st}");
+    emu.force_state("life", "warm").await;
     let (_, v) = get_json(&emu, "/v1/sprites/life").await;
     assert_eq!(v["status"], "warm");
     assert_eq!(emu.force_state("life", "cold").await["state"], "cold");

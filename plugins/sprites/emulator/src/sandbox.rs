@@ -609,6 +609,21 @@ pub fn ns_members(init_pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// How many of `pids` are stopped (state `T` in `/proc/PID/stat`).
+pub fn count_stopped(pids: &[i32]) -> usize {
+    pids.iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.chars().next())
+                })
+                .is_some_and(|c| c == 'T')
+        })
+        .count()
+}
+
 /// Connects to `addr` from inside the network namespace of `init_pid`.
 pub fn connect_in_netns(
     init_pid: i32,
