@@ -905,6 +905,19 @@ async fn sprites_are_isolated_from_each_other_and_the_host() {
     assert_eq!(lines[lines.len() - 3], "lo", "only loopback: {out}");
     assert_eq!(lines[lines.len() - 2], "0", "host /root hidden");
 
+    // Nothing inside a sprite carries the emulator's token.
+    let run = sh(
+        &emu,
+        "iso-b",
+        "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; echo end",
+    )
+    .await;
+    assert!(run.out().ends_with("end\n"));
+    assert!(
+        !run.out().contains(emu.token()),
+        "token visible inside the sprite"
+    );
+
     // fs endpoints cannot escape either (.. is clamped; symlinks resolve inside the sprite).
     let c = http(&emu);
     let escape = format!("../../../..{data}/sprites/iso-a/root/home/sprite/secret");
@@ -1656,6 +1669,42 @@ async fn faults_rate_limit_error_latency_drop_and_slow_wake() {
     assert_eq!(r.status(), 204);
     let (_, info) = get_json(&emu, "/_emulator/info").await;
     assert_eq!(info["faults"], 0);
+}
+
+#[tokio::test]
+async fn without_namespaces_paths_are_mapped_into_the_sprite_directory() {
+    let emu = Emulator::start_args(&["--sandbox", "none"]);
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    assert_eq!(info["sandbox"], "none");
+    assert!(
+        info["sandbox_note"]
+            .as_str()
+            .unwrap()
+            .contains("--sandbox none")
+    );
+    create(&emu, "plain").await;
+    let home = emu.data_dir().join("sprites/plain/root/home/sprite");
+    let home = home.canonicalize().unwrap();
+    let run = sh(&emu, "plain", "pwd; echo $HOME; echo hi > $HOME/f").await;
+    assert_eq!(run.out(), format!("{0}\n{0}\n", home.display()));
+    let (s, v) = get_json(&emu, "/v1/sprites/plain/fs/list?path=/home/sprite").await;
+    assert_eq!(s, 200);
+    assert_eq!(v["entries"][0]["path"], "/home/sprite/f");
+    let r = http(&emu)
+        .get(qurl(
+            &emu,
+            "/v1/sprites/plain/fs/read",
+            &[("path", "../../../../etc/hostname")],
+        ))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "only the sprite's own directories exist for fs calls"
+    );
 }
 
 #[test]

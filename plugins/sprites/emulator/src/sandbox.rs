@@ -643,6 +643,7 @@ pub fn connect_in_netns(
 pub fn probe(helper: &Path) -> Result<(), String> {
     let out = std::process::Command::new(helper)
         .args([HELPER_ARG, "--probe"])
+        .env_clear()
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
@@ -678,7 +679,9 @@ impl Holder {
         hide: &Path,
         hostname: &str,
     ) -> Result<Holder, String> {
+        // No environment: the sprite's init must not carry the emulator's (token, paths).
         let mut child = tokio::process::Command::new(helper)
+            .env_clear()
             .arg(HELPER_ARG)
             .arg("--root")
             .arg(root)
