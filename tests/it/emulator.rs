@@ -738,6 +738,14 @@ async fn tty_sessions_outlive_disconnect_reattach_with_replay_and_kill() {
             .iter()
             .all(|s| id_of(s) != id)
     );
+    // Killing it again: 410 Gone (the Go SDK reads this as "already exited").
+    let r = http(&emu)
+        .post(url(&emu, &format!("/v1/sprites/det/exec/{id}/kill")))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
 
     // Kill escalates to SIGKILL when the signal is ignored.
     let mut w = ws(
@@ -1048,6 +1056,17 @@ async fn lifecycle_running_warm_cold_and_wake() {
     assert_eq!(emu.state("life").await["state"], "cold");
     get_json(&emu, "/v1/sprites/life/checkpoints").await;
     assert_eq!(emu.state("life").await["state"], "running");
+
+    // A sandbox killed from outside is replaced on the next exec.
+    if let Some(pid) = emu.state("life").await["init_pid"].as_i64() {
+        let st = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(sh(&emu, "life", "echo back").await.out(), "back\n");
+        assert_ne!(emu.state("life").await["init_pid"].as_i64(), Some(pid));
+    }
 }
 
 #[tokio::test]

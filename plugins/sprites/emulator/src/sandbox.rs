@@ -550,6 +550,9 @@ pub unsafe fn child_setup(ns: Option<&NsFds>, cwd: &CStr, tty: bool) -> std::io:
         nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
     }
     if ns.is_none() {
+        // Without a PID namespace nothing else ends the program when the emulator dies.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
         return Ok(());
     }
     let all = SigSet::all();
