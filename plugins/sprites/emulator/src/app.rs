@@ -335,6 +335,17 @@ impl App {
         sprite.life.lock().await.holder.as_ref().map(|h| h.init_pid)
     }
 
+    /// Host pids of the sprite's namespace init and of its helper, when awake.
+    pub async fn holder_ids(&self, sprite: &Arc<Sprite>) -> Option<(i32, Option<i32>)> {
+        sprite
+            .life
+            .lock()
+            .await
+            .holder
+            .as_ref()
+            .map(|h| (h.init_pid, h.helper_pid))
+    }
+
     /// One pass of the idle timers.
     pub async fn tick(&self) {
         let now = Instant::now();
