@@ -1726,6 +1726,43 @@ async fn without_namespaces_paths_are_mapped_into_the_sprite_directory() {
     );
 }
 
+#[tokio::test]
+async fn unprivileged_emulator_isolates_with_user_namespaces() {
+    let Some(emu) = Emulator::start_unprivileged(&[]) else {
+        eprintln!("not root or no setpriv: cannot start the emulator as an unprivileged user");
+        return;
+    };
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    if info["sandbox"] != "namespaces" {
+        // The kernel refuses unprivileged user namespaces: the emulator must say why.
+        assert!(!info["sandbox_note"].as_str().unwrap().is_empty(), "{info}");
+        return;
+    }
+    create(&emu, "unpriv").await;
+    let run = sh(
+        &emu,
+        "unpriv",
+        "id -u; hostname; echo x > /etc/probe-unpriv; echo ok > /home/sprite/f; cat /home/sprite/f",
+    )
+    .await;
+    assert_eq!(
+        run.out(),
+        "0\nunpriv\nok\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("Read-only file system"));
+    let (s, v) = get_json(&emu, "/v1/sprites/unpriv/fs/list?path=/home/sprite").await;
+    assert_eq!((s, v["count"].as_u64()), (200, Some(1)));
+    let r = http(&emu)
+        .post(url(&emu, "/v1/sprites/unpriv/checkpoint"))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ndjson(r).await.last().unwrap()["type"], "complete");
+}
+
 #[test]
 fn bad_flags_are_refused_with_a_clear_message() {
     let bin = crate::support::artifacts::artifacts().emulator();
