@@ -784,6 +784,44 @@ async fn tty_sessions_outlive_disconnect_reattach_with_replay_and_kill() {
 }
 
 #[tokio::test]
+async fn reattach_replays_only_the_bounded_tail() {
+    let emu = Emulator::start_args(&["--replay-bytes", "2048"]);
+    create(&emu, "ring").await;
+    let script = "i=0; while [ $i -lt 400 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; \
+                  echo END-OF-OUTPUT; read x";
+    let mut w = ws(
+        &emu,
+        "/v1/sprites/ring/exec",
+        &[
+            ("cmd", "sh"),
+            ("cmd", "-c"),
+            ("cmd", script),
+            ("tty", "true"),
+        ],
+    )
+    .await;
+    let mut acc = String::new();
+    let texts = read_tty_until(&mut w, "END-OF-OUTPUT", &mut acc).await;
+    assert!(acc.len() > 10_000);
+    let id = texts[0]["session_id"].as_str().unwrap().to_owned();
+    w.close(None).await.unwrap();
+    let mut w = ws(&emu, &format!("/v1/sprites/ring/exec/{id}"), &[]).await;
+    let mut replay = String::new();
+    read_tty_until(&mut w, "END-OF-OUTPUT", &mut replay).await;
+    assert!(
+        replay.len() <= 2048,
+        "replay of {} bytes exceeds the buffer",
+        replay.len()
+    );
+    assert!(
+        replay.len() > 1024,
+        "replay holds the recent output: {replay:?}"
+    );
+    assert!(!replay.contains("line-0-"), "oldest output is gone");
+    assert!(replay.contains("line-399-"));
+}
+
+#[tokio::test]
 async fn non_tty_exec_ends_after_disconnect_window() {
     let emu = Emulator::start();
     create(&emu, "nd").await;
