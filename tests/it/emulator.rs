@@ -1262,6 +1262,18 @@ async fn checkpoints_really_snapshot_and_restore_files() {
     )
     .await;
     assert_eq!(run.out(), "one\nkeep\na\nb\n");
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    if info["sandbox"] == "namespaces" {
+        // Checkpoints are mounted read-only inside the sprite.
+        let run = sh(
+            &emu,
+            "cp",
+            "cat /.sprite/checkpoints/v1/home/sprite/a; ls /.sprite/checkpoints; touch /.sprite/checkpoints/v1/x",
+        )
+        .await;
+        assert_eq!(run.out(), "one\nv0\nv1\n");
+        assert!(String::from_utf8_lossy(&run.stderr).contains("Read-only"));
+    }
 
     // A missing id: HTTP 200 with an in-stream error.
     let r = c
