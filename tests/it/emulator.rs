@@ -1046,12 +1046,16 @@ async fn lifecycle_running_warm_cold_and_wake() {
     wait_for_status(&emu, "life", "warm").await;
     let (_, v) = get_json(&emu, "/v1/sprites/life").await;
     assert!(v["last_warming_at"].is_string());
-    let st = emu.state("life").await;
-    if st["state"] == "warm" {
-        assert_eq!(
-            st["stopped"], st["processes"],
-            "warm: every process stopped: {st}"
-        );
+    // Warm means frozen: while it stays warm, every process reaches the stopped state (a
+    // process in uninterruptible I/O stops when the I/O ends, so this polls, bounded).
+    let t = Instant::now();
+    loop {
+        let st = emu.state("life").await;
+        if st["state"] != "warm" || st["stopped"] == st["processes"] {
+            break;
+        }
+        assert!(t.elapsed() < WAIT, "warm but not frozen: {st}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     wait_for_status(&emu, "life", "cold").await;
     let st = emu.state("life").await;
@@ -1102,6 +1106,12 @@ async fn lifecycle_running_warm_cold_and_wake() {
             .status()
             .unwrap();
         assert!(st.success());
+        // Wait (bounded) until the killed init is gone, so the next exec cannot race it.
+        let t = Instant::now();
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(t.elapsed() < WAIT, "killed init {pid} never went away");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(sh(&emu, "life", "echo back").await.out(), "back\n");
         assert_ne!(emu.state("life").await["init_pid"].as_i64(), Some(pid));
     }

@@ -923,7 +923,8 @@ impl Holder {
     /// Stops every process of the sprite and waits (bounded) until the kernel reports them all
     /// stopped, re-signalling any that appeared meanwhile.
     pub async fn freeze(&self) {
-        for _ in 0..200 {
+        // Up to 5 s: a process in uninterruptible I/O stops only when the I/O completes.
+        for _ in 0..1000 {
             let members = ns_members(self.init_pid);
             let running: Vec<i32> = members
                 .iter()
