@@ -41,3 +41,8 @@ pub use sprite::{
     UrlSettings,
 };
 pub use token::Token;
+
+#[cfg(test)]
+mod fixture;
+#[cfg(test)]
+mod loopback_tests;
