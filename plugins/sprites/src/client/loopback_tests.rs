@@ -674,3 +674,107 @@ async fn fs_sends_documented_parameters() {
     assert_eq!(st.mode_bits(), Some(0o640));
     assert!(h.stat("/nope/x").await.unwrap().is_none());
 }
+
+/// A TLS acceptor for `localhost` with a fresh self-signed certificate (returned as DER).
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, Vec<u8>) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_der = ck.cert.der().to_vec();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der.clone().into()], key)
+        .unwrap();
+    (
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        cert_der,
+    )
+}
+
+#[tokio::test]
+async fn https_and_wss_work_with_the_ring_tls_config() {
+    let (acceptor, ca) = tls_acceptor();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                // Peek at the request head to tell REST from a WebSocket upgrade.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                assert!(text.contains("authorization: bearer fixture-token"));
+                if text.contains("upgrade: websocket") {
+                    // The key is case-sensitive: take it from the original bytes.
+                    let orig = String::from_utf8_lossy(&head).to_string();
+                    let key = orig
+                        .lines()
+                        .find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-key:"))
+                        .map(|l| l.split_once(':').unwrap().1.trim().to_owned())
+                        .unwrap();
+                    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(
+                        key.as_bytes(),
+                    );
+                    let resp = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+                    );
+                    tls.write_all(resp.as_bytes()).await.unwrap();
+                    let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                        tls,
+                        tokio_tungstenite::tungstenite::protocol::Role::Server,
+                        None,
+                    )
+                    .await;
+                    use futures::SinkExt;
+                    let m = |v: Vec<u8>| tokio_tungstenite::tungstenite::Message::binary(v);
+                    ws.send(m(b"\x01secure".to_vec())).await.unwrap();
+                    ws.send(m(vec![3, 0])).await.unwrap();
+                    let _ = ws.next().await;
+                } else {
+                    let body = r#"{"id":"sprite-t","name":"t","status":"running"}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    tls.write_all(resp.as_bytes()).await.unwrap();
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    let c = SpritesClient::builder()
+        .base_url(format!("https://localhost:{port}"))
+        .token(Token::new(super::fixture::TOKEN))
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    assert!(c.ws_url().starts_with("wss://localhost:"));
+    assert_eq!(c.get("t").await.unwrap().status, SpriteStatus::Running);
+    let out = c.sprite("t").command("x").output().await.unwrap();
+    assert_eq!(out.stdout, b"secure");
+
+    // Without the test CA the same server is refused (the web roots do not trust it).
+    let untrusting = SpritesClient::builder()
+        .base_url(format!("https://localhost:{port}"))
+        .token(Token::new(super::fixture::TOKEN))
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        untrusting.get("t").await.unwrap_err(),
+        Error::Transport(_)
+    ));
+}
