@@ -1,0 +1,198 @@
+//! Command-line flags and the validated configuration they produce.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+use crate::duration::parse_duration;
+use crate::faults::Fault;
+
+/// Behaviours where the real service varies or the sources disagree; each flag picks the other form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Quirk {
+    /// Missing sprite on GET/DELETE answers the documented 404 instead of the observed 500.
+    MissingSprite404,
+    /// Duplicate create answers the documented 400 instead of the observed 409.
+    Duplicate400,
+    /// List aggregates (counts, limits, org name) nested under `org` (older Go SDK shape).
+    ListOrgNested,
+    /// List carries only `sprites`, `has_more`, `next_continuation_token` (observed Jan 2026).
+    ListMinimal,
+    /// Every list page says `has_more: true` with a null token (sprites-docs #148).
+    HasMoreNullToken,
+    /// Sessions list is a bare JSON array (spec) instead of `{"sessions":[..],"count":n}` (SDKs).
+    SessionsArray,
+    /// `session_id` in `session_info` is an integer instead of a string.
+    SessionIdInt,
+    /// Policy POST answers 200 echoing the rules (spec) instead of 204 (SDKs).
+    Policy200,
+    /// Missing checkpoint on GET answers 404 JSON instead of the observed 500 text.
+    Checkpoint404,
+    /// Sprites carry `org_slug` instead of `organization` (older list examples).
+    OrgSlug,
+}
+
+impl Quirk {
+    /// The flag spelling of this quirk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quirk::MissingSprite404 => "missing-sprite404",
+            Quirk::Duplicate400 => "duplicate400",
+            Quirk::ListOrgNested => "list-org-nested",
+            Quirk::ListMinimal => "list-minimal",
+            Quirk::HasMoreNullToken => "has-more-null-token",
+            Quirk::SessionsArray => "sessions-array",
+            Quirk::SessionIdInt => "session-id-int",
+            Quirk::Policy200 => "policy200",
+            Quirk::Checkpoint404 => "checkpoint404",
+            Quirk::OrgSlug => "org-slug",
+        }
+    }
+}
+
+/// How sprite processes are isolated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxArg {
+    /// Namespaces when the kernel allows them, otherwise none (said so at start).
+    Auto,
+    /// Namespaces or fail at start.
+    Namespaces,
+    /// No isolation: processes run on the host with sprite paths mapped into the data directory.
+    None,
+}
+
+/// `sprites-emulator` flags.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sprites-emulator",
+    version,
+    about = "A local, sprites.dev-compatible API server"
+)]
+pub struct Args {
+    /// Address to listen on; with port 0 the bound address is the first line of stdout.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Directory holding every sprite's files, checkpoints and metadata (survives restarts).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The bearer token clients must send (`Authorization: Bearer TOKEN`).
+    #[arg(long, env = "SPRITES_EMULATOR_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Idle time after which a running sprite goes warm (its processes are stopped).
+    #[arg(long, default_value = "30s")]
+    pub idle_to_warm: String,
+    /// Time after which a warm sprite goes cold (its processes are killed, the disk kept).
+    #[arg(long, default_value = "30s")]
+    pub warm_to_cold: String,
+    /// Extra delay when a request wakes a warm sprite.
+    #[arg(long, default_value = "0s")]
+    pub wake_delay_warm: String,
+    /// Extra delay when a request wakes a cold sprite.
+    #[arg(long, default_value = "0s")]
+    pub wake_delay_cold: String,
+    /// How long an exec socket stays open after the exit frame before the server closes it
+    /// (the real service lingers about 5 s; clients should close at once).
+    #[arg(long, default_value = "5s")]
+    pub exit_linger: String,
+    /// Default `max_run_after_disconnect` for non-TTY execs.
+    #[arg(long, default_value = "10s")]
+    pub non_tty_disconnect: String,
+    /// Bytes of recent output kept per session for replay on re-attach.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub replay_bytes: usize,
+    /// Isolation of sprite processes.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub sandbox: SandboxArg,
+    /// Pick the other form of a behaviour where the sources disagree (repeatable).
+    #[arg(long = "quirk", value_enum)]
+    pub quirks: Vec<Quirk>,
+    /// A fault to inject, as JSON (an object or an array of objects; repeatable).
+    #[arg(long = "fault")]
+    pub faults: Vec<String>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory (absolute).
+    pub data: PathBuf,
+    /// Bearer token.
+    pub token: String,
+    /// Running to warm after this much idleness.
+    pub idle_to_warm: Duration,
+    /// Warm to cold after this long warm.
+    pub warm_to_cold: Duration,
+    /// Wake delay from warm.
+    pub wake_delay_warm: Duration,
+    /// Wake delay from cold.
+    pub wake_delay_cold: Duration,
+    /// Linger after the exit frame.
+    pub exit_linger: Duration,
+    /// Default survival of non-TTY execs after disconnect.
+    pub non_tty_disconnect: Duration,
+    /// Replay buffer size.
+    pub replay_bytes: usize,
+    /// Requested isolation.
+    pub sandbox: SandboxArg,
+    /// Enabled quirks.
+    pub quirks: BTreeSet<Quirk>,
+    /// Faults from the command line.
+    pub faults: Vec<Fault>,
+    /// The program re-executed as the sandbox helper (normally this binary).
+    pub helper: PathBuf,
+}
+
+impl Config {
+    /// Whether a quirk is on.
+    pub fn quirk(&self, q: Quirk) -> bool {
+        self.quirks.contains(&q)
+    }
+}
+
+impl Args {
+    /// Validates the flags.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        if self.token.is_empty() {
+            bail!("--token must not be empty: pass the bearer token clients will use");
+        }
+        std::fs::create_dir_all(&self.data)
+            .with_context(|| format!("cannot create --data directory {}", self.data.display()))?;
+        let data = self
+            .data
+            .canonicalize()
+            .with_context(|| format!("cannot resolve --data directory {}", self.data.display()))?;
+        let dur = |flag: &str, v: &str| {
+            parse_duration(v).with_context(|| {
+                format!("--{flag} {v:?}: expected a duration like 30s, 500ms or 2m")
+            })
+        };
+        let mut faults = Vec::new();
+        for f in &self.faults {
+            faults
+                .extend(crate::faults::parse_faults(f).with_context(|| format!("--fault {f:?}"))?);
+        }
+        let helper = std::env::current_exe().context("cannot locate this executable")?;
+        Ok(Config {
+            listen: self.listen,
+            data,
+            token: self.token,
+            idle_to_warm: dur("idle-to-warm", &self.idle_to_warm)?,
+            warm_to_cold: dur("warm-to-cold", &self.warm_to_cold)?,
+            wake_delay_warm: dur("wake-delay-warm", &self.wake_delay_warm)?,
+            wake_delay_cold: dur("wake-delay-cold", &self.wake_delay_cold)?,
+            exit_linger: dur("exit-linger", &self.exit_linger)?,
+            non_tty_disconnect: dur("non-tty-disconnect", &self.non_tty_disconnect)?,
+            replay_bytes: self.replay_bytes,
+            sandbox: self.sandbox,
+            quirks: self.quirks.into_iter().collect(),
+            faults,
+            helper,
+        })
+    }
+}

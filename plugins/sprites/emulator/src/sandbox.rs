@@ -1,0 +1,736 @@
+//! Per-sprite isolation with Linux namespaces.
+//!
+//! A sprite that is awake has one *holder*: this executable re-run as `__sandbox`. It unshares a
+//! mount and a PID namespace and forks the namespace's init process, which builds the sprite's
+//! view of the filesystem on a tmpfs:
+//!
+//! - every top-level host directory bind-mounted **read-only** (recursively), except `/home`,
+//!   `/tmp`, `/run`, `/dev`, `/proc`, `/sys` and `/root`;
+//! - the sprite's own `/home/sprite`, `/tmp` and `/.sprite` bound read-write from its disk;
+//! - the emulator's data directory and `/root` covered by empty read-only tmpfs mounts, so one
+//!   sprite cannot see another's files;
+//! - a minimal `/dev` (null, zero, full, random, urandom, tty, a private devpts), a fresh `/proc`
+//!   for the PID namespace, `/sys` read-only, an empty `/run`;
+//!
+//! then pivots into it and finally unshares a user namespace (uid 0 mapped to the emulator's uid)
+//! together with a new mount, network (only `lo`, brought up), UTS (hostname = sprite name) and
+//! IPC namespace. Moving the mounts into a less privileged user namespace locks them: root inside
+//! the sprite cannot unmount or remount them read-write.
+//!
+//! Exec'd processes join those namespaces in `pre_exec` and fork once more, so the program runs
+//! inside the PID namespace while the intermediate process (outside it) waits and passes the exit
+//! status on. Killing the init process ends every process of the sprite (going cold).
+//!
+//! When the emulator runs unprivileged, the holder first enters a user namespace of its own.
+
+use std::ffi::{CStr, CString};
+use std::io::{BufRead, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, pivot_root, sethostname};
+
+/// First argument that runs this executable as the sandbox helper.
+pub const HELPER_ARG: &str = "__sandbox";
+
+/// Directories of the host that the sprite does not see as they are.
+const REPLACED: &[&str] = &[
+    "proc",
+    "sys",
+    "dev",
+    "tmp",
+    "home",
+    "run",
+    "root",
+    ".sprite",
+    "lost+found",
+];
+
+/// Entry point of the helper (before any thread exists).
+pub fn helper_main(args: Vec<String>) -> ExitCode {
+    match helper(args) {
+        Ok(code) => code,
+        Err(e) => {
+            println!("error {e}");
+            let _ = std::io::stdout().flush();
+            ExitCode::from(1)
+        }
+    }
+}
+
+struct HelperArgs {
+    root: PathBuf,
+    stage: PathBuf,
+    hide: PathBuf,
+    hostname: String,
+}
+
+fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
+    let mut root = None;
+    let mut stage = None;
+    let mut hide = None;
+    let mut hostname = None;
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--root" => root = Some(PathBuf::from(v)),
+            "--stage" => stage = Some(PathBuf::from(v)),
+            "--hide" => hide = Some(PathBuf::from(v)),
+            "--hostname" => hostname = Some(v.clone()),
+            other => return Err(format!("unknown helper flag {other}")),
+        }
+    }
+    Ok(HelperArgs {
+        root: root.ok_or("--root missing")?,
+        stage: stage.ok_or("--stage missing")?,
+        hide: hide.ok_or("--hide missing")?,
+        hostname: hostname.ok_or("--hostname missing")?,
+    })
+}
+
+fn enter_own_userns_if_unprivileged() -> Result<(), String> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    if uid == 0 {
+        return Ok(());
+    }
+    unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| format!("unshare(user): {e}"))?;
+    write_maps(uid, gid)
+}
+
+fn write_maps(outer_uid: u32, outer_gid: u32) -> Result<(), String> {
+    std::fs::write("/proc/self/setgroups", "deny").map_err(|e| format!("setgroups: {e}"))?;
+    std::fs::write("/proc/self/uid_map", format!("0 {outer_uid} 1"))
+        .map_err(|e| format!("uid_map: {e}"))?;
+    std::fs::write("/proc/self/gid_map", format!("0 {outer_gid} 1"))
+        .map_err(|e| format!("gid_map: {e}"))?;
+    Ok(())
+}
+
+fn helper(args: Vec<String>) -> Result<ExitCode, String> {
+    let probe = args.first().map(String::as_str) == Some("--probe");
+    let parsed = if probe {
+        None
+    } else {
+        Some(parse_helper_args(&args)?)
+    };
+    enter_own_userns_if_unprivileged()?;
+    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID)
+        .map_err(|e| format!("unshare(mount, pid): {e}"))?;
+    let (rd, wr) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: the helper is single-threaded here (no thread has been started).
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop(rd);
+            let res = match &parsed {
+                None => probe_child(),
+                Some(a) => init_child(a),
+            };
+            let mut w = std::fs::File::from(wr);
+            match res {
+                Ok(()) => {
+                    let _ = w.write_all(b"ok");
+                    drop(w);
+                    if probe {
+                        std::process::exit(0);
+                    }
+                    reap_forever()
+                }
+                Err(e) => {
+                    let _ = w.write_all(e.as_bytes());
+                    std::process::exit(1);
+                }
+            }
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(rd).read_to_string(&mut msg);
+            if msg != "ok" {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                return Err(if msg.is_empty() {
+                    "sandbox init exited without a word".to_owned()
+                } else {
+                    msg
+                });
+            }
+            if probe {
+                let _ = waitpid(child, None);
+                println!("ok");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("ready {}", child.as_raw());
+            let _ = std::io::stdout().flush();
+            // The emulator holds our stdin; when it goes away (EOF), the sprite's processes die.
+            // (No thread here: a process that unshared its PID namespace cannot create threads.)
+            let mut stdin_open = true;
+            loop {
+                match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(..)) | Ok(WaitStatus::Signaled(..)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if !stdin_open {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
+                }
+                let mut pfd = libc::pollfd {
+                    fd: 0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: poll on one valid pollfd.
+                let rc = unsafe { libc::poll(&mut pfd, 1, 200) };
+                if rc > 0 {
+                    let mut buf = [0u8; 256];
+                    // SAFETY: reading into a local buffer.
+                    let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+                    if n <= 0 {
+                        stdin_open = false;
+                        let _ = kill(child, Signal::SIGKILL);
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn probe_child() -> Result<(), String> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let gid = nix::unistd::getegid().as_raw();
+    unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(|e| format!("unshare(user, mount, net): {e}"))?;
+    write_maps(uid, gid)
+}
+
+fn m(
+    src: Option<&str>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    mount(src, target, fstype, flags, data)
+        .map_err(|e| format!("mount {:?} on {}: {e}", src, target.display()))
+}
+
+fn bind(src: &Path, target: &Path, readonly: bool) -> Result<(), String> {
+    mount(
+        Some(src),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind {} on {}: {e}", src.display(), target.display()))?;
+    if readonly {
+        make_readonly_recursive(target)?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+fn make_readonly_recursive(target: &Path) -> Result<(), String> {
+    let c = CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| "path with NUL".to_owned())?;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: plain system call with a valid C string and a properly sized, initialised struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Older kernels: the top mount only.
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(|e| format!("remount {} read-only: {e}", target.display()))
+}
+
+fn mkdir(p: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))
+}
+
+fn touch(p: &Path) -> Result<(), String> {
+    std::fs::File::create(p)
+        .map(|_| ())
+        .map_err(|e| format!("create {}: {e}", p.display()))
+}
+
+fn init_child(a: &HelperArgs) -> Result<(), String> {
+    // If the helper dies, so does the sprite.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    let stage = &a.stage;
+    m(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+    )?;
+    mkdir(stage)?;
+    m(
+        Some("tmpfs"),
+        stage,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755"),
+    )?;
+    let entries = std::fs::read_dir("/").map_err(|e| format!("read /: {e}"))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(n) = name.to_str() else { continue };
+        if REPLACED.contains(&n) {
+            continue;
+        }
+        let src = Path::new("/").join(n);
+        let dst = stage.join(n);
+        let Ok(meta) = std::fs::symlink_metadata(&src) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            if let Ok(t) = std::fs::read_link(&src) {
+                let _ = std::os::unix::fs::symlink(t, &dst);
+            }
+        } else if meta.is_dir() {
+            mkdir(&dst)?;
+            bind(&src, &dst, true)?;
+        } else if meta.is_file() {
+            touch(&dst)?;
+            bind(&src, &dst, true)?;
+        }
+    }
+    // The sprite's own disk.
+    for (sub, inside) in [
+        ("home/sprite", "home/sprite"),
+        ("tmp", "tmp"),
+        (".sprite", ".sprite"),
+    ] {
+        let dst = stage.join(inside);
+        mkdir(&dst)?;
+        bind(&a.root.join(sub), &dst, false)?;
+    }
+    for empty in ["run", "root"] {
+        let dst = stage.join(empty);
+        mkdir(&dst)?;
+        m(
+            Some("tmpfs"),
+            &dst,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=755"),
+        )?;
+    }
+    // A minimal /dev.
+    let dev = stage.join("dev");
+    mkdir(&dev)?;
+    m(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID,
+        Some("mode=755"),
+    )?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let dst = dev.join(node);
+        touch(&dst)?;
+        bind(&Path::new("/dev").join(node), &dst, false)?;
+    }
+    mkdir(&dev.join("pts"))?;
+    m(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=620"),
+    )?;
+    let _ = std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"));
+    mkdir(&dev.join("shm"))?;
+    m(
+        Some("tmpfs"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+    )?;
+    for (l, t) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(t, dev.join(l));
+    }
+    let proc_dir = stage.join("proc");
+    mkdir(&proc_dir)?;
+    m(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+    )?;
+    let sys = stage.join("sys");
+    mkdir(&sys)?;
+    bind(Path::new("/sys"), &sys, true)?;
+    // Cover the data directory (every sprite's disk) wherever it shows through a host bind.
+    if let Ok(rel) = a.hide.strip_prefix("/") {
+        let hidden = stage.join(rel);
+        if !rel.as_os_str().is_empty() && hidden.is_dir() {
+            m(
+                Some("tmpfs"),
+                &hidden,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY,
+                Some("size=4k,mode=755"),
+            )?;
+        }
+    }
+    let old = stage.join(".oldroot");
+    mkdir(&old)?;
+    pivot_root(stage, &old).map_err(|e| format!("pivot_root: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    umount2("/.oldroot", MntFlags::MNT_DETACH).map_err(|e| format!("umount old root: {e}"))?;
+    let _ = std::fs::remove_dir("/.oldroot");
+    m(
+        None,
+        Path::new("/"),
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+        None,
+    )?;
+    // Lock it all: a user namespace of its own, with a network that only has lo.
+    unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC,
+    )
+    .map_err(|e| format!("unshare(user, mount, net, uts, ipc): {e}"))?;
+    // Our euid is 0 at this point (real root, or root of the helper's own user namespace).
+    write_maps(0, 0)?;
+    let host = a.hostname.chars().take(63).collect::<String>();
+    sethostname(&host).map_err(|e| format!("sethostname: {e}"))?;
+    loopback_up()?;
+    Ok(())
+}
+
+fn loopback_up() -> Result<(), String> {
+    // SAFETY: socket/ioctl on a zeroed ifreq with a NUL-terminated name that fits.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            return Err(format!("SIOCGIFFLAGS lo: {e}"));
+        }
+        ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        let rc = libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr);
+        let e = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc < 0 {
+            return Err(format!("SIOCSIFFLAGS lo: {e}"));
+        }
+    }
+    Ok(())
+}
+
+fn reap_forever() -> ! {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGCHLD);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    loop {
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        let _ = set.wait();
+    }
+}
+
+/// The namespaces of an awake sprite, opened for `setns` in a child before exec.
+#[derive(Debug)]
+pub struct NsFds {
+    fds: Vec<(OwnedFd, CloneFlags)>,
+}
+
+impl NsFds {
+    /// Opens the namespaces of the init process `init_pid` (and, when the emulator is
+    /// unprivileged, the outer user namespace of the helper `helper_pid`).
+    pub fn open(init_pid: i32, helper_pid: Option<i32>) -> std::io::Result<Self> {
+        let open = |pid: i32, ns: &str| -> std::io::Result<OwnedFd> {
+            Ok(std::fs::File::open(format!("/proc/{pid}/ns/{ns}"))?.into())
+        };
+        let mut fds = Vec::new();
+        if nix::unistd::geteuid().as_raw() != 0
+            && let Some(h) = helper_pid
+        {
+            fds.push((open(h, "user")?, CloneFlags::CLONE_NEWUSER));
+        }
+        fds.push((open(init_pid, "pid")?, CloneFlags::CLONE_NEWPID));
+        fds.push((open(init_pid, "user")?, CloneFlags::CLONE_NEWUSER));
+        fds.push((open(init_pid, "mnt")?, CloneFlags::CLONE_NEWNS));
+        fds.push((open(init_pid, "net")?, CloneFlags::CLONE_NEWNET));
+        fds.push((open(init_pid, "uts")?, CloneFlags::CLONE_NEWUTS));
+        fds.push((open(init_pid, "ipc")?, CloneFlags::CLONE_NEWIPC));
+        Ok(NsFds { fds })
+    }
+}
+
+/// Runs in the forked child before exec: enter the sprite, change directory, start a session
+/// (TTY) or process group, and (with namespaces) fork once more so the program runs inside the
+/// PID namespace while this process waits for it and exits with its status.
+///
+/// # Safety
+/// Must only be called between fork and exec (from `pre_exec`).
+pub unsafe fn child_setup(ns: Option<&NsFds>, cwd: &CStr, tty: bool) -> std::io::Result<()> {
+    if let Some(ns) = ns {
+        for (fd, flag) in &ns.fds {
+            setns(fd, *flag)?;
+        }
+    }
+    nix::unistd::chdir(cwd)?;
+    if tty {
+        nix::unistd::setsid()?;
+        // SAFETY: fd 0 is the PTY slave std installed before running pre_exec.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    } else {
+        nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+    }
+    if ns.is_none() {
+        return Ok(());
+    }
+    let all = SigSet::all();
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))?;
+    // SAFETY: we are the single-threaded child of a fork; the grandchild goes on to exec.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => {
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
+            Ok(())
+        }
+        child => {
+            // The intermediate keeps no descriptor: EOF on the pipes and std's exec-error pipe
+            // must depend on the program alone.
+            // SAFETY: closing our own descriptors; nothing here uses them afterwards.
+            unsafe { libc::close_range(0, libc::c_uint::MAX, 0) };
+            let mut status: libc::c_int = 0;
+            loop {
+                // SAFETY: waiting for our own child with a valid status pointer.
+                let rc = unsafe { libc::waitpid(child, &mut status, 0) };
+                if rc == child {
+                    break;
+                }
+                if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    // SAFETY: terminating the intermediate without running destructors.
+                    unsafe { libc::_exit(255) };
+                }
+            }
+            let code = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else if libc::WIFSIGNALED(status) {
+                128 + libc::WTERMSIG(status)
+            } else {
+                255
+            };
+            // SAFETY: as above.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// Process ids (as the host sees them) of every process in the PID namespace of `init_pid`,
+/// except the init itself.
+pub fn ns_members(init_pid: i32) -> Vec<i32> {
+    let Ok(target) = std::fs::read_link(format!("/proc/{init_pid}/ns/pid")) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|&pid| pid != init_pid)
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|l| l == target))
+        .collect()
+}
+
+/// Connects to `addr` from inside the network namespace of `init_pid`.
+pub fn connect_in_netns(
+    init_pid: i32,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    let ns = std::fs::File::open(format!("/proc/{init_pid}/ns/net"))?;
+    // setns(net) affects only the calling thread, so a short-lived thread does the connect.
+    std::thread::spawn(move || {
+        setns(&ns, CloneFlags::CLONE_NEWNET)?;
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("connect thread panicked"))?
+}
+
+/// Checks whether namespaces work here by running the helper in probe mode.
+pub fn probe(helper: &Path) -> Result<(), String> {
+    let out = std::process::Command::new(helper)
+        .args([HELPER_ARG, "--probe"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if out.status.success() && text.lines().next() == Some("ok") {
+        Ok(())
+    } else {
+        Err(text
+            .lines()
+            .next()
+            .unwrap_or("probe failed")
+            .trim_start_matches("error ")
+            .to_owned())
+    }
+}
+
+/// A running holder: the helper process and the init of the sprite's namespaces.
+#[derive(Debug)]
+pub struct Holder {
+    child: tokio::process::Child,
+    /// Host pid of the namespace init.
+    pub init_pid: i32,
+    /// Host pid of the helper.
+    pub helper_pid: Option<i32>,
+}
+
+impl Holder {
+    /// Starts the holder for the sprite whose disk is `root`.
+    pub async fn start(
+        helper: &Path,
+        root: &Path,
+        stage: &Path,
+        hide: &Path,
+        hostname: &str,
+    ) -> Result<Holder, String> {
+        let mut child = tokio::process::Command::new(helper)
+            .arg(HELPER_ARG)
+            .arg("--root")
+            .arg(root)
+            .arg("--stage")
+            .arg(stage)
+            .arg("--hide")
+            .arg(hide)
+            .arg("--hostname")
+            .arg(hostname)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start the sandbox helper {}: {e}", helper.display()))?;
+        let stdout = child.stdout.take().ok_or("helper stdout missing")?;
+        let helper_pid = child.id().map(|p| p as i32);
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            let mut r = std::io::BufReader::new(stdout.into_owned_fd().map(std::fs::File::from)?);
+            r.read_line(&mut line)?;
+            Ok::<_, std::io::Error>(line)
+        })
+        .await
+        .map_err(|e| format!("helper reader: {e}"))?
+        .map_err(|e| format!("reading the sandbox helper: {e}"))?;
+        let line = line.trim();
+        match line
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            Some(init_pid) => Ok(Holder {
+                child,
+                init_pid,
+                helper_pid,
+            }),
+            None => {
+                let _ = child.start_kill();
+                Err(format!(
+                    "sandbox setup failed: {}",
+                    line.trim_start_matches("error ")
+                ))
+            }
+        }
+    }
+
+    /// Kills every process of the sprite and waits for the helper to exit.
+    pub async fn stop(mut self) {
+        let _ = kill(Pid::from_raw(self.init_pid), Signal::SIGKILL);
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        // The init is gone once its namespace's processes are reaped; wait a bounded time so the
+        // sprite's mounts are released before a restore touches the disk.
+        for _ in 0..200 {
+            if !Path::new(&format!("/proc/{}", self.init_pid)).exists() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops (SIGSTOP) or continues (SIGCONT) every process of the sprite.
+    pub fn signal_all(&self, sig: Signal) -> usize {
+        let members = ns_members(self.init_pid);
+        for pid in &members {
+            let _ = kill(Pid::from_raw(*pid), sig);
+        }
+        members.len()
+    }
+}

@@ -1,0 +1,34 @@
+//! Binding, announcing the address, and serving.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::app::App;
+use crate::cli::Config;
+
+/// Runs the emulator until the process is killed.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr().context("local address")?;
+    let app = Arc::new(App::new(cfg)?);
+    if !app.sandboxed {
+        eprintln!(
+            "sprites-emulator: WARNING: sprites are NOT isolated ({}); processes run on the host \
+             with /home/sprite, /tmp and /.sprite mapped into each sprite's directory",
+            app.sandbox_note
+        );
+    }
+    app.spawn_ticker();
+    // The first stdout line is the contract with whoever started us.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{addr}").context("stdout")?;
+    out.flush().context("stdout")?;
+    drop(out);
+    axum::serve(listener, crate::api::router(app))
+        .await
+        .context("server")
+}
