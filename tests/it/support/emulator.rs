@@ -1,1 +1,210 @@
 //! Starting a `sprites-emulator` child process on loopback for a test.
+//!
+//! ```ignore
+//! let emu = Emulator::start();                       // port 0, fresh data dir, random token
+//! let emu = Emulator::start_args(&["--idle-to-warm", "200ms"]);
+//! emu.base_url();  // http://127.0.0.1:PORT (the WebSocket URL is ws://127.0.0.1:PORT)
+//! emu.add_fault(json!({"kind": "rate_limit", "path": "/v1/sprites", "times": 1})).await;
+//! emu.force_state("name", "cold").await;
+//! ```
+//!
+//! The process is killed on drop; the data directory is removed with the `Emulator`.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// A running emulator.
+pub struct Emulator {
+    child: Option<Child>,
+    addr: String,
+    token: String,
+    data: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .field("data", &self.data.path())
+            .finish_non_exhaustive()
+    }
+}
+
+fn token() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "emu-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+    )
+}
+
+impl Emulator {
+    /// Starts an emulator with default flags.
+    pub fn start() -> Emulator {
+        Self::start_args(&[])
+    }
+
+    /// Starts an emulator with extra flags (after `--listen`, `--data`, `--token`).
+    pub fn start_args(args: &[&str]) -> Emulator {
+        let data = tempfile::Builder::new()
+            .prefix("sprites-emu-")
+            .tempdir()
+            .expect("temporary data dir");
+        let mut emu = Emulator {
+            child: None,
+            addr: String::new(),
+            token: token(),
+            data,
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        emu.spawn();
+        emu
+    }
+
+    fn spawn(&mut self) {
+        let bin = super::artifacts::artifacts().emulator();
+        let mut child = Command::new(&bin)
+            .args(["--listen", "127.0.0.1:0", "--data"])
+            .arg(self.data.path())
+            .args(["--token", &self.token])
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("emulator stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so the emulator never blocks on a full pipe.
+            let mut sink = String::new();
+            while r.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                sink.clear();
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("emulator printed its address within 60 s");
+        let addr = line.trim().to_owned();
+        assert!(
+            addr.starts_with("127.0.0.1:"),
+            "first stdout line of the emulator must be its address, got {line:?}"
+        );
+        self.addr = addr;
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:PORT`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.addr)
+    }
+
+    /// The bearer token the emulator accepts.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The data directory (sprites live in `sprites/<name>/`).
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// Stops and starts the emulator on the same data directory (the port changes).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// A reqwest client (no timeouts beyond 120 s).
+    pub fn http_client(&self) -> reqwest::Client {
+        // reqwest is built without a default crypto provider; plain HTTP still needs one set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("reqwest client")
+    }
+
+    /// Adds a fault rule (or an array of rules) through `POST /_emulator/faults`.
+    pub async fn add_fault(&self, fault: Value) {
+        let resp = self
+            .http_client()
+            .post(format!("{}/_emulator/faults", self.base_url()))
+            .bearer_auth(&self.token)
+            .json(&fault)
+            .send()
+            .await
+            .expect("POST /_emulator/faults");
+        assert!(
+            resp.status().is_success(),
+            "adding fault {fault} failed: {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+
+    /// Forces a sprite into `running`, `warm` or `cold`; returns the admin state JSON.
+    pub async fn force_state(&self, name: &str, state: &str) -> Value {
+        let resp = self
+            .http_client()
+            .post(format!(
+                "{}/_emulator/sprites/{name}/state",
+                self.base_url()
+            ))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "state": state }))
+            .send()
+            .await
+            .expect("POST /_emulator/sprites/{name}/state");
+        assert!(resp.status().is_success(), "force_state {name} {state}");
+        resp.json().await.expect("state JSON")
+    }
+
+    /// Reads the admin state of a sprite (does not wake it).
+    pub async fn state(&self, name: &str) -> Value {
+        self.http_client()
+            .get(format!(
+                "{}/_emulator/sprites/{name}/state",
+                self.base_url()
+            ))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET state")
+            .json()
+            .await
+            .expect("state JSON")
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
