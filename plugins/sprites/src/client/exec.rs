@@ -576,6 +576,18 @@ impl Pump {
         let mut last_seen = Instant::now();
         let end = loop {
             tokio::select! {
+                // Control first: a resize queued before stdin must reach the terminal first.
+                biased;
+                ctl = self.control.recv() => {
+                    let text = match ctl {
+                        Some(Control::Resize(cols, rows)) => serde_json::json!({"type":"resize","cols":cols,"rows":rows}),
+                        Some(Control::Signal(sig)) => serde_json::json!({"type":"signal","signal":sig}),
+                        Some(Control::Detach) | None => break End::Detached,
+                    };
+                    if sink.send(Message::text(text.to_string())).await.is_err() {
+                        break End::Failed(Error::ExecEndedWithoutExit);
+                    }
+                }
                 msg = source.next() => {
                     let msg = match msg {
                         None | Some(Err(_)) => break End::Failed(Error::ExecEndedWithoutExit),
@@ -609,16 +621,6 @@ impl Pump {
                     };
                     if let Some(frame) = frame
                         && sink.send(Message::binary(frame)).await.is_err() {
-                        break End::Failed(Error::ExecEndedWithoutExit);
-                    }
-                }
-                ctl = self.control.recv() => {
-                    let text = match ctl {
-                        Some(Control::Resize(cols, rows)) => serde_json::json!({"type":"resize","cols":cols,"rows":rows}),
-                        Some(Control::Signal(sig)) => serde_json::json!({"type":"signal","signal":sig}),
-                        Some(Control::Detach) | None => break End::Detached,
-                    };
-                    if sink.send(Message::text(text.to_string())).await.is_err() {
                         break End::Failed(Error::ExecEndedWithoutExit);
                     }
                 }
