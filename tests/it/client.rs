@@ -827,3 +827,77 @@ async fn fault_slow_wake_needs_the_long_connect_timeout() {
         .unwrap_err();
     assert!(matches!(e, Error::Timeout { .. }), "{e:?}");
 }
+
+#[tokio::test]
+async fn exec_headers_signals_large_output_and_attach_errors() {
+    let emu = Emulator::start();
+    let (c, _) = client(&emu);
+    let h = new_sprite(&c, "bulk").await;
+
+    // 16 MiB of stdout arrives intact and in order.
+    let child = h
+        .command("head")
+        .args(["-c", "16777216", "/dev/zero"])
+        .spawn()
+        .await
+        .unwrap();
+    assert!(child.sprite_version().is_some(), "no Sprite-Version header");
+    assert!(
+        child
+            .capabilities()
+            .is_some_and(|c| c.iter().any(|c| c == "signal")),
+        "no X-Sprite-Capabilities: signal"
+    );
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.stdout.len(), 16 * 1024 * 1024);
+    assert!(out.stdout.iter().all(|&b| b == 0));
+    assert_eq!(out.exit_code, 0);
+
+    // A signal over the exec socket ends a non-TTY command.
+    let mut child = h
+        .command("sh")
+        .args([
+            "-c",
+            "trap 'echo got-term; exit 42' TERM; echo armed; while :; do sleep 0.1; done",
+        ])
+        .spawn()
+        .await
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    read_until(&mut stdout, "armed", Duration::from_secs(10)).await;
+    let control = child.control();
+    control.signal("TERM").await.unwrap();
+    read_until(&mut stdout, "got-term", Duration::from_secs(10)).await;
+    assert_eq!(child.wait().await.unwrap(), 42);
+
+    // Attaching to a session that does not exist is a 404, not a silent new exec.
+    let e = h.attach("999999").await.unwrap_err();
+    assert_eq!(e.status(), Some(404), "{e}");
+    assert!(h.sessions().await.unwrap().is_empty());
+
+    // A non-TTY exec dropped by its client ends after max_run_after_disconnect.
+    let mut child = h
+        .command("sleep")
+        .arg("300")
+        .max_run_after_disconnect(Duration::from_secs(1))
+        .spawn()
+        .await
+        .unwrap();
+    let id = child
+        .session_info(Duration::from_secs(10))
+        .await
+        .map(|i| i.session_id);
+    drop(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let sessions = h.sessions().await.unwrap();
+        if sessions.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "session {id:?} still running 15 s after a 1 s max_run_after_disconnect: {sessions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
