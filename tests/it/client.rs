@@ -681,6 +681,18 @@ async fn fault_rate_limit_is_waited_out_and_reported() {
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(ev[0].to_string(), "waiting 1s (rate limited)");
 
+    // A WebSocket upgrade answered 429 is retried the same way (the exec never started).
+    let h = c.sprite("limited");
+    emu.add_fault(serde_json::json!({"kind":"rate_limit","method":"GET","path":"/v1/sprites/limited/exec","times":1,"retry_after":1}))
+        .await;
+    let start = Instant::now();
+    assert_eq!(
+        h.command("echo").arg("ok").output().await.unwrap().stdout,
+        b"ok\n"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(950));
+    assert_eq!(events.lock().unwrap().len(), 2);
+
     // A create refused by the rate limit is repeated (nothing was created), and the typed error
     // carries the limit details when the wait is longer than the client will sit out.
     emu.add_fault(serde_json::json!({"kind":"rate_limit","method":"POST","path":"/v1/sprites","times":1,"retry_after":3600,"limit":10,"window_seconds":60}))

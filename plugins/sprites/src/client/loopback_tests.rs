@@ -778,3 +778,68 @@ async fn https_and_wss_work_with_the_ring_tls_config() {
         Error::Transport(_)
     ));
 }
+
+#[tokio::test]
+async fn signal_falls_back_to_the_kill_endpoint_without_the_capability() {
+    let killed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let (k1, k2, s1) = (killed.clone(), killed.clone(), seen.clone());
+    let app = Router::new()
+        .route(
+            "/v1/sprites/{name}/exec",
+            get(move |ws: WebSocketUpgrade| {
+                let killed = k1.clone();
+                async move {
+                    let mut resp = ws.on_upgrade(move |mut ws| async move {
+                        ws.send(Message::Text(
+                            json!({"type":"session_info","session_id":"s7","tty":false})
+                                .to_string()
+                                .into(),
+                        ))
+                        .await
+                        .unwrap();
+                        killed.notified().await;
+                        ws.send(frame(0x03, &[130])).await.unwrap();
+                        let _ = ws.next().await;
+                    });
+                    resp.headers_mut()
+                        .insert("x-sprite-capabilities", "resize".parse().unwrap());
+                    resp
+                }
+            }),
+        )
+        .route(
+            "/v1/sprites/{name}/exec/{id}/kill",
+            post(move |Query(q): Query<Vec<(String, String)>>| {
+                let (killed, seen) = (k2.clone(), s1.clone());
+                async move {
+                    seen.lock().unwrap().extend(q);
+                    killed.notify_one();
+                    ndjson(&[
+                        json!({"type":"signal","message":"sent SIGINT","signal":"SIGINT","pid":9}),
+                        json!({"type":"complete","exit_code":130}),
+                    ])
+                }
+            }),
+        );
+    let (c, _) = client(&serve(app).await);
+    let mut child = c
+        .sprite("s")
+        .command("sleep")
+        .arg("9")
+        .spawn()
+        .await
+        .unwrap();
+    assert_eq!(
+        child
+            .session_info(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .session_id,
+        "s7"
+    );
+    child.signal("int").await.unwrap();
+    assert_eq!(child.wait().await.unwrap(), 130);
+    let q = seen.lock().unwrap().clone();
+    assert!(q.contains(&("signal".into(), "SIGINT".into())), "{q:?}");
+}
