@@ -71,8 +71,9 @@ impl Output {
     }
 }
 
-/// A command to run in a sprite, built like `std::process::Command`.
-#[derive(Debug, Clone)]
+/// A command to run in a sprite, built like `std::process::Command`. `Debug` omits environment
+/// values (they may hold credentials).
+#[derive(Clone)]
 pub struct Command {
     pub(crate) handle: SpriteHandle,
     pub(crate) argv: Vec<String>,
@@ -81,6 +82,18 @@ pub struct Command {
     pub(crate) tty: Option<(u16, u16)>,
     pub(crate) stdin: Option<bool>,
     pub(crate) max_run_after_disconnect: Option<Duration>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command")
+            .field("sprite", &self.handle.name)
+            .field("argv", &self.argv)
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("dir", &self.dir)
+            .field("tty", &self.tty)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SpriteHandle {
@@ -728,6 +741,17 @@ async fn next_stdin(rx: &mut Option<futures::channel::mpsc::Receiver<Bytes>>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_debug_hides_env_values() {
+        let c = crate::client::SpritesClient::builder()
+            .token(crate::client::Token::new("t"))
+            .build()
+            .unwrap();
+        let cmd = c.sprite("s").command("env").env("API_KEY", "hunter2");
+        let dbg = format!("{cmd:?}");
+        assert!(dbg.contains("API_KEY") && !dbg.contains("hunter2"), "{dbg}");
+    }
 
     #[test]
     fn signal_names_normalise() {

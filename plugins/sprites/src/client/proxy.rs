@@ -129,6 +129,7 @@ async fn relay(ws: super::ws::Ws, pipe: DuplexStream, ping_interval: Duration) {
     let mut ping = tokio::time::interval(ping_interval);
     ping.tick().await;
     let mut reading = true;
+    let mut last_seen = tokio::time::Instant::now();
     loop {
         tokio::select! {
             n = rd.read(&mut buf), if reading => match n {
@@ -138,13 +139,20 @@ async fn relay(ws: super::ws::Ws, pipe: DuplexStream, ping_interval: Duration) {
                 }
                 Ok(n) => if sink.send(Message::binary(buf[..n].to_vec())).await.is_err() { break },
             },
-            msg = source.next() => match msg {
+            msg = source.next() => match msg.inspect(|_| last_seen = tokio::time::Instant::now()) {
                 Some(Ok(Message::Binary(b))) => if wr.write_all(&b).await.is_err() { break },
                 Some(Ok(Message::Text(t))) => if wr.write_all(t.as_bytes()).await.is_err() { break },
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
-            _ = ping.tick() => if sink.send(Message::Ping(bytes::Bytes::new())).await.is_err() { break },
+            _ = ping.tick() => {
+                // Pongs count as traffic: three silent intervals mean the peer is gone.
+                if last_seen.elapsed() > ping_interval * 3
+                    || sink.send(Message::Ping(bytes::Bytes::new())).await.is_err()
+                {
+                    break;
+                }
+            }
         }
     }
     let _ = wr.shutdown().await;

@@ -61,7 +61,7 @@ impl SpritesClient {
         use tokio_tungstenite::tungstenite::Error as WsError;
         let mut request = url.as_str().into_client_request().map_err(|e| {
             (
-                Error::InvalidInput(format!("bad WebSocket URL {url}: {e}")),
+                Error::InvalidInput(format!("bad WebSocket URL {}: {e}", redact(url))),
                 false,
             )
         })?;
