@@ -738,6 +738,14 @@ async fn tty_sessions_outlive_disconnect_reattach_with_replay_and_kill() {
             .iter()
             .all(|s| id_of(s) != id)
     );
+    // Killing it again: 410 Gone (the Go SDK reads this as "already exited").
+    let r = http(&emu)
+        .post(url(&emu, &format!("/v1/sprites/det/exec/{id}/kill")))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 410);
 
     // Kill escalates to SIGKILL when the signal is ignored.
     let mut w = ws(
@@ -905,6 +913,19 @@ async fn sprites_are_isolated_from_each_other_and_the_host() {
     assert_eq!(lines[lines.len() - 3], "lo", "only loopback: {out}");
     assert_eq!(lines[lines.len() - 2], "0", "host /root hidden");
 
+    // Nothing inside a sprite carries the emulator's token.
+    let run = sh(
+        &emu,
+        "iso-b",
+        "cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null; echo end",
+    )
+    .await;
+    assert!(run.out().ends_with("end\n"));
+    assert!(
+        !run.out().contains(emu.token()),
+        "token visible inside the sprite"
+    );
+
     // fs endpoints cannot escape either (.. is clamped; symlinks resolve inside the sprite).
     let c = http(&emu);
     let escape = format!("../../../..{data}/sprites/iso-a/root/home/sprite/secret");
@@ -987,6 +1008,13 @@ async fn lifecycle_running_warm_cold_and_wake() {
     wait_for_status(&emu, "life", "warm").await;
     let (_, v) = get_json(&emu, "/v1/sprites/life").await;
     assert!(v["last_warming_at"].is_string());
+    let st = emu.state("life").await;
+    if st["state"] == "warm" {
+        assert_eq!(
+            st["stopped"], st["processes"],
+            "warm: every process stopped: {st}"
+        );
+    }
     wait_for_status(&emu, "life", "cold").await;
     let st = emu.state("life").await;
     assert!(st["init_pid"].is_null(), "cold: no sandbox left: {st}");
@@ -1007,7 +1035,17 @@ async fn lifecycle_running_warm_cold_and_wake() {
     assert_eq!(run.out(), "kept\n0\n");
 
     // Forced states through the admin hook.
-    assert_eq!(emu.force_state("life", "warm").await["state"], "warm");
+    sh(&emu, "life", "nohup sleep 30 >/dev/null 2>&1 &").await;
+    let st = emu.force_state("life", "warm").await;
+    assert_eq!(st["state"], "warm");
+    assert!(st["processes"].as_u64().unwrap() >= 1, "{st}");
+    assert_eq!(
+        st["stopped"], st["processes"],
+        "warm: every process stopped: {st}"
+    );
+    let st = emu.force_state("life", "running").await;
+    assert_eq!(st["stopped"], 0, "running again: resumed: {st}");
+    emu.force_state("life", "warm").await;
     let (_, v) = get_json(&emu, "/v1/sprites/life").await;
     assert_eq!(v["status"], "warm");
     assert_eq!(emu.force_state("life", "cold").await["state"], "cold");
@@ -1018,6 +1056,17 @@ async fn lifecycle_running_warm_cold_and_wake() {
     assert_eq!(emu.state("life").await["state"], "cold");
     get_json(&emu, "/v1/sprites/life/checkpoints").await;
     assert_eq!(emu.state("life").await["state"], "running");
+
+    // A sandbox killed from outside is replaced on the next exec.
+    if let Some(pid) = emu.state("life").await["init_pid"].as_i64() {
+        let st = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(sh(&emu, "life", "echo back").await.out(), "back\n");
+        assert_ne!(emu.state("life").await["init_pid"].as_i64(), Some(pid));
+    }
 }
 
 #[tokio::test]
@@ -1639,6 +1688,42 @@ async fn faults_rate_limit_error_latency_drop_and_slow_wake() {
     assert_eq!(r.status(), 204);
     let (_, info) = get_json(&emu, "/_emulator/info").await;
     assert_eq!(info["faults"], 0);
+}
+
+#[tokio::test]
+async fn without_namespaces_paths_are_mapped_into_the_sprite_directory() {
+    let emu = Emulator::start_args(&["--sandbox", "none"]);
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    assert_eq!(info["sandbox"], "none");
+    assert!(
+        info["sandbox_note"]
+            .as_str()
+            .unwrap()
+            .contains("--sandbox none")
+    );
+    create(&emu, "plain").await;
+    let home = emu.data_dir().join("sprites/plain/root/home/sprite");
+    let home = home.canonicalize().unwrap();
+    let run = sh(&emu, "plain", "pwd; echo $HOME; echo hi > $HOME/f").await;
+    assert_eq!(run.out(), format!("{0}\n{0}\n", home.display()));
+    let (s, v) = get_json(&emu, "/v1/sprites/plain/fs/list?path=/home/sprite").await;
+    assert_eq!(s, 200);
+    assert_eq!(v["entries"][0]["path"], "/home/sprite/f");
+    let r = http(&emu)
+        .get(qurl(
+            &emu,
+            "/v1/sprites/plain/fs/read",
+            &[("path", "../../../../etc/hostname")],
+        ))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        404,
+        "only the sprite's own directories exist for fs calls"
+    );
 }
 
 #[test]

@@ -69,13 +69,15 @@ pub async fn faults_clear(State(app): State<Arc<App>>) -> Response {
 
 async fn state_json(app: &App, s: &Arc<Sprite>) -> Value {
     let init = app.init_pid(s).await;
+    let members = init.map(crate::sandbox::ns_members);
     json!({
         "name": s.name,
         "state": s.state.get().as_str(),
         "sessions": s.sessions().len(),
         "active": s.activity.active(),
         "init_pid": init,
-        "processes": init.map(|p| crate::sandbox::ns_members(p).len()),
+        "processes": members.as_ref().map(Vec::len),
+        "stopped": members.as_ref().map(|m| crate::sandbox::count_stopped(m)),
     })
 }
 

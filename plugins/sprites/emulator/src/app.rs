@@ -34,6 +34,8 @@ pub struct Sprite {
     pub activity: Activity,
     /// Exec sessions by id.
     pub sessions: Mutex<BTreeMap<u64, Arc<Session>>>,
+    /// Ids of recently ended sessions (kill answers 410 Gone for them).
+    pub ended: Mutex<std::collections::VecDeque<u64>>,
     /// Next session id.
     pub next_session: AtomicU64,
     /// Set once deleted (late tasks then do nothing).
@@ -60,6 +62,7 @@ impl Sprite {
             state: AtomicState::new(),
             activity: Activity::default(),
             sessions: Mutex::new(BTreeMap::new()),
+            ended: Mutex::new(std::collections::VecDeque::new()),
             next_session: AtomicU64::new(1),
             deleted: AtomicBool::new(false),
         }
@@ -98,6 +101,11 @@ impl Sprite {
     /// A live session.
     pub fn session(&self, id: u64) -> Option<Arc<Session>> {
         self.sessions.lock().ok().and_then(|g| g.get(&id).cloned())
+    }
+
+    /// Whether `id` is a session that has ended.
+    pub fn has_ended(&self, id: u64) -> bool {
+        self.ended.lock().map(|g| g.contains(&id)).unwrap_or(false)
     }
 
     /// Kills every session's process group.
@@ -294,21 +302,48 @@ impl App {
             return Ok(None);
         }
         let mut life = sprite.life.lock().await;
-        if life.holder.is_none() || sprite.state.get() != State::Running {
-            self.wake_locked(sprite, &mut life).await?;
+        let mut last_err = String::new();
+        for _attempt in 0..2 {
+            if life.holder.is_none() || sprite.state.get() != State::Running {
+                self.wake_locked(sprite, &mut life).await?;
+            }
+            let h = life
+                .holder
+                .as_ref()
+                .ok_or_else(|| ApiError::internal("sandbox not running"))?;
+            match NsFds::open(h.init_pid, h.helper_pid) {
+                Ok(n) => return Ok(Some(Arc::new(n))),
+                Err(e) => {
+                    // The sandbox died under us (killed from outside): start a fresh one.
+                    tracing::warn!("sandbox of {} is gone ({e}); restarting it", sprite.name);
+                    last_err = e.to_string();
+                    if let Some(h) = life.holder.take() {
+                        h.stop().await;
+                    }
+                    sprite.kill_sessions();
+                    sprite.state.set(State::Cold);
+                }
+            }
         }
-        let h = life
-            .holder
-            .as_ref()
-            .ok_or_else(|| ApiError::internal("sandbox not running"))?;
-        NsFds::open(h.init_pid, h.helper_pid)
-            .map(|n| Some(Arc::new(n)))
-            .map_err(|e| ApiError::internal(format!("cannot enter the sprite: {e}")))
+        Err(ApiError::internal(format!(
+            "cannot enter the sprite: {last_err}"
+        )))
     }
 
     /// Host pid of the sprite's namespace init, when sandboxed and awake.
     pub async fn init_pid(&self, sprite: &Arc<Sprite>) -> Option<i32> {
         sprite.life.lock().await.holder.as_ref().map(|h| h.init_pid)
+    }
+
+    /// Host pids of the sprite's namespace init and of its helper, when awake.
+    pub async fn holder_ids(&self, sprite: &Arc<Sprite>) -> Option<(i32, Option<i32>)> {
+        sprite
+            .life
+            .lock()
+            .await
+            .holder
+            .as_ref()
+            .map(|h| (h.init_pid, h.helper_pid))
     }
 
     /// One pass of the idle timers.

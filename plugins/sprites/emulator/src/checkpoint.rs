@@ -294,6 +294,13 @@ pub async fn restore(
             return;
         }
         let _ = sprite.update(|r| r.active_checkpoint = Some(id.clone()));
+        // The policy is sprite configuration, not disk content: keep the file current.
+        let policy = sprite.record().network_policy.to_string();
+        let _ = std::fs::create_dir_all(sprite.paths.root().join(".sprite/policy"));
+        let _ = std::fs::write(
+            sprite.paths.root().join(".sprite/policy/network.json"),
+            policy,
+        );
         drop(life);
         if let Err(e) = app.wake(&sprite).await {
             events

@@ -66,7 +66,7 @@ pub enum SandboxArg {
 }
 
 /// `sprites-emulator` flags.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(
     name = "sprites-emulator",
     version,
@@ -115,8 +115,8 @@ pub struct Args {
     pub faults: Vec<String>,
 }
 
-/// The validated configuration the server runs with.
-#[derive(Debug, Clone)]
+/// The validated configuration the server runs with (its `Debug` never shows the token).
+#[derive(Clone)]
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
@@ -146,6 +146,30 @@ pub struct Config {
     pub faults: Vec<Fault>,
     /// The program re-executed as the sandbox helper (normally this binary).
     pub helper: PathBuf,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("listen", &self.listen)
+            .field("data", &self.data)
+            .field("token", &"[redacted]")
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data", &self.data)
+            .field("token", &"[redacted]")
+            .field("idle_to_warm", &self.idle_to_warm)
+            .field("warm_to_cold", &self.warm_to_cold)
+            .field("sandbox", &self.sandbox)
+            .field("quirks", &self.quirks)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {

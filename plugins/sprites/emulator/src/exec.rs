@@ -127,10 +127,16 @@ async fn start_session(
         non_tty_disconnect: app.cfg.non_tty_disconnect,
         guard: ActivityGuard::new(Arc::clone(sprite)),
         on_exit: Box::new(move || {
-            if let Some(s) = weak.upgrade()
-                && let Ok(mut m) = s.sessions.lock()
-            {
-                m.remove(&id);
+            if let Some(s) = weak.upgrade() {
+                if let Ok(mut m) = s.sessions.lock() {
+                    m.remove(&id);
+                }
+                if let Ok(mut e) = s.ended.lock() {
+                    e.push_back(id);
+                    while e.len() > 1024 {
+                        e.pop_front();
+                    }
+                }
             }
         }),
     };
@@ -488,9 +494,14 @@ pub async fn kill(
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     let sprite = app.sprite_env(&name).await?;
-    let session = id
-        .parse::<u64>()
-        .ok()
+    let num = id.parse::<u64>().ok();
+    if num.is_some_and(|n| sprite.session(n).is_none() && sprite.has_ended(n)) {
+        return Err(ApiError::msg(
+            StatusCode::GONE,
+            format!("session {id} has already exited"),
+        ));
+    }
+    let session = num
         .and_then(|i| sprite.session(i))
         .ok_or_else(|| ApiError::msg(StatusCode::NOT_FOUND, format!("session {id} not found")))?;
     let q = query_pairs(&uri);

@@ -48,9 +48,9 @@ async fn connect(
             .map_err(|_| format!("cannot resolve {h:?}: the sprite's network has only loopback"))?,
     };
     let addr = SocketAddr::new(ip, port);
-    let std_stream = match app.init_pid(sprite).await {
-        Some(pid) if app.sandboxed => {
-            tokio::task::spawn_blocking(move || crate::sandbox::connect_in_netns(pid, addr))
+    let std_stream = match app.holder_ids(sprite).await {
+        Some((pid, helper)) if app.sandboxed => {
+            tokio::task::spawn_blocking(move || crate::sandbox::connect_in_netns(pid, helper, addr))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| format!("dial {addr}: {e}"))?

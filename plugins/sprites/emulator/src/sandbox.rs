@@ -550,6 +550,9 @@ pub unsafe fn child_setup(ns: Option<&NsFds>, cwd: &CStr, tty: bool) -> std::io:
         nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
     }
     if ns.is_none() {
+        // Without a PID namespace nothing else ends the program when the emulator dies.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
         return Ok(());
     }
     let all = SigSet::all();
@@ -609,13 +612,35 @@ pub fn ns_members(init_pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// How many of `pids` are stopped (state `T` in `/proc/PID/stat`).
+pub fn count_stopped(pids: &[i32]) -> usize {
+    pids.iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(") ")
+                        .and_then(|(_, rest)| rest.chars().next())
+                })
+                .is_some_and(|c| c == 'T')
+        })
+        .count()
+}
+
 /// Connects to `addr` from inside the network namespace of `init_pid`.
+///
+/// As root, a short-lived thread joins the namespace (`setns(net)` affects only that thread).
+/// Unprivileged, joining needs the sprite's user namespace first, which a thread of a
+/// multithreaded process cannot join; a forked child does it and passes the socket back.
 pub fn connect_in_netns(
     init_pid: i32,
+    helper_pid: Option<i32>,
     addr: std::net::SocketAddr,
 ) -> std::io::Result<std::net::TcpStream> {
+    if nix::unistd::geteuid().as_raw() != 0 {
+        return connect_forked(init_pid, helper_pid, addr);
+    }
     let ns = std::fs::File::open(format!("/proc/{init_pid}/ns/net"))?;
-    // setns(net) affects only the calling thread, so a short-lived thread does the connect.
     std::thread::spawn(move || {
         setns(&ns, CloneFlags::CLONE_NEWNET)?;
         std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
@@ -624,10 +649,151 @@ pub fn connect_in_netns(
     .map_err(|_| std::io::Error::other("connect thread panicked"))?
 }
 
+fn connect_forked(
+    init_pid: i32,
+    helper_pid: Option<i32>,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let std::net::SocketAddr::V4(v4) = addr else {
+        return Err(std::io::Error::other("only IPv4 targets are supported"));
+    };
+    let mut nss: Vec<(OwnedFd, CloneFlags)> = Vec::new();
+    if let Some(h) = helper_pid {
+        nss.push((
+            std::fs::File::open(format!("/proc/{h}/ns/user"))?.into(),
+            CloneFlags::CLONE_NEWUSER,
+        ));
+    }
+    nss.push((
+        std::fs::File::open(format!("/proc/{init_pid}/ns/user"))?.into(),
+        CloneFlags::CLONE_NEWUSER,
+    ));
+    nss.push((
+        std::fs::File::open(format!("/proc/{init_pid}/ns/net"))?.into(),
+        CloneFlags::CLONE_NEWNET,
+    ));
+    let (parent_end, child_end) = std::os::unix::net::UnixStream::pair()?;
+    // SAFETY: an all-zero sockaddr_in is valid; fields are set below.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = v4.port().to_be();
+    sa.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+    // SAFETY: the child only makes system calls (setns, socket, connect, sendmsg) on data
+    // prepared before the fork, then _exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = (|| -> Result<(), i32> {
+            for (fd, flag) in &nss {
+                setns(fd, *flag).map_err(|e| e as i32)?;
+            }
+            // SAFETY: plain socket calls on values owned by this child.
+            unsafe {
+                let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                if s < 0 {
+                    return Err(*libc::__errno_location());
+                }
+                if libc::connect(
+                    s,
+                    (&sa as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                ) < 0
+                {
+                    return Err(*libc::__errno_location());
+                }
+                send_fd(child_end.as_raw_fd(), s)
+            }
+        })();
+        let errno = match code {
+            Ok(()) => 0,
+            Err(e) => e.clamp(1, 255),
+        };
+        // SAFETY: leave the forked child without running destructors.
+        unsafe { libc::_exit(errno) };
+    }
+    drop(child_end);
+    drop(nss);
+    let received = recv_fd(parent_end.as_raw_fd());
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match received {
+        // SAFETY: the descriptor just arrived over SCM_RIGHTS and is ours.
+        Some(fd) => Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) }),
+        None => {
+            let errno = if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                libc::EIO
+            };
+            Err(std::io::Error::from_raw_os_error(errno))
+        }
+    }
+}
+
+/// Sends `fd` over the unix socket `sock` (SCM_RIGHTS).
+///
+/// # Safety
+/// `sock` and `fd` must be open descriptors.
+unsafe fn send_fd(sock: i32, fd: i32) -> Result<(), i32> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain data; the control buffer is large and aligned enough for one fd.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<i32>(), fd);
+        if libc::sendmsg(sock, &msg, 0) < 0 {
+            return Err(*libc::__errno_location());
+        }
+    }
+    Ok(())
+}
+
+fn recv_fd(sock: i32) -> Option<i32> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut cbuf = [0u64; 8];
+    // SAFETY: as in send_fd; the kernel fills the control buffer we provide.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+        if libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) <= 0 {
+            return None;
+        }
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        if c.is_null() || (*c).cmsg_type != libc::SCM_RIGHTS {
+            return None;
+        }
+        Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>()))
+    }
+}
+
 /// Checks whether namespaces work here by running the helper in probe mode.
 pub fn probe(helper: &Path) -> Result<(), String> {
     let out = std::process::Command::new(helper)
         .args([HELPER_ARG, "--probe"])
+        .env_clear()
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
@@ -663,7 +829,9 @@ impl Holder {
         hide: &Path,
         hostname: &str,
     ) -> Result<Holder, String> {
+        // No environment: the sprite's init must not carry the emulator's (token, paths).
         let mut child = tokio::process::Command::new(helper)
+            .env_clear()
             .arg(HELPER_ARG)
             .arg("--root")
             .arg(root)
