@@ -331,8 +331,9 @@ async fn tty_exec_resizes_and_reports_exit() {
         .write_all(b"stty size; test -t 0 && echo term-$((1+1))\r")
         .await
         .unwrap();
-    read_until(&mut stdout, "40 120", Duration::from_secs(10)).await;
-    read_until(&mut stdout, "term-2", Duration::from_secs(10)).await;
+    // `term-2` is printed after `stty size`, so once it is seen both are in the text.
+    let seen = read_until(&mut stdout, "term-2", Duration::from_secs(10)).await;
+    assert!(seen.contains("40 120"), "resize not applied: {seen:?}");
     stdin.write_all(b"exit 5\r").await.unwrap();
     assert_eq!(child.wait().await.unwrap(), 5);
 }
