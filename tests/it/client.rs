@@ -156,11 +156,13 @@ async fn sprite_crud_and_documented_errors() {
     assert!(c.find("alpha").await.unwrap().is_none());
     assert_eq!(c.delete("alpha").await.unwrap_err().status(), Some(500));
 
+    c.check_auth().await.unwrap();
     let wrong = SpritesClient::builder()
         .base_url(emu.base_url())
         .token(Token::new("wrong-token"))
         .build()
         .unwrap();
+    assert_eq!(wrong.check_auth().await.unwrap_err().status(), Some(401));
     let e = wrong.get("alpha").await.unwrap_err();
     assert_eq!(e.status(), Some(401));
     assert!(e.to_string().contains("authentication failed"), "{e}");

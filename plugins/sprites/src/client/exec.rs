@@ -397,7 +397,8 @@ impl Child {
         })
     }
 
-    /// A cloneable handle for resize and signal while someone else waits.
+    /// A cloneable handle for resize and signal while someone else waits. While a clone is alive,
+    /// dropping the `Child` does not close the connection.
     pub fn control(&self) -> ChildControl {
         self.control.clone()
     }

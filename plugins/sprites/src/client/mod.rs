@@ -3,6 +3,36 @@
 //! Built from `shared/notes/sprites-api.md`, not from the emulator: the two check each other.
 //! Entry points: [`SpritesClient::builder`], [`SpritesClient::sprite`] for a [`SpriteHandle`],
 //! and [`SpriteHandle::command`] for exec.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), clauderon_sprites::client::Error> {
+//! use clauderon_sprites::client::{CreateSprite, SpritesClient, Token, WriteOptions};
+//! use tokio::io::AsyncWriteExt;
+//!
+//! let client = SpritesClient::builder()
+//!     .token(Token::new("org/id/secret"))
+//!     .on_event(|e| eprintln!("{e}")) // e.g. "waiting 3s (rate limited)"
+//!     .build()?;
+//! client.create(&CreateSprite::new("work-1").label("clauderon")).await?;
+//! let sprite = client.sprite("work-1");
+//! sprite.write_file("notes.txt", b"hi".to_vec(), &WriteOptions::default()).await?;
+//! let out = sprite.command("cat").arg("notes.txt").output().await?;
+//! assert_eq!(out.stdout, b"hi");
+//!
+//! // An interactive terminal that survives a disconnect.
+//! let mut shell = sprite.command("bash").tty(80, 24).spawn().await?;
+//! let mut stdin = shell.stdin.take().expect("TTY execs have stdin");
+//! stdin.write_all(b"echo hello\r").await.map_err(|e| clauderon_sprites::client::Error::Transport(e.to_string()))?;
+//! let id = shell.session_info(std::time::Duration::from_secs(10)).await.map(|i| i.session_id);
+//! shell.detach();
+//! if let Some(id) = id {
+//!     let again = sprite.attach(&id).await?;
+//!     again.signal("HUP").await?;
+//! }
+//! let ckpt = sprite.create_checkpoint(Some("before"), |ev| eprintln!("{}", ev.text())).await?;
+//! sprite.restore_checkpoint(&ckpt.id, |_| {}).await?;
+//! # Ok(()) }
+//! ```
 
 mod builder;
 mod checkpoints;

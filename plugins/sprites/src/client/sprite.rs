@@ -350,6 +350,15 @@ impl SpritesClient {
         }
     }
 
+    /// A cheap authenticated call (one sprite listed) that proves the URL and token work.
+    pub async fn check_auth(&self) -> Result<()> {
+        let opts = ListOptions {
+            prefix: None,
+            page_size: Some(1),
+        };
+        self.list_page(&opts, None).await.map(|_| ())
+    }
+
     /// Fetches one page of sprites.
     pub async fn list_page(&self, opts: &ListOptions, token: Option<&str>) -> Result<SpritePage> {
         let mut url = self.endpoint(&["sprites"]);
