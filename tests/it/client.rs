@@ -112,6 +112,13 @@ async fn sprite_crud_and_documented_errors() {
     assert_eq!(bad.status(), Some(400), "{bad}");
     assert!(bad.to_string().contains("invalid sprite name"), "{bad}");
 
+    let handle = c.sprite("alpha");
+    let version = handle.environment_version().await.unwrap();
+    assert!(
+        version.is_some_and(|v| !v.is_empty()),
+        "no Sprite-Version on HEAD exec"
+    );
+    handle.upgrade().await.unwrap();
     let got = c.get("alpha").await.unwrap();
     assert_eq!(got.id, created.id);
     let mut labels = got.labels.clone();
@@ -157,6 +164,7 @@ async fn sprite_crud_and_documented_errors() {
     assert_eq!(c.delete("alpha").await.unwrap_err().status(), Some(500));
 
     c.check_auth().await.unwrap();
+
     let wrong = SpritesClient::builder()
         .base_url(emu.base_url())
         .token(Token::new("wrong-token"))

@@ -51,6 +51,34 @@ impl SpriteHandle {
         self.client.update(&self.name, update).await
     }
 
+    /// Moves this sprite to the latest environment version (`POST .../upgrade`).
+    pub async fn upgrade(&self) -> Result<()> {
+        let op = self.op("POST", "upgrade");
+        self.client
+            .send(&op, super::retry::Idempotency::Write, |http| {
+                http.post(self.url(&["upgrade"]))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The environment version (`Sprite-Version` header) probed with `HEAD .../exec`, as the Go
+    /// SDK does; `None` when the server sends no header. Wakes the sprite.
+    pub async fn environment_version(&self) -> Result<Option<String>> {
+        let op = self.op("HEAD", "exec");
+        let resp = self
+            .client
+            .send(&op, super::retry::Idempotency::Read, |http| {
+                http.head(self.url(&["exec"]))
+            })
+            .await?;
+        Ok(resp
+            .headers()
+            .get("sprite-version")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned))
+    }
+
     /// Deletes this sprite.
     pub async fn delete(&self) -> Result<()> {
         self.client.delete(&self.name).await
