@@ -843,3 +843,45 @@ async fn signal_falls_back_to_the_kill_endpoint_without_the_capability() {
     let q = seen.lock().unwrap().clone();
     assert!(q.contains(&("signal".into(), "SIGINT".into())), "{q:?}");
 }
+
+#[tokio::test]
+async fn a_conflict_after_our_own_ambiguous_attempt_is_adopted() {
+    // Attempt 1 is lost (502) and the lookup races it (404); attempt 2 then collides with what
+    // attempt 1 created (409): that sprite is ours when its labels match.
+    let (posts, gets) = (Counter::default(), Counter::default());
+    let app = Router::new()
+        .route(
+            "/v1/sprites",
+            post(|State((posts, _)): State<(Counter, Counter)>| async move {
+                if posts.bump() == 0 {
+                    json_resp(StatusCode::BAD_GATEWAY, json!({"error":"lost"}))
+                } else {
+                    json_resp(StatusCode::CONFLICT, json!({"error":"A sprite named 'r' already exists. Please choose a different name."}))
+                }
+            }),
+        )
+        .route(
+            "/v1/sprites/{name}",
+            get(|State((_, gets)): State<(Counter, Counter)>| async move {
+                if gets.bump() == 0 {
+                    json_resp(StatusCode::NOT_FOUND, json!({"error":"sprite not found"}))
+                } else {
+                    json_resp(StatusCode::OK, json!({"id":"sprite-r","name":"r","labels":["mine"]}))
+                }
+            }),
+        )
+        .with_state((posts.clone(), gets.clone()));
+    let (c, events) = client(&serve(app).await);
+    let s = c
+        .create(&CreateSprite::new("r").label("mine"))
+        .await
+        .unwrap();
+    assert_eq!(s.id, "sprite-r");
+    assert_eq!(posts.get(), 2);
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .contains(&ClientEvent::CreateAdopted { name: "r".into() })
+    );
+}
