@@ -312,6 +312,27 @@ async fn non_tty_exec_streams_and_closes_at_the_exit_frame() {
     let out = child.wait_with_output().await.unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "200000");
 
+    // Upload and echo at once: 4 MiB through `cat` while its output streams back.
+    let mut child = h.command("cat").stdin(true).spawn().await.unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let sent = payload.clone();
+    let writer = tokio::spawn(async move {
+        stdin.write_all(&sent).await.unwrap();
+        stdin.shutdown().await.unwrap();
+    });
+    let echoed = tokio::time::timeout(Duration::from_secs(60), stdout.read_to_end())
+        .await
+        .expect("echo stalled");
+    writer.await.unwrap();
+    assert_eq!(child.wait().await.unwrap(), 0);
+    assert!(
+        echoed == payload,
+        "echo differs ({} bytes back)",
+        echoed.len()
+    );
+
     // Without stdin the command sees EOF at once instead of hanging.
     let out = h.command("cat").output().await.unwrap();
     assert!(out.success() && out.stdout.is_empty());

@@ -590,15 +590,13 @@ impl Pump {
         let mut last_seen = Instant::now();
         let end = loop {
             tokio::select! {
-                // Control first: a resize queued before stdin must reach the terminal first.
-                biased;
+                // Unbiased: neither a flood of output nor a large upload starves the other.
                 ctl = self.control.recv() => {
-                    let text = match ctl {
-                        Some(Control::Resize(cols, rows)) => serde_json::json!({"type":"resize","cols":cols,"rows":rows}),
-                        Some(Control::Signal(sig)) => serde_json::json!({"type":"signal","signal":sig}),
-                        Some(Control::Detach) | None => break End::Detached,
+                    let msg = match control_message(ctl) {
+                        Ok(m) => m,
+                        Err(end) => break end,
                     };
-                    if sink.send(Message::text(text.to_string())).await.is_err() {
+                    if sink.send(msg).await.is_err() {
                         break End::Failed(Error::ExecEndedWithoutExit);
                     }
                 }
@@ -621,6 +619,18 @@ impl Pump {
                     }
                 }
                 chunk = next_stdin(&mut self.stdin), if stdin_open && self.framing.is_some() => {
+                    // A resize or signal queued before this input goes first.
+                    let mut early = None;
+                    while let Ok(ctl) = self.control.try_recv() {
+                        match control_message(Some(ctl)) {
+                            Ok(m) => if sink.send(m).await.is_err() {
+                                early = Some(End::Failed(Error::ExecEndedWithoutExit));
+                                break;
+                            },
+                            Err(end) => { early = Some(end); break; }
+                        }
+                    }
+                    if let Some(end) = early { break end }
                     let framing = self.framing.unwrap_or(Framing::Tty);
                     let frame = match (chunk, framing) {
                         (Some(b), Framing::Tty) => Some(b.to_vec()),
@@ -730,6 +740,18 @@ impl Pump {
             _ => None,
         }
     }
+}
+
+/// The text message for a control request, or how the loop ends (detach, or the `Child` dropped).
+fn control_message(ctl: Option<Control>) -> Result<Message, End> {
+    let v = match ctl {
+        Some(Control::Resize(cols, rows)) => {
+            serde_json::json!({"type": "resize", "cols": cols, "rows": rows})
+        }
+        Some(Control::Signal(sig)) => serde_json::json!({"type": "signal", "signal": sig}),
+        Some(Control::Detach) | None => return Err(End::Detached),
+    };
+    Ok(Message::text(v.to_string()))
 }
 
 async fn next_stdin(rx: &mut Option<futures::channel::mpsc::Receiver<Bytes>>) -> Option<Bytes> {
