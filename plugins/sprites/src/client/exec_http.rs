@@ -1,8 +1,10 @@
 //! Exec over plain HTTP (`POST /v1/sprites/{name}/exec`): for small non-TTY commands.
 //!
 //! The answer is the non-TTY framing without length prefixes (`[stream byte][payload]` per HTTP
-//! chunk, last `0x03` + exit byte), so it relies on chunk boundaries surviving; use the WebSocket
-//! exec for large output.
+//! chunk, last `0x03` + exit byte), so it relies on chunk boundaries surviving. A chunk larger than
+//! what one read delivers arrives split (seen from ~64 KiB of output on loopback); a split is
+//! reported as [`Error::Protocol`] when its first byte is not a stream byte, but text output can
+//! be misrouted undetected. Use the WebSocket exec for anything but small output.
 
 use futures::StreamExt;
 
@@ -77,7 +79,7 @@ impl Command {
                 }
                 other => {
                     return Err(Error::Protocol(format!(
-                        "{op}: unknown stream byte 0x{other:02x} (chunks merged by a proxy?)"
+                        "{op}: the answer lost its frame boundaries (stream byte 0x{other:02x}); HTTP exec only suits small output, use spawn() (WebSocket) for this command"
                     )));
                 }
             }
