@@ -784,6 +784,44 @@ async fn tty_sessions_outlive_disconnect_reattach_with_replay_and_kill() {
 }
 
 #[tokio::test]
+async fn reattach_replays_only_the_bounded_tail() {
+    let emu = Emulator::start_args(&["--replay-bytes", "2048"]);
+    create(&emu, "ring").await;
+    let script = "i=0; while [ $i -lt 400 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; \
+                  echo END-OF-OUTPUT; read x";
+    let mut w = ws(
+        &emu,
+        "/v1/sprites/ring/exec",
+        &[
+            ("cmd", "sh"),
+            ("cmd", "-c"),
+            ("cmd", script),
+            ("tty", "true"),
+        ],
+    )
+    .await;
+    let mut acc = String::new();
+    let texts = read_tty_until(&mut w, "END-OF-OUTPUT", &mut acc).await;
+    assert!(acc.len() > 10_000);
+    let id = texts[0]["session_id"].as_str().unwrap().to_owned();
+    w.close(None).await.unwrap();
+    let mut w = ws(&emu, &format!("/v1/sprites/ring/exec/{id}"), &[]).await;
+    let mut replay = String::new();
+    read_tty_until(&mut w, "END-OF-OUTPUT", &mut replay).await;
+    assert!(
+        replay.len() <= 2048,
+        "replay of {} bytes exceeds the buffer",
+        replay.len()
+    );
+    assert!(
+        replay.len() > 1024,
+        "replay holds the recent output: {replay:?}"
+    );
+    assert!(!replay.contains("line-0-"), "oldest output is gone");
+    assert!(replay.contains("line-399-"));
+}
+
+#[tokio::test]
 async fn non_tty_exec_ends_after_disconnect_window() {
     let emu = Emulator::start();
     create(&emu, "nd").await;
@@ -1224,6 +1262,18 @@ async fn checkpoints_really_snapshot_and_restore_files() {
     )
     .await;
     assert_eq!(run.out(), "one\nkeep\na\nb\n");
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    if info["sandbox"] == "namespaces" {
+        // Checkpoints are mounted read-only inside the sprite.
+        let run = sh(
+            &emu,
+            "cp",
+            "cat /.sprite/checkpoints/v1/home/sprite/a; ls /.sprite/checkpoints; touch /.sprite/checkpoints/v1/x",
+        )
+        .await;
+        assert_eq!(run.out(), "one\nv0\nv1\n");
+        assert!(String::from_utf8_lossy(&run.stderr).contains("Read-only"));
+    }
 
     // A missing id: HTTP 200 with an in-stream error.
     let r = c
@@ -1724,6 +1774,43 @@ async fn without_namespaces_paths_are_mapped_into_the_sprite_directory() {
         404,
         "only the sprite's own directories exist for fs calls"
     );
+}
+
+#[tokio::test]
+async fn unprivileged_emulator_isolates_with_user_namespaces() {
+    let Some(emu) = Emulator::start_unprivileged(&[]) else {
+        eprintln!("not root or no setpriv: cannot start the emulator as an unprivileged user");
+        return;
+    };
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    if info["sandbox"] != "namespaces" {
+        // The kernel refuses unprivileged user namespaces: the emulator must say why.
+        assert!(!info["sandbox_note"].as_str().unwrap().is_empty(), "{info}");
+        return;
+    }
+    create(&emu, "unpriv").await;
+    let run = sh(
+        &emu,
+        "unpriv",
+        "id -u; hostname; echo x > /etc/probe-unpriv; echo ok > /home/sprite/f; cat /home/sprite/f",
+    )
+    .await;
+    assert_eq!(
+        run.out(),
+        "0\nunpriv\nok\n",
+        "stderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(String::from_utf8_lossy(&run.stderr).contains("Read-only file system"));
+    let (s, v) = get_json(&emu, "/v1/sprites/unpriv/fs/list?path=/home/sprite").await;
+    assert_eq!((s, v["count"].as_u64()), (200, Some(1)));
+    let r = http(&emu)
+        .post(url(&emu, "/v1/sprites/unpriv/checkpoint"))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ndjson(r).await.last().unwrap()["type"], "complete");
 }
 
 #[test]

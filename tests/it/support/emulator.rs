@@ -21,6 +21,7 @@ use serde_json::Value;
 /// A running emulator.
 pub struct Emulator {
     child: Option<Child>,
+    wrapper: Vec<String>,
     addr: String,
     token: String,
     data: tempfile::TempDir,
@@ -63,6 +64,7 @@ impl Emulator {
             .expect("temporary data dir");
         let mut emu = Emulator {
             child: None,
+            wrapper: Vec::new(),
             addr: String::new(),
             token: token(),
             data,
@@ -72,9 +74,54 @@ impl Emulator {
         emu
     }
 
+    /// Starts the emulator as the unprivileged user `nobody` (65534) through `setpriv`, so it
+    /// must isolate sprites with user namespaces; `None` when not root or `setpriv` is missing.
+    pub fn start_unprivileged(args: &[&str]) -> Option<Emulator> {
+        let root = Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+            return None;
+        }
+        Command::new("setpriv").arg("--version").output().ok()?;
+        let data = tempfile::Builder::new()
+            .prefix("sprites-emu-")
+            .tempdir()
+            .expect("temporary data dir");
+        let st = Command::new("chown")
+            .args(["65534:65534"])
+            .arg(data.path())
+            .status()
+            .ok()?;
+        assert!(st.success(), "chown the data dir to nobody");
+        let mut emu = Emulator {
+            child: None,
+            wrapper: [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            addr: String::new(),
+            token: token(),
+            data,
+            args: args.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        emu.spawn();
+        Some(emu)
+    }
+
     fn spawn(&mut self) {
         let bin = super::artifacts::artifacts().emulator();
-        let mut child = Command::new(&bin)
+        let mut cmd = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let mut child = cmd
             .args(["--listen", "127.0.0.1:0", "--data"])
             .arg(self.data.path())
             .args(["--token", &self.token])

@@ -6,7 +6,8 @@
 //!
 //! - every top-level host directory bind-mounted **read-only** (recursively), except `/home`,
 //!   `/tmp`, `/run`, `/dev`, `/proc`, `/sys` and `/root`;
-//! - the sprite's own `/home/sprite`, `/tmp` and `/.sprite` bound read-write from its disk;
+//! - the sprite's own `/home/sprite`, `/tmp` and `/.sprite` bound read-write from its disk, and
+//!   its checkpoints read-only at `/.sprite/checkpoints`;
 //! - the emulator's data directory and `/root` covered by empty read-only tmpfs mounts, so one
 //!   sprite cannot see another's files;
 //! - a minimal `/dev` (null, zero, full, random, urandom, tty, a private devpts), a fresh `/proc`
@@ -65,6 +66,7 @@ pub fn helper_main(args: Vec<String>) -> ExitCode {
 
 struct HelperArgs {
     root: PathBuf,
+    checkpoints: Option<PathBuf>,
     stage: PathBuf,
     hide: PathBuf,
     hostname: String,
@@ -72,6 +74,7 @@ struct HelperArgs {
 
 fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
     let mut root = None;
+    let mut checkpoints = None;
     let mut stage = None;
     let mut hide = None;
     let mut hostname = None;
@@ -80,6 +83,7 @@ fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--root" => root = Some(PathBuf::from(v)),
+            "--checkpoints" => checkpoints = Some(PathBuf::from(v)),
             "--stage" => stage = Some(PathBuf::from(v)),
             "--hide" => hide = Some(PathBuf::from(v)),
             "--hostname" => hostname = Some(v.clone()),
@@ -88,6 +92,7 @@ fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
     }
     Ok(HelperArgs {
         root: root.ok_or("--root missing")?,
+        checkpoints,
         stage: stage.ok_or("--stage missing")?,
         hide: hide.ok_or("--hide missing")?,
         hostname: hostname.ok_or("--hostname missing")?,
@@ -349,6 +354,14 @@ fn init_child(a: &HelperArgs) -> Result<(), String> {
         let dst = stage.join(inside);
         mkdir(&dst)?;
         bind(&a.root.join(sub), &dst, false)?;
+    }
+    // Checkpoints are visible read-only at /.sprite/checkpoints (as on the real service).
+    if let Some(cp) = &a.checkpoints
+        && cp.is_dir()
+    {
+        let dst = stage.join(".sprite/checkpoints");
+        mkdir(&dst)?;
+        bind(cp, &dst, true)?;
     }
     for empty in ["run", "root"] {
         let dst = stage.join(empty);
@@ -835,6 +848,8 @@ impl Holder {
             .arg(HELPER_ARG)
             .arg("--root")
             .arg(root)
+            .arg("--checkpoints")
+            .arg(root.with_file_name("checkpoints"))
             .arg("--stage")
             .arg(stage)
             .arg("--hide")

@@ -384,10 +384,20 @@ impl Session {
                 }
                 g.ring.push_back(out.clone());
                 g.ring_bytes += n;
+                // Keep exactly the newest `ring_cap` bytes (the oldest chunk may be cut).
                 while g.ring_bytes > self.ring_cap {
-                    match g.ring.pop_front() {
-                        Some(Out::Stdout(b)) | Some(Out::Stderr(b)) => g.ring_bytes -= b.len(),
-                        Some(Out::Exit(_)) => {}
+                    let excess = g.ring_bytes - self.ring_cap;
+                    match g.ring.front_mut() {
+                        Some(Out::Stdout(b)) | Some(Out::Stderr(b)) if b.len() > excess => {
+                            *b = b.slice(excess..);
+                            g.ring_bytes -= excess;
+                        }
+                        Some(_) => {
+                            if let Some(Out::Stdout(b)) | Some(Out::Stderr(b)) = g.ring.pop_front()
+                            {
+                                g.ring_bytes -= b.len();
+                            }
+                        }
                         None => break,
                     }
                 }
