@@ -9,7 +9,7 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The service answered with an error status (>= 400, other than a rate limit).
-    #[error("Sprites API error {status}: {message}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    #[error("Sprites API error {status}: {message}{}{}", code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default(), hint(*status))]
     Api {
         /// HTTP status code.
         status: u16,
@@ -90,6 +90,17 @@ impl Error {
             Error::Api { status, .. } => *status >= 500,
             _ => false,
         }
+    }
+}
+
+/// What to do about a status, when there is something obvious.
+fn hint(status: u16) -> &'static str {
+    match status {
+        401 => "; check the Sprites API token (create one at https://sprites.dev/account)",
+        403 => {
+            "; the token is not allowed to do this (restricted tokens may be limited to a name prefix)"
+        }
+        _ => "",
     }
 }
 

@@ -302,6 +302,11 @@ mod tests {
         );
         let e = error_from_parts(502, &h, b"");
         assert!(e.to_string().contains("Bad Gateway"));
+        let e = error_from_parts(401, &h, br#"{"error":"authentication failed"}"#);
+        assert_eq!(
+            e.to_string(),
+            "Sprites API error 401: authentication failed; check the Sprites API token (create one at https://sprites.dev/account)"
+        );
     }
 
     #[test]
