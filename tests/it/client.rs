@@ -182,7 +182,9 @@ async fn list_follows_pages_and_prefix() {
     let emu = Emulator::start();
     let (c, _) = client(&emu);
     for n in ["pg-a", "pg-b", "pg-c", "other"] {
-        c.create(&CreateSprite::new(n)).await.unwrap();
+        c.create(&CreateSprite::new(n).wait_for_capacity(true))
+            .await
+            .unwrap();
     }
     let opts = ListOptions {
         prefix: Some("pg-".into()),
@@ -332,6 +334,16 @@ async fn non_tty_exec_streams_and_closes_at_the_exit_frame() {
         "echo differs ({} bytes back)",
         echoed.len()
     );
+
+    // Keepalive: with 100 ms pings a quiet 1 s command survives only if the server answers pongs.
+    let (pinging, _) = client_with(&emu, |b| b.ping_interval(Duration::from_millis(100)));
+    let quiet = pinging
+        .sprite("exec")
+        .command("sleep")
+        .arg("1")
+        .status()
+        .await;
+    assert_eq!(quiet.unwrap(), 0);
 
     // Without stdin the command sees EOF at once instead of hanging.
     let out = h.command("cat").output().await.unwrap();
