@@ -5,7 +5,8 @@
 //! - throughput: 100 MB of stdout (`head -c 100000000 /dev/zero`) counted as it streams.
 //!
 //! `cargo bench -p clauderon-sprites --bench client_exec` (`CLIENT_BENCH_ITERS` changes N). The
-//! emulator is built for the same profile when it is missing.
+//! emulator is built for the same profile when it is missing. Run without `--bench` (as `cargo
+//! test --benches` does) it is a quick smoke run: 3 round trips, 10 MB.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -18,15 +19,16 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const TOKEN: &str = "bench-token";
-const BYTES: u64 = 100_000_000;
 
 type BoxError = Box<dyn std::error::Error>;
 
 fn main() -> Result<(), BoxError> {
+    let full = std::env::args().any(|a| a == "--bench");
     let iters: u32 = std::env::var("CLIENT_BENCH_ITERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
+        .unwrap_or(if full { 50 } else { 3 });
+    let bytes: u64 = if full { 100_000_000 } else { 10_000_000 };
     let exe = emulator_binary()?;
     let data = std::env::temp_dir().join(format!("client-bench-{}", std::process::id()));
     let mut emu = Command::new(&exe)
@@ -39,7 +41,7 @@ fn main() -> Result<(), BoxError> {
     std::io::BufReader::new(emu.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
     let addr = line.trim().to_owned();
     let rt = tokio::runtime::Runtime::new()?;
-    let result = rt.block_on(run(&addr, iters));
+    let result = rt.block_on(run(&addr, iters, bytes));
     let _ = emu.kill();
     let _ = emu.wait();
     let _ = std::fs::remove_dir_all(&data);
@@ -68,7 +70,7 @@ fn emulator_binary() -> Result<PathBuf, BoxError> {
     Ok(bin)
 }
 
-async fn run(addr: &str, iters: u32) -> Result<(), BoxError> {
+async fn run(addr: &str, iters: u32, bytes: u64) -> Result<(), BoxError> {
     let client = SpritesClient::builder()
         .base_url(format!("http://{addr}"))
         .token(Token::new(TOKEN))
@@ -98,14 +100,14 @@ async fn run(addr: &str, iters: u32) -> Result<(), BoxError> {
         per(client_rt) / per(raw_rt)
     );
 
-    let q = format!("cmd=head&cmd=-c&cmd={BYTES}&cmd=/dev/zero&path=head&stdin=false");
+    let q = format!("cmd=head&cmd=-c&cmd={bytes}&cmd=/dev/zero&path=head&stdin=false");
     let t = Instant::now();
     let (raw_bytes, _) = raw_exec(addr, &q).await?;
     let raw_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut child = sprite
         .command("head")
-        .args(["-c", &BYTES.to_string(), "/dev/zero"])
+        .args(["-c", &bytes.to_string(), "/dev/zero"])
         .spawn()
         .await?;
     let mut stdout = child.stdout.take().ok_or("no stdout")?;
@@ -115,11 +117,12 @@ async fn run(addr: &str, iters: u32) -> Result<(), BoxError> {
     }
     child.wait().await?;
     let client_s = t.elapsed().as_secs_f64();
-    assert_eq!(raw_bytes, BYTES);
-    assert_eq!(client_bytes, BYTES);
-    let mbs = |s: f64| BYTES as f64 / 1e6 / s;
+    assert_eq!(raw_bytes, bytes);
+    assert_eq!(client_bytes, bytes);
+    let mbs = |s: f64| bytes as f64 / 1e6 / s;
     println!(
-        "100 MB stdout: client {:.0} MB/s, bare tungstenite {:.0} MB/s, ratio {:.2}x",
+        "{} MB stdout: client {:.0} MB/s, bare tungstenite {:.0} MB/s, ratio {:.2}x",
+        bytes / 1_000_000,
         mbs(client_s),
         mbs(raw_s),
         mbs(client_s) / mbs(raw_s)
