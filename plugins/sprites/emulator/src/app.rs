@@ -216,9 +216,7 @@ impl App {
             tokio::time::sleep(delay).await;
         }
         match (&life.holder, state) {
-            (Some(h), _) => {
-                h.signal_all(Signal::SIGCONT);
-            }
+            (Some(h), _) => h.thaw().await,
             (None, _) if self.sandboxed => {
                 let holder = Holder::start(
                     &self.cfg.helper,
@@ -251,9 +249,7 @@ impl App {
             return Ok(());
         }
         match &life.holder {
-            Some(h) => {
-                h.signal_all(Signal::SIGSTOP);
-            }
+            Some(h) => h.freeze().await,
             None => {
                 for s in sprite.sessions() {
                     s.signal(Signal::SIGSTOP);
@@ -311,7 +307,12 @@ impl App {
                 .holder
                 .as_ref()
                 .ok_or_else(|| ApiError::internal("sandbox not running"))?;
-            match NsFds::open(h.init_pid, h.helper_pid) {
+            let opened = if crate::sandbox::alive(h.init_pid) {
+                NsFds::open(h.init_pid, h.helper_pid)
+            } else {
+                Err(std::io::Error::other("the sandbox's init process is dead"))
+            };
+            match opened {
                 Ok(n) => return Ok(Some(Arc::new(n))),
                 Err(e) => {
                     // The sandbox died under us (killed from outside): start a fresh one.

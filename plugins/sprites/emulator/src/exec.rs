@@ -112,6 +112,31 @@ async fn start_session(
     sprite: &Arc<Sprite>,
     spec: ExecSpec,
 ) -> Result<Arc<Session>, String> {
+    match start_session_once(app, sprite, spec.clone()).await {
+        Ok(s) => Ok(s),
+        // A sandbox that died between the check and the fork: once more on a fresh one.
+        Err(e)
+            if app.sandboxed
+                && app
+                    .holder_ids(sprite)
+                    .await
+                    .is_none_or(|(p, _)| !crate::sandbox::alive(p)) =>
+        {
+            tracing::warn!(
+                "exec in {} failed on a dead sandbox ({e}); retrying",
+                sprite.name
+            );
+            start_session_once(app, sprite, spec).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn start_session_once(
+    app: &Arc<App>,
+    sprite: &Arc<Sprite>,
+    spec: ExecSpec,
+) -> Result<Arc<Session>, String> {
     let ns = app.ns_for_exec(sprite).await.map_err(|e| e.message())?;
     let id = sprite
         .next_session

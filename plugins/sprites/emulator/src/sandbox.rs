@@ -608,8 +608,8 @@ pub unsafe fn child_setup(ns: Option<&NsFds>, cwd: &CStr, tty: bool) -> std::io:
     }
 }
 
-/// Process ids (as the host sees them) of every process in the PID namespace of `init_pid`,
-/// except the init itself.
+/// Process ids (as the host sees them) of every live process in the PID namespace of
+/// `init_pid`, except the init itself.
 pub fn ns_members(init_pid: i32) -> Vec<i32> {
     let Ok(target) = std::fs::read_link(format!("/proc/{init_pid}/ns/pid")) else {
         return Vec::new();
@@ -622,21 +622,30 @@ pub fn ns_members(init_pid: i32) -> Vec<i32> {
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
         .filter(|&pid| pid != init_pid)
         .filter(|pid| std::fs::read_link(format!("/proc/{pid}/ns/pid")).is_ok_and(|l| l == target))
+        // Zombies are already dead: nothing to stop or count.
+        .filter(|pid| alive(*pid))
         .collect()
 }
 
-/// How many of `pids` are stopped (state `T` in `/proc/PID/stat`).
+/// The state letter of a process (`R`, `S`, `T`, `Z`, ...) from `/proc/PID/stat`.
+fn proc_state(pid: i32) -> Option<char> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        })
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: i32) -> bool {
+    !matches!(proc_state(pid), Some('Z') | Some('X') | None)
+}
+
+/// How many of `pids` are stopped (state `T`).
 pub fn count_stopped(pids: &[i32]) -> usize {
     pids.iter()
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(") ")
-                        .and_then(|(_, rest)| rest.chars().next())
-                })
-                .is_some_and(|c| c == 'T')
-        })
+        .filter(|pid| proc_state(**pid) == Some('T'))
         .count()
 }
 
@@ -831,6 +840,8 @@ pub struct Holder {
     pub init_pid: i32,
     /// Host pid of the helper.
     pub helper_pid: Option<i32>,
+    /// Processes this holder stopped when going warm (and only those are continued).
+    frozen: std::sync::Mutex<Vec<i32>>,
 }
 
 impl Holder {
@@ -882,6 +893,7 @@ impl Holder {
                 child,
                 init_pid,
                 helper_pid,
+                frozen: std::sync::Mutex::new(Vec::new()),
             }),
             None => {
                 let _ = child.start_kill();
@@ -908,12 +920,51 @@ impl Holder {
         }
     }
 
-    /// Stops (SIGSTOP) or continues (SIGCONT) every process of the sprite.
-    pub fn signal_all(&self, sig: Signal) -> usize {
-        let members = ns_members(self.init_pid);
-        for pid in &members {
-            let _ = kill(Pid::from_raw(*pid), sig);
+    /// Stops every process of the sprite and waits (bounded) until the kernel reports them all
+    /// stopped, re-signalling any that appeared meanwhile.
+    pub async fn freeze(&self) {
+        for _ in 0..200 {
+            let members = ns_members(self.init_pid);
+            let running: Vec<i32> = members
+                .iter()
+                .copied()
+                .filter(|p| proc_state(*p) != Some('T'))
+                .collect();
+            if running.is_empty() {
+                return;
+            }
+            for pid in running {
+                if kill(Pid::from_raw(pid), Signal::SIGSTOP).is_ok()
+                    && let Ok(mut f) = self.frozen.lock()
+                    && !f.contains(&pid)
+                {
+                    f.push(pid);
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
-        members.len()
+    }
+
+    /// Continues the processes `freeze` stopped and waits (bounded) until they run again.
+    pub async fn thaw(&self) {
+        let frozen = self
+            .frozen
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default();
+        for _ in 0..200 {
+            let stopped: Vec<i32> = frozen
+                .iter()
+                .copied()
+                .filter(|p| proc_state(*p) == Some('T'))
+                .collect();
+            if stopped.is_empty() {
+                return;
+            }
+            for pid in stopped {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
