@@ -135,7 +135,8 @@ async fn raw_exec(addr: &str, query: &str) -> Result<(u64, u8), BoxError> {
     let mut req = format!("ws://{addr}/v1/sprites/bench/exec?{query}").into_client_request()?;
     req.headers_mut()
         .insert("authorization", format!("Bearer {TOKEN}").parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    // Nagle off, as the client does: otherwise the baseline pays ~40 ms ACK delays.
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
     ws.send(Message::binary(vec![4u8])).await?;
     let mut bytes = 0u64;
     while let Some(msg) = ws.next().await {
