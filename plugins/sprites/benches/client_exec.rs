@@ -83,14 +83,19 @@ async fn run(addr: &str, iters: u32, bytes: u64) -> Result<(), BoxError> {
 
     let mut raw_rt = Duration::ZERO;
     let mut client_rt = Duration::ZERO;
-    for _ in 0..iters {
-        let t = Instant::now();
-        let (_, code) = raw_exec(addr, "cmd=true&path=true&stdin=false").await?;
-        raw_rt += t.elapsed();
-        assert_eq!(code, 0);
-        let t = Instant::now();
-        assert_eq!(sprite.command("true").status().await?, 0);
-        client_rt += t.elapsed();
+    // Alternate which goes first, so neither always follows the other's teardown.
+    for i in 0..iters {
+        for raw_turn in [i % 2 == 0, i % 2 != 0] {
+            let t = Instant::now();
+            if raw_turn {
+                let (_, code) = raw_exec(addr, "cmd=true&path=true&stdin=false").await?;
+                assert_eq!(code, 0);
+                raw_rt += t.elapsed();
+            } else {
+                assert_eq!(sprite.command("true").status().await?, 0);
+                client_rt += t.elapsed();
+            }
+        }
     }
     let per = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(iters.max(1));
     println!(
