@@ -357,6 +357,15 @@ async fn non_tty_exec_streams_and_closes_at_the_exit_frame() {
         .await
         .unwrap();
     assert_eq!(code, 127);
+
+    // The emulator itself cannot start a missing program: its stderr message and exit 127
+    // must arrive every time (the client sends stdin EOF at once; an unread byte once made the
+    // emulator's close reset the connection and lose the exit frame).
+    for _ in 0..10 {
+        let out = h.command("/no/such/program").output().await.unwrap();
+        assert_eq!(out.exit_code, 127);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    }
 }
 
 #[tokio::test]

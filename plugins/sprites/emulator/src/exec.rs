@@ -432,6 +432,7 @@ pub async fn exec_get(
         Ok(session) => Ok(upgrade_into(&app, ws, &sprite, session, false, drop)),
         Err(msg) => {
             // Like a shell that cannot run the program: the message on stderr, exit 127.
+            let linger = app.cfg.exit_linger;
             Ok(ws.on_upgrade(move |mut socket| async move {
                 let text = format!("{msg}\n");
                 let (out, exit) = if tty {
@@ -447,6 +448,16 @@ pub async fn exec_get(
                 };
                 let _ = socket.send(out).await;
                 let _ = socket.send(exit).await;
+                // Linger and read as after any exit: closing with the client's stdin bytes
+                // unread makes the kernel reset the connection, and the exit frame is lost.
+                let _ = tokio::time::timeout(linger, async {
+                    while let Some(Ok(m)) = socket.recv().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
                 let _ = socket.send(Message::Close(None)).await;
             }))
         }
