@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod home;
 pub mod plugins;
 pub mod secrets;
