@@ -475,6 +475,52 @@ pub struct ListInstancesResponse {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Empty {}
 
+/// Expands `$callback! { ... }` with the table of every non-stream operation: its doc, method
+/// name, request type, response type and op name. The SDK's `Backend` trait and the host's typed
+/// client are both generated from this one table, so they cannot drift apart.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! for_each_call_op {
+    ($callback:ident) => {
+        $callback! {
+            /// `create`: make a sandbox.
+            create($crate::ops::CreateRequest) -> $crate::ops::InstanceResponse = $crate::ops::CREATE;
+            /// `status`: the sandbox's status.
+            status($crate::ops::InstanceRequest) -> $crate::ops::StatusResponse = $crate::ops::STATUS;
+            /// `start`: start a stopped sandbox.
+            start($crate::ops::InstanceRequest) -> $crate::ops::InstanceResponse = $crate::ops::START;
+            /// `delete`: destroy a sandbox.
+            delete($crate::ops::InstanceRequest) -> $crate::ops::Empty = $crate::ops::DELETE;
+            /// `hibernate`: put a sandbox to sleep.
+            hibernate($crate::ops::InstanceRequest) -> $crate::ops::InstanceResponse = $crate::ops::HIBERNATE;
+            /// `wake`: wake a sandbox.
+            wake($crate::ops::InstanceRequest) -> $crate::ops::InstanceResponse = $crate::ops::WAKE;
+            /// `clone_repo`: clone a repository inside the sandbox.
+            clone_repo($crate::ops::CloneRepoRequest) -> $crate::ops::CloneRepoResponse = $crate::ops::CLONE_REPO;
+            /// `sync`: copy files between host and sandbox.
+            sync($crate::ops::SyncRequest) -> $crate::ops::SyncResponse = $crate::ops::SYNC;
+            /// `cache_save`: save cached paths.
+            cache_save($crate::ops::CacheSaveRequest) -> $crate::ops::CacheResponse = $crate::ops::CACHE_SAVE;
+            /// `cache_restore`: restore cached paths.
+            cache_restore($crate::ops::CacheRestoreRequest) -> $crate::ops::CacheResponse = $crate::ops::CACHE_RESTORE;
+            /// `open_tunnel`: relay a sandbox port to a host address.
+            open_tunnel($crate::ops::OpenTunnelRequest) -> $crate::ops::OpenTunnelResponse = $crate::ops::OPEN_TUNNEL;
+            /// `close_tunnel`: stop a tunnel.
+            close_tunnel($crate::ops::CloseTunnelRequest) -> $crate::ops::InstanceResponse = $crate::ops::CLOSE_TUNNEL;
+            /// `checkpoint_create`: snapshot the sandbox.
+            checkpoint_create($crate::ops::CheckpointCreateRequest) -> $crate::ops::CheckpointCreateResponse = $crate::ops::CHECKPOINT_CREATE;
+            /// `checkpoint_list`: list snapshots.
+            checkpoint_list($crate::ops::InstanceRequest) -> $crate::ops::CheckpointListResponse = $crate::ops::CHECKPOINT_LIST;
+            /// `checkpoint_restore`: restore a snapshot.
+            checkpoint_restore($crate::ops::CheckpointRestoreRequest) -> $crate::ops::InstanceResponse = $crate::ops::CHECKPOINT_RESTORE;
+            /// `check_auth`: a cheap authenticated call.
+            check_auth($crate::ops::CheckAuthRequest) -> $crate::ops::CheckAuthResponse = $crate::ops::CHECK_AUTH;
+            /// `list_instances`: sandboxes labelled as ours.
+            list_instances($crate::ops::ListInstancesRequest) -> $crate::ops::ListInstancesResponse = $crate::ops::LIST_INSTANCES;
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -158,42 +158,7 @@ macro_rules! backend_ops {
     };
 }
 
-backend_ops! {
-    /// `create`: make a sandbox.
-    create(ops::CreateRequest) -> ops::InstanceResponse = ops::CREATE;
-    /// `status`: the sandbox's status.
-    status(ops::InstanceRequest) -> ops::StatusResponse = ops::STATUS;
-    /// `start`: start a stopped sandbox.
-    start(ops::InstanceRequest) -> ops::InstanceResponse = ops::START;
-    /// `delete`: destroy a sandbox.
-    delete(ops::InstanceRequest) -> ops::Empty = ops::DELETE;
-    /// `hibernate`: put a sandbox to sleep.
-    hibernate(ops::InstanceRequest) -> ops::InstanceResponse = ops::HIBERNATE;
-    /// `wake`: wake a sandbox.
-    wake(ops::InstanceRequest) -> ops::InstanceResponse = ops::WAKE;
-    /// `clone_repo`: clone a repository inside the sandbox.
-    clone_repo(ops::CloneRepoRequest) -> ops::CloneRepoResponse = ops::CLONE_REPO;
-    /// `sync`: copy files between host and sandbox.
-    sync(ops::SyncRequest) -> ops::SyncResponse = ops::SYNC;
-    /// `cache_save`: save cached paths.
-    cache_save(ops::CacheSaveRequest) -> ops::CacheResponse = ops::CACHE_SAVE;
-    /// `cache_restore`: restore cached paths.
-    cache_restore(ops::CacheRestoreRequest) -> ops::CacheResponse = ops::CACHE_RESTORE;
-    /// `open_tunnel`: relay a sandbox port to a host address.
-    open_tunnel(ops::OpenTunnelRequest) -> ops::OpenTunnelResponse = ops::OPEN_TUNNEL;
-    /// `close_tunnel`: stop a tunnel.
-    close_tunnel(ops::CloseTunnelRequest) -> ops::InstanceResponse = ops::CLOSE_TUNNEL;
-    /// `checkpoint_create`: snapshot the sandbox.
-    checkpoint_create(ops::CheckpointCreateRequest) -> ops::CheckpointCreateResponse = ops::CHECKPOINT_CREATE;
-    /// `checkpoint_list`: list snapshots.
-    checkpoint_list(ops::InstanceRequest) -> ops::CheckpointListResponse = ops::CHECKPOINT_LIST;
-    /// `checkpoint_restore`: restore a snapshot.
-    checkpoint_restore(ops::CheckpointRestoreRequest) -> ops::InstanceResponse = ops::CHECKPOINT_RESTORE;
-    /// `check_auth`: a cheap authenticated call.
-    check_auth(ops::CheckAuthRequest) -> ops::CheckAuthResponse = ops::CHECK_AUTH;
-    /// `list_instances`: sandboxes labelled as ours.
-    list_instances(ops::ListInstancesRequest) -> ops::ListInstancesResponse = ops::LIST_INSTANCES;
-}
+crate::for_each_call_op!(backend_ops);
 
 /// Exports `$plugin` (a type implementing [`Plugin`]) from this `cdylib`: the declaration symbol
 /// and the abi_stable root module. Call it exactly once per library, at the crate root.
