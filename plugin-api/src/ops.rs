@@ -182,6 +182,12 @@ pub struct CreateRequest {
     /// Environment variables for the sandbox (never secrets).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// CPU limit in cores (`--cpu-limit`), when the user set one.
+    #[serde(default)]
+    pub cpu_limit: Option<f64>,
+    /// Memory limit in MiB (`--memory-limit`), when the user set one.
+    #[serde(default)]
+    pub memory_limit_mib: Option<u64>,
 }
 
 /// A response carrying the (possibly updated) instance.
@@ -242,6 +248,12 @@ pub struct AttachRequest {
     /// Terminal rows.
     #[serde(default)]
     pub rows: u16,
+    /// Working directory when creating the session.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment when creating the session (never secrets).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// Response of a stream op (`exec`, `attach`) once the stream is open.
@@ -250,6 +262,10 @@ pub struct StreamStarted {
     /// The instance after starting.
     #[serde(default)]
     pub instance: Option<Instance>,
+    /// The id of the detachable session the stream is attached to (an `attach` that created one
+    /// reports it here; the host keeps it to re-attach later).
+    #[serde(default)]
+    pub session: Option<String>,
 }
 
 /// `clone_repo` request.
@@ -257,13 +273,26 @@ pub struct StreamStarted {
 pub struct CloneRepoRequest {
     /// The instance.
     pub instance: Instance,
-    /// Repository URL.
+    /// The repository's origin URL (empty when it has none).
     pub url: String,
-    /// Branch or ref.
+    /// The new session branch to create and check out.
     #[serde(default)]
     pub branch: Option<String>,
     /// Destination path inside the sandbox.
     pub dest: String,
+    /// The repository on the host, for plugins that ship a bundle when the origin is unreachable
+    /// or lacks local commits.
+    #[serde(default)]
+    pub local_path: Option<String>,
+    /// The commit (full hash) the session branch starts from: the host's local HEAD.
+    #[serde(default)]
+    pub base_commit: Option<String>,
+    /// The local branch name HEAD was on, when it was on one.
+    #[serde(default)]
+    pub base_branch: Option<String>,
+    /// Clone depth (`None`: full history).
+    #[serde(default)]
+    pub depth: Option<u32>,
 }
 
 /// `clone_repo` response.
