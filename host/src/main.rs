@@ -1,10 +1,11 @@
-//! The `clauderon` binary: parses arguments, builds the runtime, maps errors to exit codes.
+//! The `clauderon` binary: parses arguments, builds the runtime, maps errors to exit codes
+//! (0 ok, 1 failure, 2 usage).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser;
-use clauderon::cli::{Cli, EXIT_FAILURE, EXIT_USAGE};
+use clauderon::cli::{Cli, EXIT_FAILURE, EXIT_USAGE, exit_code_for};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -33,11 +34,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    match runtime.block_on(cli.run()) {
+    let result = runtime.block_on(cli.run());
+    // Do not wait for blocked readers (attach's stdin thread) or lingering tasks.
+    runtime.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(exit_code_for(&e))
         }
     }
 }
