@@ -2,6 +2,8 @@
 //! contacted (bad flags, bad config, confirmation), local commands (config, completions), and,
 //! with the daemon and the `local` test backend, the whole session lifecycle.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -170,7 +172,7 @@ fn bad_config_is_reported_with_file_line_and_column() {
         &["create", "--prompt", "x"],
         &["plugins", "list"],
     ] {
-        let run = home.run(&args);
+        let run = home.run(args);
         assert_exit(&run, 1);
         let want = format!(
             "{}:3:10: `server.listen`: the API listens on loopback only",
