@@ -40,6 +40,8 @@ pub enum Command {
     /// Inspect backend plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Run the daemon (the API and the session engine) in the foreground.
+    Daemon,
 }
 
 impl Cli {
@@ -48,6 +50,7 @@ impl Cli {
         let ctx = Context::new(self.json, self.backend)?;
         let result = match self.command {
             Command::Plugins(cmd) => cmd.run(&ctx).await,
+            Command::Daemon => crate::daemon::run(&ctx).await,
         };
         ctx.shutdown();
         result
