@@ -6,6 +6,7 @@
 
 mod client;
 mod core;
+mod daemon;
 mod emulator;
 mod plugins;
 mod support;

@@ -75,6 +75,14 @@ impl Engine {
         self: &Arc<Self>,
         req: CreateSession,
     ) -> Result<SessionRecord, EngineError> {
+        let repo = PathBuf::from(&req.repo);
+        if !repo.is_dir() {
+            return Err(EngineError::BadRequest(format!(
+                "\"repo\" {} is not a directory on this machine",
+                repo.display()
+            )));
+        }
+        git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
         let client = self.backends().select(req.backend.as_deref())?;
         let need = if req.options.print {
             Capabilities::LIFECYCLE | Capabilities::REMOTE_CLONE | Capabilities::EXEC
@@ -89,14 +97,6 @@ impl Engine {
                 missing.join(", ")
             )));
         }
-        let repo = PathBuf::from(&req.repo);
-        if !repo.is_dir() {
-            return Err(EngineError::BadRequest(format!(
-                "\"repo\" {} is not a directory on this machine",
-                repo.display()
-            )));
-        }
-        git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
         let name = match &req.name {
             Some(n) => SessionName::new(n).map_err(|e| EngineError::BadRequest(e.to_string()))?,
             None => {
