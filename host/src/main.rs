@@ -20,8 +20,14 @@ fn main() -> ExitCode {
             };
         }
     };
+    // The daemon logs its lifecycle by default; commands stay quiet.
+    let default_level = if cli.command.is_foreground_daemon() {
+        "info"
+    } else {
+        "warn"
+    };
     let filter =
-        EnvFilter::try_from_env("CLAUDERON_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+        EnvFilter::try_from_env("CLAUDERON_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -7,6 +7,7 @@
 mod cli;
 mod client;
 mod core;
+mod daemon;
 mod emulator;
 mod plugins;
 mod support;

@@ -96,7 +96,7 @@ impl AttachArgs {
         }
         let end = {
             let _raw = if tty { Some(RawMode::enable()?) } else { None };
-            pump(ws, tty).await
+            pump(ws).await
         };
         // Raw mode is off again here, whatever happened above.
         match end {
@@ -138,7 +138,6 @@ async fn pump(
     ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
-    tty: bool,
 ) -> End {
     let (mut sink, mut stream) = ws.split();
     // Blocking stdin reads on a plain thread: it may stay blocked in read() after we are done,
@@ -197,7 +196,7 @@ async fn pump(
             input = in_rx.recv(), if stdin_open => match input {
                 Some(bytes) => {
                     let (send, detach) = match bytes.iter().position(|b| *b == DETACH_BYTE) {
-                        Some(i) if tty => (&bytes[..i], true),
+                        Some(i) => (&bytes[..i], true),
                         _ => (&bytes[..], false),
                     };
                     if !send.is_empty() && sink.send(Message::Binary(send.to_vec().into())).await.is_err() {

@@ -32,6 +32,11 @@ pub enum DaemonAction {
 }
 
 impl DaemonArgs {
+    /// Whether no action was given: the daemon runs in this process.
+    pub fn is_foreground(&self) -> bool {
+        self.action.is_none()
+    }
+
     /// Runs the command.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         match self.action {
@@ -43,9 +48,9 @@ impl DaemonArgs {
     }
 }
 
-/// The daemon in the foreground: the server is the daemon module's (`crate::daemon`).
-async fn foreground(_ctx: &Context) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("this build of clauderon has no daemon server yet")
+/// The daemon in the foreground: the server is the daemon module's.
+async fn foreground(ctx: &Context) -> anyhow::Result<ExitCode> {
+    crate::daemon::run(ctx).await
 }
 
 async fn start(ctx: &Context) -> anyhow::Result<ExitCode> {

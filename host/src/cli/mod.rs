@@ -107,6 +107,13 @@ pub enum Command {
     Completions(completions::CompletionsArgs),
 }
 
+impl Command {
+    /// Whether this is the bare `clauderon daemon` (the daemon in the foreground).
+    pub fn is_foreground_daemon(&self) -> bool {
+        matches!(self, Command::Daemon(a) if a.is_foreground())
+    }
+}
+
 impl Cli {
     /// Runs the parsed command.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
