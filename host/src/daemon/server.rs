@@ -12,8 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::Context;
-use crate::config::{BackendSchema, Config, ProxyConfig};
-use crate::home::Home;
+use crate::config::{Config, ProxyConfig};
 use crate::secrets::SecretResolver;
 use crate::store::Store;
 
@@ -29,7 +28,7 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs the daemon in the foreground until SIGINT or SIGTERM.
 pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let home = Home::new(&ctx.home);
+    let home = ctx.home().clone();
     home.ensure()?;
     let _lock = DaemonLock::acquire(&home)?;
     let config = Config::load(&home)?;
@@ -51,8 +50,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         }
     }
     for (name, client) in backends.loaded() {
-        let details = serde_json::to_string(&client.info().details).unwrap_or_default();
-        if let Ok(schema) = BackendSchema::from_details(&details) {
+        if let Ok(schema) = crate::plugins::schema_from_details(&client.info().details) {
             resolver.declare(name, &schema);
         }
     }
