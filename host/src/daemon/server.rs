@@ -18,6 +18,7 @@ use crate::store::Store;
 
 use super::api::{self, AppState};
 use super::bus::Recorder;
+use super::engine::idle::{IDLE_ENV, parse_idle};
 use super::engine::{Backends, Engine};
 use super::files::{self, DaemonInfo, DaemonLock};
 use super::guard::GuardConfig;
@@ -55,7 +56,11 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     }
     let token = files::load_or_create_token(&home)?;
     let store = Store::open(&home.db_file()).await?;
-    let engine = Engine::new(Recorder::new(store), backends, config.clone()).await?;
+    let default_idle = match std::env::var(IDLE_ENV) {
+        Ok(v) => parse_idle(&v).map_err(|e| anyhow::anyhow!("{IDLE_ENV}: {e}"))?,
+        Err(_) => None,
+    };
+    let engine = Engine::new(Recorder::new(store), backends, config.clone(), default_idle).await?;
 
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.with_context(|| {

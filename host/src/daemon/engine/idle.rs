@@ -11,30 +11,23 @@ use super::Engine;
 
 impl Engine {
     /// The idle time before hibernation: the session's `--hibernation-timeout`, else the
-    /// backend table's `hibernation_timeout` (a duration such as `30m`, or `never`), else never.
+    /// backend table's `hibernation_timeout`, else `CLAUDERON_HIBERNATION_TIMEOUT` (read at
+    /// daemon start), else never. Durations are written like `30m` or `90s`, or `never`.
     pub fn idle_timeout(&self, rec: &SessionRecord) -> Option<Duration> {
         if let Some(t) = rec.options.hibernation_timeout {
             return t.duration();
         }
-        let v = self
+        let table = self
             .config()
-            .backend_table(&rec.backend)?
-            .get("hibernation_timeout")?
-            .as_str()?
-            .trim()
-            .to_owned();
-        if v.eq_ignore_ascii_case("never") {
-            return None;
-        }
-        match humantime::parse_duration(&v) {
-            Ok(d) if !d.is_zero() => Some(d),
-            _ => {
-                tracing::warn!(
-                    backend = %rec.backend,
-                    "ignoring hibernation_timeout `{v}`: expected a duration such as 30m, or never"
-                );
+            .backend_table(&rec.backend)
+            .and_then(|t| t.get("hibernation_timeout"))
+            .and_then(|v| v.as_str());
+        match table {
+            Some(v) => parse_idle(v).unwrap_or_else(|e| {
+                tracing::warn!(backend = %rec.backend, "ignoring hibernation_timeout: {e}");
                 None
-            }
+            }),
+            None => self.default_idle,
         }
     }
 
@@ -75,5 +68,36 @@ impl Engine {
         if let Some(t) = super::lock(&self.runtime(id).timer).take() {
             t.abort();
         }
+    }
+}
+
+/// The environment variable giving the daemon's default idle time.
+pub const IDLE_ENV: &str = "CLAUDERON_HIBERNATION_TIMEOUT";
+
+/// Parses an idle time: a duration such as `30m` or `1500ms`, or `never` (`Ok(None)`).
+pub fn parse_idle(v: &str) -> Result<Option<Duration>, String> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(format!(
+            "`{v}` is not an idle time; expected a duration such as 30m or 90s, or never"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_times_parse() {
+        assert_eq!(parse_idle("never"), Ok(None));
+        assert_eq!(parse_idle("90s"), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(parse_idle("1500ms"), Ok(Some(Duration::from_millis(1500))));
+        assert!(parse_idle("0s").is_err());
+        assert!(parse_idle("soon").unwrap_err().contains("soon"));
     }
 }

@@ -8,7 +8,7 @@ pub mod backends;
 mod checkpoints;
 mod create;
 pub mod git;
-mod idle;
+pub mod idle;
 mod lifecycle;
 mod reconcile;
 
@@ -99,21 +99,25 @@ pub struct Engine {
     recorder: Recorder,
     backends: Backends,
     config: Config,
+    default_idle: Option<std::time::Duration>,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
 }
 
 impl Engine {
-    /// An engine over the store (wrapped in `recorder`), the loaded backends and the config.
+    /// An engine over the store (wrapped in `recorder`), the loaded backends and the config;
+    /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]).
     pub async fn new(
         recorder: Recorder,
         backends: Backends,
         config: Config,
+        default_idle: Option<std::time::Duration>,
     ) -> Result<Arc<Self>, EngineError> {
         agents::ensure_table(recorder.store()).await?;
         Ok(Arc::new(Self {
             recorder,
             backends,
             config,
+            default_idle,
             runtimes: Mutex::new(HashMap::new()),
         }))
     }
