@@ -7,5 +7,6 @@
 mod client;
 mod core;
 mod emulator;
+mod local_backend;
 mod plugins;
 mod support;
