@@ -264,6 +264,40 @@ async fn local_backend_full_lifecycle_through_the_real_loader() {
         "{events:?}"
     );
 
+    // A shallow clone whose base commit is not the branch tip: fetched by hash, depth kept.
+    let first = git(repo.path(), &["rev-parse", "HEAD~1"]);
+    let shallow = client
+        .clone_repo(&ops::CloneRepoRequest {
+            instance: inst.clone(),
+            url: String::new(),
+            branch: Some("clauderon/old".into()),
+            dest: "shallow".into(),
+            local_path: Some(repo.path().display().to_string()),
+            base_commit: Some(first.clone()),
+            base_branch: Some("main".into()),
+            depth: Some(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(shallow.commit.as_deref(), Some(first.as_str()));
+    let sh = sdir.join("home/shallow");
+    assert_eq!(
+        std::fs::read_to_string(sh.join("README.md")).unwrap(),
+        "first\n"
+    );
+    assert_eq!(git(&sh, &["rev-list", "--count", "HEAD"]), "1");
+    // Cloning over a non-empty destination is refused.
+    let err = client
+        .clone_repo(&ops::CloneRepoRequest {
+            instance: inst.clone(),
+            dest: "shallow".into(),
+            local_path: Some(repo.path().display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
+
     // exec without a TTY: stdin in, stdout/stderr and the exit code out.
     let (_s, stream) = client
         .exec(&ops::ExecRequest {
@@ -526,4 +560,26 @@ fn local_backend_without_root_refuses_to_initialize() {
         }
         other => panic!("expected a load error, got {other:?}"),
     }
+}
+
+#[test]
+fn local_backend_is_configured_from_config_toml_by_the_cli() {
+    let home = crate::support::home::TempHome::new();
+    home.install_plugin("local", &artifacts().cdylib("fixture_local_backend"));
+    let root = home.path().join("sandboxes");
+    home.write_config(&format!(
+        "default_backend = \"local\"\n[plugins.local]\nroot = \"{}\"\n",
+        root.display()
+    ));
+    let run = home.run(&["plugins", "check"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("local: credentials ok"), "{run:?}");
+    assert!(root.is_dir(), "init creates the root");
+    home.write_config(&format!(
+        "default_backend = \"local\"\n[plugins.local]\nroot = \"{}\"\nfail_auth = true\n",
+        root.display()
+    ));
+    let run = home.run(&["plugins", "check"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("fail_auth = true"), "{run:?}");
 }
