@@ -7,6 +7,7 @@
 mod client;
 mod core;
 mod emulator;
+mod emulator_limits;
 mod local_backend;
 mod plugins;
 mod support;

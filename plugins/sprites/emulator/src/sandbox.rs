@@ -546,7 +546,15 @@ impl NsFds {
 ///
 /// # Safety
 /// Must only be called between fork and exec (from `pre_exec`).
-pub unsafe fn child_setup(ns: Option<&NsFds>, cwd: &CStr, tty: bool) -> std::io::Result<()> {
+pub unsafe fn child_setup(
+    ns: Option<&NsFds>,
+    cwd: &CStr,
+    tty: bool,
+    limits: &crate::limits::ChildLimits,
+) -> std::io::Result<()> {
+    // Before entering the sprite: its /sys is read-only, the cgroup must be joined from here.
+    // SAFETY: we are between fork and exec, as this function's own contract requires.
+    unsafe { crate::limits::apply_in_child(limits) }?;
     if let Some(ns) = ns {
         for (fd, flag) in &ns.fds {
             setns(fd, *flag)?;
