@@ -8,6 +8,7 @@ mod client;
 mod core;
 mod emulator;
 mod emulator_limits;
+mod emulator_tty;
 mod local_backend;
 mod plugins;
 mod support;
