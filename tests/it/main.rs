@@ -8,4 +8,5 @@ mod client;
 mod core;
 mod emulator;
 mod plugins;
+mod proxy;
 mod support;

@@ -5,3 +5,4 @@
 pub mod artifacts;
 pub mod emulator;
 pub mod home;
+pub mod upstream;
