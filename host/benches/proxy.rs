@@ -302,7 +302,7 @@ async fn run(load: Load) {
     let cred = proxy.register_session(SessionId::new());
     let port = up.addr().port();
 
-    let direct = client(&[up_ca.clone()], None, Some(up.addr()));
+    let direct = client(std::slice::from_ref(&up_ca), None, Some(up.addr()));
     let direct_base = format!("https://api.anthropic.com:{port}");
     let ours = client(
         &[proxy.ca().cert_der().clone()],
@@ -332,7 +332,7 @@ async fn run(load: Load) {
     };
     let mitm_client = mitm.as_ref().map(|m| {
         client(
-            &[m.ca.clone()],
+            std::slice::from_ref(&m.ca),
             Some(&format!("http://127.0.0.1:{}", m.port)),
             None,
         )

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use crate::support::home::TempHome;
 use crate::support::upstream::Upstream;
 use base64::Engine as _;
 use clauderon::config::{Config, ProxyConfig};
@@ -30,7 +31,7 @@ const HOSTS: [&str; 4] = [
 ];
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: TempHome,
     home: Home,
     upstream: Upstream,
     proxy: CredentialProxy,
@@ -61,7 +62,7 @@ impl Fixture {
     }
 
     async fn with(trust_upstream: bool, extra_toml: &str, env: &[(&str, &str)]) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = TempHome::new();
         let home = Home::new(dir.path());
         home.ensure().unwrap();
         let upstream = Upstream::start(&HOSTS).await;
@@ -88,7 +89,7 @@ impl Fixture {
         .await
         .unwrap();
         Fixture {
-            _dir: dir,
+            dir,
             home,
             upstream,
             proxy,
@@ -659,4 +660,94 @@ async fn the_sandbox_env_holds_placeholders_the_proxy_and_a_full_trust_bundle() 
         f.upstream.requests()[0].one("x-api-key"),
         Some(ANTHROPIC_KEY)
     );
+}
+
+#[tokio::test]
+async fn clauderon_proxy_audit_shows_a_sessions_log_by_name() {
+    let f = Fixture::new().await;
+    let id = SessionId::new();
+    let mut db = clauderon::store::Db::open(&f.home.db_file()).unwrap();
+    db.insert_session(&clauderon::store::NewSession {
+        id,
+        name: clauderon::session::SessionName::new("audit-me").unwrap(),
+        backend: "sprites".into(),
+        repository: "/src/repo".into(),
+        branch: None,
+        prompt: "p".into(),
+        options: Default::default(),
+    })
+    .unwrap();
+    drop(db);
+    let cred = f.proxy.register_session(id);
+    let client = f.client(&cred);
+    client
+        .get("https://api.anthropic.com/v1/models?key=querysecret")
+        .send()
+        .await
+        .unwrap();
+    client
+        .get("https://registry.npmjs.org/-/ping")
+        .header(
+            "x",
+            f.proxy.placeholders(id).unwrap()["github_token"].clone(),
+        )
+        .send()
+        .await
+        .unwrap();
+    f.proxy.flush_audit().await;
+
+    let run = f.dir.run(&["proxy", "audit", "audit-me"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert!(lines[0].starts_with("TIME"), "{}", run.stdout);
+    assert!(
+        lines[1].contains("GET")
+            && lines[1].contains("api.anthropic.com")
+            && lines[1].contains("200")
+            && lines[1].contains("yes")
+            && lines[1].ends_with("/v1/models"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[2].contains("403") && lines[2].contains("BLOCKED"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("querysecret") && !run.stdout.contains(ANTHROPIC_KEY));
+    let json = f
+        .dir
+        .run(&["--json", "proxy", "audit", &id.to_string(), "--last", "1"])
+        .json();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(json[0]["status"], 403);
+    let bad = f.dir.run(&["proxy", "audit", "no-such-session"]);
+    assert_eq!(bad.code, Some(1));
+    assert!(bad.stderr.contains("no-such-session"), "{}", bad.stderr);
+
+    // `proxy rules` shows which rules have a secret, never the value.
+    let rules = f.dir.run_with(&["--json", "proxy", "rules"], |c| {
+        c.env("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GH_TOKEN")
+            .env_remove("OPENAI_API_KEY");
+    });
+    assert_eq!(rules.code, Some(0), "{}", rules.stderr);
+    assert!(!rules.stdout.contains(ANTHROPIC_KEY));
+    let rows = rules.json();
+    let anthropic = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == "api.anthropic.com")
+        .unwrap();
+    assert_eq!(anthropic["source"]["kind"], "env");
+    assert_eq!(anthropic["preview"], "sk-a…6789");
+    let github = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["host"] == "github.com")
+        .unwrap();
+    assert!(github["source"].is_null());
 }

@@ -3,6 +3,7 @@
 
 mod context;
 pub mod plugins;
+pub mod proxy;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,9 @@ pub enum Command {
     /// Inspect backend plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// The credential proxy: audit logs and rules.
+    #[command(subcommand)]
+    Proxy(proxy::ProxyCommand),
 }
 
 impl Cli {
@@ -48,6 +52,7 @@ impl Cli {
         let ctx = Context::new(self.json, self.backend)?;
         let result = match self.command {
             Command::Plugins(cmd) => cmd.run(&ctx).await,
+            Command::Proxy(cmd) => cmd.run(&ctx).await,
         };
         ctx.shutdown();
         result
