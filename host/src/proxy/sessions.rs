@@ -152,3 +152,54 @@ impl Sessions {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn authenticate_accepts_only_the_live_password() {
+        let s = Sessions::default();
+        let policy = Policy::default();
+        let id = SessionId::new();
+        let cred = s.register(id, &policy);
+        let hv = |v: &str| HeaderValue::from_str(v).unwrap();
+        assert_eq!(s.authenticate(Some(&hv(&cred.header_value()))), Some(id));
+        let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+        for bad in [
+            String::new(),
+            "Basic".into(),
+            "Bearer x".into(),
+            "Basic !!!notbase64".into(),
+            format!("Basic {}", b64("no-colon")),
+            format!("Basic {}", b64("not-a-uuid:pw")),
+            format!("Basic {}", b64(&format!("{id}:wrong"))),
+            format!("Basic {}", b64(&format!("{id}:"))),
+            format!(
+                "Basic {}",
+                b64(&format!("{}:{}", SessionId::new(), cred.password.expose()))
+            ),
+        ] {
+            assert_eq!(s.authenticate(Some(&hv(&bad))), None, "{bad}");
+        }
+        assert_eq!(s.authenticate(None), None);
+        assert!(!format!("{cred:?}").contains(cred.password.expose()));
+
+        // Placeholders: one per rule secret, unique, owned by this session.
+        let ph = s.placeholders(id).unwrap();
+        assert_eq!(ph.len(), policy.secret_names().len());
+        let p = &ph["github_token"];
+        assert!(p.starts_with(PLACEHOLDER_PREFIX));
+        assert_eq!(s.owner_of(p), Some((id, "github_token".to_string())));
+
+        // Re-registering replaces both; revoking forgets the session.
+        let again = s.register(id, &policy);
+        assert_eq!(s.authenticate(Some(&hv(&cred.header_value()))), None);
+        assert_ne!(&s.placeholders(id).unwrap()["github_token"], p);
+        assert!(s.revoke(id));
+        assert_eq!(s.authenticate(Some(&hv(&again.header_value()))), None);
+        assert!(!s.revoke(id));
+        assert_eq!(s.owner_of(p), None);
+    }
+}
