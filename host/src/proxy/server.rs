@@ -246,8 +246,8 @@ impl Inner {
     /// Why a request must be blocked because it carries a placeholder that does not belong
     /// on `host` (another secret's, another session's, or an unknown one), if it does.
     fn tripwire(&self, session: SessionId, host: &str, req: &Request<Incoming>) -> Option<String> {
+        let finder = memchr::memmem::Finder::new(PLACEHOLDER_PREFIX.as_bytes());
         let check = |bytes: &[u8]| -> Option<String> {
-            let finder = memchr::memmem::Finder::new(PLACEHOLDER_PREFIX.as_bytes());
             for at in finder.find_iter(bytes) {
                 let token: String = bytes[at..]
                     .iter()
