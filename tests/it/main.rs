@@ -8,4 +8,5 @@ mod client;
 mod core;
 mod emulator;
 mod plugins;
+mod sprites_backend;
 mod support;

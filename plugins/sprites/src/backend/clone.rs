@@ -23,8 +23,12 @@ mkdir -p "$(dirname "$dest")"
 set --
 if [ -n "$depth" ]; then set -- "$@" --depth "$depth"; fi
 if [ -n "$bbranch" ]; then set -- "$@" --branch "$bbranch"; fi
-git clone -q --no-checkout "$@" "$url" "$dest"
+src=$url
+# git ignores --depth for a plain local path; the file:// form honours it.
+case "$url" in /*) if [ -n "$depth" ]; then src="file://$url"; fi ;; esac
+git clone -q --no-checkout "$@" "$src" "$dest"
 cd "$dest"
+if [ "$src" != "$url" ]; then git remote set-url origin "$url"; fi
 if [ -z "$base" ]; then base=$(git rev-parse HEAD); fi
 if ! git cat-file -e "$base^{commit}" 2>/dev/null; then
   echo "the origin does not have commit $base" >&2; exit 3
