@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod artifacts;
+pub mod daemon;
 pub mod emulator;
 pub mod home;
