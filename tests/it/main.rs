@@ -14,4 +14,5 @@ mod emulator_tty;
 mod local_backend;
 mod plugins;
 mod proxy;
+mod sprites_backend;
 mod support;

@@ -1,4 +1,6 @@
 //! The Sprites (sprites.dev) backend plugin for clauderon.
 
+pub mod backend;
 pub mod client;
 pub mod plugin;
+pub mod tunnel;

@@ -1,10 +1,15 @@
 //! The host glue: `clauderon-sprites` as the clauderon plugin `sprites`. It describes itself
-//! (config keys, the `sprites_api_key` secret) and validates its config at init; the backend
-//! operations arrive with the Sprites client.
+//! (config keys, the `sprites_api_key` secret, its capabilities), validates its config at init
+//! and hands the operations to [`crate::backend::SpritesBackend`].
+
+use std::time::Duration;
 
 use clauderon_plugin_api::{
-    Backend, Capabilities, ConfigKey, HostContext, Plugin, PluginDetails, PluginError, SecretDecl,
+    Capabilities, ConfigKey, HostContext, Plugin, PluginDetails, PluginError, SecretDecl,
 };
+
+use crate::backend::Settings;
+pub use crate::backend::SpritesBackend;
 
 /// The default Sprites API endpoint.
 pub const DEFAULT_API_URL: &str = "https://api.sprites.dev";
@@ -12,19 +17,6 @@ pub const DEFAULT_API_URL: &str = "https://api.sprites.dev";
 /// The `sprites` plugin.
 #[derive(Debug)]
 pub struct SpritesPlugin;
-
-/// The Sprites backend created by `init`.
-#[derive(Debug)]
-pub struct SpritesBackend {
-    /// The API base URL.
-    pub api_url: String,
-    /// Idle time before a sprite hibernates, as configured (`hibernation_timeout`).
-    pub hibernation_timeout: Option<String>,
-    #[allow(dead_code)]
-    host: HostContext,
-}
-
-impl Backend for SpritesBackend {}
 
 fn string_key(config: &serde_json::Value, key: &str) -> Result<Option<String>, PluginError> {
     match config.get(key) {
@@ -42,12 +34,46 @@ fn string_key(config: &serde_json::Value, key: &str) -> Result<Option<String>, P
     }
 }
 
+fn int_key(
+    config: &serde_json::Value,
+    key: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, PluginError> {
+    match config.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        // A declared default arrives as its string rendering.
+        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::String(_))) => {
+            let n = match v {
+                serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+                other => other.as_u64(),
+            };
+            match n {
+                Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(PluginError::invalid_request(format!(
+                    "[plugins.sprites] {key} must be a whole number from {min} to {max}, found {v}"
+                ))),
+            }
+        }
+        Some(_) => Err(PluginError::invalid_request(format!(
+            "[plugins.sprites] {key} must be a whole number from {min} to {max}"
+        ))),
+    }
+}
+
 impl Plugin for SpritesPlugin {
     const NAME: &'static str = "sprites";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
     const DESCRIPTION: &'static str =
         "Sprites (sprites.dev): persistent Linux VMs that hibernate when idle";
-    const CAPABILITIES: Capabilities = Capabilities::empty();
+    const CAPABILITIES: Capabilities = Capabilities::LIFECYCLE
+        .union(Capabilities::HIBERNATE)
+        .union(Capabilities::EXEC)
+        .union(Capabilities::ATTACH)
+        .union(Capabilities::REMOTE_CLONE)
+        .union(Capabilities::CHECKPOINT)
+        .union(Capabilities::CHECK_AUTH)
+        .union(Capabilities::LIST);
 
     type Backend = SpritesBackend;
 
@@ -72,6 +98,18 @@ impl Plugin for SpritesPlugin {
                     description: "Idle time before a sprite hibernates".into(),
                     default: Some("30m".into()),
                 },
+                ConfigKey {
+                    name: "hibernate_wait_seconds".into(),
+                    ty: "integer".into(),
+                    description: "How long `hibernate` waits for the sprite to go to sleep".into(),
+                    default: Some("45".into()),
+                },
+                ConfigKey {
+                    name: "reconnect_attempts".into(),
+                    ty: "integer".into(),
+                    description: "Reconnect attempts when an attach socket drops".into(),
+                    default: Some("5".into()),
+                },
             ],
             secrets: vec![SecretDecl {
                 name: "sprites_api_key".into(),
@@ -91,11 +129,18 @@ impl Plugin for SpritesPlugin {
         }
         string_key(&config, "api_key")?;
         let hibernation_timeout = string_key(&config, "hibernation_timeout")?;
-        Ok(SpritesBackend {
-            api_url,
-            hibernation_timeout,
+        let hibernate_wait = int_key(&config, "hibernate_wait_seconds", 0, 3600)?.unwrap_or(45);
+        let reconnect_attempts = int_key(&config, "reconnect_attempts", 0, 100)?.unwrap_or(5);
+        Ok(SpritesBackend::new(
+            Settings {
+                api_url,
+                hibernation_timeout,
+                hibernate_wait: Duration::from_secs(hibernate_wait),
+                stop_grace: Duration::from_secs(5),
+                reconnect_attempts: u32::try_from(reconnect_attempts).unwrap_or(5),
+            },
             host,
-        })
+        ))
     }
 }
 

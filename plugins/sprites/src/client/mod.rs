@@ -67,8 +67,8 @@ pub use proxy::ProxyStream;
 pub use retry::{Idempotency, RetryPolicy};
 pub use sessions::{ExecSession, KillOutcome};
 pub use sprite::{
-    CreateSprite, ListOptions, OrgCounts, Sprite, SpritePage, SpriteStatus, UpdateSprite,
-    UrlSettings,
+    CreateSprite, ListOptions, OrgCounts, Sprite, SpriteConfig, SpritePage, SpriteStatus,
+    UpdateSprite, UrlSettings,
 };
 pub use token::Token;
 

@@ -120,6 +120,20 @@ pub struct CreateSprite {
     /// Wait for capacity instead of failing when none is free.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub wait_for_capacity: bool,
+    /// Resource settings (the documented legacy `config` object: `cpus`, `ram_mb`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<SpriteConfig>,
+}
+
+/// The `config` object of a create request: CPU and memory limits.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct SpriteConfig {
+    /// CPU cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Memory in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ram_mb: Option<u64>,
 }
 
 impl CreateSprite {
