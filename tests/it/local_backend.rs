@@ -235,7 +235,7 @@ async fn local_backend_full_lifecycle_through_the_real_loader() {
             ops::CLONE_REPO,
             &ops::CloneRepoRequest {
                 instance: inst.clone(),
-                url: String::new(),
+                url: "https://example.invalid/demo.git".into(),
                 branch: Some("clauderon/demo".into()),
                 dest: "/home/sprite/workspace".into(),
                 local_path: Some(repo.path().display().to_string()),
@@ -256,6 +256,10 @@ async fn local_backend_full_lifecycle_through_the_real_loader() {
     assert_eq!(
         git(&ws, &["rev-parse", "--abbrev-ref", "HEAD"]),
         "clauderon/demo"
+    );
+    assert_eq!(
+        git(&ws, &["remote", "get-url", "origin"]),
+        "https://example.invalid/demo.git"
     );
     let mut events = Vec::new();
     while let Ok(ev) = rx.try_recv() {
@@ -564,26 +568,4 @@ fn local_backend_without_root_refuses_to_initialize() {
         }
         other => panic!("expected a load error, got {other:?}"),
     }
-}
-
-#[test]
-fn local_backend_is_configured_from_config_toml_by_the_cli() {
-    let home = crate::support::home::TempHome::new();
-    home.install_plugin("local", &artifacts().cdylib("fixture_local_backend"));
-    let root = home.path().join("sandboxes");
-    home.write_config(&format!(
-        "default_backend = \"local\"\n[plugins.local]\nroot = \"{}\"\n",
-        root.display()
-    ));
-    let run = home.run(&["plugins", "check"]);
-    assert_eq!(run.code, Some(0), "{run:?}");
-    assert!(run.stdout.contains("local: credentials ok"), "{run:?}");
-    assert!(root.is_dir(), "init creates the root");
-    home.write_config(&format!(
-        "default_backend = \"local\"\n[plugins.local]\nroot = \"{}\"\nfail_auth = true\n",
-        root.display()
-    ));
-    let run = home.run(&["plugins", "check"]);
-    assert_eq!(run.code, Some(1), "{run:?}");
-    assert!(run.stderr.contains("fail_auth = true"), "{run:?}");
 }
