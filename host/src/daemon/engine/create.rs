@@ -82,7 +82,7 @@ impl Engine {
                 repo.display()
             )));
         }
-        git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
+        let info = git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
         let client = self.backends().select(req.backend.as_deref())?;
         let need = if req.options.print {
             Capabilities::LIFECYCLE | Capabilities::REMOTE_CLONE | Capabilities::EXEC
@@ -118,30 +118,39 @@ impl Engine {
                 options: req.options.clone(),
             })
             .await?;
-        self.spawn_create(rec.clone());
+        self.spawn_create(rec.clone(), Some(info));
         Ok(rec)
     }
 
-    /// Runs the create flow for a `creating` session in a background task.
-    pub(super) fn spawn_create(self: &Arc<Self>, rec: SessionRecord) {
+    /// Runs the create flow for a `creating` session in a background task (`info`: what
+    /// validation already read from the repository, else it is read again).
+    pub(super) fn spawn_create(self: &Arc<Self>, rec: SessionRecord, info: Option<git::RepoInfo>) {
         let engine = Arc::clone(self);
         let rt = self.runtime(rec.id);
         let task = tokio::spawn(async move {
             let rt = engine.runtime(rec.id);
             let _op = rt.op_lock.lock().await;
             let id = rec.id;
-            if let Err(e) = engine.create_flow(rec).await {
+            if let Err(e) = engine.create_flow(rec, info).await {
                 engine.fail(id, &e.to_string()).await;
             }
         });
         *super::lock(&rt.create_task) = Some(task.abort_handle());
     }
 
-    async fn create_flow(self: &Arc<Self>, rec: SessionRecord) -> Result<(), EngineError> {
+    async fn create_flow(
+        self: &Arc<Self>,
+        rec: SessionRecord,
+        info: Option<git::RepoInfo>,
+    ) -> Result<(), EngineError> {
         let id = rec.id;
         let client = self.backends().get(&rec.backend)?;
-        let repo = PathBuf::from(&rec.repository);
-        let info = git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
+        let info = match info {
+            Some(i) => i,
+            None => git::inspect(&PathBuf::from(&rec.repository))
+                .await
+                .map_err(EngineError::BadRequest)?,
+        };
         // A leftover sandbox from an interrupted create (daemon restart) is removed first.
         if let Some(old) = Engine::instance_of(&rec) {
             self.progress(
