@@ -240,17 +240,11 @@ impl Engine {
             })
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::CLONE_REPO, e))?;
-        *instance = cloned.instance;
-        self.save_instance(id, instance).await?;
-        agents::put(
-            self.store(),
-            id,
-            agents::AgentRow {
-                workspace: Some(dest),
-                ..Default::default()
-            },
-        )
-        .await?;
+        // Every store write is a synced commit: write only what changed.
+        if cloned.instance != *instance {
+            *instance = cloned.instance;
+            self.save_instance(id, instance).await?;
+        }
         let rec = self.store().get(id).await?;
         self.progress(id, "agent", "starting the agent").await;
         self.start_agent(&rec, None).await?;
@@ -283,6 +277,7 @@ impl Engine {
             .workspace
             .clone()
             .unwrap_or_else(|| self.workspace_for(&rec.backend));
+        let cwd_kept = cwd.clone();
         let o = &rec.options;
         let prompt = if resume.is_some() {
             None
@@ -323,14 +318,20 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
         };
-        if let Some(inst) = &started.instance {
+        if let Some(inst) = &started.instance
+            && Engine::instance_of(rec).as_ref() != Some(inst)
+        {
             self.save_instance(rec.id, inst).await?;
         }
-        let agent_session = started.session.clone();
-        agents::update(self.store(), rec.id, move |r| {
-            r.agent_session = agent_session;
-            r.exit_code = None;
-        })
+        agents::put(
+            self.store(),
+            rec.id,
+            agents::AgentRow {
+                agent_session: started.session.clone(),
+                exit_code: None,
+                workspace: Some(cwd_kept),
+            },
+        )
         .await?;
         Ok(agent::spawn(self, rec.id, stream, o.print))
     }
