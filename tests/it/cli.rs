@@ -367,3 +367,342 @@ fn delete_off_a_terminal_needs_yes_and_the_daemon_commands_without_a_daemon() {
     assert_eq!(run.json()["running"], false);
     assert_nothing_created(&home);
 }
+
+// ---- end to end: the CLI, the real daemon, the `local` test backend -----------------------
+
+/// The agent the `local` backend runs: interactive it greets with its prompt and echoes each
+/// line; with `--print` it prints the prompt and exits with `N` for a prompt `exit N`.
+const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do echo "got: $line"; done"#;
+
+/// A home with the `local` backend installed and selected, the test agent, and the API on
+/// `127.0.0.1:0`.
+fn local_home() -> TempHome {
+    let home = TempHome::new();
+    home.install_plugin("local", &fixture("fixture_local_backend"));
+    home.write_config(&format!(
+        "default_backend = \"local\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+         [agent]\npreset = \"custom\"\ncommand = [\"sh\", \"-c\", '''{AGENT}''', \"agent\"]\n\
+         print_args = [\"--print\"]\n[local]\nroot = \"{}\"\nkill_grace_ms = 200\n",
+        home.path().join("sandboxes").display()
+    ));
+    home
+}
+
+/// Stops a daemon the CLI started in the background, whatever the test's outcome.
+struct StopDaemon<'a>(&'a TempHome);
+
+impl Drop for StopDaemon<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["daemon", "stop"]);
+        let info = std::fs::read_to_string(self.0.path().join("daemon.json")).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&info)
+            && let Some(pid) = v["pid"].as_u64()
+        {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// `clauderon attach NAME` with piped stdio, read on a thread.
+struct Attached {
+    child: std::process::Child,
+    out: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Attached {
+    fn start(home: &TempHome, name: &str) -> Attached {
+        use std::process::Stdio;
+        let mut child = home
+            .clauderon()
+            .args(["attach", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, out) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Attached {
+            child,
+            out,
+            seen: String::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits (bounded) until stdout has shown `needle`.
+    fn expect(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => panic!("no {needle:?} from attach; saw:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Waits (bounded) for the process to end; returns its exit code and stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        use std::io::Read;
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("attach did not end; saw:\n{}", self.seen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code(), err)
+    }
+}
+
+#[test]
+fn session_lifecycle_through_the_cli_with_an_autostarted_daemon() {
+    let home = local_home();
+    let _stop = StopDaemon(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    assert!(!home.path().join("daemon.json").exists());
+
+    // No daemon runs: create starts one in the background, logging to logs/daemon.log.
+    let run = home.run(&[
+        "create", "--repo", repo_s, "--prompt", "hello", "--name", "demo",
+    ]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout
+            .contains("session demo is running (backend local)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("clauderon attach demo"),
+        "{}",
+        run.stdout
+    );
+    let log = std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap();
+    assert!(log.contains("clauderon daemon listening"), "{log}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("daemon.json")).unwrap())
+            .unwrap();
+    let status = home.run(&["daemon", "status", "--json"]);
+    assert_exit(&status, 0);
+    assert_eq!(status.json()["pid"], info["pid"]);
+
+    // list, as text and JSON.
+    let list = home.run(&["list"]);
+    assert_exit(&list, 0);
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("demo "))
+        .unwrap();
+    assert!(
+        row.contains("running") && row.contains("local") && row.contains(repo_s),
+        "{row}"
+    );
+    let sessions = home.run(&["list", "--json"]).json();
+    let id = sessions[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(sessions[0]["name"], "demo");
+
+    // status by name and by id prefix.
+    let st = home.run(&["status", "demo"]);
+    assert_exit(&st, 0);
+    assert!(st.stdout.contains("status:     running"), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("branch:     clauderon/demo"),
+        "{}",
+        st.stdout
+    );
+    let by_prefix = home.run(&["status", &id[..8], "--json"]);
+    assert_exit(&by_prefix, 0);
+    assert_eq!(by_prefix.json()["name"], "demo");
+
+    // logs: progress, status changes and the agent's own output.
+    let logs = home.run(&["logs", "demo"]);
+    assert_exit(&logs, 0);
+    for needle in [
+        "status creating -> running",
+        "[clone] ",
+        "agent ready: hello",
+    ] {
+        assert!(logs.stdout.contains(needle), "{needle}:\n{}", logs.stdout);
+    }
+
+    // attach: input reaches the agent, Ctrl-] detaches and leaves it running.
+    let mut a = Attached::start(&home, "demo");
+    a.send(b"ping\n");
+    a.expect("got: ping");
+    a.send(&[0x1d]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("detached from demo") && err.contains("clauderon attach demo"),
+        "{err}"
+    );
+    let st = home.run(&["status", "demo", "--json"]).json();
+    assert_eq!(st["status"], "running");
+
+    // hibernate and wake.
+    let run = home.run(&["hibernate", "demo"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("demo is hibernated"), "{}", run.stdout);
+    assert_eq!(
+        home.run(&["status", "demo", "--json"]).json()["status"],
+        "hibernated"
+    );
+    let run = home.run(&["wake", "demo"]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("demo is running (woke in "),
+        "{}",
+        run.stdout
+    );
+
+    // checkpoints: create, list, restore (with its safety checkpoint).
+    let run = home.run(&["checkpoint", "create", "demo", "first one"]);
+    assert_exit(&run, 0);
+    let cps = home.run(&["checkpoint", "list", "demo", "--json"]).json();
+    assert_eq!(cps.as_array().unwrap().len(), 1, "{cps:#}");
+    assert_eq!(cps[0]["comment"], "first one");
+    let cp = cps[0]["id"].as_str().unwrap().to_owned();
+    let run = home.run(&["checkpoint", "restore", "demo", &cp]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout
+            .contains(&format!("restored demo to checkpoint {cp}")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("undo with"), "{}", run.stdout);
+    let table = home.run(&["checkpoint", "list", "demo"]);
+    assert_exit(&table, 0);
+    assert_eq!(table.stdout.lines().count(), 3, "{}", table.stdout);
+
+    // Ctrl-C is a byte for the agent: its shell gets SIGINT and attach reports the exit.
+    let mut a = Attached::start(&home, "demo");
+    a.send(b"again\n");
+    a.expect("got: again");
+    a.send(&[0x03]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("exited with code 130"), "{err}");
+
+    // delete: refused off a terminal without --yes, then done.
+    let run = home.run(&["delete", "demo"]);
+    assert_exit(&run, 2);
+    let run = home.run(&["delete", "demo", "--yes"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("deleted demo"), "{}", run.stdout);
+    let gone = home.run(&["status", "demo"]);
+    assert_exit(&gone, 1);
+    assert!(
+        gone.stderr.contains("no session named `demo`"),
+        "{}",
+        gone.stderr
+    );
+    let all = home.run(&["list", "--all", "--json"]).json();
+    assert_eq!(all[0]["status"], "deleted");
+
+    // daemon stop: SIGTERM, it exits and removes daemon.json.
+    let run = home.run(&["daemon", "stop"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("daemon stopped"), "{}", run.stdout);
+    assert!(!home.path().join("daemon.json").exists());
+}
+
+#[test]
+fn print_streams_output_and_passes_the_exit_code_through() {
+    use crate::support::daemon::TestDaemon;
+    let home = local_home();
+    // A daemon someone else started: the CLI finds it through daemon.json.
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    for (prompt, code) in [("exit 3", 3), ("exit 0", 0)] {
+        let run = home.run(&["create", "--repo", repo_s, "--prompt", prompt, "--print"]);
+        assert_exit(&run, code);
+        assert_eq!(
+            run.stdout.trim_end(),
+            format!("printing: {prompt}"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(
+        !home.path().join("logs/daemon.log").exists(),
+        "no second daemon was started"
+    );
+}
+
+#[test]
+fn two_clis_at_once_start_one_daemon_and_both_succeed() {
+    let home = local_home();
+    let _stop = StopDaemon(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    let spawn = |name: &str| {
+        home.clauderon()
+            .args([
+                "create", "--repo", repo_s, "--prompt", "hi", "--name", name, "--json",
+            ])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn("one"));
+        let b = s.spawn(|| spawn("two"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for (out, name) in [(a, "one"), (b, "two")] {
+        let run = Run::from(out);
+        assert_exit(&run, 0);
+        assert_eq!(run.json()["name"], name);
+        assert_eq!(run.json()["status"], "running");
+    }
+    let log = std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap();
+    assert_eq!(
+        log.matches("clauderon daemon listening").count(),
+        1,
+        "exactly one daemon started:\n{log}"
+    );
+    let names: Vec<String> = home
+        .run(&["list", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}

@@ -67,7 +67,8 @@ pub fn spawn_background(ctx: &Context) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot start {} daemon", exe.display()))
 }
 
-/// An exclusive lock on `daemon.lock` held while one CLI starts the daemon (the file
+/// An exclusive lock on `autostart.lock` (not the daemon's own `daemon.lock`) held while one
+/// CLI starts the daemon (the file
 /// descriptor is close-on-exec, so the daemon does not inherit it).
 #[derive(Debug)]
 pub struct StartLock {
@@ -78,7 +79,7 @@ impl StartLock {
     /// Waits (bounded, 15 s) for the lock.
     pub async fn acquire(home: &Home) -> anyhow::Result<StartLock> {
         home.ensure()?;
-        let path = home.root().join("daemon.lock");
+        let path = home.root().join("autostart.lock");
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -92,7 +92,10 @@ fn write_event(out: &mut impl std::io::Write, ev: &ApiEvent, json: bool) -> anyh
                 "" => String::new(),
                 r => format!(" ({r})"),
             };
-            format!("status {} -> {}{reason}", s("from"), s("to"))
+            match s("from") {
+                "" => format!("status {}{reason}", s("to")),
+                from => format!("status {from} -> {}{reason}", s("to")),
+            }
         }
         "progress" => format!("[{}] {}", s("stage"), s("message")),
         "agent_exited" => format!(
