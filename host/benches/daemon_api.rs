@@ -233,9 +233,216 @@ fn main() {
 
 mod create_to_running {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
 
-    /// Placeholder filled in below once the fixture backend exists.
-    pub fn run(_profile: &Path) {
-        let _ = (BufReader::new(std::io::empty()).lines(),);
+    use clauderon::config::Config;
+    use clauderon::home::Home;
+    use clauderon::plugins::{
+        Candidate, ConfigTables, DiscoverySource, HostSetup, PluginRegistry, ops,
+    };
+
+    const RUNS: usize = 10;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(["-c", "user.name=b", "-c", "user.email=b@example.com"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// The fixture library, built with cargo when missing.
+    fn fixture(profile: &Path) -> Option<PathBuf> {
+        let lib = profile.join(format!(
+            "{}fixture_local_backend{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+        if !lib.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "-q", "-p", "fixture-local-backend"]);
+            if profile.ends_with("release") {
+                cmd.arg("--release");
+            }
+            let _ = cmd.status();
+        }
+        lib.exists().then_some(lib)
+    }
+
+    /// Reads an SSE response until a `status` event moves to `running`.
+    fn until_running(d: &Daemon, id: &str) {
+        let mut s = TcpStream::connect(d.addr).expect("connect");
+        write!(
+            s,
+            "GET /api/sessions/{id}/events?follow=true HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+             Authorization: Bearer {}\r\n\r\n",
+            d.token
+        )
+        .expect("write");
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = r.read_line(&mut line).expect("read the event stream");
+            assert!(n > 0, "the event stream ended before running");
+            if line.starts_with("data:") && line.contains("\"kind\":\"status\"") {
+                assert!(!line.contains("\"to\":\"failed\""), "create failed: {line}");
+                if line.contains("\"to\":\"running\"") {
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn run(profile: &Path) {
+        let Some(lib) = fixture(profile) else {
+            println!(
+                "daemon_api create: skipped (build it with `cargo build -p fixture-local-backend`)"
+            );
+            return;
+        };
+        let home = tempfile::tempdir().expect("home");
+        let sandboxes = home.path().join("sandboxes");
+        std::fs::create_dir_all(home.path().join("plugins")).expect("plugins/");
+        let installed = home.path().join("plugins").join(format!(
+            "{}clauderon_local{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+        std::fs::copy(&lib, &installed).expect("install the fixture");
+        std::fs::write(
+            home.path().join("config.toml"),
+            format!(
+                "default_backend = \"local\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+                 [agent]\npreset = \"custom\"\ncommand = [\"sh\", \"-c\", \"exec cat\"]\n\
+                 prompt_args = [\"{{prompt}}\"]\n[local]\nroot = \"{}\"\n",
+                sandboxes.display()
+            ),
+        )
+        .expect("config");
+        let repo = tempfile::tempdir().expect("repo");
+        git(repo.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(repo.path().join("README.md"), "bench\n").expect("write");
+        git(repo.path(), &["add", "."]);
+        git(repo.path(), &["commit", "-q", "-m", "one"]);
+        let head = git(repo.path(), &["rev-parse", "HEAD"]);
+
+        // The baseline: the same plugin calls, in this process, through the registry.
+        let config = Config::load(&Home::new(home.path())).expect("config");
+        let setup = HostSetup {
+            plugin_config: Arc::new(ConfigTables::new(Arc::new(config))),
+            ..HostSetup::default()
+        };
+        let direct_copy = home
+            .path()
+            .join("direct")
+            .join(installed.file_name().expect("name"));
+        std::fs::create_dir_all(direct_copy.parent().expect("dir")).expect("dir");
+        std::fs::copy(&lib, &direct_copy).expect("copy");
+        let registry = PluginRegistry::from_candidates(
+            vec![Candidate {
+                name: "local".into(),
+                path: direct_copy,
+                source: DiscoverySource::PluginPath,
+            }],
+            setup,
+        );
+        let client = registry.get("local").expect("load the fixture");
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+
+        let d = start_daemon(home.path());
+        let (mut api_t, mut direct_t) = (Vec::new(), Vec::new());
+        for i in 0..=RUNS {
+            // Through the daemon: POST, then the event stream until running.
+            let t = Instant::now();
+            let body = serde_json::json!({
+                "repo": repo.path(), "prompt": "bench", "name": format!("api-{i}"),
+            })
+            .to_string();
+            let (code, resp) = http(&d, "POST", "/api/sessions", Some(&body));
+            assert_eq!(code, 201, "{}", String::from_utf8_lossy(&resp));
+            let v: serde_json::Value = serde_json::from_slice(&resp).expect("json");
+            let id = v["id"].as_str().expect("id").to_owned();
+            until_running(&d, &id);
+            let api = t.elapsed();
+            let (code, _) = http(&d, "DELETE", &format!("/api/sessions/{id}"), None);
+            assert_eq!(code, 200);
+
+            // Directly: create, clone_repo, attach (what the daemon asks of the plugin).
+            let direct = rt.block_on(async {
+                let t = Instant::now();
+                let made = client
+                    .create(&ops::CreateRequest {
+                        session_id: SessionId::new().to_string(),
+                        name: format!("direct-{i}"),
+                        labels: BTreeMap::from([("clauderon".into(), "1".into())]),
+                        ..Default::default()
+                    })
+                    .await
+                    .expect("create");
+                let cloned = client
+                    .clone_repo(&ops::CloneRepoRequest {
+                        instance: made.instance,
+                        url: String::new(),
+                        branch: Some(format!("clauderon/direct-{i}")),
+                        dest: "/home/sprite/workspace".into(),
+                        local_path: Some(repo.path().display().to_string()),
+                        base_commit: Some(head.clone()),
+                        base_branch: Some("main".into()),
+                        depth: None,
+                    })
+                    .await
+                    .expect("clone");
+                let (_started, stream) = client
+                    .attach(&ops::AttachRequest {
+                        instance: cloned.instance.clone(),
+                        session: None,
+                        command: vec!["sh".into(), "-c".into(), "exec cat".into()],
+                        cols: 120,
+                        rows: 40,
+                        cwd: Some("/home/sprite/workspace".into()),
+                        env: BTreeMap::new(),
+                    })
+                    .await
+                    .expect("attach");
+                let elapsed = t.elapsed();
+                drop(stream);
+                client
+                    .delete(&ops::InstanceRequest {
+                        instance: cloned.instance,
+                    })
+                    .await
+                    .expect("delete");
+                elapsed
+            });
+            // The first round warms both paths (page cache, plugin load).
+            if i > 0 {
+                api_t.push(api);
+                direct_t.push(direct);
+            }
+        }
+        let (a, b) = (median(api_t), median(direct_t));
+        println!(
+            "daemon_api create: POST /api/sessions to `running` through the daemon: median {:.2} ms over {RUNS} runs",
+            ms(a)
+        );
+        println!(
+            "daemon_api create: baseline create + clone_repo + attach on the plugin directly: median {:.2} ms",
+            ms(b)
+        );
+        println!(
+            "daemon_api create: host overhead = {:.2} ms (target < 20 ms); ratio daemon/baseline = {:.2}x",
+            ms(a.saturating_sub(b)),
+            a.as_secs_f64() / b.as_secs_f64()
+        );
+        drop(d);
+        registry.shutdown_all(Duration::from_secs(2));
     }
 }

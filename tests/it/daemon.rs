@@ -645,7 +645,7 @@ async fn two_clients_attached_at_once_share_the_agent() {
 #[tokio::test]
 async fn a_daemon_killed_mid_session_restarts_with_nothing_lost() {
     let home = local_home("", AGENT);
-    let mut d = TestDaemon::start(&home);
+    let d = TestDaemon::start(&home);
     let repo = git_repo();
     let s = create(
         &d,
@@ -657,8 +657,7 @@ async fn a_daemon_killed_mid_session_restarts_with_nothing_lost() {
     d.wait_status(&id, "running", WAIT).await;
     wait_output(&d, &id, "agent-started:survive:").await;
     let before = events(&d, &id, 0).await;
-    d.kill();
-    let d = TestDaemon::start(&home);
+    let d = d.crash_and_restart(&home);
     // Everything acknowledged before the kill is still there, in the same order.
     let after = events(&d, &id, 0).await;
     assert!(after.len() >= before.len());

@@ -108,3 +108,58 @@ impl Recorder {
         Ok(rec)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{SessionName, SessionOptions, Status};
+
+    fn new_session(id: SessionId) -> NewSession {
+        NewSession {
+            id,
+            name: SessionName::new("bus").unwrap(),
+            backend: "b".into(),
+            repository: "/r".into(),
+            branch: None,
+            prompt: "p".into(),
+            options: SessionOptions::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_write_is_published_in_seq_order_with_what_the_store_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
+        let rec = Recorder::new(store.clone());
+        let mut rx = rec.subscribe();
+        let id = SessionId::new();
+        rec.insert(new_session(id)).await.unwrap();
+        // Concurrent appends still come out of the bus in seq order.
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let r = rec.clone();
+            tasks.push(tokio::spawn(async move {
+                r.append(id, "log", serde_json::json!({"i": i}))
+                    .await
+                    .unwrap()
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let change = rec.status(id, Event::Created, None).await.unwrap();
+        assert_eq!(change.to, Status::Running);
+        let stored = store.events_since(id, 0, 100).await.unwrap();
+        assert_eq!(stored.len(), 22);
+        let mut live = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            live.push((*e).clone());
+        }
+        assert_eq!(live, stored, "the bus carries exactly the log, in order");
+        // A status change that changes nothing publishes nothing.
+        rec.status(id, Event::Observed(crate::session::Observed::Running), None)
+            .await
+            .unwrap();
+        assert!(rx.try_recv().is_err());
+    }
+}

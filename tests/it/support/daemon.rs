@@ -263,6 +263,12 @@ impl TestDaemon {
         }
     }
 
+    /// SIGKILLs this daemon and starts a new one on the same home (a crash and a restart).
+    pub fn crash_and_restart(mut self, home: &TempHome) -> TestDaemon {
+        self.kill();
+        TestDaemon::start(home)
+    }
+
     /// The home directory it runs on.
     pub fn home(&self) -> &std::path::Path {
         &self.home

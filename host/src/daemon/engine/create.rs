@@ -82,7 +82,7 @@ impl Engine {
                 repo.display()
             )));
         }
-        git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
+        let info = git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
         let client = self.backends().select(req.backend.as_deref())?;
         let need = if req.options.print {
             Capabilities::LIFECYCLE | Capabilities::REMOTE_CLONE | Capabilities::EXEC
@@ -118,30 +118,39 @@ impl Engine {
                 options: req.options.clone(),
             })
             .await?;
-        self.spawn_create(rec.clone());
+        self.spawn_create(rec.clone(), Some(info));
         Ok(rec)
     }
 
-    /// Runs the create flow for a `creating` session in a background task.
-    pub(super) fn spawn_create(self: &Arc<Self>, rec: SessionRecord) {
+    /// Runs the create flow for a `creating` session in a background task (`info`: what
+    /// validation already read from the repository, else it is read again).
+    pub(super) fn spawn_create(self: &Arc<Self>, rec: SessionRecord, info: Option<git::RepoInfo>) {
         let engine = Arc::clone(self);
         let rt = self.runtime(rec.id);
         let task = tokio::spawn(async move {
             let rt = engine.runtime(rec.id);
             let _op = rt.op_lock.lock().await;
             let id = rec.id;
-            if let Err(e) = engine.create_flow(rec).await {
+            if let Err(e) = engine.create_flow(rec, info).await {
                 engine.fail(id, &e.to_string()).await;
             }
         });
         *super::lock(&rt.create_task) = Some(task.abort_handle());
     }
 
-    async fn create_flow(self: &Arc<Self>, rec: SessionRecord) -> Result<(), EngineError> {
+    async fn create_flow(
+        self: &Arc<Self>,
+        rec: SessionRecord,
+        info: Option<git::RepoInfo>,
+    ) -> Result<(), EngineError> {
         let id = rec.id;
         let client = self.backends().get(&rec.backend)?;
-        let repo = PathBuf::from(&rec.repository);
-        let info = git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
+        let info = match info {
+            Some(i) => i,
+            None => git::inspect(&PathBuf::from(&rec.repository))
+                .await
+                .map_err(EngineError::BadRequest)?,
+        };
         // A leftover sandbox from an interrupted create (daemon restart) is removed first.
         if let Some(old) = Engine::instance_of(&rec) {
             self.progress(
@@ -231,17 +240,11 @@ impl Engine {
             })
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::CLONE_REPO, e))?;
-        *instance = cloned.instance;
-        self.save_instance(id, instance).await?;
-        agents::put(
-            self.store(),
-            id,
-            agents::AgentRow {
-                workspace: Some(dest),
-                ..Default::default()
-            },
-        )
-        .await?;
+        // Every store write is a synced commit: write only what changed.
+        if cloned.instance != *instance {
+            *instance = cloned.instance;
+            self.save_instance(id, instance).await?;
+        }
         let rec = self.store().get(id).await?;
         self.progress(id, "agent", "starting the agent").await;
         self.start_agent(&rec, None).await?;
@@ -274,6 +277,7 @@ impl Engine {
             .workspace
             .clone()
             .unwrap_or_else(|| self.workspace_for(&rec.backend));
+        let cwd_kept = cwd.clone();
         let o = &rec.options;
         let prompt = if resume.is_some() {
             None
@@ -314,14 +318,20 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
         };
-        if let Some(inst) = &started.instance {
+        if let Some(inst) = &started.instance
+            && Engine::instance_of(rec).as_ref() != Some(inst)
+        {
             self.save_instance(rec.id, inst).await?;
         }
-        let agent_session = started.session.clone();
-        agents::update(self.store(), rec.id, move |r| {
-            r.agent_session = agent_session;
-            r.exit_code = None;
-        })
+        agents::put(
+            self.store(),
+            rec.id,
+            agents::AgentRow {
+                agent_session: started.session.clone(),
+                exit_code: None,
+                workspace: Some(cwd_kept),
+            },
+        )
         .await?;
         Ok(agent::spawn(self, rec.id, stream, o.print))
     }

@@ -52,12 +52,12 @@ pub async fn inspect(repo: &Path) -> Result<RepoInfo, String> {
                 repo.display()
             )
         })?;
-    let origin_url = git(repo, &["remote", "get-url", "origin"])
-        .await?
-        .unwrap_or_default();
-    let branch = git(repo, &["symbolic-ref", "--short", "-q", "HEAD"])
-        .await?
-        .filter(|b| !b.is_empty());
+    let (origin_url, branch) = tokio::join!(
+        git(repo, &["remote", "get-url", "origin"]),
+        git(repo, &["symbolic-ref", "--short", "-q", "HEAD"]),
+    );
+    let origin_url = origin_url?.unwrap_or_default();
+    let branch = branch?.filter(|b| !b.is_empty());
     Ok(RepoInfo {
         origin_url,
         head,

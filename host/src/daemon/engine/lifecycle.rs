@@ -153,6 +153,8 @@ impl Engine {
             }
         }
         self.set_status(id, Event::Deleted, None).await?;
+        // Nothing runs for a deleted session any more; its runtime goes with it.
+        self.forget_runtime(id);
         Ok(self.store().get(id).await?)
     }
 }

@@ -151,6 +151,11 @@ impl Engine {
         )
     }
 
+    /// Drops the in-memory runtime of a session (after delete).
+    pub(super) fn forget_runtime(&self, id: SessionId) {
+        lock(&self.runtimes).remove(&id);
+    }
+
     /// Marks one client attached until the guard drops.
     pub fn attach_guard(&self, id: SessionId) -> AttachGuard {
         let rt = self.runtime(id);

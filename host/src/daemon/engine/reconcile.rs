@@ -45,7 +45,7 @@ impl Engine {
                     "the daemon restarted during create; starting over",
                 )
                 .await;
-                self.spawn_create(rec);
+                self.spawn_create(rec, None);
                 return Ok(());
             }
             Status::Deleting => {
