@@ -414,10 +414,25 @@ struct Attached {
 
 impl Attached {
     fn start(home: &TempHome, name: &str) -> Attached {
+        let mut cmd = home.clauderon();
+        cmd.args(["attach", name]);
+        Attached::spawn(cmd)
+    }
+
+    /// `shell_command` run by `script` on a fresh pseudo-terminal (so stdin and stdout are a
+    /// TTY), with this home.
+    fn on_a_tty(home: &TempHome, shell_command: &str) -> Attached {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qefc", shell_command, "/dev/null"])
+            .env("CLAUDERON_HOME", home.path())
+            .env_remove("CLAUDERON_PLUGIN_PATH")
+            .env_remove("CLAUDERON_BACKEND");
+        Attached::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Attached {
         use std::process::Stdio;
-        let mut child = home
-            .clauderon()
-            .args(["attach", name])
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -705,4 +720,93 @@ fn two_clis_at_once_start_one_daemon_and_both_succeed() {
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn on_a_terminal_attach_is_raw_and_restored_and_delete_asks_first() {
+    use crate::support::daemon::TestDaemon;
+    let home = local_home();
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    let exe = artifacts().clauderon();
+    let exe = exe.to_str().unwrap();
+
+    // create on a terminal (progress on stderr) ends with the next commands.
+    let mut t = Attached::on_a_tty(
+        &home,
+        &format!("{exe} create --repo {repo_s} --prompt hello --name tty"),
+    );
+    t.expect("clauderon attach tty");
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(0));
+
+    // attach: the terminal is raw while attached (Enter arrives as \r, the agent's terminal
+    // turns it into a line), Ctrl-] detaches, and the terminal is back in canonical mode with
+    // echo after clauderon exits.
+    let mut t = Attached::on_a_tty(
+        &home,
+        &format!("{exe} attach tty; echo attach-exit=$?; stty -a"),
+    );
+    t.expect("attached to tty");
+    t.send(b"ping\r");
+    t.expect("got: ping");
+    t.send(&[0x1d]);
+    t.expect("attach-exit=0");
+    t.expect("extproc");
+    let after = t.seen[t.seen.find("attach-exit=0").unwrap()..].to_owned();
+    let flags: Vec<&str> = after.split_whitespace().collect();
+    for flag in ["icanon", "echo", "isig"] {
+        assert!(flags.contains(&flag), "{flag} not restored:\n{after}");
+    }
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(0));
+
+    // delete asks on a terminal: "n" keeps the session (exit 1), "y" deletes it.
+    let mut t = Attached::on_a_tty(&home, &format!("{exe} delete tty"));
+    t.expect("[y/N]");
+    t.send(b"n\r");
+    t.expect("not deleted");
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        home.run(&["status", "tty", "--json"]).json()["status"],
+        "running"
+    );
+    let mut t = Attached::on_a_tty(&home, &format!("{exe} delete tty"));
+    t.expect("[y/N]");
+    t.send(b"y\r");
+    t.expect("deleted tty");
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_failed_create_says_why_and_exits_1() {
+    use crate::support::daemon::TestDaemon;
+    let home = local_home();
+    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    home.write_config(&format!("{config}fail_create = \"no capacity left\"\n"));
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--name",
+        "doomed",
+    ]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.contains("session doomed failed: ") && run.stderr.contains("no capacity left"),
+        "{}",
+        run.stderr
+    );
+    let list = home.run(&["list", "--json"]).json();
+    assert_eq!(list[0]["status"], "failed", "{list:#}");
+    let st = home.run(&["status", "doomed"]);
+    assert_exit(&st, 0);
+    assert!(st.stdout.contains("status:     failed: "), "{}", st.stdout);
 }
