@@ -9,5 +9,8 @@ mod client;
 mod core;
 mod daemon;
 mod emulator;
+mod emulator_limits;
+mod emulator_tty;
+mod local_backend;
 mod plugins;
 mod support;

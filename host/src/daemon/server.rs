@@ -12,8 +12,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::Context;
-use crate::config::{Config, ProxyConfig};
-use crate::secrets::SecretResolver;
 use crate::store::Store;
 
 use super::api::{self, AppState};
@@ -31,12 +29,10 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let home = ctx.home().clone();
     home.ensure()?;
     let _lock = DaemonLock::acquire(&home)?;
-    let config = Config::load(&home)?;
+    let config = ctx.config()?.clone();
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
-    let proxy = ProxyConfig::load(&home)?;
-    let mut resolver = SecretResolver::new(home.clone(), &config, &proxy);
     let registry = ctx.registry()?;
     let default_backend = ctx
         .backend
@@ -49,6 +45,8 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
             Some(why) => tracing::warn!(plugin = %r.name, "backend plugin not usable: {why}"),
         }
     }
+    // `GET /api/credentials` lists every secret a loaded plugin declares.
+    let mut resolver = ctx.secrets()?;
     for (name, client) in backends.loaded() {
         if let Ok(schema) = crate::plugins::schema_from_details(&client.info().details) {
             resolver.declare(name, &schema);
