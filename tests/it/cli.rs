@@ -371,8 +371,9 @@ fn delete_off_a_terminal_needs_yes_and_the_daemon_commands_without_a_daemon() {
 // ---- end to end: the CLI, the real daemon, the `local` test backend -----------------------
 
 /// The agent the `local` backend runs: interactive it greets with its prompt and echoes each
-/// line; with `--print` it prints the prompt and exits with `N` for a prompt `exit N`.
-const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do echo "got: $line"; done"#;
+/// line (`size` prints its terminal's rows and columns); with `--print` it prints the prompt and
+/// exits with `N` for a prompt `exit N`.
+const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do if [ "$line" = size ]; then echo "size: $(stty size)"; else echo "got: $line"; fi; done"#;
 
 /// A home with the `local` backend installed and selected, the test agent, and the API on
 /// `127.0.0.1:0`.
@@ -809,4 +810,64 @@ fn a_failed_create_says_why_and_exits_1() {
     let st = home.run(&["status", "doomed"]);
     assert_exit(&st, 0);
     assert!(st.stdout.contains("status:     failed: "), "{}", st.stdout);
+}
+
+#[test]
+fn attach_follows_terminal_resizes() {
+    use crate::support::daemon::TestDaemon;
+    let home = local_home();
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--name",
+        "rs",
+    ]);
+    assert_exit(&run, 0);
+    let exe = artifacts().clauderon();
+    // A helper on the same terminal resizes it once the test says so; the kernel then sends
+    // SIGWINCH to clauderon, which tells the daemon, which resizes the agent's terminal.
+    let go = home.path().join("resize-now");
+    let script = format!(
+        "(i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; \
+         stty cols 100 rows 40 </dev/tty; touch {go}.done) & exec {exe} attach rs",
+        go = go.display(),
+        exe = exe.display()
+    );
+    let mut t = Attached::on_a_tty(&home, &script);
+    t.expect("attached to rs");
+    // The unsized test terminal counts as 80x24.
+    t.send(b"size\r");
+    t.expect("size: 24 80");
+    std::fs::write(&go, "").unwrap();
+    let done = home.path().join("resize-now.done");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resize helper did not run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The resize travels asynchronously; ask until the agent sees it (bounded).
+    let mut seen = false;
+    for _ in 0..50 {
+        t.send(b"size\r");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        while let Ok(chunk) = t.out.try_recv() {
+            t.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        if t.seen.contains("size: 40 100") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the agent never saw 40x100:\n{}", t.seen);
+    t.send(&[0x1d]);
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(0));
 }
