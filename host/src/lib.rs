@@ -6,6 +6,7 @@ pub mod config;
 pub mod daemon;
 pub mod home;
 pub mod plugins;
+pub mod proxy;
 pub mod secrets;
 pub mod session;
 pub mod store;

@@ -13,4 +13,5 @@ mod emulator_limits;
 mod emulator_tty;
 mod local_backend;
 mod plugins;
+mod proxy;
 mod support;

@@ -16,6 +16,7 @@ mod list;
 mod logs;
 mod output;
 pub mod plugins;
+pub mod proxy;
 mod status;
 mod wake;
 
@@ -105,6 +106,9 @@ pub enum Command {
     Daemon(daemon::DaemonArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
+    /// The credential proxy: audit logs and rules.
+    #[command(subcommand)]
+    Proxy(proxy::ProxyCommand),
 }
 
 impl Command {
@@ -132,6 +136,7 @@ impl Cli {
             Command::Plugins(cmd) => cmd.run(&ctx).await,
             Command::Daemon(a) => a.run(&ctx).await,
             Command::Completions(a) => a.run(),
+            Command::Proxy(cmd) => cmd.run(&ctx).await,
         };
         ctx.shutdown();
         result

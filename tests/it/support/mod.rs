@@ -6,3 +6,4 @@ pub mod artifacts;
 pub mod daemon;
 pub mod emulator;
 pub mod home;
+pub mod upstream;

@@ -1,0 +1,238 @@
+//! A local HTTPS upstream with its own test CA, standing in for api.anthropic.com, github.com
+//! and friends (the proxy reaches it through `[upstreams."<host>"]` overrides). It records
+//! every request it receives, so a test can check what the "real" service saw.
+//!
+//! Routes: `/echo` answers with every request header in the body and the credential headers
+//! in `x-echo-*` response headers (the reflection attack); `/bytes?n=N` answers N bytes;
+//! `/gzip` answers with `content-encoding: gzip`; anything else reads the body and answers
+//! `ok <body length>`.
+//!
+//! Also used by `host/benches/proxy.rs` (through `#[path]`), so it uses only crates that the
+//! host crate depends on too.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// The method.
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Every header, in order, names lowercase.
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    /// Every value of header `name`.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    /// The single value of header `name` (panics if it appears more than once).
+    pub fn one(&self, name: &str) -> Option<&str> {
+        let all = self.all(name);
+        assert!(all.len() <= 1, "header {name} sent {} times", all.len());
+        all.first().copied()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    seen: Mutex<Vec<SeenRequest>>,
+    accepted: AtomicUsize,
+}
+
+/// A running upstream; stopped on drop.
+pub struct Upstream {
+    addr: SocketAddr,
+    ca_pem: String,
+    state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn test_ca() -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "clauderon test upstream CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().expect("CA key");
+    let cert = params.self_signed(&key).expect("CA cert");
+    (rcgen::Issuer::new(params, key), cert.pem())
+}
+
+async fn respond(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let method = req.method().to_string();
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    state.seen.lock().unwrap().push(SeenRequest {
+        method,
+        target,
+        headers: headers.clone(),
+    });
+    let mut resp = Response::builder().status(200);
+    let bytes: Bytes = match path.as_str() {
+        "/echo" => {
+            for (n, v) in &headers {
+                if n == "authorization" || n == "x-api-key" {
+                    resp = resp.header(format!("x-echo-{n}"), v.as_str());
+                }
+            }
+            headers
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}\n"))
+                .collect::<String>()
+                .into()
+        }
+        "/bytes" => {
+            let n: usize = query
+                .strip_prefix("n=")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            Bytes::from(vec![b'a'; n])
+        }
+        "/gzip" => {
+            resp = resp.header("content-encoding", "gzip");
+            Bytes::from_static(b"\x1f\x8bnot really gzip")
+        }
+        _ => format!("ok {}", body.len()).into(),
+    };
+    Ok(resp.body(Full::new(bytes)).expect("response"))
+}
+
+impl Upstream {
+    /// Starts an HTTPS upstream on 127.0.0.1:0 whose certificate names every host in `names`,
+    /// signed by a fresh test CA.
+    pub async fn start(names: &[&str]) -> Upstream {
+        let (issuer, ca_pem) = test_ca();
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("leaf params");
+        let cert = params.signed_by(&key, &issuer).expect("leaf cert");
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("server config");
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))), ca_pem).await
+    }
+
+    /// Starts a plain-HTTP upstream on 127.0.0.1:0.
+    pub async fn start_plain() -> Upstream {
+        Self::serve(None, String::new()).await
+    }
+
+    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>, ca_pem: String) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                st.accepted.fetch_add(1, Ordering::SeqCst);
+                let _ = tcp.set_nodelay(true);
+                let st = st.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| respond(st.clone(), req));
+                    let builder = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+                        }
+                    }
+                });
+            }
+        });
+        Upstream {
+            addr,
+            ca_pem,
+            state,
+            task,
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// Its test CA certificate (PEM).
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.state.seen.lock().unwrap().clone()
+    }
+    /// How many TCP connections it accepted.
+    pub fn connections(&self) -> usize {
+        self.state.accepted.load(Ordering::SeqCst)
+    }
+}
