@@ -371,8 +371,9 @@ fn delete_off_a_terminal_needs_yes_and_the_daemon_commands_without_a_daemon() {
 // ---- end to end: the CLI, the real daemon, the `local` test backend -----------------------
 
 /// The agent the `local` backend runs: interactive it greets with its prompt and echoes each
-/// line; with `--print` it prints the prompt and exits with `N` for a prompt `exit N`.
-const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do echo "got: $line"; done"#;
+/// line (`size` prints its terminal's rows and columns); with `--print` it prints the prompt and
+/// exits with `N` for a prompt `exit N`.
+const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do if [ "$line" = size ]; then echo "size: $(stty size)"; else echo "got: $line"; fi; done"#;
 
 /// A home with the `local` backend installed and selected, the test agent, and the API on
 /// `127.0.0.1:0`.
@@ -414,10 +415,25 @@ struct Attached {
 
 impl Attached {
     fn start(home: &TempHome, name: &str) -> Attached {
+        let mut cmd = home.clauderon();
+        cmd.args(["attach", name]);
+        Attached::spawn(cmd)
+    }
+
+    /// `shell_command` run by `script` on a fresh pseudo-terminal (so stdin and stdout are a
+    /// TTY), with this home.
+    fn on_a_tty(home: &TempHome, shell_command: &str) -> Attached {
+        let mut cmd = Command::new("script");
+        cmd.args(["-qefc", shell_command, "/dev/null"])
+            .env("CLAUDERON_HOME", home.path())
+            .env_remove("CLAUDERON_PLUGIN_PATH")
+            .env_remove("CLAUDERON_BACKEND");
+        Attached::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Attached {
         use std::process::Stdio;
-        let mut child = home
-            .clauderon()
-            .args(["attach", name])
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -705,4 +721,153 @@ fn two_clis_at_once_start_one_daemon_and_both_succeed() {
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn on_a_terminal_attach_is_raw_and_restored_and_delete_asks_first() {
+    use crate::support::daemon::TestDaemon;
+    let home = local_home();
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    let exe = artifacts().clauderon();
+    let exe = exe.to_str().unwrap();
+
+    // create on a terminal (progress on stderr) ends with the next commands.
+    let mut t = Attached::on_a_tty(
+        &home,
+        &format!("{exe} create --repo {repo_s} --prompt hello --name tty"),
+    );
+    t.expect("clauderon attach tty");
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(0));
+
+    // attach: the terminal is raw while attached (Enter arrives as \r, the agent's terminal
+    // turns it into a line), Ctrl-] detaches, and the terminal is back in canonical mode with
+    // echo after clauderon exits.
+    let mut t = Attached::on_a_tty(
+        &home,
+        &format!("{exe} attach tty; echo attach-exit=$?; stty -a"),
+    );
+    t.expect("attached to tty");
+    t.send(b"ping\r");
+    t.expect("got: ping");
+    t.send(&[0x1d]);
+    t.expect("attach-exit=0");
+    t.expect("extproc");
+    let after = t.seen[t.seen.find("attach-exit=0").unwrap()..].to_owned();
+    let flags: Vec<&str> = after.split_whitespace().collect();
+    for flag in ["icanon", "echo", "isig"] {
+        assert!(flags.contains(&flag), "{flag} not restored:\n{after}");
+    }
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(0));
+
+    // delete asks on a terminal: "n" keeps the session (exit 1), "y" deletes it.
+    let mut t = Attached::on_a_tty(&home, &format!("{exe} delete tty"));
+    t.expect("[y/N]");
+    t.send(b"n\r");
+    t.expect("not deleted");
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        home.run(&["status", "tty", "--json"]).json()["status"],
+        "running"
+    );
+    let mut t = Attached::on_a_tty(&home, &format!("{exe} delete tty"));
+    t.expect("[y/N]");
+    t.send(b"y\r");
+    t.expect("deleted tty");
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_failed_create_says_why_and_exits_1() {
+    use crate::support::daemon::TestDaemon;
+    let home = local_home();
+    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    home.write_config(&format!("{config}fail_create = \"no capacity left\"\n"));
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--name",
+        "doomed",
+    ]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.contains("session doomed failed: ") && run.stderr.contains("no capacity left"),
+        "{}",
+        run.stderr
+    );
+    let list = home.run(&["list", "--json"]).json();
+    assert_eq!(list[0]["status"], "failed", "{list:#}");
+    let st = home.run(&["status", "doomed"]);
+    assert_exit(&st, 0);
+    assert!(st.stdout.contains("status:     failed: "), "{}", st.stdout);
+}
+
+#[test]
+fn attach_follows_terminal_resizes() {
+    use crate::support::daemon::TestDaemon;
+    let home = local_home();
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--name",
+        "rs",
+    ]);
+    assert_exit(&run, 0);
+    let exe = artifacts().clauderon();
+    // A helper on the same terminal resizes it once the test says so; the kernel then sends
+    // SIGWINCH to clauderon, which tells the daemon, which resizes the agent's terminal.
+    let go = home.path().join("resize-now");
+    let script = format!(
+        "(i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; \
+         stty cols 100 rows 40 </dev/tty; touch {go}.done) & exec {exe} attach rs",
+        go = go.display(),
+        exe = exe.display()
+    );
+    let mut t = Attached::on_a_tty(&home, &script);
+    t.expect("attached to rs");
+    // The unsized test terminal counts as 80x24.
+    t.send(b"size\r");
+    t.expect("size: 24 80");
+    std::fs::write(&go, "").unwrap();
+    let done = home.path().join("resize-now.done");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resize helper did not run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The resize travels asynchronously; ask until the agent sees it (bounded).
+    let mut seen = false;
+    for _ in 0..50 {
+        t.send(b"size\r");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        while let Ok(chunk) = t.out.try_recv() {
+            t.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        if t.seen.contains("size: 40 100") {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the agent never saw 40x100:\n{}", t.seen);
+    t.send(&[0x1d]);
+    let (code, _) = t.finish();
+    assert_eq!(code, Some(0));
 }

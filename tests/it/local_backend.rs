@@ -569,3 +569,25 @@ fn local_backend_without_root_refuses_to_initialize() {
         other => panic!("expected a load error, got {other:?}"),
     }
 }
+
+#[test]
+fn local_backend_is_configured_from_config_toml_by_the_cli() {
+    let home = crate::support::home::TempHome::new();
+    home.install_plugin("local", &artifacts().cdylib("fixture_local_backend"));
+    let root = home.path().join("sandboxes");
+    home.write_config(&format!(
+        "default_backend = \"local\"\n[local]\nroot = \"{}\"\n",
+        root.display()
+    ));
+    let run = home.run(&["plugins", "check"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("local: credentials ok"), "{run:?}");
+    assert!(root.is_dir(), "init creates the root");
+    home.write_config(&format!(
+        "default_backend = \"local\"\n[local]\nroot = \"{}\"\nfail_auth = true\n",
+        root.display()
+    ));
+    let run = home.run(&["plugins", "check"]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("fail_auth = true"), "{run:?}");
+}

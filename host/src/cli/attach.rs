@@ -51,8 +51,12 @@ enum End {
     Signal(&'static str),
 }
 
+/// The terminal's size; 80x24 when it has none (a pty nobody sized reports 0x0).
 fn size() -> (u16, u16) {
-    crossterm::terminal::size().unwrap_or((80, 24))
+    match crossterm::terminal::size() {
+        Ok((c, r)) if c > 0 && r > 0 => (c.min(1000), r.min(1000)),
+        _ => (80, 24),
+    }
 }
 
 impl AttachArgs {
