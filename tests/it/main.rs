@@ -4,9 +4,14 @@
 //! real loader, and the `sprites-emulator` over real HTTP and WebSocket on loopback. Each test
 //! gets its own temporary `CLAUDERON_HOME` and port 0, so tests run in parallel.
 
+mod cli;
 mod client;
 mod core;
+mod daemon;
 mod emulator;
+mod emulator_limits;
+mod emulator_tty;
+mod local_backend;
 mod plugins;
 mod proxy;
 mod support;

@@ -182,7 +182,7 @@ fn a_panic_inside_an_async_call_becomes_an_error() {
 fn ok_plugin_gets_config_secrets_and_forwards_logs() {
     let home = TempHome::new();
     home.install_plugin("ok", &fixture("fixture_ok"));
-    home.write_config("default_backend = \"ok\"\n[plugins.ok]\ngreeting = \"hey\"\n");
+    home.write_config("default_backend = \"ok\"\n[ok]\ngreeting = \"hey\"\n");
 
     let missing = home.run(&["plugins", "check"]);
     assert_exit(&missing, 1);
@@ -678,7 +678,7 @@ fn the_guide_example_builds_and_loads() {
         .join(dylib_file_name("clauderon_hello"));
     let home = TempHome::new();
     home.install_plugin("hello", &lib);
-    home.write_config("[plugins.hello]\ngreeting = \"hi there\"\n");
+    home.write_config("[hello]\ngreeting = \"hi there\"\n");
     let run = home.run(&["plugins", "info", "hello", "--json"]);
     assert_exit(&run, 0);
     let info = run.json();
@@ -699,21 +699,37 @@ fn the_guide_example_builds_and_loads() {
 #[test]
 fn sprites_refuses_a_bad_config_with_a_clear_error() {
     let home = TempHome::new();
-    home.write_config("[plugins.sprites]\napi_url = 5\n");
+    // A wrong type is caught by the host against the schema the plugin declares, with the
+    // file, line, column and key.
+    home.write_config("[sprites]\napi_url = 5\n");
     let run = home.run(&["plugins", "list", "--json"]);
     assert_exit(&run, 0);
     let list = run.json();
     let sprites = report(&list, "sprites");
     assert_eq!(sprites["status"], "failed", "{sprites:#}");
+    let reason = sprites["reason"].as_str().unwrap();
     assert!(
-        sprites["reason"]
-            .as_str()
-            .unwrap()
-            .contains("[plugins.sprites] api_url must be a string, found a number"),
+        reason.contains("its config table is invalid")
+            && reason.contains("config.toml:2:11: `sprites.api_url`: expected a string"),
         "{sprites:#}"
     );
 
-    home.write_config("[plugins.sprites]\napi_url = \"ftp://x\"\n");
+    // An unknown key too, naming the keys it accepts.
+    home.write_config("[sprites]\napi_ur = \"http://x\"\n");
+    let run = home.run(&["plugins", "info", "sprites"]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stdout
+            .contains("config.toml:2:1: `sprites.api_ur`: unknown key `api_ur`")
+            && run
+                .stdout
+                .contains("accepted keys: api_key, api_url, hibernation_timeout"),
+        "{}",
+        run.stdout
+    );
+
+    // A value of the right type the plugin itself refuses.
+    home.write_config("[sprites]\napi_url = \"ftp://x\"\n");
     let run = home.run(&["plugins", "info", "sprites"]);
     assert_exit(&run, 1);
     assert!(

@@ -1,9 +1,24 @@
-//! The command-line interface: one module per subcommand, each a thin client of the host.
+//! The command-line interface: one module per subcommand, each a thin client of the daemon's
+//! API (DESIGN §9) or, for `config`, `plugins` and `completions`, of the local host library.
 //! Every command is `async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode>`.
 
+pub mod api;
+mod attach;
+mod checkpoint;
+mod completions;
+mod config;
 mod context;
+mod create;
+pub mod daemon;
+pub mod daemon_proc;
+mod delete;
+mod list;
+mod logs;
+mod output;
 pub mod plugins;
 pub mod proxy;
+mod status;
+mod wake;
 
 use std::process::ExitCode;
 
@@ -17,6 +32,28 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for a usage error.
 pub const EXIT_USAGE: u8 = 2;
+
+/// A usage error: bad input the user can fix (exit code 2). Commands return it inside
+/// `anyhow::Error`; `main` finds it with `downcast_ref`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    /// An `anyhow::Error` holding a usage error.
+    pub fn err(message: impl Into<String>) -> anyhow::Error {
+        anyhow::Error::new(UsageError(message.into()))
+    }
+}
+
+/// The exit code for an error returned by a command: 2 for usage errors, else 1.
+pub fn exit_code_for(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
+}
 
 /// clauderon: run AI coding agents in isolated cloud sandboxes.
 #[derive(Debug, Parser)]
@@ -38,12 +75,47 @@ pub struct Cli {
 /// The subcommands. New ones are sibling modules added here.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create a session: a sandbox with the repository cloned and the agent started.
+    Create(create::CreateArgs),
+    /// List sessions.
+    #[command(alias = "ls")]
+    List(list::ListArgs),
+    /// Show one session.
+    Status(status::StatusArgs),
+    /// Attach the terminal to a session's agent (detach with Ctrl-]).
+    Attach(attach::AttachArgs),
+    /// Wake a hibernated session.
+    Wake(wake::WakeArgs),
+    /// Hibernate a session now.
+    Hibernate(wake::HibernateArgs),
+    /// Delete a session and destroy its sandbox.
+    #[command(alias = "rm")]
+    Delete(delete::DeleteArgs),
+    /// Show a session's events and agent output.
+    Logs(logs::LogsArgs),
+    /// Create, list and restore checkpoints of a session's sandbox.
+    #[command(subcommand)]
+    Checkpoint(checkpoint::CheckpointCommand),
+    /// Show the configuration, file paths and credentials.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Inspect backend plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Run the daemon in the foreground, or start, stop or query it in the background.
+    Daemon(daemon::DaemonArgs),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
     /// The credential proxy: audit logs and rules.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
+}
+
+impl Command {
+    /// Whether this is the bare `clauderon daemon` (the daemon in the foreground).
+    pub fn is_foreground_daemon(&self) -> bool {
+        matches!(self, Command::Daemon(a) if a.is_foreground())
+    }
 }
 
 impl Cli {
@@ -51,7 +123,19 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let ctx = Context::new(self.json, self.backend)?;
         let result = match self.command {
+            Command::Create(a) => a.run(&ctx).await,
+            Command::List(a) => a.run(&ctx).await,
+            Command::Status(a) => a.run(&ctx).await,
+            Command::Attach(a) => a.run(&ctx).await,
+            Command::Wake(a) => a.run(&ctx).await,
+            Command::Hibernate(a) => a.run(&ctx).await,
+            Command::Delete(a) => a.run(&ctx).await,
+            Command::Logs(a) => a.run(&ctx).await,
+            Command::Checkpoint(c) => c.run(&ctx).await,
+            Command::Config(c) => c.run(&ctx).await,
             Command::Plugins(cmd) => cmd.run(&ctx).await,
+            Command::Daemon(a) => a.run(&ctx).await,
+            Command::Completions(a) => a.run(),
             Command::Proxy(cmd) => cmd.run(&ctx).await,
         };
         ctx.shutdown();

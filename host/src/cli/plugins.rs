@@ -45,7 +45,7 @@ fn list(ctx: &Context) -> anyhow::Result<ExitCode> {
         println!(
             "no plugins found (searched config paths, CLAUDERON_PLUGIN_PATH, {}, and the \
              executable's directory)",
-            ctx.home.join("plugins").display()
+            ctx.home().plugins_dir().display()
         );
         return Ok(ExitCode::SUCCESS);
     }

@@ -31,7 +31,7 @@ pub enum ProxyCommand {
 impl ProxyCommand {
     /// Runs the subcommand.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
-        let home = Home::new(ctx.home.clone());
+        let home = ctx.home().clone();
         match self {
             ProxyCommand::Audit { name, last } => audit(ctx, &home, &name, last),
             ProxyCommand::Rules => rules(ctx, &home).await,

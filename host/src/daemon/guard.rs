@@ -67,11 +67,12 @@ impl Refusal {
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message(), "code": match &self {
+        // The same shape as every other API error (DESIGN §9).
+        let body = serde_json::json!({ "error": { "message": self.message(), "code": match &self {
             Refusal::Unauthorized => "unauthorized",
             Refusal::ForeignHost(_) => "foreign_host",
             Refusal::ForeignOrigin(_) => "foreign_origin",
-        }});
+        }}});
         let mut resp = (self.status(), axum::Json(body)).into_response();
         if self == Refusal::Unauthorized {
             resp.headers_mut().insert(

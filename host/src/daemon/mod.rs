@@ -1,5 +1,17 @@
-//! The daemon's HTTP API: request guards (token, loopback Host, no foreign Origin).
+//! The daemon: the REST API of DESIGN §9 behind the request guard, the session engine, and
+//! the files a CLI uses to find it (`daemon.json`, `api-token`).
 //!
-//! The daemon itself (routes, session manager, reconcile) builds on these; see issue 4.
+//! The CLI's entry is [`run`] (`clauderon daemon` in the foreground); clients find the daemon
+//! with [`files::read_info`] and authenticate with [`files::read_token`].
 
+pub mod api;
+pub mod bus;
+pub mod engine;
+pub mod error;
+pub mod files;
 pub mod guard;
+mod server;
+pub mod views;
+
+pub use files::{DaemonInfo, read_info, read_token};
+pub use server::run;

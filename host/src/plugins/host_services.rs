@@ -2,7 +2,7 @@
 //! declared), events routed to the call that emitted them, and log forwarding into tracing.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::std_types::{ROption, RResult, RStr, RString};
 use async_ffi::{FfiFuture, FutureExt as _};
@@ -11,30 +11,79 @@ use clauderon_plugin_api::{ErrorKind, PluginError, SecretDecl};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::level_filters::LevelFilter;
 
-/// Where the host finds secret values for plugins. The full resolver lives in
-/// `clauderon::secrets`; [`EnvSecretLookup`] is the environment-only fallback.
+use crate::config::BackendSchema;
+use crate::secrets::SecretResolver;
+
+/// Where the host finds secret values for plugins ([`ResolverSecrets`] in the host: the full
+/// resolver, environment first).
 pub trait SecretLookup: Send + Sync {
     /// The value of `secret` (declared by `plugin`), `Ok(None)` when unset, `Err` with a message
     /// a user can act on when the lookup itself failed. Never put the value in the error.
+    /// May block (a 1Password read); the host calls it off the plugin's runtime.
     fn lookup(&self, plugin: &str, secret: &SecretDecl) -> Result<Option<String>, String>;
 }
 
-/// Reads secrets only from the environment variable each declaration names.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EnvSecretLookup;
+/// Secrets through the host's [`SecretResolver`] (environment, `secrets/<name>`, 1Password,
+/// config literal). Each plugin's declaration is registered with the resolver on first use,
+/// so the declared environment variable and config key apply.
+#[derive(Debug, Clone)]
+pub struct ResolverSecrets {
+    resolver: Arc<RwLock<SecretResolver>>,
+}
 
-impl SecretLookup for EnvSecretLookup {
-    fn lookup(&self, _plugin: &str, secret: &SecretDecl) -> Result<Option<String>, String> {
-        let Some(var) = &secret.env else {
-            return Ok(None);
+impl ResolverSecrets {
+    /// Wraps a resolver.
+    pub fn new(resolver: SecretResolver) -> Self {
+        Self {
+            resolver: Arc::new(RwLock::new(resolver)),
+        }
+    }
+
+    /// A copy of the resolver with every declaration registered so far.
+    pub fn resolver(&self) -> SecretResolver {
+        self.resolver
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl SecretLookup for ResolverSecrets {
+    fn lookup(&self, plugin: &str, secret: &SecretDecl) -> Result<Option<String>, String> {
+        let resolver = {
+            let mut r = self
+                .resolver
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !r.is_declared_by(plugin, &secret.name) {
+                let schema = BackendSchema {
+                    config_keys: Vec::new(),
+                    secrets: vec![crate::config::SecretDecl {
+                        name: secret.name.clone(),
+                        env: secret.env.clone(),
+                        config_key: secret.config_key.clone(),
+                        description: secret.description.clone(),
+                    }],
+                };
+                r.declare(plugin, &schema);
+            }
+            r.clone()
         };
-        match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(Some(v)),
-            Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
-                "environment variable {var} (secret `{}`) is not valid UTF-8",
-                secret.name
-            )),
+        // The resolver is async (1Password runs `op` with a timeout); this runs on a thread of
+        // its own (see `HostServices::secret`), so a private current-thread runtime is safe.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                format!(
+                    "cannot start a runtime to resolve secret `{}`: {e}",
+                    secret.name
+                )
+            })?;
+        match rt.block_on(resolver.resolve(&secret.name)) {
+            Ok(Some(r)) => Ok(Some(r.secret.expose().to_owned())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.to_string()),
         }
     }
 }
@@ -77,6 +126,15 @@ pub(crate) struct HostServices {
 }
 
 impl HostServices {
+    fn clone_for_lookup(&self) -> HostServices {
+        HostServices {
+            plugin: self.plugin.clone(),
+            declared: self.declared.clone(),
+            secrets: Arc::clone(&self.secrets),
+            events: self.events.clone(),
+        }
+    }
+
     fn secret_value(&self, name: &str) -> Result<Option<String>, PluginError> {
         let Some(decl) = self.declared.iter().find(|d| d.name == name) else {
             return Err(PluginError::new(
@@ -100,13 +158,36 @@ impl FfiHostServices for HostServices {
     }
 
     fn secret(&self, name: RStr<'_>) -> FfiFuture<RResult<ROption<RString>, FfiPluginError>> {
-        // Resolved synchronously: the future is polled on the plugin's runtime, where host
-        // tokio types would not work.
-        let result = match self.secret_value(name.as_str()) {
-            Ok(v) => RResult::ROk(v.map(RString::from).into()),
-            Err(e) => RResult::RErr(e.into()),
-        };
-        async move { result }.into_ffi()
+        // Resolved on a thread of its own (a 1Password read may take seconds) and awaited
+        // through a runtime-agnostic channel: the future is polled on the plugin's runtime,
+        // where host tokio types would not work.
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let this = self.clone_for_lookup();
+        let name = name.as_str().to_owned();
+        let spawned = std::thread::Builder::new()
+            .name("clauderon-secret".into())
+            .spawn(move || {
+                let _ = tx.send(this.secret_value(&name));
+            });
+        async move {
+            let result = match spawned {
+                Err(e) => Err(PluginError::new(
+                    ErrorKind::Internal,
+                    format!("cannot start a thread to resolve a secret: {e}"),
+                )),
+                Ok(_) => rx.await.unwrap_or_else(|_| {
+                    Err(PluginError::new(
+                        ErrorKind::Internal,
+                        "the secret lookup ended without an answer",
+                    ))
+                }),
+            };
+            match result {
+                Ok(v) => RResult::ROk(v.map(RString::from).into()),
+                Err(e) => RResult::RErr(e.into()),
+            }
+        }
+        .into_ffi()
     }
 
     fn emit(&self, request_id: RStr<'_>, event_json: RStr<'_>) {
@@ -146,8 +227,17 @@ impl FfiHostServices for HostServices {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, ProxyConfig};
+    use crate::home::Home;
 
-    fn services() -> HostServices {
+    fn services(home: &std::path::Path, env: &[(&str, &str)]) -> HostServices {
+        let home = Home::new(home);
+        let config = Config::parse(&home.config_file(), String::new(), home.root()).unwrap();
+        let resolver = SecretResolver::new(home, &config, &ProxyConfig::default()).with_env(
+            env.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        );
         HostServices {
             plugin: "p".into(),
             declared: vec![SecretDecl {
@@ -156,20 +246,54 @@ mod tests {
                 config_key: None,
                 description: String::new(),
             }],
-            secrets: Arc::new(EnvSecretLookup),
+            secrets: Arc::new(ResolverSecrets::new(resolver)),
             events: EventRouter::default(),
         }
     }
 
     #[test]
     fn undeclared_secrets_are_refused() {
-        let err = services().secret_value("other").unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let err = services(dir.path(), &[]).secret_value("other").unwrap_err();
         assert_eq!(err.kind, ErrorKind::PermissionDenied);
         assert!(err.message.contains("did not declare"));
     }
 
     #[test]
     fn declared_secret_unset_is_none() {
-        assert_eq!(services().secret_value("k").unwrap(), None);
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(services(dir.path(), &[]).secret_value("k").unwrap(), None);
+    }
+
+    #[test]
+    fn declared_env_wins_over_the_file_and_a_bad_file_is_an_error() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir(&secrets).unwrap();
+        std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let file = secrets.join("k");
+        std::fs::write(&file, "from-file\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let env = [("CLAUDERON_TEST_HOST_SERVICES_SECRET", "from-env")];
+        assert_eq!(
+            services(dir.path(), &env)
+                .secret_value("k")
+                .unwrap()
+                .as_deref(),
+            Some("from-env")
+        );
+        assert_eq!(
+            services(dir.path(), &[])
+                .secret_value("k")
+                .unwrap()
+                .as_deref(),
+            Some("from-file")
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = services(dir.path(), &[]).secret_value("k").unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Unavailable);
+        assert!(err.message.contains("chmod 600"), "{}", err.message);
+        assert!(!err.message.contains("from-file"));
     }
 }

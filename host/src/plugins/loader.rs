@@ -125,6 +125,14 @@ pub enum LoadError {
         /// Its error.
         error: PluginError,
     },
+    /// The plugin's config table does not match what it declares (checked before `init`).
+    #[error("plugin `{name}` is not loaded because its config table is invalid: {message}")]
+    Config {
+        /// The plugin.
+        name: String,
+        /// Where and what (`config.toml:3:9: `sprites.api_url`: expected a string`).
+        message: String,
+    },
     /// The plugin's `init` panicked (caught by the SDK).
     #[error("plugin `{name}` panicked during init: {message}")]
     InitPanicked {

@@ -4,13 +4,14 @@
 //! loads one lazily, once per process; [`PluginClient`] calls its operations.
 //! [`PluginRegistry::report_all`] loads every candidate for `clauderon plugins list`.
 
+mod backend_config;
 mod client;
 mod discovery;
 mod host_services;
 mod loader;
 mod registry;
-pub mod settings;
 
+pub use backend_config::{ConfigTables, PluginConfigSource, schema_from_details};
 pub use clauderon_plugin_api::ops;
 pub use clauderon_plugin_api::stream::{Frame, FrameKind, FrameReader, FrameStream, FrameWriter};
 pub use clauderon_plugin_api::{Capabilities, ErrorKind, PluginError, SecretDecl};
@@ -18,6 +19,6 @@ pub use client::PluginClient;
 pub use discovery::{
     Candidate, DiscoveryOptions, DiscoverySource, discover, plugin_file_name, plugin_name_from_file,
 };
-pub use host_services::{EnvSecretLookup, SecretLookup};
+pub use host_services::{ResolverSecrets, SecretLookup};
 pub use loader::{LoadError, PluginInfo};
 pub use registry::{HostSetup, PluginRegistry, PluginReport, PluginStatus, RegistryError};

@@ -11,9 +11,10 @@ use clauderon_plugin_api::ErrorKind;
 use clauderon_plugin_api::ffi::FfiHostServices_TO;
 use serde::Serialize;
 
+use super::backend_config::PluginConfigSource;
 use super::client::PluginClient;
 use super::discovery::{Candidate, DiscoveryOptions, DiscoverySource, discover};
-use super::host_services::{EnvSecretLookup, EventRouter, HostServices, SecretLookup};
+use super::host_services::{EventRouter, HostServices, ResolverSecrets, SecretLookup};
 use super::loader::{self, LoadError, PluginInfo};
 
 /// A plugin's load status in a report.
@@ -99,24 +100,35 @@ pub enum RegistryError {
 pub struct HostSetup {
     /// Where secret values come from.
     pub secrets: Arc<dyn SecretLookup>,
-    /// Each plugin's config table (`[plugins.<name>]` minus `path`), as JSON.
-    pub plugin_config: BTreeMap<String, serde_json::Value>,
+    /// Each plugin's config (its `[<backend>]` table, checked against its declared schema
+    /// when the plugin loads).
+    pub plugin_config: Arc<dyn PluginConfigSource>,
 }
 
 impl Default for HostSetup {
+    /// Secrets through the resolver over `$CLAUDERON_HOME` without config literals, and an
+    /// empty config table for every plugin.
     fn default() -> Self {
+        let home = crate::home::Home::from_env()
+            .unwrap_or_else(|_| crate::home::Home::new("/nonexistent-clauderon-home"));
+        let config = crate::config::Config::parse(&home.config_file(), String::new(), home.root())
+            .expect("an empty config text always parses");
+        let secrets: Arc<dyn SecretLookup> =
+            Arc::new(ResolverSecrets::new(crate::secrets::SecretResolver::new(
+                home,
+                &config,
+                &crate::config::ProxyConfig::default(),
+            )));
         HostSetup {
-            secrets: Arc::new(EnvSecretLookup),
-            plugin_config: BTreeMap::new(),
+            secrets,
+            plugin_config: Arc::new(BTreeMap::<String, serde_json::Value>::new()),
         }
     }
 }
 
 impl std::fmt::Debug for HostSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostSetup")
-            .field("plugins_configured", &self.plugin_config.keys())
-            .finish_non_exhaustive()
+        f.debug_struct("HostSetup").finish_non_exhaustive()
     }
 }
 
@@ -319,12 +331,22 @@ impl PluginRegistry {
             secrets: Arc::clone(&self.setup.secrets),
             events: events.clone(),
         };
-        let config = self
+        let config = match self
             .setup
             .plugin_config
-            .get(&info.name)
-            .cloned()
-            .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+            .config_for(&info.name, &info.details)
+        {
+            Ok(c) => c,
+            Err(message) => {
+                return Err(fail(
+                    LoadError::Config {
+                        name: info.name.clone(),
+                        message,
+                    },
+                    &info,
+                ));
+            }
+        };
         let services = FfiHostServices_TO::from_value(services, TD_Opaque);
         let backend = match (opened.module.init())(services, config.to_string().into()) {
             RResult::ROk(b) => b,

@@ -35,6 +35,7 @@ pub async fn info(State(app): State<Arc<App>>) -> Response {
             "quirks": c.quirks.iter().map(|q| q.name()).collect::<Vec<_>>(),
             "faults": app.faults.list().len(),
             "sprites": app.all().len(),
+            "limits": app.limits.describe(),
         }),
     )
 }

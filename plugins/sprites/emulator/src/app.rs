@@ -131,6 +131,8 @@ pub struct App {
     pub faults: Faults,
     /// Connection ids.
     pub next_conn: AtomicU64,
+    /// How sprites' CPU and memory limits are enforced here.
+    pub limits: crate::limits::Enforcer,
 }
 
 impl App {
@@ -162,6 +164,7 @@ impl App {
             sprites: RwLock::new(map),
             faults,
             next_conn: AtomicU64::new(1),
+            limits: crate::limits::Enforcer::detect(),
         })
     }
 

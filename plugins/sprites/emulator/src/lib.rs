@@ -26,6 +26,7 @@ pub mod exec;
 pub mod faults;
 pub mod fsops;
 pub mod lifecycle;
+pub mod limits;
 pub mod ndjson;
 pub mod proxy;
 pub mod sandbox;

@@ -20,7 +20,9 @@
 //!
 //! Exec'd processes join those namespaces in `pre_exec` and fork once more, so the program runs
 //! inside the PID namespace while the intermediate process (outside it) waits and passes the exit
-//! status on. Killing the init process ends every process of the sprite (going cold).
+//! status on. With a TTY the program itself (not the intermediate) is the session leader owning
+//! the PTY, so job control sees process groups of its own namespace; the intermediate leads the
+//! process group the emulator signals and forwards what it receives to the program's group. Killing the init process ends every process of the sprite (going cold).
 //!
 //! When the emulator runs unprivileged, the holder first enters a user namespace of its own.
 
@@ -546,13 +548,73 @@ impl NsFds {
 ///
 /// # Safety
 /// Must only be called between fork and exec (from `pre_exec`).
-pub unsafe fn child_setup(ns: Option<&NsFds>, cwd: &CStr, tty: bool) -> std::io::Result<()> {
+pub unsafe fn child_setup(
+    ns: Option<&NsFds>,
+    cwd: &CStr,
+    tty: bool,
+    limits: &crate::limits::ChildLimits,
+) -> std::io::Result<()> {
+    // Before entering the sprite: its /sys is read-only, the cgroup must be joined from here.
+    // SAFETY: we are between fork and exec, as this function's own contract requires.
+    unsafe { crate::limits::apply_in_child(limits) }?;
     if let Some(ns) = ns {
         for (fd, flag) in &ns.fds {
             setns(fd, *flag)?;
         }
     }
     nix::unistd::chdir(cwd)?;
+    if ns.is_none() {
+        // No PID namespace: this process is the program.
+        // SAFETY: between fork and exec, fd 0 is the PTY slave when `tty`.
+        unsafe { lead_session_or_group(tty) }?;
+        // Without a PID namespace nothing else ends the program when the emulator dies.
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        return Ok(());
+    }
+    // This intermediate stays outside the PID namespace and leads its own process group, which
+    // is what the emulator signals (`kill(-pgid)`). Without a TTY the program stays in that
+    // group; with one it becomes a session leader below, and the intermediate forwards signals.
+    nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
+    let all = SigSet::all();
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))?;
+    // SAFETY: we are the single-threaded child of a fork; the grandchild goes on to exec.
+    match unsafe { libc::fork() } {
+        -1 => Err(std::io::Error::last_os_error()),
+        0 => {
+            // The program, inside the sprite's PID namespace. With a TTY it must itself be the
+            // session leader owning the terminal: job control (tcsetpgrp, the foreground group
+            // ^C and SIGWINCH go to) only works with process groups visible in its namespace.
+            if tty {
+                // SAFETY: between fork and exec; fd 0 is the PTY slave.
+                unsafe { lead_session_or_group(true) }?;
+            }
+            // If the intermediate is killed (SIGKILL to the session's group), so is the program.
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
+            Ok(())
+        }
+        child => {
+            // The intermediate keeps no descriptor: EOF on the pipes and std's exec-error pipe
+            // must depend on the program alone.
+            // SAFETY: closing our own descriptors; nothing here uses them afterwards.
+            unsafe { libc::close_range(0, libc::c_uint::MAX, 0) };
+            // SAFETY: waiting for (and signalling) our own child; every signal is blocked.
+            let code = unsafe { wait_forwarding(child, tty) };
+            // SAFETY: terminating the intermediate without running destructors.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+/// With a TTY: `setsid` and make fd 0 (the PTY slave) the controlling terminal; without one:
+/// a process group of its own.
+///
+/// # Safety
+/// Between fork and exec only.
+unsafe fn lead_session_or_group(tty: bool) -> std::io::Result<()> {
     if tty {
         nix::unistd::setsid()?;
         // SAFETY: fd 0 is the PTY slave std installed before running pre_exec.
@@ -562,49 +624,54 @@ pub unsafe fn child_setup(ns: Option<&NsFds>, cwd: &CStr, tty: bool) -> std::io:
     } else {
         nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0))?;
     }
-    if ns.is_none() {
-        // Without a PID namespace nothing else ends the program when the emulator dies.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-        return Ok(());
-    }
-    let all = SigSet::all();
-    let mut old = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&all), Some(&mut old))?;
-    // SAFETY: we are the single-threaded child of a fork; the grandchild goes on to exec.
-    match unsafe { libc::fork() } {
-        -1 => Err(std::io::Error::last_os_error()),
-        0 => {
-            sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
-            Ok(())
+    Ok(())
+}
+
+/// The intermediate's wait for the program `child`: its exit code (128 + signal when killed).
+/// With `forward` (TTY: the program leads its own session and group) every signal the
+/// intermediate receives is passed on to the program's process group. All signals are blocked
+/// here, so they are taken synchronously with `sigwaitinfo`.
+///
+/// # Safety
+/// Only in the forked intermediate, with every signal blocked.
+unsafe fn wait_forwarding(child: libc::pid_t, forward: bool) -> i32 {
+    let mut status: libc::c_int = 0;
+    // SAFETY: a zeroed sigset_t filled by sigfillset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::sigfillset(&mut set) };
+    loop {
+        let flags = if forward { libc::WNOHANG } else { 0 };
+        // SAFETY: waiting for our own child with a valid status pointer.
+        let rc = unsafe { libc::waitpid(child, &mut status, flags) };
+        if rc == child {
+            break;
         }
-        child => {
-            // The intermediate keeps no descriptor: EOF on the pipes and std's exec-error pipe
-            // must depend on the program alone.
-            // SAFETY: closing our own descriptors; nothing here uses them afterwards.
-            unsafe { libc::close_range(0, libc::c_uint::MAX, 0) };
-            let mut status: libc::c_int = 0;
-            loop {
-                // SAFETY: waiting for our own child with a valid status pointer.
-                let rc = unsafe { libc::waitpid(child, &mut status, 0) };
-                if rc == child {
-                    break;
-                }
-                if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                    // SAFETY: terminating the intermediate without running destructors.
-                    unsafe { libc::_exit(255) };
+        if rc < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return 255;
+        }
+        if rc == 0 {
+            // Still running: wait for the next signal (a SIGCHLD stays pending while blocked,
+            // so an exit between waitpid and here is not missed).
+            // SAFETY: a valid, filled signal set; no siginfo wanted.
+            let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+            if sig > 0 && sig != libc::SIGCHLD {
+                // SAFETY: signalling our own child's process group (or the child itself if it
+                // has not made its group yet).
+                unsafe {
+                    if libc::kill(-child, sig) < 0 {
+                        libc::kill(child, sig);
+                    }
                 }
             }
-            let code = if libc::WIFEXITED(status) {
-                libc::WEXITSTATUS(status)
-            } else if libc::WIFSIGNALED(status) {
-                128 + libc::WTERMSIG(status)
-            } else {
-                255
-            };
-            // SAFETY: as above.
-            unsafe { libc::_exit(code) }
         }
+    }
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
+    } else {
+        255
     }
 }
 

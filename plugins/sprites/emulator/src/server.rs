@@ -22,6 +22,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             app.sandbox_note
         );
     }
+    if let crate::limits::CpuControl::Off(why) = app.limits.cpu() {
+        eprintln!(
+            "sprites-emulator: WARNING: sprite CPU limits (config.cpus) are NOT enforced here \
+             ({why}); memory limits (config.ram_mb) are, as RLIMIT_DATA per process"
+        );
+    }
     app.spawn_ticker();
     // The first stdout line is the contract with whoever started us.
     let mut out = std::io::stdout().lock();

@@ -143,6 +143,8 @@ pub struct SpawnCtx {
     pub guard: ActivityGuard,
     /// Called once the exit has been published.
     pub on_exit: Box<dyn FnOnce() + Send>,
+    /// The sprite's resource limits, applied in the child before exec.
+    pub limits: crate::limits::ChildLimits,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -250,11 +252,12 @@ impl Session {
             .stderr(std::process::Stdio::piped());
         }
         let ns = ctx.ns.clone();
+        let limits = ctx.limits.clone();
         let tty = spec.tty;
         // SAFETY: child_setup only makes system calls (setns, chdir, setsid, fork, waitpid) on
         // data prepared before the fork.
         unsafe {
-            cmd.pre_exec(move || child_setup(ns.as_deref(), &cwd, tty));
+            cmd.pre_exec(move || child_setup(ns.as_deref(), &cwd, tty, &limits));
         }
         let mut child = cmd.spawn().map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {

@@ -14,6 +14,7 @@ use crate::app::{App, Sprite};
 use crate::cli::Quirk;
 use crate::error::{ApiError, json_response};
 use crate::lifecycle::State as Life;
+use crate::limits::SpriteConfig;
 use crate::store::{self, CheckpointRecord, SpriteRecord};
 use crate::time_fmt;
 
@@ -45,7 +46,19 @@ pub fn sprite_json(app: &App, s: &Sprite) -> Value {
     if !r.labels.is_empty() {
         v["labels"] = json!(r.labels);
     }
+    if !r.config.is_empty() {
+        v["config"] = json!(r.config);
+    }
     v
+}
+
+fn config_of(v: &Value) -> Result<Option<SpriteConfig>, ApiError> {
+    match v.get("config") {
+        None | Some(Value::Null) => Ok(None),
+        Some(c) => SpriteConfig::parse(c)
+            .map(Some)
+            .map_err(ApiError::validation),
+    }
 }
 
 fn valid_name(name: &str) -> bool {
@@ -102,6 +115,7 @@ pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response
         None | Some(Value::Null) => Vec::new(),
         Some(l) => labels_of(l)?,
     };
+    let config = config_of(&v)?.unwrap_or_default();
     let now = time_fmt::now();
     let record = SpriteRecord {
         id: format!("sprite-{}", uuid::Uuid::new_v4()),
@@ -121,6 +135,7 @@ pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response
         }],
         active_checkpoint: Some("v0".to_owned()),
         next_checkpoint: 1,
+        config,
     };
     let sprite = {
         let mut map = app
@@ -181,7 +196,10 @@ pub async fn get_one(
     Ok(json_response(StatusCode::OK, &sprite_json(&app, &s)))
 }
 
-/// `PUT /v1/sprites/{name}`: `url_settings`, `labels`, `clear_labels`.
+/// `PUT /v1/sprites/{name}`: `url_settings`, `labels`, `clear_labels`, and (an emulator
+/// extension: the notes document `config` on create only) `config`, replacing the limits; a
+/// changed CPU limit applies to the sprite's running processes at once, a memory limit to
+/// processes started afterwards.
 pub async fn update(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -202,7 +220,16 @@ pub async fn update(
         .get("clear_labels")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let config = config_of(&v)?;
+    if let Some(c) = &config {
+        app.limits
+            .prepare(&name, c)
+            .map_err(|e| ApiError::internal(format!("cannot apply the sprite's limits: {e}")))?;
+    }
     s.update(|r| {
+        if let Some(c) = config {
+            r.config = c;
+        }
         if let Some(u) = url {
             r.url_settings = u;
         }
@@ -235,6 +262,7 @@ pub async fn delete(
         let mut life = s.life.lock().await;
         app.go_cold(&s, &mut life).await;
     }
+    app.limits.remove(&name);
     let dir = s.paths.dir.clone();
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -61,6 +61,9 @@ pub struct SpriteRecord {
     /// Next checkpoint number.
     #[serde(default)]
     pub next_checkpoint: u64,
+    /// The legacy `config` (`ram_mb`, `cpus`, ...): the limits `limits` enforces.
+    #[serde(default)]
+    pub config: crate::limits::SpriteConfig,
 }
 
 /// Paths of one sprite's storage.

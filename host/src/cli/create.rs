@@ -1,0 +1,352 @@
+//! `clauderon create`: validate every flag locally, then ask the daemon to create the session
+//! and follow its events until it runs (or, with `--print`, until the agent exits).
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use base64::Engine as _;
+use clap::Args;
+
+use super::api::{ApiClient, ApiError, ApiEvent, Autostart, Session, encode};
+use super::{Context, UsageError, output};
+use crate::session::{SessionName, SessionOptions};
+
+/// `clauderon create ...`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The git repository to work on (default: the current directory).
+    #[arg(long, value_name = "PATH")]
+    repo: Option<PathBuf>,
+    /// What the agent should do.
+    #[arg(long, value_name = "TEXT")]
+    prompt: String,
+    /// Run the agent non-interactively, stream its output to stdout and exit with its code.
+    #[arg(long)]
+    print: bool,
+    /// The agent's model (e.g. `sonnet`, `opus`).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    /// Start the agent in plan mode.
+    #[arg(long)]
+    plan_mode: bool,
+    /// CPUs for the sandbox (1 to 256).
+    #[arg(long, value_name = "N")]
+    cpu_limit: Option<String>,
+    /// Memory for the sandbox (`512M`, `2G`, ...).
+    #[arg(long, value_name = "SIZE")]
+    memory_limit: Option<String>,
+    /// Idle time before the session hibernates: 5m, 15m, 30m, 1h, 2h, 6h or never.
+    #[arg(long, value_name = "DURATION")]
+    hibernation_timeout: Option<String>,
+    /// Build caches to keep: cargo, npm, yarn, bun, pip, docker or a directory (comma-separated).
+    #[arg(long, value_name = "LIST")]
+    build_cache: Option<String>,
+    /// Share caches per `project` (default) or keep them per `session`.
+    #[arg(long, value_name = "SCOPE")]
+    cache_scope: Option<String>,
+    /// The session's name (default: from the repository's name).
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+}
+
+/// What `create` sends, every value already validated.
+#[derive(Debug)]
+struct Validated {
+    backend: String,
+    repo: PathBuf,
+    prompt: String,
+    name: Option<SessionName>,
+    options: SessionOptions,
+}
+
+impl CreateArgs {
+    /// Checks every value before anything is contacted or made; errors are usage errors.
+    fn validate(&self, ctx: &Context) -> anyhow::Result<Validated> {
+        let options = SessionOptions::from_flags(
+            self.hibernation_timeout.as_deref(),
+            self.cpu_limit.as_deref(),
+            self.memory_limit.as_deref(),
+            self.build_cache.as_deref(),
+            self.cache_scope.as_deref(),
+            self.model.as_deref(),
+            self.plan_mode,
+            self.print,
+        )
+        .map_err(|e| UsageError::err(e.to_string()))?;
+        let name = self
+            .name
+            .as_deref()
+            .map(SessionName::new)
+            .transpose()
+            .map_err(|e| UsageError::err(format!("invalid value for --name: {e}")))?;
+        if self.prompt.trim().is_empty() {
+            return Err(UsageError::err(
+                "invalid value for --prompt: the prompt is empty; say what the agent should do",
+            ));
+        }
+        let repo = check_repo(self.repo.as_deref().unwrap_or(Path::new(".")))?;
+        let Some(backend) = ctx.backend_name()? else {
+            return Err(UsageError::err(format!(
+                "no backend selected: pass --backend NAME (or set CLAUDERON_BACKEND), or set \
+                 default_backend in {}",
+                ctx.home().config_file().display()
+            )));
+        };
+        let registry = ctx.registry()?;
+        if !registry.candidates().iter().any(|c| c.name == backend) {
+            let known: Vec<&str> = registry
+                .candidates()
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(UsageError::err(format!(
+                "invalid value `{backend}` for --backend: no such plugin (available: {}); see \
+                 `clauderon plugins list`",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+        Ok(Validated {
+            backend,
+            repo,
+            prompt: self.prompt.clone(),
+            name,
+            options,
+        })
+    }
+
+    /// Runs `create`.
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+        let v = self.validate(ctx)?;
+        let api = ApiClient::connect(ctx, Autostart::Yes).await?;
+        let mut body = serde_json::json!({
+            "backend": v.backend,
+            "repo": v.repo,
+            "prompt": v.prompt,
+            "options": v.options,
+        });
+        if let Some(n) = &v.name {
+            body["name"] = n.as_str().into();
+        }
+        let session: Session = api.post("/api/sessions", &body).await.map_err(|e| {
+            // The daemon validates again; a 400 is bad input like a bad flag.
+            if e.status() == Some(400) {
+                UsageError::err(e.to_string())
+            } else {
+                anyhow::Error::new(e).context("creating the session")
+            }
+        })?;
+        let progress = Progress::new(ctx.json, &session.name);
+        let outcome = follow(&api, &session, self.print, &progress).await;
+        progress.finish();
+        match outcome? {
+            Outcome::AgentExited(code) => {
+                if ctx.json {
+                    let s: serde_json::Value = api
+                        .get(&format!("/api/sessions/{}", encode(&session.id)))
+                        .await?;
+                    output::print_json(&s)?;
+                }
+                Ok(ExitCode::from(
+                    u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+                ))
+            }
+            Outcome::Running => {
+                let s: serde_json::Value = api
+                    .get(&format!("/api/sessions/{}", encode(&session.id)))
+                    .await?;
+                if ctx.json {
+                    output::print_json(&s)?;
+                } else {
+                    let n = &session.name;
+                    println!("session {n} is running (backend {})", session.backend);
+                    println!("  clauderon attach {n}      talk to the agent (Ctrl-] detaches)");
+                    println!("  clauderon logs {n} -f     follow its output");
+                    println!("  clauderon status {n}");
+                    println!("  clauderon delete {n}");
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    }
+}
+
+/// `--repo`: absolute, existing, inside a git work tree.
+fn check_repo(path: &Path) -> anyhow::Result<PathBuf> {
+    let abs = std::path::absolute(path).map_err(|e| {
+        UsageError::err(format!(
+            "invalid value `{}` for --repo: {e}",
+            path.display()
+        ))
+    })?;
+    let canonical = abs.canonicalize().map_err(|e| {
+        UsageError::err(format!(
+            "invalid value `{}` for --repo: {e}; give the path of a git repository",
+            path.display()
+        ))
+    })?;
+    if !canonical.is_dir() {
+        return Err(UsageError::err(format!(
+            "invalid value `{}` for --repo: not a directory; give the path of a git repository",
+            path.display()
+        )));
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&canonical)
+        .args(["rev-parse", "--show-toplevel"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let top = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            Ok(if top.is_empty() {
+                canonical
+            } else {
+                PathBuf::from(top)
+            })
+        }
+        Ok(_) => Err(UsageError::err(format!(
+            "invalid value `{}` for --repo: {} is not inside a git repository (run `git init` \
+             there, or pass the path of a clone)",
+            path.display(),
+            canonical.display()
+        ))),
+        Err(e) => Err(UsageError::err(format!(
+            "cannot check --repo `{}`: running git failed ({e}); install git",
+            path.display()
+        ))),
+    }
+}
+
+enum Outcome {
+    Running,
+    AgentExited(i32),
+}
+
+/// Follows the session's events until it is running (or the agent exited, with `--print`);
+/// reconnects a few times if the stream drops, resuming after the last event seen.
+async fn follow(
+    api: &ApiClient,
+    session: &Session,
+    print: bool,
+    progress: &Progress,
+) -> anyhow::Result<Outcome> {
+    let mut after = 0;
+    let mut stdout = std::io::stdout().lock();
+    for _attempt in 0..5 {
+        let mut stream = match api.follow_events(&session.id, after).await {
+            Ok(s) => s,
+            Err(e @ ApiError::Transport { .. }) => {
+                progress.note(&format!("event stream lost ({e}); reconnecting"));
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        loop {
+            let ev: ApiEvent = match stream.next().await {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(ApiError::Transport { .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
+            after = after.max(ev.seq);
+            let d = &ev.data;
+            let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+            match ev.kind.as_str() {
+                "status" => {
+                    progress.set(&format!("status {}", s("to")));
+                    match s("to") {
+                        "running" if !print => return Ok(Outcome::Running),
+                        "failed" => {
+                            anyhow::bail!(
+                                "session {} failed: {}",
+                                session.name,
+                                if s("reason").is_empty() {
+                                    "no reason given; see `clauderon logs`"
+                                } else {
+                                    s("reason")
+                                }
+                            )
+                        }
+                        "deleting" | "deleted" => {
+                            anyhow::bail!("session {} was deleted while starting", session.name)
+                        }
+                        _ => {}
+                    }
+                }
+                "progress" => progress.set(&format!("[{}] {}", s("stage"), s("message"))),
+                "error" => progress.note(&format!("error: {}", s("message"))),
+                "output" if print => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(s("b64"))
+                        .map_err(|e| ApiError::Protocol(format!("output event: {e}")))?;
+                    stdout.write_all(&bytes)?;
+                    stdout.flush()?;
+                }
+                "agent_exited" if print => {
+                    let code = d
+                        .get("code")
+                        .and_then(serde_json::Value::as_i64)
+                        .unwrap_or(1);
+                    return Ok(Outcome::AgentExited(i32::try_from(code).unwrap_or(1)));
+                }
+                _ => {}
+            }
+        }
+        // The stream ended: the daemon went away, or the session reached a state we missed.
+        progress.note("event stream ended; reconnecting");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    anyhow::bail!(
+        "lost the daemon's event stream for session {} repeatedly; see `clauderon status {}`",
+        session.name,
+        session.name
+    )
+}
+
+/// A spinner on a terminal's stderr; nothing otherwise (`--json` or not a TTY).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new(json: bool, name: &str) -> Progress {
+        if json || !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_prefix(name.to_owned());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar.set_message("creating");
+        Progress { bar: Some(bar) }
+    }
+
+    fn set(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_owned());
+        }
+    }
+
+    fn note(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.println(msg);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

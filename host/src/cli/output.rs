@@ -1,0 +1,148 @@
+//! Rendering shared by the commands: JSON, session tables and details, ages.
+
+use std::io::Write as _;
+
+use super::api::Session;
+
+/// Prints `v` as pretty JSON on stdout.
+pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(v)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
+/// How long ago an RFC 3339 timestamp was, compactly (`42s`, `5m`, `3h`, `2d`); `-` if it
+/// does not parse.
+pub fn age(rfc3339: &str, now: time::OffsetDateTime) -> String {
+    let Ok(t) =
+        time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+    else {
+        return "-".into();
+    };
+    let secs = (now - t).whole_seconds().max(0);
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// The status with its reason, if any (`failed: the sandbox no longer exists`).
+pub fn status_with_reason(s: &Session) -> String {
+    match &s.status_reason {
+        Some(r) if !r.is_empty() => format!("{}: {r}", s.status),
+        _ => s.status.clone(),
+    }
+}
+
+/// `list` as an aligned table.
+pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String {
+    let mut rows = vec![[
+        "NAME".to_owned(),
+        "STATUS".to_owned(),
+        "BACKEND".to_owned(),
+        "AGE".to_owned(),
+        "ID".to_owned(),
+        "REPOSITORY".to_owned(),
+    ]];
+    for s in sessions {
+        rows.push([
+            s.name.clone(),
+            s.status.clone(),
+            s.backend.clone(),
+            age(&s.created_at, now),
+            s.id.chars().take(8).collect(),
+            s.repository.clone(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (i, w) in widths.iter().enumerate() {
+            out.push_str(&format!("{:<w$}  ", r[i]));
+        }
+        out.push_str(&r[5]);
+        out.push('\n');
+    }
+    out
+}
+
+/// `status` as `key: value` lines.
+pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
+    let mut lines: Vec<(&str, String)> = vec![
+        ("name", s.name.clone()),
+        ("id", s.id.clone()),
+        ("status", status_with_reason(s)),
+        ("backend", s.backend.clone()),
+        ("repository", s.repository.clone()),
+    ];
+    if let Some(b) = &s.branch {
+        lines.push(("branch", b.clone()));
+    }
+    lines.push((
+        "created",
+        format!("{} ({} ago)", s.created_at, age(&s.created_at, now)),
+    ));
+    lines.push((
+        "updated",
+        format!("{} ({} ago)", s.updated_at, age(&s.updated_at, now)),
+    ));
+    if let Some(i) = &s.instance_id {
+        lines.push(("instance", i.clone()));
+    }
+    if let Some(c) = s.agent_exit_code {
+        lines.push(("agent exit", c.to_string()));
+    }
+    if let Some(o) = s.options.as_object().filter(|o| !o.is_empty()) {
+        let opts: Vec<String> = o
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k}={s}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        lines.push(("options", opts.join(" ")));
+    }
+    lines.push(("prompt", s.prompt.clone()));
+    let mut out = String::new();
+    for (k, v) in lines {
+        out.push_str(&format!("{:<11} {v}\n", format!("{k}:")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_and_tables() {
+        let now = time::OffsetDateTime::parse(
+            "2026-01-01T12:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        assert_eq!(age("2026-01-01T11:59:18Z", now), "42s");
+        assert_eq!(age("2026-01-01T09:00:00Z", now), "3h");
+        assert_eq!(age("2025-12-30T12:00:00Z", now), "2d");
+        assert_eq!(age("yesterday", now), "-");
+        let s = Session {
+            id: "0123456789abcdef".into(),
+            name: "fix-it".into(),
+            backend: "local".into(),
+            repository: "/r".into(),
+            status: "running".into(),
+            created_at: "2026-01-01T11:55:00Z".into(),
+            ..Session::default()
+        };
+        assert_eq!(
+            sessions_table(&[s], now),
+            "NAME    STATUS   BACKEND  AGE  ID        REPOSITORY\n\
+             fix-it  running  local    5m   01234567  /r\n"
+        );
+    }
+}

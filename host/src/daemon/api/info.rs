@@ -1,0 +1,36 @@
+//! `GET /api/health`, `/api/credentials` and `/api/plugins`.
+
+use axum::Json;
+use axum::extract::State;
+
+use crate::config::render::CredentialView;
+
+use super::AppState;
+
+/// `{"version","pid"}`.
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
+    }))
+}
+
+/// `{"credentials":[CredentialView]}`: names, sources and redacted previews, never values.
+pub async fn credentials(State(st): State<AppState>) -> Json<serde_json::Value> {
+    let rows: Vec<CredentialView> = st
+        .resolver
+        .credentials()
+        .await
+        .into_iter()
+        .map(|status| CredentialView {
+            status,
+            works: None,
+        })
+        .collect();
+    Json(serde_json::json!({ "credentials": rows }))
+}
+
+/// The `plugins list --json` report.
+pub async fn plugins(State(st): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::to_value(st.engine.backends().reports()).unwrap_or_default())
+}

@@ -1,0 +1,91 @@
+//! The REST API of DESIGN §9: the router, its shared state, and JSON errors for every way a
+//! request can be malformed. Every route sits behind [`super::guard`].
+
+mod attach;
+mod checkpoints;
+mod events;
+mod info;
+mod sessions;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::sync::watch;
+
+use crate::secrets::SecretResolver;
+
+use super::engine::Engine;
+use super::error::error_response;
+use super::guard::{self, GuardConfig};
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The session engine.
+    pub engine: Arc<Engine>,
+    /// The secret resolver (for `GET /api/credentials`; values never leave it).
+    pub resolver: Arc<SecretResolver>,
+    /// Becomes `true` when the daemon is stopping: long-lived streams end.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The API router with the guard on every route.
+pub fn router(state: AppState, guard: GuardConfig) -> Router {
+    Router::new()
+        .route("/api/health", get(info::health))
+        .route("/api/credentials", get(info::credentials))
+        .route("/api/plugins", get(info::plugins))
+        .route("/api/sessions", get(sessions::list).post(sessions::create))
+        .route(
+            "/api/sessions/{session}",
+            get(sessions::get_one).delete(sessions::delete),
+        )
+        .route("/api/sessions/{session}/wake", post(sessions::wake))
+        .route(
+            "/api/sessions/{session}/hibernate",
+            post(sessions::hibernate),
+        )
+        .route("/api/sessions/{session}/events", get(events::events))
+        .route("/api/sessions/{session}/attach", get(attach::attach))
+        .route(
+            "/api/sessions/{session}/checkpoints",
+            get(checkpoints::list).post(checkpoints::create),
+        )
+        .route(
+            "/api/sessions/{session}/checkpoints/{checkpoint}/restore",
+            post(checkpoints::restore),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(guard, guard::middleware))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such API route; see DESIGN.md §9 for the routes",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not accept that method",
+    )
+}
+
+/// A 400 for a query string that does not parse.
+fn bad_query(e: impl std::fmt::Display) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        &format!("invalid query string: {e}"),
+    )
+}

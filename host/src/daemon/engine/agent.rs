@@ -1,0 +1,266 @@
+//! The one task per live session that owns the plugin's agent stream: it records the agent's
+//! output as `output` events, fans it out to every attached client, and writes their input,
+//! resizes and signals to the agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::plugins::{Frame, FrameKind, FrameStream};
+use crate::session::SessionId;
+
+use super::{Engine, agents};
+
+/// Output frames coalesced into one `output` event at most this large.
+const MAX_OUTPUT_EVENT: usize = 64 * 1024;
+
+/// What attached clients send to the agent.
+#[derive(Debug, Clone)]
+pub enum AgentInput {
+    /// Terminal bytes.
+    Stdin(Vec<u8>),
+    /// A new terminal size (cols, rows).
+    Resize(u16, u16),
+    /// A signal name (`INT`, `TERM`, ...).
+    Signal(String),
+    /// Leave the agent running and stop this task.
+    Detach,
+}
+
+/// What the agent task sends to attached clients.
+#[derive(Debug, Clone)]
+pub enum AgentOutput {
+    /// Terminal bytes.
+    Data(Arc<[u8]>),
+    /// The agent exited with this code.
+    Exit(i32),
+    /// The stream failed or the plugin reported an error.
+    Error(String),
+}
+
+/// A running agent task.
+#[derive(Debug)]
+pub struct LiveAgent {
+    input: mpsc::Sender<AgentInput>,
+    output: broadcast::Sender<AgentOutput>,
+    done: watch::Receiver<bool>,
+    /// Whether this is a `--print` run (exec, no TTY).
+    pub print: bool,
+}
+
+impl LiveAgent {
+    /// Sends input to the agent; false when the task has ended.
+    pub async fn send(&self, input: AgentInput) -> bool {
+        self.input.send(input).await.is_ok()
+    }
+
+    /// A receiver of the agent's output from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<AgentOutput> {
+        self.output.subscribe()
+    }
+
+    /// Whether the task has ended.
+    pub fn is_done(&self) -> bool {
+        *self.done.borrow()
+    }
+
+    /// Waits until the task ends (bounded by `limit`); true when it did.
+    pub async fn wait_done(&self, limit: Duration) -> bool {
+        let mut done = self.done.clone();
+        tokio::time::timeout(limit, done.wait_for(|d| *d))
+            .await
+            .is_ok()
+    }
+
+    /// Resolves when the task has ended.
+    pub async fn ended(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|d| *d).await;
+    }
+
+    /// Asks the task to detach (the agent keeps running in the sandbox) and waits for it.
+    pub async fn detach(&self) {
+        let _ = self.input.send(AgentInput::Detach).await;
+        self.wait_done(Duration::from_secs(5)).await;
+    }
+}
+
+enum Ended {
+    Exited,
+    Detached,
+    Lost(String),
+}
+
+/// Starts the task owning `stream` for session `id` and registers it in the session's runtime.
+pub fn spawn(
+    engine: &Arc<Engine>,
+    id: SessionId,
+    stream: FrameStream,
+    print: bool,
+) -> Arc<LiveAgent> {
+    let (input_tx, input_rx) = mpsc::channel(256);
+    let (output, _) = broadcast::channel(1024);
+    let (done_tx, done_rx) = watch::channel(false);
+    let live = Arc::new(LiveAgent {
+        input: input_tx,
+        output: output.clone(),
+        done: done_rx,
+        print,
+    });
+    let rt = engine.runtime(id);
+    *super::lock(&rt.agent) = Some(Arc::clone(&live));
+    let engine = Arc::clone(engine);
+    tokio::spawn(async move {
+        let ended = run(&engine, id, stream, input_rx, &output).await;
+        match ended {
+            Ended::Exited | Ended::Detached => {}
+            Ended::Lost(why) => {
+                tracing::info!(session = %id, "agent stream ended: {why}");
+                engine
+                    .emit(
+                        id,
+                        "log",
+                        serde_json::json!({"level": "warn", "message": format!(
+                            "the connection to the agent ended ({why}); attach again to reconnect"
+                        )}),
+                    )
+                    .await;
+            }
+        }
+        let _ = done_tx.send(true);
+    });
+    live
+}
+
+async fn run(
+    engine: &Arc<Engine>,
+    id: SessionId,
+    stream: FrameStream,
+    mut input: mpsc::Receiver<AgentInput>,
+    output: &broadcast::Sender<AgentOutput>,
+) -> Ended {
+    let (mut reader, mut writer) = stream.split();
+    // Reading a frame is not cancel-safe, so a separate task reads and this one selects over
+    // two channels.
+    let (frames_tx, mut frames) = mpsc::channel::<std::io::Result<Option<Frame>>>(64);
+    let read_task = tokio::spawn(async move {
+        loop {
+            let f = reader.read_frame().await;
+            let last = !matches!(f, Ok(Some(_)));
+            if frames_tx.send(f).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    let _abort = AbortOnDrop(read_task.abort_handle());
+    let rt = engine.runtime(id);
+    loop {
+        tokio::select! {
+            f = frames.recv() => {
+                let frame = match f {
+                    Some(Ok(Some(frame))) => frame,
+                    Some(Ok(None)) | None => return Ended::Lost("the stream closed".into()),
+                    Some(Err(e)) => return Ended::Lost(e.to_string()),
+                };
+                match frame.kind {
+                    FrameKind::Stdout | FrameKind::Stderr => {
+                        let mut data = frame.payload;
+                        let mut pending = None;
+                        // Coalesce what is already queued into one durable event.
+                        while data.len() < MAX_OUTPUT_EVENT {
+                            match frames.try_recv() {
+                                Ok(Ok(Some(f))) if matches!(f.kind, FrameKind::Stdout | FrameKind::Stderr) => {
+                                    data.extend_from_slice(&f.payload);
+                                }
+                                Ok(other) => { pending = Some(other); break; }
+                                Err(_) => break,
+                            }
+                        }
+                        rt.touch();
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
+                        engine.emit(id, "output", serde_json::json!({"b64": b64})).await;
+                        let _ = output.send(AgentOutput::Data(Arc::from(data)));
+                        if let Some(p) = pending {
+                            match p {
+                                Ok(Some(f)) => {
+                                    if let Some(end) = handle_control(engine, id, f, output).await {
+                                        return end;
+                                    }
+                                }
+                                Ok(None) => return Ended::Lost("the stream closed".into()),
+                                Err(e) => return Ended::Lost(e.to_string()),
+                            }
+                        }
+                    }
+                    _ => {
+                        if let Some(end) = handle_control(engine, id, frame, output).await {
+                            return end;
+                        }
+                    }
+                }
+            }
+            i = input.recv() => {
+                let frame = match i {
+                    Some(AgentInput::Stdin(b)) => { rt.touch(); Frame::new(FrameKind::Stdin, b) }
+                    Some(AgentInput::Resize(c, r)) => Frame::resize(c, r),
+                    Some(AgentInput::Signal(s)) => Frame::new(FrameKind::Signal, s.into_bytes()),
+                    Some(AgentInput::Detach) | None => {
+                        let _ = writer.write_frame(&Frame::new(FrameKind::Detach, Vec::new())).await;
+                        return Ended::Detached;
+                    }
+                };
+                if let Err(e) = writer.write_frame(&frame).await {
+                    return Ended::Lost(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Handles a non-output frame; `Some` when it ends the stream.
+async fn handle_control(
+    engine: &Arc<Engine>,
+    id: SessionId,
+    frame: Frame,
+    output: &broadcast::Sender<AgentOutput>,
+) -> Option<Ended> {
+    match frame.kind {
+        FrameKind::Exit => {
+            let code = frame.exit_code().unwrap_or(-1);
+            if let Err(e) =
+                agents::update(engine.store(), id, move |r| r.exit_code = Some(code)).await
+            {
+                tracing::warn!(session = %id, error = %e, "cannot record the exit code");
+            }
+            engine
+                .emit(id, "agent_exited", serde_json::json!({"code": code}))
+                .await;
+            let _ = output.send(AgentOutput::Exit(code));
+            Some(Ended::Exited)
+        }
+        FrameKind::Error => {
+            let msg = String::from_utf8_lossy(&frame.payload).into_owned();
+            engine
+                .emit(id, "error", serde_json::json!({"message": msg}))
+                .await;
+            let _ = output.send(AgentOutput::Error(msg.clone()));
+            Some(Ended::Lost(msg))
+        }
+        FrameKind::Event => {
+            let text = String::from_utf8_lossy(&frame.payload).into_owned();
+            tracing::debug!(session = %id, "agent stream event: {text}");
+            None
+        }
+        _ => None,
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

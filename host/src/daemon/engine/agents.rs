@@ -1,0 +1,120 @@
+//! What the daemon remembers about each session's agent beside the store's session row: the
+//! plugin's detachable session id, the workspace path inside the sandbox, and the exit code of
+//! a `--print` run. Kept in the daemon's own table `daemon_agents` in the same SQLite file
+//! (created if missing; rows go away with their session).
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension as _, params};
+
+use crate::session::SessionId;
+use crate::store::{Store, StoreError};
+
+/// The daemon's record of one session's agent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentRow {
+    /// The plugin's detachable session id (`StreamStarted.session`).
+    pub agent_session: Option<String>,
+    /// The agent's exit code once it exited.
+    pub exit_code: Option<i32>,
+    /// The workspace path inside the sandbox.
+    pub workspace: Option<String>,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS daemon_agents (
+    session_id    TEXT PRIMARY KEY NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    agent_session TEXT,
+    exit_code     INTEGER,
+    workspace     TEXT
+)";
+
+/// Creates the table when it does not exist.
+pub async fn ensure_table(store: &Store) -> Result<(), StoreError> {
+    store
+        .run(|db| Ok(db.connection().execute_batch(SCHEMA)?))
+        .await
+}
+
+/// The row of one session (default when none was written).
+pub async fn get(store: &Store, id: SessionId) -> Result<AgentRow, StoreError> {
+    store
+        .run(move |db| {
+            let row = db
+                .connection()
+                .prepare_cached(
+                    "SELECT agent_session, exit_code, workspace FROM daemon_agents \
+                     WHERE session_id = ?1",
+                )?
+                .query_row([id.to_string()], |r| {
+                    Ok(AgentRow {
+                        agent_session: r.get(0)?,
+                        exit_code: r.get(1)?,
+                        workspace: r.get(2)?,
+                    })
+                })
+                .optional()?;
+            Ok(row.unwrap_or_default())
+        })
+        .await
+}
+
+/// Every row, by session id (for listings).
+pub async fn all(store: &Store) -> Result<HashMap<SessionId, AgentRow>, StoreError> {
+    store
+        .run(|db| {
+            let mut stmt = db.connection().prepare_cached(
+                "SELECT session_id, agent_session, exit_code, workspace FROM daemon_agents",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    AgentRow {
+                        agent_session: r.get(1)?,
+                        exit_code: r.get(2)?,
+                        workspace: r.get(3)?,
+                    },
+                ))
+            })?;
+            let mut out = HashMap::new();
+            for r in rows {
+                let (id, row) = r?;
+                if let Ok(id) = id.parse() {
+                    out.insert(id, row);
+                }
+            }
+            Ok(out)
+        })
+        .await
+}
+
+/// Writes the whole row of a session.
+pub async fn put(store: &Store, id: SessionId, row: AgentRow) -> Result<(), StoreError> {
+    store
+        .run(move |db| {
+            db.connection()
+                .prepare_cached(
+                    "INSERT INTO daemon_agents (session_id, agent_session, exit_code, workspace) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT(session_id) DO UPDATE SET \
+                     agent_session = ?2, exit_code = ?3, workspace = ?4",
+                )?
+                .execute(params![
+                    id.to_string(),
+                    row.agent_session,
+                    row.exit_code,
+                    row.workspace
+                ])?;
+            Ok(())
+        })
+        .await
+}
+
+/// Reads, changes and writes a session's row.
+pub async fn update(
+    store: &Store,
+    id: SessionId,
+    f: impl FnOnce(&mut AgentRow) + Send + 'static,
+) -> Result<(), StoreError> {
+    let mut row = get(store, id).await?;
+    f(&mut row);
+    put(store, id, row).await
+}

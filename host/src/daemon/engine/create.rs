@@ -1,0 +1,417 @@
+//! The create flow (DESIGN §9): validate everything first, insert `creating`, then in the
+//! background plugin `create` → `clone_repo` → start the agent → `running`; any failure
+//! deletes what was made and marks the session failed with the reason.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::plugins::ops::{self, AttachRequest, CloneRepoRequest, CreateRequest, ExecRequest};
+use crate::plugins::{Capabilities, PluginClient};
+use crate::session::{Event, SessionId, SessionName, SessionOptions, Status};
+use crate::store::{NewSession, SessionRecord};
+
+use super::super::error::EngineError;
+use super::{Engine, LiveAgent, agent, agents, git};
+
+/// Where the repository goes inside the sandbox unless the backend's config says otherwise
+/// (`workspace` in its table).
+pub const DEFAULT_WORKSPACE: &str = "/home/sprite/workspace";
+
+/// Terminal size of the agent's detached session when no client is attached.
+const DEFAULT_COLS: u16 = 120;
+const DEFAULT_ROWS: u16 = 40;
+
+/// The body of `POST /api/sessions`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// The backend plugin (default: `default_backend`).
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// The repository: an absolute path on the host.
+    pub repo: String,
+    /// The agent's initial prompt.
+    pub prompt: String,
+    /// The session name (default: derived from the repository, made unique).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The options, validated like the CLI flags.
+    #[serde(default)]
+    pub options: SessionOptions,
+}
+
+impl CreateSession {
+    /// Parses and validates a request body; the error says which field is wrong and how.
+    pub fn parse(body: &[u8]) -> Result<Self, EngineError> {
+        let req: Self = serde_json::from_slice(body).map_err(|e| {
+            EngineError::BadRequest(format!(
+                "invalid create request: {e}; expected {{\"repo\": \"/abs/path\", \"prompt\": \
+                 \"...\", \"backend\"?, \"name\"?, \"options\"?}}"
+            ))
+        })?;
+        if req.prompt.trim().is_empty() {
+            return Err(EngineError::BadRequest(
+                "\"prompt\" is empty; give the agent something to do".into(),
+            ));
+        }
+        if !Path::new(&req.repo).is_absolute() {
+            return Err(EngineError::BadRequest(format!(
+                "\"repo\" must be an absolute path on the host, got `{}`",
+                req.repo.chars().take(200).collect::<String>()
+            )));
+        }
+        if let Some(n) = &req.name {
+            SessionName::new(n).map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        }
+        Ok(req)
+    }
+}
+
+impl Engine {
+    /// Validates `req`, inserts the session (`creating`) and starts the create flow in the
+    /// background. Nothing is made when validation fails.
+    pub async fn create(
+        self: &Arc<Self>,
+        req: CreateSession,
+    ) -> Result<SessionRecord, EngineError> {
+        let repo = PathBuf::from(&req.repo);
+        if !repo.is_dir() {
+            return Err(EngineError::BadRequest(format!(
+                "\"repo\" {} is not a directory on this machine",
+                repo.display()
+            )));
+        }
+        git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
+        let client = self.backends().select(req.backend.as_deref())?;
+        let need = if req.options.print {
+            Capabilities::LIFECYCLE | Capabilities::REMOTE_CLONE | Capabilities::EXEC
+        } else {
+            Capabilities::LIFECYCLE | Capabilities::REMOTE_CLONE | Capabilities::ATTACH
+        };
+        if !client.capabilities().contains(need) {
+            let missing: Vec<&str> = Capabilities(need.0 & !client.capabilities().0).names();
+            return Err(EngineError::BadRequest(format!(
+                "backend `{}` cannot run sessions: it lacks {}",
+                client.name(),
+                missing.join(", ")
+            )));
+        }
+        let name = match &req.name {
+            Some(n) => SessionName::new(n).map_err(|e| EngineError::BadRequest(e.to_string()))?,
+            None => {
+                self.store()
+                    .unique_name(SessionName::from_repo(&req.repo))
+                    .await?
+            }
+        };
+        let id = SessionId::new();
+        let rec = self
+            .recorder()
+            .insert(NewSession {
+                id,
+                branch: Some(format!("clauderon/{name}")),
+                name,
+                backend: client.name().to_owned(),
+                repository: req.repo.clone(),
+                prompt: req.prompt.clone(),
+                options: req.options.clone(),
+            })
+            .await?;
+        self.spawn_create(rec.clone());
+        Ok(rec)
+    }
+
+    /// Runs the create flow for a `creating` session in a background task.
+    pub(super) fn spawn_create(self: &Arc<Self>, rec: SessionRecord) {
+        let engine = Arc::clone(self);
+        let rt = self.runtime(rec.id);
+        let task = tokio::spawn(async move {
+            let rt = engine.runtime(rec.id);
+            let _op = rt.op_lock.lock().await;
+            let id = rec.id;
+            if let Err(e) = engine.create_flow(rec).await {
+                engine.fail(id, &e.to_string()).await;
+            }
+        });
+        *super::lock(&rt.create_task) = Some(task.abort_handle());
+    }
+
+    async fn create_flow(self: &Arc<Self>, rec: SessionRecord) -> Result<(), EngineError> {
+        let id = rec.id;
+        let client = self.backends().get(&rec.backend)?;
+        let repo = PathBuf::from(&rec.repository);
+        let info = git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
+        // A leftover sandbox from an interrupted create (daemon restart) is removed first.
+        if let Some(old) = Engine::instance_of(&rec) {
+            self.progress(
+                id,
+                "create",
+                "removing the sandbox of an interrupted create",
+            )
+            .await;
+            let _ = client.delete(&ops::InstanceRequest { instance: old }).await;
+            self.store().set_instance(id, None, None).await?;
+        }
+        self.progress(
+            id,
+            "create",
+            format!("creating the sandbox on `{}`", client.name()),
+        )
+        .await;
+        let labels = BTreeMap::from([
+            ("clauderon".to_owned(), "1".to_owned()),
+            ("clauderon.session".to_owned(), id.to_string()),
+        ]);
+        let made = client
+            .create(&CreateRequest {
+                session_id: id.to_string(),
+                name: rec.name.to_string(),
+                labels,
+                env: BTreeMap::new(),
+                cpu_limit: rec.options.cpu_limit.map(f64::from),
+                memory_limit_mib: rec.options.memory_limit.map(|m| m.mebibytes()),
+            })
+            .await
+            .map_err(|e| EngineError::backend(client.name(), ops::CREATE, e))?;
+        let mut instance = made.instance;
+        self.save_instance(id, &instance).await?;
+        let result = self
+            .clone_and_start(&client, &rec, &info, &mut instance)
+            .await;
+        if let Err(e) = result {
+            self.progress(id, "delete", "removing the sandbox after the failure")
+                .await;
+            match client
+                .delete(&ops::InstanceRequest {
+                    instance: instance.clone(),
+                })
+                .await
+            {
+                Ok(_) => self.store().set_instance(id, None, None).await?,
+                Err(de) => {
+                    tracing::warn!(session = %id, error = %de, "cannot delete the sandbox of a failed create");
+                }
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    async fn clone_and_start(
+        self: &Arc<Self>,
+        client: &Arc<PluginClient>,
+        rec: &SessionRecord,
+        info: &git::RepoInfo,
+        instance: &mut ops::Instance,
+    ) -> Result<(), EngineError> {
+        let id = rec.id;
+        let dest = self.workspace_for(client.name());
+        let branch = rec.branch.clone();
+        self.progress(
+            id,
+            "clone",
+            format!(
+                "cloning {} at {} into {dest}",
+                rec.repository,
+                &info.head[..info.head.len().min(12)]
+            ),
+        )
+        .await;
+        let cloned = client
+            .clone_repo(&CloneRepoRequest {
+                instance: instance.clone(),
+                url: info.origin_url.clone(),
+                branch,
+                dest: dest.clone(),
+                local_path: Some(rec.repository.clone()),
+                base_commit: Some(info.head.clone()),
+                base_branch: info.branch.clone(),
+                depth: None,
+            })
+            .await
+            .map_err(|e| EngineError::backend(client.name(), ops::CLONE_REPO, e))?;
+        *instance = cloned.instance;
+        self.save_instance(id, instance).await?;
+        agents::put(
+            self.store(),
+            id,
+            agents::AgentRow {
+                workspace: Some(dest),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let rec = self.store().get(id).await?;
+        self.progress(id, "agent", "starting the agent").await;
+        self.start_agent(&rec, None).await?;
+        self.set_status(id, Event::Created, None).await?;
+        self.arm_idle_timer(id, &rec);
+        Ok(())
+    }
+
+    /// The workspace path inside the sandbox for a backend.
+    pub(super) fn workspace_for(&self, backend: &str) -> String {
+        self.config()
+            .backend_table(backend)
+            .and_then(|t| t.get("workspace"))
+            .and_then(|v| v.as_str())
+            .unwrap_or(DEFAULT_WORKSPACE)
+            .to_owned()
+    }
+
+    /// Starts the agent afresh (`resume`: continue an earlier conversation) and its task.
+    pub(super) async fn start_agent(
+        self: &Arc<Self>,
+        rec: &SessionRecord,
+        resume: Option<&str>,
+    ) -> Result<Arc<LiveAgent>, EngineError> {
+        let client = self.backends().get(&rec.backend)?;
+        let instance = Engine::instance_of(rec)
+            .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
+        let row = agents::get(self.store(), rec.id).await?;
+        let cwd = row
+            .workspace
+            .clone()
+            .unwrap_or_else(|| self.workspace_for(&rec.backend));
+        let o = &rec.options;
+        let prompt = if resume.is_some() {
+            None
+        } else {
+            Some(rec.prompt.as_str())
+        };
+        let argv =
+            self.config()
+                .agent
+                .argv(prompt, o.model.as_deref(), o.plan_mode, o.print, resume);
+        if argv.is_empty() {
+            return Err(EngineError::BadRequest(
+                "the agent command is empty; set [agent] command in config.toml".into(),
+            ));
+        }
+        let (started, stream) = if o.print {
+            client
+                .exec(&ExecRequest {
+                    instance,
+                    command: argv,
+                    env: BTreeMap::new(),
+                    cwd: Some(cwd),
+                    tty: false,
+                })
+                .await
+                .map_err(|e| EngineError::backend(client.name(), ops::EXEC, e))?
+        } else {
+            client
+                .attach(&AttachRequest {
+                    instance,
+                    session: None,
+                    command: argv,
+                    cols: DEFAULT_COLS,
+                    rows: DEFAULT_ROWS,
+                    cwd: Some(cwd),
+                    env: BTreeMap::new(),
+                })
+                .await
+                .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
+        };
+        if let Some(inst) = &started.instance {
+            self.save_instance(rec.id, inst).await?;
+        }
+        let agent_session = started.session.clone();
+        agents::update(self.store(), rec.id, move |r| {
+            r.agent_session = agent_session;
+            r.exit_code = None;
+        })
+        .await?;
+        Ok(agent::spawn(self, rec.id, stream, o.print))
+    }
+
+    /// The live agent of a running session: the task if one runs, else a re-attach to the
+    /// agent's detached session, else (the plugin says it is gone) the agent restarted with
+    /// resume. `None` for a `--print` run, whose output stream cannot be re-joined.
+    pub async fn ensure_agent(
+        self: &Arc<Self>,
+        id: SessionId,
+    ) -> Result<Option<Arc<LiveAgent>>, EngineError> {
+        let rt = self.runtime(id);
+        if let Some(a) = rt.agent() {
+            return Ok(Some(a));
+        }
+        let _starting = rt.agent_start.lock().await;
+        if let Some(a) = rt.agent() {
+            return Ok(Some(a));
+        }
+        let rec = self.store().get(id).await?;
+        if rec.status != Status::Running {
+            return Err(EngineError::Conflict(format!(
+                "the session is {}; the agent runs only while it is running",
+                rec.status
+            )));
+        }
+        let row = agents::get(self.store(), id).await?;
+        if rec.options.print || row.exit_code.is_some() {
+            return Ok(None);
+        }
+        self.reattach(&rec, row.agent_session.as_deref())
+            .await
+            .map(Some)
+    }
+
+    /// Attaches to the agent's detached session; restarts it with resume when it is gone.
+    pub(super) async fn reattach(
+        self: &Arc<Self>,
+        rec: &SessionRecord,
+        agent_session: Option<&str>,
+    ) -> Result<Arc<LiveAgent>, EngineError> {
+        let client = self.backends().get(&rec.backend)?;
+        let resume_value = agent_session
+            .map(str::to_owned)
+            .unwrap_or_else(|| rec.id.to_string());
+        if let (Some(sess), Some(instance)) = (agent_session, Engine::instance_of(rec)) {
+            let row = agents::get(self.store(), rec.id).await?;
+            let cwd = row
+                .workspace
+                .unwrap_or_else(|| self.workspace_for(&rec.backend));
+            let o = &rec.options;
+            let argv = self.config().agent.argv(
+                None,
+                o.model.as_deref(),
+                o.plan_mode,
+                false,
+                Some(&resume_value),
+            );
+            match client
+                .attach(&AttachRequest {
+                    instance,
+                    session: Some(sess.to_owned()),
+                    command: argv,
+                    cols: DEFAULT_COLS,
+                    rows: DEFAULT_ROWS,
+                    cwd: Some(cwd),
+                    env: BTreeMap::new(),
+                })
+                .await
+            {
+                Ok((started, stream)) => {
+                    if let Some(inst) = &started.instance {
+                        self.save_instance(rec.id, inst).await?;
+                    }
+                    if let Some(s) = started.session.filter(|s| s != sess) {
+                        agents::update(self.store(), rec.id, move |r| r.agent_session = Some(s))
+                            .await?;
+                    }
+                    return Ok(agent::spawn(self, rec.id, stream, false));
+                }
+                Err(e) if e.kind == crate::plugins::ErrorKind::NotFound => {}
+                Err(e) => return Err(EngineError::backend(client.name(), ops::ATTACH, e)),
+            }
+        }
+        self.progress(
+            rec.id,
+            "agent",
+            "the agent's session is gone; starting it again with resume",
+        )
+        .await;
+        self.start_agent(rec, Some(&resume_value)).await
+    }
+}

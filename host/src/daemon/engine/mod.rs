@@ -1,0 +1,242 @@
+//! The session engine: the create flow, one task per live agent, hibernation timers, wake,
+//! checkpoints and reconcile (DESIGN §9). One concept per module; this one holds the shared
+//! state every flow uses.
+
+pub mod agent;
+pub mod agents;
+pub mod backends;
+mod checkpoints;
+mod create;
+pub mod git;
+pub mod idle;
+mod lifecycle;
+mod reconcile;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+pub use agent::{AgentInput, AgentOutput, LiveAgent};
+pub use backends::Backends;
+pub use create::CreateSession;
+
+use crate::config::Config;
+use crate::plugins::ops::Instance;
+use crate::session::{Event, SessionId, Status};
+use crate::store::{SessionRecord, Store};
+
+use super::bus::Recorder;
+use super::error::EngineError;
+
+/// The per-session runtime state (in memory only; the store holds everything durable).
+#[derive(Debug)]
+pub struct Runtime {
+    /// Serializes lifecycle operations (create, hibernate, wake, delete, restore) on a session.
+    pub op_lock: tokio::sync::Mutex<()>,
+    /// Serializes starting or re-attaching the agent (two clients attaching at once).
+    agent_start: tokio::sync::Mutex<()>,
+    last_activity: Mutex<Instant>,
+    attached: std::sync::atomic::AtomicUsize,
+    agent: Mutex<Option<Arc<LiveAgent>>>,
+    timer: Mutex<Option<tokio::task::AbortHandle>>,
+    create_task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl Runtime {
+    fn new() -> Self {
+        Self {
+            op_lock: tokio::sync::Mutex::new(()),
+            agent_start: tokio::sync::Mutex::new(()),
+            last_activity: Mutex::new(Instant::now()),
+            attached: std::sync::atomic::AtomicUsize::new(0),
+            agent: Mutex::new(None),
+            timer: Mutex::new(None),
+            create_task: Mutex::new(None),
+        }
+    }
+
+    /// Records activity (agent output, attached input): the idle timer starts over.
+    pub fn touch(&self) {
+        *lock(&self.last_activity) = Instant::now();
+    }
+
+    /// When the session last showed activity.
+    pub fn last_activity(&self) -> Instant {
+        *lock(&self.last_activity)
+    }
+
+    /// How many clients are attached now.
+    pub fn attached(&self) -> usize {
+        self.attached.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The live agent task, if one runs.
+    pub fn agent(&self) -> Option<Arc<LiveAgent>> {
+        lock(&self.agent).as_ref().filter(|a| !a.is_done()).cloned()
+    }
+}
+
+/// Counts one attached client for as long as it lives.
+#[derive(Debug)]
+pub struct AttachGuard(Arc<Runtime>);
+
+impl Drop for AttachGuard {
+    fn drop(&mut self) {
+        self.0
+            .attached
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.touch();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The daemon's session engine. Shared as `Arc<Engine>` by routes and background tasks.
+#[derive(Debug)]
+pub struct Engine {
+    recorder: Recorder,
+    backends: Backends,
+    config: Config,
+    default_idle: Option<std::time::Duration>,
+    runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+}
+
+impl Engine {
+    /// An engine over the store (wrapped in `recorder`), the loaded backends and the config;
+    /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]).
+    pub async fn new(
+        recorder: Recorder,
+        backends: Backends,
+        config: Config,
+        default_idle: Option<std::time::Duration>,
+    ) -> Result<Arc<Self>, EngineError> {
+        agents::ensure_table(recorder.store()).await?;
+        Ok(Arc::new(Self {
+            recorder,
+            backends,
+            config,
+            default_idle,
+            runtimes: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The event recorder (store + live bus).
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// The session store.
+    pub fn store(&self) -> &Store {
+        self.recorder.store()
+    }
+
+    /// The loaded backends.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// The configuration the daemon started with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The runtime of a session (made on first use).
+    pub fn runtime(&self, id: SessionId) -> Arc<Runtime> {
+        Arc::clone(
+            lock(&self.runtimes)
+                .entry(id)
+                .or_insert_with(|| Arc::new(Runtime::new())),
+        )
+    }
+
+    /// Marks one client attached until the guard drops.
+    pub fn attach_guard(&self, id: SessionId) -> AttachGuard {
+        let rt = self.runtime(id);
+        rt.attached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        rt.touch();
+        AttachGuard(rt)
+    }
+
+    /// The session a user means by `query` (name or unique id prefix).
+    pub async fn find(&self, query: &str) -> Result<SessionRecord, EngineError> {
+        Ok(self.store().find(query).await?)
+    }
+
+    /// Appends an event and publishes it; failures are logged, never fatal (the engine keeps
+    /// going when only the log could not be written).
+    pub async fn emit(&self, id: SessionId, kind: &str, data: serde_json::Value) {
+        if let Err(e) = self.recorder.append(id, kind, data).await {
+            tracing::warn!(session = %id, kind, error = %e, "cannot record an event");
+        }
+    }
+
+    /// Records a `progress` event.
+    pub async fn progress(&self, id: SessionId, stage: &str, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(session = %id, stage, "{message}");
+        self.emit(
+            id,
+            "progress",
+            serde_json::json!({"stage": stage, "message": message}),
+        )
+        .await;
+    }
+
+    /// Applies a status event (and publishes it).
+    pub async fn set_status(
+        &self,
+        id: SessionId,
+        event: Event,
+        reason: Option<String>,
+    ) -> Result<Status, EngineError> {
+        Ok(self.recorder.status(id, event, reason).await?.to)
+    }
+
+    /// Marks a session failed with `reason` (logged when even that is impossible).
+    pub async fn fail(&self, id: SessionId, reason: &str) {
+        tracing::warn!(session = %id, "session failed: {reason}");
+        self.emit(id, "error", serde_json::json!({"message": reason}))
+            .await;
+        if let Err(e) = self
+            .set_status(id, Event::Failed, Some(reason.to_owned()))
+            .await
+        {
+            tracing::warn!(session = %id, error = %e, "cannot mark the session failed");
+        }
+    }
+
+    /// The stored instance of a session, if its sandbox exists.
+    pub fn instance_of(rec: &SessionRecord) -> Option<Instance> {
+        rec.instance_id.as_ref().map(|id| Instance {
+            id: id.clone(),
+            state: rec
+                .instance_state
+                .clone()
+                .unwrap_or(serde_json::Value::Null),
+        })
+    }
+
+    /// Stores the instance a plugin returned.
+    pub async fn save_instance(&self, id: SessionId, inst: &Instance) -> Result<(), EngineError> {
+        self.store()
+            .set_instance(id, Some(inst.id.clone()), Some(inst.state.clone()))
+            .await?;
+        Ok(())
+    }
+
+    /// Detaches every live agent (the agents keep running in their sandboxes) before exit.
+    pub async fn shutdown(&self) {
+        let rts: Vec<Arc<Runtime>> = lock(&self.runtimes).values().cloned().collect();
+        for rt in rts {
+            if let Some(t) = lock(&rt.timer).take() {
+                t.abort();
+            }
+            if let Some(a) = rt.agent() {
+                a.detach().await;
+            }
+        }
+    }
+}

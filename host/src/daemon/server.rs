@@ -1,0 +1,131 @@
+//! `clauderon daemon` in the foreground: take the home's lock, load config, plugins and the
+//! store, reconcile, bind `[server] listen`, write `daemon.json`, serve until SIGINT/SIGTERM,
+//! then detach every agent (they keep running) and remove `daemon.json`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cli::Context;
+use crate::store::Store;
+
+use super::api::{self, AppState};
+use super::bus::Recorder;
+use super::engine::idle::{IDLE_ENV, parse_idle};
+use super::engine::{Backends, Engine};
+use super::files::{self, DaemonInfo, DaemonLock};
+use super::guard::GuardConfig;
+
+/// How long open streams get to finish once a stop signal arrived.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs the daemon in the foreground until SIGINT or SIGTERM.
+pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let home = ctx.home().clone();
+    home.ensure()?;
+    let _lock = DaemonLock::acquire(&home)?;
+    let config = ctx.config()?.clone();
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
+    let registry = ctx.registry()?;
+    let default_backend = ctx
+        .backend
+        .clone()
+        .or_else(|| config.default_backend().map(str::to_owned));
+    let backends = Backends::load(registry, default_backend);
+    for r in backends.reports() {
+        match &r.reason {
+            None => tracing::info!(plugin = %r.name, "backend plugin loaded"),
+            Some(why) => tracing::warn!(plugin = %r.name, "backend plugin not usable: {why}"),
+        }
+    }
+    // `GET /api/credentials` lists every secret a loaded plugin declares.
+    let mut resolver = ctx.secrets()?;
+    for (name, client) in backends.loaded() {
+        if let Ok(schema) = crate::plugins::schema_from_details(&client.info().details) {
+            resolver.declare(name, &schema);
+        }
+    }
+    let token = files::load_or_create_token(&home)?;
+    let store = Store::open(&home.db_file()).await?;
+    let default_idle = match std::env::var(IDLE_ENV) {
+        Ok(v) => parse_idle(&v).map_err(|e| anyhow::anyhow!("{IDLE_ENV}: {e}"))?,
+        Err(_) => None,
+    };
+    let engine = Engine::new(Recorder::new(store), backends, config.clone(), default_idle).await?;
+
+    let listen = config.server.listen;
+    let listener = TcpListener::bind(listen).await.with_context(|| {
+        format!(
+            "cannot listen on {listen}: is another daemon running? Change [server] listen in {}",
+            home.config_file().display()
+        )
+    })?;
+    let addr: SocketAddr = listener.local_addr()?;
+    engine.reconcile().await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let state = AppState {
+        engine: Arc::clone(&engine),
+        resolver: Arc::new(resolver),
+        shutdown: stop_rx.clone(),
+    };
+    let app = api::router(
+        state,
+        GuardConfig {
+            token: Arc::from(token.as_str()),
+            port: addr.port(),
+        },
+    );
+    files::write_info(
+        &home,
+        &DaemonInfo {
+            pid: std::process::id(),
+            addr,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+        },
+    )?;
+    tracing::info!(%addr, "clauderon daemon listening");
+
+    let mut signal_rx = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = signal_rx.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    let signal = stop_signal().await;
+    tracing::info!("received {signal}; stopping");
+    let _ = stop_tx.send(true);
+    let mut server = server;
+    if tokio::time::timeout(STOP_GRACE, &mut server).await.is_err() {
+        server.abort();
+    }
+    engine.shutdown().await;
+    files::remove_info(&home);
+    tracing::info!("clauderon daemon stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers only Ctrl-C through tokio is left.
+        let _ = tokio::signal::ctrl_c().await;
+        return "Ctrl-C";
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

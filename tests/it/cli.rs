@@ -1,0 +1,708 @@
+//! The CLI through the real `clauderon` binary: what it checks locally before any daemon is
+//! contacted (bad flags, bad config, confirmation), local commands (config, completions), and,
+//! with the daemon and the `local` test backend, the whole session lifecycle.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::artifacts::artifacts;
+use crate::support::home::{Run, TempHome};
+
+fn assert_exit(run: &Run, code: i32) {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "exit code (None = killed by a signal)\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
+fn fixture(lib: &str) -> PathBuf {
+    let p = artifacts().cdylib(lib);
+    assert!(p.exists(), "fixture {} was not built", p.display());
+    p
+}
+
+/// A git repository with one commit, in its own temporary directory.
+fn git_repo() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("clauderon-repo-")
+        .tempdir()
+        .unwrap();
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .current_dir(dir.path())
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .output()
+            .unwrap();
+        assert!(st.status.success(), "git {args:?}: {st:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(dir.path().join("README.md"), "hello\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "init"]);
+    dir
+}
+
+/// Nothing was made: no daemon started (no daemon.json, no log), no database.
+fn assert_nothing_created(home: &TempHome) {
+    for f in ["daemon.json", "db.sqlite", "api-token", "logs/daemon.log"] {
+        assert!(
+            !home.path().join(f).exists(),
+            "{f} exists, but nothing should have been created"
+        );
+    }
+}
+
+#[test]
+fn every_bad_create_value_is_a_usage_error_naming_the_flag_and_nothing_is_created() {
+    let home = TempHome::new();
+    home.install_plugin("ok", &fixture("fixture_ok"));
+    home.write_config("default_backend = \"ok\"\n");
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    let not_git = tempfile::tempdir().unwrap();
+    let not_git_s = not_git.path().to_str().unwrap();
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--cpu-limit", "0"],
+            &["--cpu-limit", "`0`", "from 1 to 256"],
+        ),
+        (&["--cpu-limit", "two"], &["--cpu-limit", "whole number"]),
+        (
+            &["--memory-limit", "512"],
+            &["--memory-limit", "missing unit", "512M"],
+        ),
+        (
+            &["--memory-limit", "2X"],
+            &["--memory-limit", "unknown unit"],
+        ),
+        (
+            &["--memory-limit", "1M"],
+            &["--memory-limit", "minimum of 64M"],
+        ),
+        (
+            &["--hibernation-timeout", "10m"],
+            &["--hibernation-timeout", "5m, 15m, 30m, 1h, 2h, 6h, never"],
+        ),
+        (
+            &["--build-cache", "cargo,carg"],
+            &[
+                "--build-cache",
+                "`carg`",
+                "cargo, npm, yarn, bun, pip, docker",
+            ],
+        ),
+        (
+            &["--cache-scope", "global"],
+            &["--cache-scope", "`project` or `session`"],
+        ),
+        (&["--model", "two words"], &["--model", "one word"]),
+        (&["--name", "Bad_Name"], &["--name", "lowercase letters"]),
+        (
+            &["--name=x-"],
+            &["--name", "must start with a letter or digit"],
+        ),
+        (&["--prompt", "  "], &["--prompt", "empty"]),
+        (
+            &["--repo", "/nonexistent/clauderon-repo"],
+            &["--repo", "/nonexistent/clauderon-repo"],
+        ),
+        (
+            &["--repo", not_git_s],
+            &["--repo", "not inside a git repository"],
+        ),
+        (
+            &["--backend", "nope"],
+            &["--backend", "`nope`", "available: ok"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec!["create"];
+        for (flag, value) in [("--repo", repo_s), ("--prompt", "do it")] {
+            if !extra.contains(&flag) {
+                args.extend([flag, value]);
+            }
+        }
+        args.extend_from_slice(extra);
+        let run = home.run(&args);
+        assert_exit(&run, 2);
+        for n in *needles {
+            assert!(
+                run.stderr.contains(n),
+                "{extra:?}: missing {n:?} in:\n{}",
+                run.stderr
+            );
+        }
+        assert!(run.stdout.is_empty(), "{extra:?}: {}", run.stdout);
+        assert_nothing_created(&home);
+    }
+
+    // clap's own usage errors: a missing prompt, an unknown flag.
+    let run = home.run(&["create", "--repo", repo_s]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("--prompt"), "{}", run.stderr);
+    let run = home.run(&["create", "--prompt", "x", "--cpus", "2"]);
+    assert_exit(&run, 2);
+    assert_nothing_created(&home);
+
+    // No backend selected anywhere.
+    home.write_config("");
+    let run = home.run(&["create", "--repo", repo_s, "--prompt", "x"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("no backend selected"), "{}", run.stderr);
+    assert_nothing_created(&home);
+}
+
+#[test]
+fn bad_config_is_reported_with_file_line_and_column() {
+    let home = TempHome::new();
+    home.write_config("default_backend = \"ok\"\n[server]\nlisten = \"0.0.0.0:3030\"\n");
+    let file = home.path().join("config.toml");
+    for args in [
+        &["config", "show"][..],
+        &["list"],
+        &["create", "--prompt", "x"],
+        &["plugins", "list"],
+    ] {
+        let run = home.run(args);
+        assert_exit(&run, 1);
+        let want = format!(
+            "{}:3:10: `server.listen`: the API listens on loopback only",
+            file.display()
+        );
+        assert!(run.stderr.contains(&want), "{args:?}:\n{}", run.stderr);
+    }
+    home.write_config("[agent]\npreset = \"claude\"\ncommnd = [\"x\"]\n");
+    let run = home.run(&["config", "show"]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.contains(&format!("{}:3:1", file.display())) && run.stderr.contains("commnd"),
+        "{}",
+        run.stderr
+    );
+    assert_nothing_created(&home);
+}
+
+#[test]
+fn config_show_redacts_secrets_and_applies_plugin_defaults() {
+    let home = TempHome::new();
+    home.install_plugin("ok", &fixture("fixture_ok"));
+    home.write_config(
+        "default_backend = \"ok\"\n[secrets]\ngithub_token = \"ghp_literal_secret_value_123\"\n\
+         [ok]\n\n[other]\napi_token = \"other-secret-value-456\"\nregion = \"eu\"\n",
+    );
+    let run = home.run(&["config", "show"]);
+    assert_exit(&run, 0);
+    for secret in ["ghp_literal_secret_value_123", "other-secret-value-456"] {
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "{run:?}"
+        );
+    }
+    assert!(run.stdout.contains("[redacted]"), "{}", run.stdout);
+    // The ok plugin's declared default is shown as the plugin receives it.
+    assert!(
+        run.stdout.contains("greeting = \"fixture\""),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("region = \"eu\""), "{}", run.stdout);
+    // The literal secret is worth a warning naming where it is and a better place.
+    assert!(
+        run.stderr
+            .contains("secret `github_token` is written in config.toml"),
+        "{}",
+        run.stderr
+    );
+
+    let run = home.run(&["config", "show", "--json"]);
+    assert_exit(&run, 0);
+    let v = run.json();
+    assert_eq!(v["secrets"]["github_token"], "[redacted]");
+    assert_eq!(v["backends"]["other"]["api_token"], "[redacted]");
+    assert_eq!(v["backends"]["ok"]["greeting"], "fixture");
+    assert_eq!(v["default_backend"], "ok");
+    assert_eq!(v["server"]["listen"], "127.0.0.1:3030");
+}
+
+#[test]
+fn config_paths_lists_every_file() {
+    let home = TempHome::new();
+    let run = home.run(&["config", "paths"]);
+    assert_exit(&run, 0);
+    let root = home.path().display().to_string();
+    for name in [
+        "config",
+        "secrets",
+        "database",
+        "daemon",
+        "api_token",
+        "logs",
+    ] {
+        assert!(
+            run.stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(&root)),
+            "{name}:\n{}",
+            run.stdout
+        );
+    }
+    assert!(
+        run.stdout.contains("config.toml  (missing)"),
+        "{}",
+        run.stdout
+    );
+    let v = home.run(&["config", "paths", "--json"]).json();
+    let plugins = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "plugins")
+        .unwrap();
+    assert_eq!(plugins["exists"], true);
+    assert_eq!(plugins["path"], format!("{root}/plugins"));
+}
+
+#[test]
+fn config_credentials_names_sources_checks_the_plugin_and_never_prints_values() {
+    let home = TempHome::new();
+    home.install_plugin("ok", &fixture("fixture_ok"));
+    let run = home.run_with(&["config", "credentials", "--json"], |c| {
+        c.env("OK_FIXTURE_TOKEN", "fixture-token-value-1234567")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GH_TOKEN")
+            .env_remove("ANTHROPIC_API_KEY");
+    });
+    assert_exit(&run, 0);
+    assert!(
+        !run.stdout.contains("fixture-token-value-1234567"),
+        "{}",
+        run.stdout
+    );
+    let rows = run.json();
+    let row = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {rows:#}"))
+            .clone()
+    };
+    let ok = row("ok_token");
+    assert_eq!(ok["source"]["kind"], "env", "{ok:#}");
+    assert_eq!(ok["source"]["var"], "OK_FIXTURE_TOKEN");
+    assert_eq!(ok["preview"], "fixt…4567");
+    assert_eq!(ok["works"], true, "the plugin's check_auth ran: {ok:#}");
+    assert!(row("github_token")["source"].is_null());
+
+    // A secret file readable by others is refused with the fix.
+    let secrets = home.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    set_mode(&secrets, 0o700);
+    std::fs::write(secrets.join("github_token"), "ghp_file_value_1234567890\n").unwrap();
+    set_mode(&secrets.join("github_token"), 0o644);
+    let run = home.run(&["config", "credentials"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("chmod 600"), "{}", run.stdout);
+    assert!(!run.stdout.contains("ghp_file_value"), "{}", run.stdout);
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let home = TempHome::new();
+    for (shell, marker) in [
+        ("bash", "_clauderon()"),
+        ("zsh", "#compdef clauderon"),
+        ("fish", "complete -c clauderon"),
+    ] {
+        let run = home.run(&["completions", shell]);
+        assert_exit(&run, 0);
+        assert!(
+            run.stdout.contains(marker),
+            "{shell}: {}",
+            &run.stdout[..200.min(run.stdout.len())]
+        );
+        for sub in ["create", "checkpoint", "hibernate", "completions"] {
+            assert!(run.stdout.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+    let run = home.run(&["completions", "powershell"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("bash, zsh, fish"), "{}", run.stderr);
+}
+
+#[test]
+fn delete_off_a_terminal_needs_yes_and_the_daemon_commands_without_a_daemon() {
+    let home = TempHome::new();
+    let run = home.run(&["delete", "some-session"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("pass --yes"), "{}", run.stderr);
+    assert_nothing_created(&home);
+
+    let run = home.run(&["daemon", "status"]);
+    assert_exit(&run, 1);
+    assert!(run.stdout.contains("daemon not running"), "{}", run.stdout);
+    let run = home.run(&["daemon", "stop"]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("no daemon is running"),
+        "{}",
+        run.stdout
+    );
+    let run = home.run(&["daemon", "status", "--json"]);
+    assert_exit(&run, 1);
+    assert_eq!(run.json()["running"], false);
+    assert_nothing_created(&home);
+}
+
+// ---- end to end: the CLI, the real daemon, the `local` test backend -----------------------
+
+/// The agent the `local` backend runs: interactive it greets with its prompt and echoes each
+/// line; with `--print` it prints the prompt and exits with `N` for a prompt `exit N`.
+const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do echo "got: $line"; done"#;
+
+/// A home with the `local` backend installed and selected, the test agent, and the API on
+/// `127.0.0.1:0`.
+fn local_home() -> TempHome {
+    let home = TempHome::new();
+    home.install_plugin("local", &fixture("fixture_local_backend"));
+    home.write_config(&format!(
+        "default_backend = \"local\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+         [agent]\npreset = \"custom\"\ncommand = [\"sh\", \"-c\", '''{AGENT}''', \"agent\"]\n\
+         print_args = [\"--print\"]\n[local]\nroot = \"{}\"\nkill_grace_ms = 200\n",
+        home.path().join("sandboxes").display()
+    ));
+    home
+}
+
+/// Stops a daemon the CLI started in the background, whatever the test's outcome.
+struct StopDaemon<'a>(&'a TempHome);
+
+impl Drop for StopDaemon<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run(&["daemon", "stop"]);
+        let info = std::fs::read_to_string(self.0.path().join("daemon.json")).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&info)
+            && let Some(pid) = v["pid"].as_u64()
+        {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// `clauderon attach NAME` with piped stdio, read on a thread.
+struct Attached {
+    child: std::process::Child,
+    out: std::sync::mpsc::Receiver<Vec<u8>>,
+    seen: String,
+}
+
+impl Attached {
+    fn start(home: &TempHome, name: &str) -> Attached {
+        use std::process::Stdio;
+        let mut child = home
+            .clauderon()
+            .args(["attach", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, out) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Attached {
+            child,
+            out,
+            seen: String::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits (bounded) until stdout has shown `needle`.
+    fn expect(&mut self, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.seen.contains(needle) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.out.recv_timeout(left) {
+                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
+                Err(_) => panic!("no {needle:?} from attach; saw:\n{}", self.seen),
+            }
+        }
+    }
+
+    /// Waits (bounded) for the process to end; returns its exit code and stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        use std::io::Read;
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                break st;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("attach did not end; saw:\n{}", self.seen);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (status.code(), err)
+    }
+}
+
+#[test]
+fn session_lifecycle_through_the_cli_with_an_autostarted_daemon() {
+    let home = local_home();
+    let _stop = StopDaemon(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    assert!(!home.path().join("daemon.json").exists());
+
+    // No daemon runs: create starts one in the background, logging to logs/daemon.log.
+    let run = home.run(&[
+        "create", "--repo", repo_s, "--prompt", "hello", "--name", "demo",
+    ]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout
+            .contains("session demo is running (backend local)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("clauderon attach demo"),
+        "{}",
+        run.stdout
+    );
+    let log = std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap();
+    assert!(log.contains("clauderon daemon listening"), "{log}");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("daemon.json")).unwrap())
+            .unwrap();
+    let status = home.run(&["daemon", "status", "--json"]);
+    assert_exit(&status, 0);
+    assert_eq!(status.json()["pid"], info["pid"]);
+
+    // list, as text and JSON.
+    let list = home.run(&["list"]);
+    assert_exit(&list, 0);
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("demo "))
+        .unwrap();
+    assert!(
+        row.contains("running") && row.contains("local") && row.contains(repo_s),
+        "{row}"
+    );
+    let sessions = home.run(&["list", "--json"]).json();
+    let id = sessions[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(sessions[0]["name"], "demo");
+
+    // status by name and by id prefix.
+    let st = home.run(&["status", "demo"]);
+    assert_exit(&st, 0);
+    assert!(st.stdout.contains("status:     running"), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("branch:     clauderon/demo"),
+        "{}",
+        st.stdout
+    );
+    let by_prefix = home.run(&["status", &id[..8], "--json"]);
+    assert_exit(&by_prefix, 0);
+    assert_eq!(by_prefix.json()["name"], "demo");
+
+    // logs: progress, status changes and the agent's own output.
+    let logs = home.run(&["logs", "demo"]);
+    assert_exit(&logs, 0);
+    for needle in [
+        "status creating -> running",
+        "[clone] ",
+        "agent ready: hello",
+    ] {
+        assert!(logs.stdout.contains(needle), "{needle}:\n{}", logs.stdout);
+    }
+
+    // attach: input reaches the agent, Ctrl-] detaches and leaves it running.
+    let mut a = Attached::start(&home, "demo");
+    a.send(b"ping\n");
+    a.expect("got: ping");
+    a.send(&[0x1d]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("detached from demo") && err.contains("clauderon attach demo"),
+        "{err}"
+    );
+    let st = home.run(&["status", "demo", "--json"]).json();
+    assert_eq!(st["status"], "running");
+
+    // hibernate and wake.
+    let run = home.run(&["hibernate", "demo"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("demo is hibernated"), "{}", run.stdout);
+    assert_eq!(
+        home.run(&["status", "demo", "--json"]).json()["status"],
+        "hibernated"
+    );
+    let run = home.run(&["wake", "demo"]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("demo is running (woke in "),
+        "{}",
+        run.stdout
+    );
+
+    // checkpoints: create, list, restore (with its safety checkpoint).
+    let run = home.run(&["checkpoint", "create", "demo", "first one"]);
+    assert_exit(&run, 0);
+    let cps = home.run(&["checkpoint", "list", "demo", "--json"]).json();
+    assert_eq!(cps.as_array().unwrap().len(), 1, "{cps:#}");
+    assert_eq!(cps[0]["comment"], "first one");
+    let cp = cps[0]["id"].as_str().unwrap().to_owned();
+    let run = home.run(&["checkpoint", "restore", "demo", &cp]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout
+            .contains(&format!("restored demo to checkpoint {cp}")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("undo with"), "{}", run.stdout);
+    let table = home.run(&["checkpoint", "list", "demo"]);
+    assert_exit(&table, 0);
+    assert_eq!(table.stdout.lines().count(), 3, "{}", table.stdout);
+
+    // Ctrl-C is a byte for the agent: its shell gets SIGINT and attach reports the exit.
+    let mut a = Attached::start(&home, "demo");
+    a.send(b"again\n");
+    a.expect("got: again");
+    a.send(&[0x03]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("exited with code 130"), "{err}");
+
+    // delete: refused off a terminal without --yes, then done.
+    let run = home.run(&["delete", "demo"]);
+    assert_exit(&run, 2);
+    let run = home.run(&["delete", "demo", "--yes"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("deleted demo"), "{}", run.stdout);
+    let gone = home.run(&["status", "demo"]);
+    assert_exit(&gone, 1);
+    assert!(
+        gone.stderr.contains("no session named `demo`"),
+        "{}",
+        gone.stderr
+    );
+    let all = home.run(&["list", "--all", "--json"]).json();
+    assert_eq!(all[0]["status"], "deleted");
+
+    // daemon stop: SIGTERM, it exits and removes daemon.json.
+    let run = home.run(&["daemon", "stop"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("daemon stopped"), "{}", run.stdout);
+    assert!(!home.path().join("daemon.json").exists());
+}
+
+#[test]
+fn print_streams_output_and_passes_the_exit_code_through() {
+    use crate::support::daemon::TestDaemon;
+    let home = local_home();
+    // A daemon someone else started: the CLI finds it through daemon.json.
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    for (prompt, code) in [("exit 3", 3), ("exit 0", 0)] {
+        let run = home.run(&["create", "--repo", repo_s, "--prompt", prompt, "--print"]);
+        assert_exit(&run, code);
+        assert_eq!(
+            run.stdout.trim_end(),
+            format!("printing: {prompt}"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(
+        !home.path().join("logs/daemon.log").exists(),
+        "no second daemon was started"
+    );
+}
+
+#[test]
+fn two_clis_at_once_start_one_daemon_and_both_succeed() {
+    let home = local_home();
+    let _stop = StopDaemon(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    let spawn = |name: &str| {
+        home.clauderon()
+            .args([
+                "create", "--repo", repo_s, "--prompt", "hi", "--name", name, "--json",
+            ])
+            .output()
+            .unwrap()
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| spawn("one"));
+        let b = s.spawn(|| spawn("two"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    for (out, name) in [(a, "one"), (b, "two")] {
+        let run = Run::from(out);
+        assert_exit(&run, 0);
+        assert_eq!(run.json()["name"], name);
+        assert_eq!(run.json()["status"], "running");
+    }
+    let log = std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap();
+    assert_eq!(
+        log.matches("clauderon daemon listening").count(),
+        1,
+        "exactly one daemon started:\n{log}"
+    );
+    let names: Vec<String> = home
+        .run(&["list", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
