@@ -28,8 +28,13 @@ fn local_registry(config: serde_json::Value) -> (PluginRegistry, tempfile::TempD
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(dylib_file_name("clauderon_local"));
     std::fs::copy(&lib, &copy).unwrap();
-    let mut setup = HostSetup::default();
-    setup.plugin_config.insert("local".to_owned(), config);
+    let setup = HostSetup {
+        plugin_config: std::sync::Arc::new(std::collections::BTreeMap::from([(
+            "local".to_owned(),
+            config,
+        )])),
+        ..HostSetup::default()
+    };
     let reg = PluginRegistry::from_candidates(
         vec![Candidate {
             name: "local".to_owned(),

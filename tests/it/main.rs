@@ -14,4 +14,5 @@ mod emulator_tty;
 mod local_backend;
 mod plugins;
 mod sprites_backend;
+mod sprites_cli;
 mod support;

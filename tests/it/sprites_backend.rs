@@ -57,7 +57,7 @@ fn plugin_for(emu: &Emulator, token: &str) -> (PluginRegistry, Arc<PluginClient>
         }],
         HostSetup {
             secrets: Arc::new(TokenLookup(token.to_owned())),
-            plugin_config: config,
+            plugin_config: Arc::new(config),
         },
     );
     let plugin = registry.get("sprites").unwrap();
