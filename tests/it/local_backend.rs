@@ -573,7 +573,7 @@ fn local_backend_is_configured_from_config_toml_by_the_cli() {
     home.install_plugin("local", &artifacts().cdylib("fixture_local_backend"));
     let root = home.path().join("sandboxes");
     home.write_config(&format!(
-        "default_backend = \"local\"\n[plugins.local]\nroot = \"{}\"\n",
+        "default_backend = \"local\"\n[local]\nroot = \"{}\"\n",
         root.display()
     ));
     let run = home.run(&["plugins", "check"]);
@@ -581,7 +581,7 @@ fn local_backend_is_configured_from_config_toml_by_the_cli() {
     assert!(run.stdout.contains("local: credentials ok"), "{run:?}");
     assert!(root.is_dir(), "init creates the root");
     home.write_config(&format!(
-        "default_backend = \"local\"\n[plugins.local]\nroot = \"{}\"\nfail_auth = true\n",
+        "default_backend = \"local\"\n[local]\nroot = \"{}\"\nfail_auth = true\n",
         root.display()
     ));
     let run = home.run(&["plugins", "check"]);

@@ -748,6 +748,27 @@ async fn a_rate_limited_create_waits_and_says_so() {
         "{events:?}"
     );
     assert!(sprite_json(&rig.emu, &inst.id).await.is_some());
+
+    // Creating the same session again (a retried create) adopts its own sprite.
+    let again = ops::CreateRequest {
+        session_id: inst.state["session_id"].as_str().unwrap().to_owned(),
+        name: "limited".into(),
+        ..Default::default()
+    };
+    let (r, _): (Result<ops::InstanceResponse, _>, _) =
+        call(&rig.plugin, ops::CREATE, &again).await;
+    assert_eq!(r.unwrap().instance.id, inst.id);
+    // Another session whose sprite name comes out the same (same 8-character id prefix) is
+    // refused, and the existing sprite is not touched.
+    let mut other = again;
+    other.session_id = format!("{}-other", other.session_id);
+    let (r, _): (Result<ops::InstanceResponse, _>, _) =
+        call(&rig.plugin, ops::CREATE, &other).await;
+    assert_eq!(r.unwrap_err().kind, ErrorKind::Conflict);
+    assert!(
+        sprite_json(&rig.emu, &inst.id).await.is_some(),
+        "the existing sprite is kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

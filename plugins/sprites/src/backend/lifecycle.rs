@@ -57,6 +57,14 @@ pub async fn create(
     ctx.progress("create", &format!("creating sprite {name}"), Some(0.0));
     let sprite = match client.create(&body).await {
         Ok(s) => s,
+        // The same session's sprite from an earlier attempt (same labels): create is idempotent.
+        Err(e) if e.is_conflict() => match client.find(&name).await {
+            Ok(Some(s)) if labels.iter().all(|l| s.labels.contains(l)) => {
+                ctx.progress("create", &format!("using the existing sprite {name}"), None);
+                s
+            }
+            _ => return Err(plugin_error(&format!("creating sprite {name}"), &e)),
+        },
         Err(e) => {
             let err = plugin_error(&format!("creating sprite {name}"), &e);
             cleanup(&client, &name, &labels, ctx).await;
