@@ -807,6 +807,13 @@ async fn a_slow_wake_reports_progress() {
     let (inst, _) = create(p, "sleepy").await;
     rig.emu.force_state(&inst.id, "cold").await;
     assert_eq!(status(p, &inst).await, ops::InstanceStatus::Hibernated);
+    // Hibernating a sprite that already sleeps does not wake it.
+    p.hibernate(&ops::InstanceRequest {
+        instance: inst.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(rig.emu.state(&inst.id).await["state"], "cold");
     rig.emu
         .add_fault(json!({"kind": "slow_wake", "path": format!("/v1/sprites/{}", inst.id), "ms": 2500, "times": 1}))
         .await;

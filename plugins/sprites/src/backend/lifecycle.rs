@@ -244,16 +244,29 @@ pub async fn hibernate(
     let state = SpriteState::of(&req.instance)?;
     let client = b.client().await?;
     let sprite = client.sprite(state.sprite.clone());
-    if client
+    match client
         .find(&state.sprite)
         .await
         .map_err(err_ctx(&format!("looking up sprite {}", state.sprite)))?
-        .is_none()
     {
-        return Err(PluginError::new(
-            ErrorKind::NotFound,
-            format!("sprite {} no longer exists", state.sprite),
-        ));
+        None => {
+            return Err(PluginError::new(
+                ErrorKind::NotFound,
+                format!("sprite {} no longer exists", state.sprite),
+            ));
+        }
+        // Already asleep: its processes are stopped; any further call would only wake it.
+        Some(s) if matches!(s.status, SpriteStatus::Warm | SpriteStatus::Cold) => {
+            ctx.progress(
+                "hibernate",
+                &format!("sprite {} is already asleep", state.sprite),
+                Some(1.0),
+            );
+            return Ok(ops::InstanceResponse {
+                instance: state.instance(),
+            });
+        }
+        Some(_) => {}
     }
     let sessions = sprite.sessions().await.map_err(err_ctx(&format!(
         "listing exec sessions of {}",
