@@ -28,10 +28,11 @@ fn local_registry(config: serde_json::Value) -> (PluginRegistry, tempfile::TempD
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join(dylib_file_name("clauderon_local"));
     std::fs::copy(&lib, &copy).unwrap();
-    let tables: std::collections::BTreeMap<String, serde_json::Value> =
-        [("local".to_owned(), config)].into();
     let setup = HostSetup {
-        plugin_config: std::sync::Arc::new(tables),
+        plugin_config: std::sync::Arc::new(std::collections::BTreeMap::from([(
+            "local".to_owned(),
+            config,
+        )])),
         ..HostSetup::default()
     };
     let reg = PluginRegistry::from_candidates(

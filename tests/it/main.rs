@@ -15,4 +15,5 @@ mod local_backend;
 mod plugins;
 mod proxy;
 mod sprites_backend;
+mod sprites_cli;
 mod support;

@@ -66,7 +66,17 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
         .iter()
         .map(|k| k["name"].as_str().unwrap())
         .collect();
-    assert_eq!(keys, ["api_url", "api_key", "hibernation_timeout"]);
+    assert_eq!(
+        keys,
+        [
+            "api_url",
+            "api_key",
+            "hibernation_timeout",
+            "workspace",
+            "hibernate_wait_seconds",
+            "reconnect_attempts"
+        ]
+    );
     assert_eq!(sprites["details"]["config_keys"][0]["type"], "string");
     // Fixture libraries sit beside the executable too, but are not named libclauderon_*.
     for entry in list.as_array().unwrap() {
@@ -725,7 +735,7 @@ fn sprites_refuses_a_bad_config_with_a_clear_error() {
             .contains("config.toml:2:1: `sprites.api_ur`: unknown key `api_ur`")
             && run
                 .stdout
-                .contains("accepted keys: api_key, api_url, hibernation_timeout"),
+                .contains("accepted keys: api_key, api_url, hibernate_wait_seconds, hibernation_timeout, reconnect_attempts, workspace"),
         "{}",
         run.stdout
     );

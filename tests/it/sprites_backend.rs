@@ -57,7 +57,7 @@ fn plugin_for(emu: &Emulator, token: &str) -> (PluginRegistry, Arc<PluginClient>
         }],
         HostSetup {
             secrets: Arc::new(TokenLookup(token.to_owned())),
-            plugin_config: std::sync::Arc::new(config),
+            plugin_config: Arc::new(config),
         },
     );
     let plugin = registry.get("sprites").unwrap();
@@ -748,6 +748,27 @@ async fn a_rate_limited_create_waits_and_says_so() {
         "{events:?}"
     );
     assert!(sprite_json(&rig.emu, &inst.id).await.is_some());
+
+    // Creating the same session again (a retried create) adopts its own sprite.
+    let again = ops::CreateRequest {
+        session_id: inst.state["session_id"].as_str().unwrap().to_owned(),
+        name: "limited".into(),
+        ..Default::default()
+    };
+    let (r, _): (Result<ops::InstanceResponse, _>, _) =
+        call(&rig.plugin, ops::CREATE, &again).await;
+    assert_eq!(r.unwrap().instance.id, inst.id);
+    // Another session whose sprite name comes out the same (same 8-character id prefix) is
+    // refused, and the existing sprite is not touched.
+    let mut other = again;
+    other.session_id = format!("{}-other", other.session_id);
+    let (r, _): (Result<ops::InstanceResponse, _>, _) =
+        call(&rig.plugin, ops::CREATE, &other).await;
+    assert_eq!(r.unwrap_err().kind, ErrorKind::Conflict);
+    assert!(
+        sprite_json(&rig.emu, &inst.id).await.is_some(),
+        "the existing sprite is kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -786,6 +807,13 @@ async fn a_slow_wake_reports_progress() {
     let (inst, _) = create(p, "sleepy").await;
     rig.emu.force_state(&inst.id, "cold").await;
     assert_eq!(status(p, &inst).await, ops::InstanceStatus::Hibernated);
+    // Hibernating a sprite that already sleeps does not wake it.
+    p.hibernate(&ops::InstanceRequest {
+        instance: inst.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(rig.emu.state(&inst.id).await["state"], "cold");
     rig.emu
         .add_fault(json!({"kind": "slow_wake", "path": format!("/v1/sprites/{}", inst.id), "ms": 2500, "times": 1}))
         .await;

@@ -17,6 +17,7 @@ mod logs;
 mod output;
 pub mod plugins;
 pub mod proxy;
+mod reconcile;
 mod status;
 mod wake;
 
@@ -86,6 +87,8 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// Wake a hibernated session.
     Wake(wake::WakeArgs),
+    /// List (and with --delete destroy) sandboxes labelled as ours that no session owns.
+    Reconcile(reconcile::ReconcileArgs),
     /// Hibernate a session now.
     Hibernate(wake::HibernateArgs),
     /// Delete a session and destroy its sandbox.
@@ -128,6 +131,7 @@ impl Cli {
             Command::Status(a) => a.run(&ctx).await,
             Command::Attach(a) => a.run(&ctx).await,
             Command::Wake(a) => a.run(&ctx).await,
+            Command::Reconcile(a) => a.run(&ctx).await,
             Command::Hibernate(a) => a.run(&ctx).await,
             Command::Delete(a) => a.run(&ctx).await,
             Command::Logs(a) => a.run(&ctx).await,

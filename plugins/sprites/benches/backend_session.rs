@@ -113,7 +113,7 @@ async fn run(base: &str, lib: &Path, iters: u32) -> Result<(), BoxError> {
         }],
         HostSetup {
             secrets: Arc::new(TokenLookup),
-            plugin_config: std::sync::Arc::new(config),
+            plugin_config: Arc::new(config),
         },
     );
     let plugin = registry.get("sprites").map_err(|e| e.to_string())?;

@@ -23,7 +23,7 @@ fn string_key(config: &serde_json::Value, key: &str) -> Result<Option<String>, P
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
         Some(other) => Err(PluginError::invalid_request(format!(
-            "[plugins.sprites] {key} must be a string, found {}",
+            "[sprites] {key} must be a string, found {}",
             match other {
                 serde_json::Value::Bool(_) => "a boolean",
                 serde_json::Value::Number(_) => "a number",
@@ -51,12 +51,12 @@ fn int_key(
             match n {
                 Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
                 _ => Err(PluginError::invalid_request(format!(
-                    "[plugins.sprites] {key} must be a whole number from {min} to {max}, found {v}"
+                    "[sprites] {key} must be a whole number from {min} to {max}, found {v}"
                 ))),
             }
         }
         Some(_) => Err(PluginError::invalid_request(format!(
-            "[plugins.sprites] {key} must be a whole number from {min} to {max}"
+            "[sprites] {key} must be a whole number from {min} to {max}"
         ))),
     }
 }
@@ -99,6 +99,12 @@ impl Plugin for SpritesPlugin {
                     default: Some("30m".into()),
                 },
                 ConfigKey {
+                    name: "workspace".into(),
+                    ty: "string".into(),
+                    description: "Where the repository is cloned inside each sprite".into(),
+                    default: Some(crate::backend::DEFAULT_WORKSPACE.into()),
+                },
+                ConfigKey {
                     name: "hibernate_wait_seconds".into(),
                     ty: "integer".into(),
                     description: "How long `hibernate` waits for the sprite to go to sleep".into(),
@@ -124,11 +130,18 @@ impl Plugin for SpritesPlugin {
         let api_url = string_key(&config, "api_url")?.unwrap_or_else(|| DEFAULT_API_URL.into());
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
             return Err(PluginError::invalid_request(format!(
-                "[plugins.sprites] api_url `{api_url}` must start with http:// or https://"
+                "[sprites] api_url `{api_url}` must start with http:// or https://"
             )));
         }
         string_key(&config, "api_key")?;
         let hibernation_timeout = string_key(&config, "hibernation_timeout")?;
+        if let Some(w) = string_key(&config, "workspace")?
+            && !w.starts_with('/')
+        {
+            return Err(PluginError::invalid_request(format!(
+                "[sprites] workspace `{w}` must be an absolute path inside the sprite"
+            )));
+        }
         let hibernate_wait = int_key(&config, "hibernate_wait_seconds", 0, 3600)?.unwrap_or(45);
         let reconnect_attempts = int_key(&config, "reconnect_attempts", 0, 100)?.unwrap_or(5);
         Ok(SpritesBackend::new(

@@ -103,7 +103,6 @@ async fn pump_exec(mut child: Child, stream: FrameStream) {
     let control = child.control();
     let wait = child.wait();
     tokio::pin!(wait);
-    let mut host_open = true;
     loop {
         tokio::select! {
             c = recv(&mut out), if out.is_some() => match c {
@@ -114,7 +113,7 @@ async fn pump_exec(mut child: Child, stream: FrameStream) {
                 Some(b) => { send(&mut w, FrameKind::Stderr, b.to_vec()).await; }
                 None => err = None,
             },
-            f = r.read_frame(), if host_open => match f {
+            f = r.read_frame() => match f {
                 Ok(Some(f)) => match f.kind {
                     FrameKind::Stdin => {
                         if let Some(s) = stdin.as_mut()
@@ -151,9 +150,6 @@ async fn pump_exec(mut child: Child, stream: FrameStream) {
                 }
                 return;
             }
-        }
-        if stdin.is_none() && !host_open {
-            host_open = false;
         }
     }
 }

@@ -57,6 +57,14 @@ pub async fn create(
     ctx.progress("create", &format!("creating sprite {name}"), Some(0.0));
     let sprite = match client.create(&body).await {
         Ok(s) => s,
+        // The same session's sprite from an earlier attempt (same labels): create is idempotent.
+        Err(e) if e.is_conflict() => match client.find(&name).await {
+            Ok(Some(s)) if labels.iter().all(|l| s.labels.contains(l)) => {
+                ctx.progress("create", &format!("using the existing sprite {name}"), None);
+                s
+            }
+            _ => return Err(plugin_error(&format!("creating sprite {name}"), &e)),
+        },
         Err(e) => {
             let err = plugin_error(&format!("creating sprite {name}"), &e);
             cleanup(&client, &name, &labels, ctx).await;
@@ -236,16 +244,29 @@ pub async fn hibernate(
     let state = SpriteState::of(&req.instance)?;
     let client = b.client().await?;
     let sprite = client.sprite(state.sprite.clone());
-    if client
+    match client
         .find(&state.sprite)
         .await
         .map_err(err_ctx(&format!("looking up sprite {}", state.sprite)))?
-        .is_none()
     {
-        return Err(PluginError::new(
-            ErrorKind::NotFound,
-            format!("sprite {} no longer exists", state.sprite),
-        ));
+        None => {
+            return Err(PluginError::new(
+                ErrorKind::NotFound,
+                format!("sprite {} no longer exists", state.sprite),
+            ));
+        }
+        // Already asleep: its processes are stopped; any further call would only wake it.
+        Some(s) if matches!(s.status, SpriteStatus::Warm | SpriteStatus::Cold) => {
+            ctx.progress(
+                "hibernate",
+                &format!("sprite {} is already asleep", state.sprite),
+                Some(1.0),
+            );
+            return Ok(ops::InstanceResponse {
+                instance: state.instance(),
+            });
+        }
+        Some(_) => {}
     }
     let sessions = sprite.sessions().await.map_err(err_ctx(&format!(
         "listing exec sessions of {}",
