@@ -328,10 +328,15 @@ fn repo(origin_dir: Option<&Path>) -> (tempfile::TempDir, String) {
 /// emulator's sandbox mounts read-only like every top-level host directory except /home, /tmp,
 /// /run and /root. Temporary directories under /tmp are invisible to the sprite.
 fn visible_dir() -> PathBuf {
-    let dir = workspace_root()
-        .join("target")
-        .join("sprites-it")
-        .join(session_id());
+    // A sprite has its own /tmp and /home/sprite, so a checkout under either is invisible inside
+    // it: then use /var/tmp, which the sprite sees read-only like the rest of the host.
+    let target = workspace_root().join("target");
+    let base = if target.starts_with("/tmp") || target.starts_with("/home/sprite") {
+        PathBuf::from("/var/tmp").join("clauderon-sprites-it")
+    } else {
+        target.join("sprites-it")
+    };
+    let dir = base.join(session_id());
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
