@@ -3,14 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::attached::Attached;
 use crate::support::daemon::TestDaemon;
 use crate::support::emulator::Emulator;
 use crate::support::home::{Run, TempHome};
@@ -83,81 +81,6 @@ async fn sprite_names(emu: &Emulator) -> Vec<String> {
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// `clauderon attach NAME` with piped stdio, read on a thread.
-struct Attached {
-    child: std::process::Child,
-    out: Receiver<Vec<u8>>,
-    seen: String,
-}
-
-impl Attached {
-    fn start(home: &TempHome, name: &str) -> Attached {
-        let mut child = home
-            .clauderon()
-            .args(["attach", name])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let (tx, out) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                    break;
-                }
-            }
-        });
-        Attached {
-            child,
-            out,
-            seen: String::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(bytes).unwrap();
-        stdin.flush().unwrap();
-    }
-
-    fn expect(&mut self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.seen.contains(needle) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.out.recv_timeout(left) {
-                Ok(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
-                Err(_) => panic!("no {needle:?} from attach; saw:\n{}", self.seen),
-            }
-        }
-    }
-
-    fn finish(mut self) -> (Option<i32>, String) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("attach did not end; saw:\n{}", self.seen);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        (status.code(), err)
-    }
 }
 
 fn logs(home: &TempHome, name: &str) -> String {

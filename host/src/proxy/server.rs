@@ -497,39 +497,28 @@ async fn tunnel(
         rustls::server::Acceptor::default(),
         TokioIo::new(upgraded),
     );
+    // A refused tunnel is recorded as a violation of the CONNECT; nothing is relayed.
+    let refuse = |why: &str| {
+        let seen = Seen {
+            session,
+            host: &host,
+            method: "CONNECT",
+            path: "",
+            started,
+        };
+        inner.record(&seen, StatusCode::FORBIDDEN, false, Some(why.to_owned()));
+    };
     let start = match timeout(HANDSHAKE_TIMEOUT, acceptor).await {
         Ok(Ok(s)) => s,
         _ => {
-            inner.record(
-                &Seen {
-                    session,
-                    host: &host,
-                    method: "CONNECT",
-                    path: "",
-                    started,
-                },
-                StatusCode::FORBIDDEN,
-                false,
-                Some("the tunnel did not start with TLS; other protocols are not tunnelled".into()),
-            );
+            refuse("the tunnel did not start with TLS; other protocols are not tunnelled");
             return;
         }
     };
     if let Some(sni) = start.client_hello().server_name()
         && !sni.eq_ignore_ascii_case(&host)
     {
-        inner.record(
-            &Seen {
-                session,
-                host: &host,
-                method: "CONNECT",
-                path: "",
-                started,
-            },
-            StatusCode::FORBIDDEN,
-            false,
-            Some("the TLS server name differs from the CONNECT host".into()),
-        );
+        refuse("the TLS server name differs from the CONNECT host");
         return;
     }
     let cfg = match inner.ca.server_config(&host) {

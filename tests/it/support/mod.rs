@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod artifacts;
+pub mod attached;
 pub mod daemon;
 pub mod emulator;
 pub mod home;
