@@ -211,3 +211,290 @@ async fn a_sprites_session_through_the_cli_and_daemon() {
     );
     assert!(run.stdout.contains("demo-agent: done"), "{}", run.stdout);
 }
+
+/// The sprite of a session (found by the emulator's list: one sprite whose name starts with
+/// `<name>-`).
+async fn sprite_of(emu: &Emulator, name: &str) -> String {
+    let prefix = format!("{name}-");
+    let mine: Vec<String> = sprite_names(emu)
+        .await
+        .into_iter()
+        .filter(|s| s.starts_with(&prefix))
+        .collect();
+    assert_eq!(mine.len(), 1, "one sprite for {name}: {mine:?}");
+    mine[0].clone()
+}
+
+/// Makes `n` commits on the checked-out branch of the sprite's workspace, through the
+/// emulator's exec.
+async fn commit_in_sprite(emu: &Emulator, sprite: &str, n: usize) {
+    for i in 0..n {
+        let msg = format!("work done in the sandbox {i}");
+        let (out, code) = emu
+            .exec_http(
+                sprite,
+                &[
+                    "git",
+                    "-C",
+                    "/home/sprite/workspace",
+                    "-c",
+                    "user.name=agent",
+                    "-c",
+                    "user.email=agent@example.invalid",
+                    "commit",
+                    "-q",
+                    "--allow-empty",
+                    "-m",
+                    &msg,
+                ],
+            )
+            .await;
+        assert_eq!(code, 0, "git commit in {sprite}: {out}");
+    }
+}
+
+/// The `progress` events of a session, through the daemon's JSON events page.
+async fn progress_events(d: &TestDaemon, name: &str) -> Vec<Value> {
+    let (code, page) = d.get(&format!("/api/sessions/{name}/events")).await;
+    assert_eq!(code, 200, "{page}");
+    page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "progress")
+        .map(|e| e["data"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sprites_plugin_progress_reaches_logs_and_events() {
+    let emu = Emulator::start_args(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
+    let home = sprites_home(&emu);
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+
+    // A 429 on the sprite create: the create waits as Retry-After says, and says so.
+    emu.add_fault(
+        serde_json::json!({"kind": "rate_limit", "method": "POST", "path": "/v1/sprites",
+        "times": 1, "retry_after": 2}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    // Plan mode: the demo agent commits nothing, so the only unpushed commits are the test's.
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo_s,
+        "--prompt",
+        "hi",
+        "--name",
+        "rl",
+        "--plan-mode",
+    ]);
+    assert_exit(&run, 0);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "the create waited out Retry-After: {:?}",
+        started.elapsed()
+    );
+    let log = logs(&home, "rl");
+    assert!(
+        log.contains("[create] waiting 2s (rate limited)"),
+        "{log}\n{}",
+        d.log()
+    );
+    // The clone says how it was made: this repository has no origin, so a bundle.
+    assert!(
+        log.contains("[clone] shipping a git bundle from the host (the repository has no origin)"),
+        "{log}"
+    );
+    assert!(log.contains("[clone] cloned from the bundle"), "{log}");
+    let events = progress_events(&d, "rl").await;
+    let wait = events
+        .iter()
+        .find(|e| e["stage"] == "create" && e["wait_seconds"].is_number())
+        .unwrap_or_else(|| panic!("a rate-limit wait event: {events:#?}"));
+    assert_eq!(wait["wait_seconds"].as_f64(), Some(2.0), "{wait}");
+
+    // A slow wake shows progress while it takes.
+    let run = home.run(&["hibernate", "rl"]);
+    assert_exit(&run, 0);
+    let sprite = sprite_of(&emu, "rl").await;
+    emu.force_state(&sprite, "cold").await;
+    emu.add_fault(
+        serde_json::json!({"kind": "slow_wake", "path": format!("/v1/sprites/{sprite}"),
+        "ms": 2500, "times": 1}),
+    )
+    .await;
+    let run = home.run(&["wake", "rl"]);
+    assert_exit(&run, 0);
+    let log = logs(&home, "rl");
+    assert!(
+        log.contains(&format!("[wake] waking sprite {sprite} (cold)")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("[wake] still waking sprite {sprite} (")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("[wake] sprite {sprite} is awake after ")),
+        "{log}"
+    );
+
+    // A commit made in the sandbox beyond the base commit: delete warns about it.
+    commit_in_sprite(&emu, &sprite, 1).await;
+    let run = home.run(&["delete", "rl", "--yes"]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stderr
+            .contains("warning: 1 unpushed commit on branch clauderon/rl of session rl"),
+        "{}",
+        run.stderr
+    );
+    assert!(sprite_names(&emu).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sprites_delete_warns_about_unpushed_commits() {
+    let emu = Emulator::start();
+    let home = sprites_home(&emu);
+    let d = TestDaemon::start(&home);
+    // An origin the sprite can reach (read-only), which has the base commit: a remote clone.
+    let target = crate::support::artifacts::workspace_root().join("target");
+    let base = if target.starts_with("/tmp") || target.starts_with("/home/sprite") {
+        std::path::PathBuf::from("/var/tmp").join("clauderon-sprites-it")
+    } else {
+        target.join("sprites-it")
+    };
+    let visible = base.join(format!("cli-unpushed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&visible);
+    std::fs::create_dir_all(&visible).unwrap();
+    let origin = visible.join("origin.git");
+    let repo = git_repo();
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    };
+    git(
+        std::path::Path::new("/"),
+        &["init", "-q", "--bare", origin.to_str().unwrap()],
+    );
+    git(
+        repo.path(),
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    git(repo.path(), &["push", "-q", "origin", "main"]);
+    git(repo.path(), &["fetch", "-q", "origin"]);
+    let repo_s = repo.path().to_str().unwrap();
+
+    // Plan mode: the demo agent commits nothing.
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo_s,
+        "--prompt",
+        "hi",
+        "--name",
+        "up",
+        "--plan-mode",
+    ]);
+    assert_exit(&run, 0);
+    let log = logs(&home, "up");
+    assert!(
+        log.contains("[clone] cloned from the origin"),
+        "{log}\n{}",
+        d.log()
+    );
+    let sprite = sprite_of(&emu, "up").await;
+
+    // Nothing unpushed: no warning; without --yes on a non-terminal, a refusal naming --yes.
+    let (code, u) = d.get("/api/sessions/up/unpushed").await;
+    assert_eq!(code, 200, "{u}");
+    assert_eq!(
+        (u["checked"].as_bool(), u["count"].as_u64()),
+        (Some(true), Some(0)),
+        "{u}"
+    );
+    let run = home.run(&["delete", "up"]);
+    assert_exit(&run, 2);
+    assert!(run.stderr.contains("pass --yes"), "{}", run.stderr);
+    assert!(!run.stderr.contains("unpushed"), "{}", run.stderr);
+
+    // Two commits in the sandbox that the origin lacks: the refusal warns about them first.
+    commit_in_sprite(&emu, &sprite, 2).await;
+    let (code, u) = d.get("/api/sessions/up/unpushed").await;
+    assert_eq!(code, 200, "{u}");
+    assert_eq!(u["branch"], "clauderon/up", "{u}");
+    assert_eq!(
+        (u["checked"].as_bool(), u["count"].as_u64()),
+        (Some(true), Some(2)),
+        "{u}"
+    );
+    let run = home.run(&["delete", "up"]);
+    assert_exit(&run, 2);
+    assert!(
+        run.stderr
+            .contains("warning: 2 unpushed commits on branch clauderon/up of session up"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("pass --yes"), "{}", run.stderr);
+    assert_eq!(
+        sprite_names(&emu).await,
+        vec![sprite.clone()],
+        "not deleted"
+    );
+
+    // With --yes: the warning, then the delete.
+    let run = home.run(&["delete", "up", "--yes"]);
+    assert_exit(&run, 0);
+    assert!(run.stderr.contains("2 unpushed commits"), "{}", run.stderr);
+    assert!(sprite_names(&emu).await.is_empty());
+    let _ = std::fs::remove_dir_all(&visible);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sprites_print_gives_the_agent_stdin_eof() {
+    let emu = Emulator::start();
+    let home = sprites_home(&emu);
+    // An agent that reads stdin to its end before answering, like `claude -p`.
+    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    let agent_start = config.find("[agent]").unwrap();
+    let agent_end = config.find("[sprites]").unwrap();
+    let agent = "[agent]\npreset = \"custom\"\n\
+        command = [\"sh\", \"-c\", \"cat >/dev/null; echo \\\"stdin closed; prompt: $1\\\"; exit 7\"]\n\
+        prompt_args = [\"{prompt}\"]\nprint_args = [\"--print\"]\n";
+    home.write_config(&format!(
+        "{}{agent}{}",
+        &config[..agent_start],
+        &config[agent_end..]
+    ));
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let run = home.run_timeout(
+        &[
+            "create",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--prompt",
+            "summarise",
+            "--name",
+            "eof",
+            "--print",
+        ],
+        std::time::Duration::from_secs(120),
+    );
+    assert_exit(&run, 7);
+    assert!(
+        run.stdout.contains("stdin closed; prompt: summarise"),
+        "{}",
+        run.stdout
+    );
+}

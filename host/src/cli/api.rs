@@ -142,6 +142,23 @@ pub struct ApiEvent {
     pub at: String,
 }
 
+/// The answer of `GET /api/sessions/{ref}/unpushed`: the session branch's commits that exist
+/// only in the sandbox.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(default)]
+pub struct Unpushed {
+    /// The session branch.
+    pub branch: Option<String>,
+    /// Whether the sandbox could be checked.
+    pub checked: bool,
+    /// How many commits exist only in the sandbox.
+    pub count: u64,
+    /// What they were compared against.
+    pub against: Option<String>,
+    /// Why the check was not made.
+    pub reason: Option<String>,
+}
+
 /// A checkpoint.
 #[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
 #[serde(default)]

@@ -1,11 +1,12 @@
-//! `clauderon delete NAME [--yes]`: destroys the session's sandbox after a confirmation.
+//! `clauderon delete NAME [--yes]`: destroys the session's sandbox after a confirmation, with a
+//! warning first when the session branch has commits that exist only in the sandbox.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, Session, encode};
+use super::api::{ApiClient, Autostart, Session, Unpushed, encode};
 use super::{Context, UsageError, output};
 
 /// `clauderon delete NAME`
@@ -18,20 +19,76 @@ pub struct DeleteArgs {
     yes: bool,
 }
 
+/// The warning for unpushed commits, if there are any.
+fn unpushed_warning(session: &Session, u: &Unpushed) -> Option<String> {
+    if !u.checked || u.count == 0 {
+        return None;
+    }
+    let branch = u
+        .branch
+        .as_deref()
+        .or(session.branch.as_deref())
+        .unwrap_or("the session branch");
+    let commits = if u.count == 1 { "commit" } else { "commits" };
+    Some(format!(
+        "warning: {} unpushed {commits} on branch {branch} of session {} (not on {}); deleting \
+         the session destroys {}",
+        u.count,
+        session.name,
+        u.against.as_deref().unwrap_or("any remote branch"),
+        if u.count == 1 { "it" } else { "them" },
+    ))
+}
+
 impl DeleteArgs {
     /// Runs `delete`.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let interactive = std::io::stdin().is_terminal();
-        if !self.yes && !interactive {
-            return Err(UsageError::err(format!(
-                "refusing to delete `{}` without confirmation: stdin is not a terminal; pass \
-                 --yes to delete without asking",
-                self.name
-            )));
-        }
         let api = ApiClient::connect(ctx, Autostart::Yes).await?;
         let path = format!("/api/sessions/{}", encode(&self.name));
         let session: Session = api.get(&path).await?;
+        // Only a sandbox that exists can hold unpushed work.
+        let warning = if matches!(session.status.as_str(), "running" | "hibernated") {
+            match api
+                .get::<Unpushed>(&format!("/api/sessions/{}/unpushed", encode(&session.id)))
+                .await
+            {
+                Ok(u) => {
+                    if !u.checked {
+                        eprintln!(
+                            "note: could not check {} for unpushed commits: {}",
+                            session.name,
+                            u.reason.as_deref().unwrap_or("no reason given")
+                        );
+                    }
+                    unpushed_warning(&session, &u)
+                }
+                Err(e) => {
+                    eprintln!(
+                        "note: could not check {} for unpushed commits: {e}",
+                        session.name
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(w) = &warning {
+            eprintln!("{w}");
+        }
+        if !self.yes && !interactive {
+            return Err(UsageError::err(format!(
+                "refusing to delete `{}` without confirmation: stdin is not a terminal; pass \
+                 --yes to delete without asking{}",
+                self.name,
+                if warning.is_some() {
+                    " (and lose the unpushed commits above)"
+                } else {
+                    ""
+                }
+            )));
+        }
         if !self.yes {
             eprint!(
                 "Delete session {} ({}, backend {}, status {})? Its sandbox and everything in \
@@ -56,5 +113,47 @@ impl DeleteArgs {
             println!("deleted {}", session.name);
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session {
+            name: "demo".into(),
+            branch: Some("clauderon/demo".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn warns_only_about_checked_unpushed_commits() {
+        let s = session();
+        let none = Unpushed {
+            checked: true,
+            count: 0,
+            ..Default::default()
+        };
+        assert_eq!(unpushed_warning(&s, &none), None);
+        let unchecked = Unpushed {
+            checked: false,
+            count: 3,
+            ..Default::default()
+        };
+        assert_eq!(unpushed_warning(&s, &unchecked), None);
+        let two = Unpushed {
+            branch: Some("clauderon/demo".into()),
+            checked: true,
+            count: 2,
+            against: Some("any remote branch".into()),
+            reason: None,
+        };
+        let w = unpushed_warning(&s, &two).unwrap();
+        assert!(
+            w.contains("2 unpushed commits on branch clauderon/demo of session demo"),
+            "{w}"
+        );
     }
 }

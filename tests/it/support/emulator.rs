@@ -233,6 +233,38 @@ impl Emulator {
         resp.json().await.expect("state JSON")
     }
 
+    /// Runs `argv` in sprite `name` through the plain-HTTP exec (`POST /v1/sprites/{name}/exec`,
+    /// non-TTY); returns stdout and the exit code (the final `0x03` frame).
+    pub async fn exec_http(&self, name: &str, argv: &[&str]) -> (String, i32) {
+        let query: Vec<(&str, &str)> = argv.iter().map(|a| ("cmd", *a)).collect();
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/v1/sprites/{name}/exec", self.base_url()),
+            &query,
+        )
+        .expect("exec URL");
+        let resp = self
+            .http_client()
+            .post(url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("POST /v1/sprites/{name}/exec");
+        assert!(
+            resp.status().is_success(),
+            "exec {argv:?}: {}",
+            resp.status()
+        );
+        let body = resp.bytes().await.expect("exec output").to_vec();
+        // Frames are `[stream byte][payload]` split at chunk boundaries; the last is 0x03 + code.
+        let code = match body.as_slice() {
+            [.., 0x03, code] => i32::from(*code),
+            _ => panic!("exec {argv:?}: no exit frame in {body:?}"),
+        };
+        let mut out = String::from_utf8_lossy(&body[..body.len() - 2]).into_owned();
+        out.retain(|c| c != '\u{1}' && c != '\u{2}');
+        (out, code)
+    }
+
     /// Reads the admin state of a sprite (does not wake it).
     pub async fn state(&self, name: &str) -> Value {
         self.http_client()

@@ -98,6 +98,34 @@ impl TempHome {
         self.run_with(args, |_| {})
     }
 
+    /// Runs `clauderon args...` with stdin closed, killing it when it has not finished within
+    /// `limit` (then `code` is `None` and stderr says so).
+    pub fn run_timeout(&self, args: &[&str], limit: std::time::Duration) -> Run {
+        let mut child = self
+            .clauderon()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run clauderon");
+        let deadline = std::time::Instant::now() + limit;
+        // Bounded: at most `limit` of 50 ms polls, then the child is killed.
+        while child.try_wait().expect("wait for clauderon").is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let mut run: Run = child.wait_with_output().expect("clauderon output").into();
+                run.code = None;
+                run.stderr.push_str(&format!(
+                    "\n[test] killed after {limit:?} without finishing"
+                ));
+                return run;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        child.wait_with_output().expect("clauderon output").into()
+    }
+
     /// Runs `clauderon args...` after letting `setup` adjust the command (env, ...).
     pub fn run_with(&self, args: &[&str], setup: impl FnOnce(&mut Command)) -> Run {
         let mut cmd = self.clauderon();

@@ -45,6 +45,7 @@ pub fn router(state: AppState, guard: GuardConfig) -> Router {
             get(sessions::get_one).delete(sessions::delete),
         )
         .route("/api/sessions/{session}/wake", post(sessions::wake))
+        .route("/api/sessions/{session}/unpushed", get(sessions::unpushed))
         .route(
             "/api/sessions/{session}/hibernate",
             post(sessions::hibernate),

@@ -1,4 +1,4 @@
-//! Session routes: list, create, get, delete, wake, hibernate.
+//! Session routes: list, create, get, delete, wake, hibernate, unpushed.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -100,4 +100,14 @@ pub async fn hibernate(
     let rec = st.engine.find(&session).await?;
     let rec = st.engine.hibernate(rec.id, "requested").await?;
     Ok(Json(serde_json::json!({"session": view(&st, rec).await?})))
+}
+
+/// `GET /api/sessions/{ref}/unpushed`: the session branch's commits that exist only in the
+/// sandbox (`{"branch","checked","count","against"?,"reason"?}`), asked before a delete.
+pub async fn unpushed(
+    State(st): State<AppState>,
+    Path(session): Path<String>,
+) -> Result<Json<crate::daemon::engine::unpushed::Unpushed>, EngineError> {
+    let rec = st.engine.find(&session).await?;
+    Ok(Json(st.engine.unpushed(rec.id).await?))
 }

@@ -113,7 +113,7 @@ pub fn spawn(
     *super::lock(&rt.agent) = Some(Arc::clone(&live));
     let engine = Arc::clone(engine);
     tokio::spawn(async move {
-        let ended = run(&engine, id, stream, input_rx, &output).await;
+        let ended = run(&engine, id, stream, input_rx, &output, print).await;
         match ended {
             Ended::Exited | Ended::Detached => {}
             Ended::Lost(why) => {
@@ -140,8 +140,18 @@ async fn run(
     stream: FrameStream,
     mut input: mpsc::Receiver<AgentInput>,
     output: &broadcast::Sender<AgentOutput>,
+    print: bool,
 ) -> Ended {
     let (mut reader, mut writer) = stream.split();
+    // A `--print` run is non-interactive: its stdin ends at once (`claude -p` would otherwise
+    // wait for input that never comes).
+    if print
+        && let Err(e) = writer
+            .write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
+            .await
+    {
+        return Ended::Lost(e.to_string());
+    }
     // Reading a frame is not cancel-safe, so a separate task reads and this one selects over
     // two channels.
     let (frames_tx, mut frames) = mpsc::channel::<std::io::Result<Option<Frame>>>(64);
@@ -249,8 +259,15 @@ async fn handle_control(
             Some(Ended::Lost(msg))
         }
         FrameKind::Event => {
-            let text = String::from_utf8_lossy(&frame.payload).into_owned();
-            tracing::debug!(session = %id, "agent stream event: {text}");
+            // Reconnects and warnings of the plugin's stream are shown as progress.
+            match serde_json::from_slice::<serde_json::Value>(&frame.payload) {
+                Ok(ev) => engine.plugin_event(id, &ev, "agent").await,
+                Err(_) => tracing::debug!(
+                    session = %id,
+                    "agent stream event that is not JSON: {}",
+                    String::from_utf8_lossy(&frame.payload)
+                ),
+            }
             None
         }
         _ => None,

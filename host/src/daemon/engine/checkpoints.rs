@@ -43,11 +43,16 @@ impl Engine {
             format!("taking a checkpoint: {comment}"),
         )
         .await;
-        let made = client
-            .checkpoint_create(&CheckpointCreateRequest {
-                instance,
-                comment: Some(comment.clone()),
-            })
+        let made: ops::CheckpointCreateResponse = self
+            .plugin_call(
+                rec.id,
+                &client,
+                ops::CHECKPOINT_CREATE,
+                &CheckpointCreateRequest {
+                    instance,
+                    comment: Some(comment.clone()),
+                },
+            )
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::CHECKPOINT_CREATE, e))?;
         self.save_instance(rec.id, &made.instance).await?;
@@ -170,11 +175,16 @@ impl Engine {
         let instance = Engine::instance_of(&self.store().get(id).await?)
             .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
         let result = async {
-            let restored = client
-                .checkpoint_restore(&CheckpointRestoreRequest {
-                    instance,
-                    checkpoint_id: backend_ref,
-                })
+            let restored: ops::InstanceResponse = self
+                .plugin_call(
+                    id,
+                    &client,
+                    ops::CHECKPOINT_RESTORE,
+                    &CheckpointRestoreRequest {
+                        instance,
+                        checkpoint_id: backend_ref,
+                    },
+                )
                 .await
                 .map_err(|e| EngineError::backend(client.name(), ops::CHECKPOINT_RESTORE, e))?;
             self.save_instance(id, &restored.instance).await?;

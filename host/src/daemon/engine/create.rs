@@ -159,7 +159,14 @@ impl Engine {
                 "removing the sandbox of an interrupted create",
             )
             .await;
-            let _ = client.delete(&ops::InstanceRequest { instance: old }).await;
+            let _: Result<ops::Empty, _> = self
+                .plugin_call(
+                    id,
+                    &client,
+                    ops::DELETE,
+                    &ops::InstanceRequest { instance: old },
+                )
+                .await;
             self.store().set_instance(id, None, None).await?;
         }
         self.progress(
@@ -172,15 +179,20 @@ impl Engine {
             ("clauderon".to_owned(), "1".to_owned()),
             ("clauderon.session".to_owned(), id.to_string()),
         ]);
-        let made = client
-            .create(&CreateRequest {
-                session_id: id.to_string(),
-                name: rec.name.to_string(),
-                labels,
-                env: BTreeMap::new(),
-                cpu_limit: rec.options.cpu_limit.map(f64::from),
-                memory_limit_mib: rec.options.memory_limit.map(|m| m.mebibytes()),
-            })
+        let made: ops::InstanceResponse = self
+            .plugin_call(
+                id,
+                &client,
+                ops::CREATE,
+                &CreateRequest {
+                    session_id: id.to_string(),
+                    name: rec.name.to_string(),
+                    labels,
+                    env: BTreeMap::new(),
+                    cpu_limit: rec.options.cpu_limit.map(f64::from),
+                    memory_limit_mib: rec.options.memory_limit.map(|m| m.mebibytes()),
+                },
+            )
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::CREATE, e))?;
         let mut instance = made.instance;
@@ -191,12 +203,17 @@ impl Engine {
         if let Err(e) = result {
             self.progress(id, "delete", "removing the sandbox after the failure")
                 .await;
-            match client
-                .delete(&ops::InstanceRequest {
-                    instance: instance.clone(),
-                })
-                .await
-            {
+            let deleted: Result<ops::Empty, _> = self
+                .plugin_call(
+                    id,
+                    &client,
+                    ops::DELETE,
+                    &ops::InstanceRequest {
+                        instance: instance.clone(),
+                    },
+                )
+                .await;
+            match deleted {
                 Ok(_) => self.store().set_instance(id, None, None).await?,
                 Err(de) => {
                     tracing::warn!(session = %id, error = %de, "cannot delete the sandbox of a failed create");
@@ -227,17 +244,22 @@ impl Engine {
             ),
         )
         .await;
-        let cloned = client
-            .clone_repo(&CloneRepoRequest {
-                instance: instance.clone(),
-                url: info.origin_url.clone(),
-                branch,
-                dest: dest.clone(),
-                local_path: Some(rec.repository.clone()),
-                base_commit: Some(info.head.clone()),
-                base_branch: info.branch.clone(),
-                depth: None,
-            })
+        let cloned: ops::CloneRepoResponse = self
+            .plugin_call(
+                id,
+                client,
+                ops::CLONE_REPO,
+                &CloneRepoRequest {
+                    instance: instance.clone(),
+                    url: info.origin_url.clone(),
+                    branch,
+                    dest: dest.clone(),
+                    local_path: Some(rec.repository.clone()),
+                    base_commit: Some(info.head.clone()),
+                    base_branch: info.branch.clone(),
+                    depth: None,
+                },
+            )
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::CLONE_REPO, e))?;
         // Every store write is a synced commit: write only what changed.

@@ -39,7 +39,10 @@ impl Engine {
         }
         self.progress(id, "hibernate", format!("hibernating ({why})"))
             .await;
-        match client.hibernate(&InstanceRequest { instance }).await {
+        let slept: Result<ops::InstanceResponse, _> = self
+            .plugin_call(id, &client, ops::HIBERNATE, &InstanceRequest { instance })
+            .await;
+        match slept {
             Ok(r) => {
                 self.save_instance(id, &r.instance).await?;
                 self.set_status(id, Event::Hibernated, None).await?;
@@ -76,17 +79,16 @@ impl Engine {
         })?;
         self.set_status(id, Event::WakeRequested, None).await?;
         self.progress(id, "wake", "waking the sandbox").await;
-        let woke = if client.capabilities().contains(Capabilities::HIBERNATE) {
-            client
-                .wake(&InstanceRequest { instance })
-                .await
-                .map_err(|e| EngineError::backend(client.name(), ops::WAKE, e))
-        } else {
-            client
-                .start(&InstanceRequest { instance })
-                .await
-                .map_err(|e| EngineError::backend(client.name(), ops::START, e))
-        };
+        let woke: Result<ops::InstanceResponse, _> =
+            if client.capabilities().contains(Capabilities::HIBERNATE) {
+                self.plugin_call(id, &client, ops::WAKE, &InstanceRequest { instance })
+                    .await
+                    .map_err(|e| EngineError::backend(client.name(), ops::WAKE, e))
+            } else {
+                self.plugin_call(id, &client, ops::START, &InstanceRequest { instance })
+                    .await
+                    .map_err(|e| EngineError::backend(client.name(), ops::START, e))
+            };
         let result = async {
             let woke = woke?;
             self.save_instance(id, &woke.instance).await?;
@@ -142,7 +144,10 @@ impl Engine {
         if let Some(instance) = Engine::instance_of(&rec) {
             self.progress(id, "delete", "deleting the sandbox").await;
             let client = self.backends().get(&rec.backend)?;
-            match client.delete(&InstanceRequest { instance }).await {
+            let deleted: Result<ops::Empty, _> = self
+                .plugin_call(id, &client, ops::DELETE, &InstanceRequest { instance })
+                .await;
+            match deleted {
                 Ok(_) => {}
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => {

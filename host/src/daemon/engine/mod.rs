@@ -10,7 +10,9 @@ mod create;
 pub mod git;
 pub mod idle;
 mod lifecycle;
+pub mod plugin_events;
 mod reconcile;
+pub mod unpushed;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
