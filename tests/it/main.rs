@@ -16,4 +16,5 @@ mod plugins;
 mod proxy;
 mod sprites_backend;
 mod sprites_cli;
+mod sprites_tunnel;
 mod support;
