@@ -402,20 +402,25 @@ async fn without_a_host_the_agent_gets_a_fast_503_and_close_tunnel_ends_the_rela
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tunnel_opens_again_after_hibernate_and_wake() {
+    let t0 = Instant::now();
     let rig = rig(
         &["--idle-to-warm", "500ms", "--warm-to-cold", "1s"],
         json!({}),
     );
+    eprintln!("[{:?}] rig", t0.elapsed());
     let p = &*rig.plugin;
     let inst = create(p, "tunnel wake").await;
+    eprintln!("[{:?}] created", t0.elapsed());
     let server = host_server().await;
     open(p, &inst, PORT, &server.addr).await;
+    eprintln!("[{:?}] opened", t0.elapsed());
     let get = format!(
         "curl -sS -m 30 --noproxy '*' http://127.0.0.1:{PORT}/ 2>&1; rc=$?; echo; echo rc=$rc"
     );
     let (out, _, _) = sh(p, &inst, &get).await;
     assert!(out.starts_with("hello from the host"), "{out}");
 
+    eprintln!("[{:?}] hibernate", t0.elapsed());
     let (h, _) = call::<_, ops::InstanceResponse>(
         p,
         ops::HIBERNATE,
@@ -427,6 +432,7 @@ async fn the_tunnel_opens_again_after_hibernate_and_wake() {
     let inst = h.unwrap().instance;
     let st = rig.emu.state(&inst.id).await;
     assert_ne!(st["state"], "running", "{st}");
+    eprintln!("[{:?}] wake", t0.elapsed());
     let (w, _) = call::<_, ops::InstanceResponse>(
         p,
         ops::WAKE,
@@ -439,6 +445,7 @@ async fn the_tunnel_opens_again_after_hibernate_and_wake() {
     // Hibernation ended the relay: nothing listens until the tunnel is opened again.
     let (out, _, _) = sh(p, &inst, &get).await;
     assert!(out.contains("rc=7"), "{out}");
+    eprintln!("[{:?}] open again", t0.elapsed());
     open(p, &inst, PORT, &server.addr).await;
     let (out, _, _) = sh(p, &inst, &get).await;
     assert!(out.starts_with("hello from the host"), "{out}");
@@ -555,4 +562,65 @@ fn the_relay_answers_503_when_its_host_is_gone_or_silent_and_refuses_a_taken_por
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("127.0.0.1:3128"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_relay_socket_is_recovered_by_restarting_the_relay() {
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel drop").await;
+    let server = host_server().await;
+    // The next exec socket (the relay's) vanishes after 200 kB of its output.
+    rig.emu
+        .add_fault(
+            json!({"kind": "drop_ws", "method": "GET", "path": "/v1/sprites/*/exec",
+                          "times": 1, "after_bytes": 200_000}),
+        )
+        .await;
+    open(p, &inst, PORT, &server.addr).await;
+    let script = format!(
+        r#"head -c 1000000 /dev/urandom > /tmp/in
+ok=0
+for i in $(seq 1 40); do
+  if curl -sS -m 20 --noproxy '*' -H 'Expect:' --data-binary @/tmp/in -o /tmp/out \
+       http://127.0.0.1:{PORT}/echo && cmp -s /tmp/in /tmp/out; then ok=1; echo "ok after $i"; break; fi
+  sleep 0.5
+done
+echo ok=$ok"#
+    );
+    let (out, err, _) = sh(p, &inst, &script).await;
+    assert!(out.contains("ok=1"), "{out} {err}");
+    assert!(
+        !out.contains("ok after 1\n"),
+        "the first upload should have hit the dropped socket: {out}"
+    );
+    // The old relay was ended: one relay session remains.
+    let sessions: Value = rig
+        .emu
+        .http_client()
+        .get(format!(
+            "{}/v1/sprites/{}/exec",
+            rig.emu.base_url(),
+            inst.id
+        ))
+        .bearer_auth(rig.emu.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let relays = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["command"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("clauderon-relay")
+                && s["is_active"] != false
+        })
+        .count();
+    assert_eq!(relays, 1, "{sessions}");
 }
