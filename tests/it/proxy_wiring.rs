@@ -421,6 +421,21 @@ async fn proxy_wiring_agent_uses_the_real_key_without_holding_it_across_restart_
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[1].one("x-api-key"), Some(REAL_KEY));
     assert!(!d.log().contains(REAL_KEY));
+    // The restarted daemon lost the plugin's terminal session and started the agent again
+    // with resume: it got the same credential and placeholders as the first one.
+    wait_output(&d, &id, "agent-resumed").await;
+    let procs = sandbox_processes(&sandbox);
+    let agents: Vec<&Vec<String>> = procs
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| env_of(v, "ANTHROPIC_API_KEY").is_some())
+        .collect();
+    assert!(agents.len() >= 2, "both agents run: {}", agents.len());
+    for v in agents {
+        assert_eq!(env_of(v, "ANTHROPIC_API_KEY"), Some(placeholder));
+        assert_eq!(env_of(v, "HTTPS_PROXY"), Some(https_proxy.as_str()));
+        assert!(!v.iter().any(|x| x.contains(REAL_KEY)));
+    }
 
     // Delete revokes the credential: the old HTTPS_PROXY credential gets 407.
     assert!(
