@@ -14,6 +14,8 @@ mod emulator_tty;
 mod local_backend;
 mod plugins;
 mod proxy;
+mod proxy_wiring;
 mod sprites_backend;
 mod sprites_cli;
+mod sprites_tunnel;
 mod support;

@@ -21,7 +21,8 @@ pub enum ConfigCommand {
     Show,
     /// Print where each file lives.
     Paths,
-    /// List credentials: where each comes from, a redacted preview, and whether it works.
+    /// List credentials: where each comes from, a redacted preview, whether it works, and
+    /// which credential-proxy rules (host, header) inject it.
     Credentials,
 }
 
@@ -143,12 +144,24 @@ async fn credentials(ctx: &Context) -> anyhow::Result<ExitCode> {
             status,
         })
         .collect();
+    // Which credential-proxy rules have a secret (a broken proxy.toml is a warning here:
+    // this command is for diagnosing).
+    let rules = match crate::proxy::Policy::load(ctx.home()) {
+        Ok(policy) => crate::proxy::rule_credentials(&policy, &resolver).await,
+        Err(e) => {
+            eprintln!("warning: the credential proxy's rules cannot be read: {e}");
+            Vec::new()
+        }
+    };
     if ctx.json {
-        output::print_json(&render::credentials_json(&rows))?;
+        output::print_json(&render::credentials_json_with_rules(&rows, &rules))?;
     } else {
         print!("{}", render::credentials_text(&rows));
         for n in notes {
             println!("{n}");
+        }
+        if !rules.is_empty() {
+            print!("{}", render::proxy_rules_text(&rules));
         }
     }
     Ok(ExitCode::SUCCESS)

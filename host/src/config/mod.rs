@@ -25,7 +25,14 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3030";
 
 /// Host tables: every other top-level key must be a backend table, so no plugin may be named
 /// like one of these (the loader refuses such a plugin).
-pub const HOST_KEYS: [&str; 5] = ["default_backend", "plugins", "server", "agent", "secrets"];
+pub const HOST_KEYS: [&str; 6] = [
+    "default_backend",
+    "plugins",
+    "server",
+    "agent",
+    "secrets",
+    "proxy",
+];
 
 /// Errors from reading a config file.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +90,22 @@ struct ServerFile {
     listen: Option<toml::Spanned<String>>,
 }
 
+/// `[proxy]`: where the daemon's credential proxy listens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProxyServerConfig {
+    /// Listen address; loopback only. Port 0 (the default) picks a free port on the first
+    /// start and reuses it afterwards while it is free (running agents keep their address).
+    pub listen: SocketAddr,
+}
+
+impl Default for ProxyServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
 /// The whole file as serde sees it; backend tables fall into `backends`.
 #[derive(Debug, Default, serde::Deserialize)]
 struct RawConfig {
@@ -90,6 +113,7 @@ struct RawConfig {
     #[serde(default)]
     plugins: BTreeMap<String, PluginConfig>,
     server: Option<ServerFile>,
+    proxy: Option<ServerFile>,
     agent: Option<agent::AgentFile>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
@@ -109,6 +133,8 @@ pub struct Config {
     plugins: BTreeMap<String, PluginConfig>,
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[proxy]`: the credential proxy's listener.
+    pub proxy: ProxyServerConfig,
     /// `[agent]`, with the preset applied.
     pub agent: AgentConfig,
     literal_secrets: BTreeMap<String, Secret>,
@@ -123,6 +149,7 @@ impl std::fmt::Debug for Config {
             .field("default_backend", &self.default_backend)
             .field("plugins", &self.plugins)
             .field("server", &self.server)
+            .field("proxy", &self.proxy)
             .field("agent", &self.agent)
             .field("literal_secrets", &self.literal_secrets)
             .field("backends", &self.backends.keys().collect::<Vec<_>>())
@@ -243,6 +270,29 @@ impl Config {
             server.listen = addr;
         }
 
+        let mut proxy = ProxyServerConfig::default();
+        if let Some(listen) = raw.proxy.and_then(|s| s.listen) {
+            let addr: SocketAddr = listen.get_ref().parse().map_err(|_| {
+                at_span(
+                    listen.span(),
+                    "proxy.listen",
+                    "expected an address with a port, e.g. \"127.0.0.1:18080\" (port 0: any \
+                     free port)"
+                        .into(),
+                )
+            })?;
+            if !addr.ip().is_loopback() {
+                return Err(at_span(
+                    listen.span(),
+                    "proxy.listen",
+                    "the credential proxy listens on loopback only (127.0.0.1 or [::1]): \
+                     sandboxes reach it through the backend's tunnel, never over the network"
+                        .into(),
+                ));
+            }
+            proxy.listen = addr;
+        }
+
         let agent = Self::agent_from(raw.agent.unwrap_or_default(), &at_span)?;
 
         let mut warnings = Vec::new();
@@ -298,6 +348,7 @@ impl Config {
             default_backend,
             plugins,
             server,
+            proxy,
             agent,
             literal_secrets,
             backends,

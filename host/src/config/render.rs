@@ -53,6 +53,7 @@ pub fn show_json(config: &Config, schemas: &BTreeMap<String, BackendSchema>) -> 
     let mut out = serde_json::json!({
         "file": config.file(),
         "server": {"listen": config.server.listen.to_string()},
+        "proxy": {"listen": config.proxy.listen.to_string()},
         "agent": config.agent,
         "plugins": plugins,
         "secrets": secrets,
@@ -173,4 +174,98 @@ pub fn credentials_text(rows: &[CredentialView]) -> String {
         out.push_str(&format!("\n{e}"));
     }
     if out.ends_with('\n') { out } else { out + "\n" }
+}
+
+/// `config credentials --json` with the credential proxy's rules: every row gets
+/// `proxy_rules` (`[{host, header, format, builtin, resolved}]`, the rules that inject that
+/// secret), and a secret only a rule uses gets a row of its own. Never a value.
+pub fn credentials_json_with_rules(
+    rows: &[CredentialView],
+    rules: &[crate::proxy::RuleCredential],
+) -> serde_json::Value {
+    let mut out = match credentials_json(rows) {
+        serde_json::Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    let rule_json = |r: &crate::proxy::RuleCredential| {
+        serde_json::json!({
+            "host": r.host,
+            "header": r.header,
+            "format": r.format,
+            "builtin": r.builtin,
+            "resolved": r.source.is_some(),
+        })
+    };
+    for row in &mut out {
+        let name = row["name"].as_str().unwrap_or_default().to_owned();
+        let mine: Vec<serde_json::Value> = rules
+            .iter()
+            .filter(|r| r.secret == name)
+            .map(rule_json)
+            .collect();
+        row["proxy_rules"] = serde_json::Value::Array(mine);
+    }
+    for r in rules {
+        if out.iter().any(|row| row["name"] == r.secret.as_str()) {
+            continue;
+        }
+        let mine: Vec<serde_json::Value> = rules
+            .iter()
+            .filter(|x| x.secret == r.secret)
+            .map(rule_json)
+            .collect();
+        out.push(serde_json::json!({
+            "name": r.secret,
+            "description": format!("used by the credential proxy for {}", r.host),
+            "source": r.source,
+            "preview": r.preview,
+            "error": r.error,
+            "works": null,
+            "proxy_rules": mine,
+        }));
+    }
+    serde_json::Value::Array(out)
+}
+
+/// The credential proxy's rules as a table: host, header, secret, source, resolved.
+pub fn proxy_rules_text(rules: &[crate::proxy::RuleCredential]) -> String {
+    let mut lines = vec![[
+        "HOST".to_string(),
+        "HEADER".to_string(),
+        "SECRET".to_string(),
+        "SOURCE".to_string(),
+        "RESOLVED".to_string(),
+    ]];
+    for r in rules {
+        let source = match (&r.source, &r.error) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(_)) => "error (see above)".to_string(),
+            (None, None) => "not set".to_string(),
+        };
+        let resolved = if r.source.is_some() { "yes" } else { "no" };
+        lines.push([
+            r.host.clone(),
+            r.header.clone(),
+            r.secret.clone(),
+            source,
+            resolved.to_string(),
+        ]);
+    }
+    let mut widths = [0usize; 4];
+    for l in &lines {
+        for (w, c) in widths.iter_mut().zip(l.iter()) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::from("\ncredential proxy rules (proxy.toml and built-ins):\n");
+    for [a, b, c, d, e] in lines {
+        out.push_str(&format!(
+            "{a:<w0$}  {b:<w1$}  {c:<w2$}  {d:<w3$}  {e}\n",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        ));
+    }
+    out
 }

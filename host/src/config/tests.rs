@@ -113,7 +113,7 @@ fn unknown_keys_in_host_tables() {
     assert_eq!(
         err("\ndefualt_backend = \"sprites\"\n"),
         "/h/config.toml:2:1: `defualt_backend`: unknown key `defualt_backend`; top-level keys are \
-         default_backend, plugins, server, agent, secrets or a backend table such as [sprites]"
+         default_backend, plugins, server, agent, secrets, proxy or a backend table such as [sprites]"
     );
 }
 
@@ -328,4 +328,24 @@ fn a_readable_config_with_secrets_warns() {
     assert!(c.warnings()[1].ends_with(&format!("run: chmod 600 {}", f.display())));
     std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert_eq!(Config::load(&home).unwrap().warnings().len(), 1);
+}
+
+#[test]
+fn proxy_listen_is_loopback_only_and_defaults_to_any_port() {
+    assert_eq!(parse("").unwrap().proxy.listen.to_string(), "127.0.0.1:0");
+    let c = parse("[proxy]\nlisten = \"127.0.0.1:18080\"\n").unwrap();
+    assert_eq!(c.proxy.listen.port(), 18080);
+    assert_eq!(
+        err("[proxy]\nlisten = \"0.0.0.0:18080\"\n"),
+        "/h/config.toml:2:10: `proxy.listen`: the credential proxy listens on loopback only \
+         (127.0.0.1 or [::1]): sandboxes reach it through the backend's tunnel, never over the \
+         network"
+    );
+    let e = err("[proxy]\nlisten = \"nowhere\"\n");
+    assert!(
+        e.starts_with("/h/config.toml:2:10: `proxy.listen`: expected an address with a port"),
+        "{e}"
+    );
+    let e = err("[proxy]\nport = 1\n");
+    assert!(e.starts_with("/h/config.toml:2:1: `proxy.port`"), "{e}");
 }

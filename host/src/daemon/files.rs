@@ -64,6 +64,9 @@ pub struct DaemonInfo {
     pub version: String,
     /// When it started (RFC 3339).
     pub started_at: String,
+    /// Where its credential proxy listens (`127.0.0.1:PORT`), when it runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_addr: Option<SocketAddr>,
 }
 
 impl DaemonInfo {
@@ -213,6 +216,7 @@ mod tests {
             addr: "127.0.0.1:4000".parse().unwrap(),
             version: "0.1.0".into(),
             started_at: "2026-01-01T00:00:00Z".into(),
+            proxy_addr: Some("127.0.0.1:4001".parse().unwrap()),
         };
         write_info(&home, &info).unwrap();
         assert_eq!(read_info(&home).unwrap(), Some(info.clone()));

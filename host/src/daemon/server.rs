@@ -1,6 +1,7 @@
 //! `clauderon daemon` in the foreground: take the home's lock, load config, plugins and the
-//! store, reconcile, bind `[server] listen`, write `daemon.json`, serve until SIGINT/SIGTERM,
-//! then detach every agent (they keep running) and remove `daemon.json`.
+//! store, start the credential proxy (`[proxy] listen`), reconcile, bind `[server] listen`,
+//! write `daemon.json`, serve until SIGINT/SIGTERM, then detach every agent (they keep
+//! running), stop the proxy and remove `daemon.json`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ use crate::store::Store;
 
 use super::api::{self, AppState};
 use super::bus::Recorder;
+use super::engine::credentials::SessionProxy;
 use super::engine::idle::{IDLE_ENV, parse_idle};
 use super::engine::{Backends, Engine};
 use super::files::{self, DaemonInfo, DaemonLock};
@@ -59,6 +61,20 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         Err(_) => None,
     };
     let engine = Engine::new(Recorder::new(store), backends, config.clone(), default_idle).await?;
+    // The credential proxy runs for the daemon's life; sessions get their access from it.
+    let proxy = SessionProxy::start(&home, config.proxy.listen, resolver.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot start the credential proxy (check [proxy] listen in {} and {})",
+                home.config_file().display(),
+                home.proxy_file().display()
+            )
+        })?;
+    let proxy_addr = proxy.addr();
+    tracing::info!(%proxy_addr, "credential proxy listening");
+    engine.set_proxy(proxy);
+    engine.restore_proxy_sessions().await;
 
     let listen = config.server.listen;
     let listener = TcpListener::bind(listen).await.with_context(|| {
@@ -92,6 +108,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
             started_at: time::OffsetDateTime::now_utc()
                 .format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default(),
+            proxy_addr: Some(proxy_addr),
         },
     )?;
     tracing::info!(%addr, "clauderon daemon listening");
@@ -109,6 +126,9 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         server.abort();
     }
     engine.shutdown().await;
+    if let Some(p) = engine.credential_proxy() {
+        p.stop().await;
+    }
     files::remove_info(&home);
     tracing::info!("clauderon daemon stopped");
     Ok(ExitCode::SUCCESS)

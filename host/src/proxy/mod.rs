@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod ca;
 pub mod credentials;
+pub mod persist;
 pub mod rules;
 pub mod sandbox;
 pub mod scrub;
@@ -56,6 +57,14 @@ pub enum ProxyError {
     /// A CA file is malformed.
     #[error("{path}: {reason}")]
     CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and the fix.
+        reason: String,
+    },
+    /// A session's persisted proxy state is unusable.
+    #[error("{path}: {reason}")]
+    SessionFile {
         /// The file.
         path: PathBuf,
         /// What is wrong and the fix.

@@ -785,6 +785,19 @@ impl CredentialProxy {
         self.inner.sessions.register(id, &self.inner.policy)
     }
 
+    /// Registers a session with a credential and placeholders it was given earlier (see
+    /// [`super::persist`]): after a daemon restart the running agent's environment still works.
+    pub fn restore_session(
+        &self,
+        id: SessionId,
+        password: crate::secrets::Secret,
+        placeholders: &std::collections::BTreeMap<String, String>,
+    ) -> ProxyCredential {
+        self.inner
+            .sessions
+            .restore(id, password, placeholders, &self.inner.policy)
+    }
+
     /// Revokes a session's credential: its next request, on any connection, gets 407. The
     /// daemon calls this when it deletes the session. Returns whether it was registered.
     pub fn revoke_session(&self, id: SessionId) -> bool {
@@ -823,6 +836,11 @@ impl CredentialProxy {
             &self.inner.ca,
             opts,
         ))
+    }
+
+    /// Stops accepting connections (the daemon's clean stop; dropping does the same).
+    pub fn stop(&self) {
+        self.accept.abort();
     }
 
     /// Waits until every audit entry recorded so far is on disk.

@@ -93,6 +93,44 @@ impl Sessions {
         }
     }
 
+    /// Registers `id` with a credential and placeholders made earlier (kept across a daemon
+    /// restart, so a running agent's environment stays valid). Placeholders for secrets the
+    /// policy no longer uses are dropped; secrets it uses now but `placeholders` lacks get
+    /// fresh ones. A placeholder without [`PLACEHOLDER_PREFIX`] is replaced too.
+    pub fn restore(
+        &self,
+        id: SessionId,
+        password: Secret,
+        placeholders: &BTreeMap<String, String>,
+        policy: &Policy,
+    ) -> ProxyCredential {
+        let placeholders = policy
+            .secret_names()
+            .into_iter()
+            .map(|s| {
+                let p = placeholders
+                    .get(&s)
+                    .filter(|p| p.starts_with(PLACEHOLDER_PREFIX))
+                    .cloned()
+                    .unwrap_or_else(|| format!("{PLACEHOLDER_PREFIX}{s}-{}", random_hex(12)));
+                (s, p)
+            })
+            .collect();
+        if let Ok(mut m) = self.map.write() {
+            m.insert(
+                id,
+                Entry {
+                    password: password.clone(),
+                    placeholders,
+                },
+            );
+        }
+        ProxyCredential {
+            username: id.to_string(),
+            password,
+        }
+    }
+
     /// Forgets `id`; its credential stops working at once. Returns whether it was registered.
     pub fn revoke(&self, id: SessionId) -> bool {
         self.map
@@ -201,5 +239,27 @@ mod tests {
         assert_eq!(s.authenticate(Some(&hv(&again.header_value()))), None);
         assert!(!s.revoke(id));
         assert_eq!(s.owner_of(p), None);
+    }
+
+    #[test]
+    fn restore_brings_back_the_same_credential_and_placeholders() {
+        let policy = Policy::default();
+        let first = Sessions::default();
+        let id = SessionId::new();
+        let cred = first.register(id, &policy);
+        let mut ph = first.placeholders(id).unwrap();
+        // A later process (a restarted daemon) restores what the first one handed out.
+        let second = Sessions::default();
+        ph.insert("no_longer_used".into(), format!("{PLACEHOLDER_PREFIX}x"));
+        ph.insert("github_token".into(), "not-a-placeholder".into());
+        let back = second.restore(id, cred.password.clone(), &ph, &policy);
+        let hv = HeaderValue::from_str(&cred.header_value()).unwrap();
+        assert_eq!(second.authenticate(Some(&hv)), Some(id));
+        assert_eq!(back.header_value(), cred.header_value());
+        let got = second.placeholders(id).unwrap();
+        assert_eq!(got["anthropic_api_key"], ph["anthropic_api_key"]);
+        assert!(!got.contains_key("no_longer_used"));
+        assert!(got["github_token"].starts_with(PLACEHOLDER_PREFIX));
+        assert_eq!(got.len(), policy.secret_names().len());
     }
 }

@@ -73,7 +73,8 @@ impl Plugin for SpritesPlugin {
         .union(Capabilities::REMOTE_CLONE)
         .union(Capabilities::CHECKPOINT)
         .union(Capabilities::CHECK_AUTH)
-        .union(Capabilities::LIST);
+        .union(Capabilities::LIST)
+        .union(Capabilities::TUNNEL);
 
     type Backend = SpritesBackend;
 
@@ -116,6 +117,15 @@ impl Plugin for SpritesPlugin {
                     description: "Reconnect attempts when an attach socket drops".into(),
                     default: Some("5".into()),
                 },
+                ConfigKey {
+                    name: "relay_path".into(),
+                    ty: "string".into(),
+                    description: "The clauderon-relay binary uploaded into sprites for tunnels \
+                                  (default: beside the plugin, beside clauderon, or in \
+                                  $CLAUDERON_HOME/plugins)"
+                        .into(),
+                    default: None,
+                },
             ],
             secrets: vec![SecretDecl {
                 name: "sprites_api_key".into(),
@@ -144,6 +154,16 @@ impl Plugin for SpritesPlugin {
         }
         let hibernate_wait = int_key(&config, "hibernate_wait_seconds", 0, 3600)?.unwrap_or(45);
         let reconnect_attempts = int_key(&config, "reconnect_attempts", 0, 100)?.unwrap_or(5);
+        let relay_path = match string_key(&config, "relay_path")? {
+            Some(p) if p.trim().is_empty() => None,
+            Some(p) if !std::path::Path::new(&p).is_absolute() => {
+                return Err(PluginError::invalid_request(format!(
+                    "[sprites] relay_path `{p}` must be an absolute path to the clauderon-relay binary"
+                )));
+            }
+            Some(p) => Some(std::path::PathBuf::from(p)),
+            None => None,
+        };
         Ok(SpritesBackend::new(
             Settings {
                 api_url,
@@ -151,6 +171,7 @@ impl Plugin for SpritesPlugin {
                 hibernate_wait: Duration::from_secs(hibernate_wait),
                 stop_grace: Duration::from_secs(5),
                 reconnect_attempts: u32::try_from(reconnect_attempts).unwrap_or(5),
+                relay_path,
             },
             host,
         ))

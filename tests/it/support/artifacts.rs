@@ -26,6 +26,11 @@ impl Artifacts {
         self.dir.join(exe("sprites-emulator"))
     }
 
+    /// The `clauderon-relay` binary (the Sprites tunnel's in-sandbox relay).
+    pub fn relay(&self) -> PathBuf {
+        self.dir.join(exe("clauderon-relay"))
+    }
+
     /// A cdylib built from the workspace crate whose library is named `lib_name`
     /// (for example `clauderon_sprites`).
     pub fn cdylib(&self, lib_name: &str) -> PathBuf {

@@ -188,6 +188,7 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::backend(client.name(), ops::CHECKPOINT_RESTORE, e))?;
             self.save_instance(id, &restored.instance).await?;
+            self.proxy_reconnect(id, true).await;
             let rec = self.store().get(id).await?;
             if !rec.options.print {
                 let row = agents::get(self.store(), id).await?;

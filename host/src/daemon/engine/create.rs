@@ -201,6 +201,7 @@ impl Engine {
             .clone_and_start(&client, &rec, &info, &mut instance)
             .await;
         if let Err(e) = result {
+            self.proxy_forget(id);
             self.progress(id, "delete", "removing the sandbox after the failure")
                 .await;
             let deleted: Result<ops::Empty, _> = self
@@ -267,6 +268,7 @@ impl Engine {
             *instance = cloned.instance;
             self.save_instance(id, instance).await?;
         }
+        self.proxy_prepare(rec, client, instance).await?;
         let rec = self.store().get(id).await?;
         self.progress(id, "agent", "starting the agent").await;
         self.start_agent(&rec, None).await?;
@@ -315,12 +317,13 @@ impl Engine {
                 "the agent command is empty; set [agent] command in config.toml".into(),
             ));
         }
+        let env = self.agent_env(rec.id)?;
         let (started, stream) = if o.print {
             client
                 .exec(&ExecRequest {
                     instance,
                     command: argv,
-                    env: BTreeMap::new(),
+                    env,
                     cwd: Some(cwd),
                     tty: false,
                 })
@@ -335,7 +338,7 @@ impl Engine {
                     cols: DEFAULT_COLS,
                     rows: DEFAULT_ROWS,
                     cwd: Some(cwd),
-                    env: BTreeMap::new(),
+                    env,
                 })
                 .await
                 .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
@@ -420,7 +423,7 @@ impl Engine {
                     cols: DEFAULT_COLS,
                     rows: DEFAULT_ROWS,
                     cwd: Some(cwd),
-                    env: BTreeMap::new(),
+                    env: self.agent_env(rec.id)?,
                 })
                 .await
             {

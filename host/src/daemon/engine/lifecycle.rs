@@ -92,6 +92,7 @@ impl Engine {
         let result = async {
             let woke = woke?;
             self.save_instance(id, &woke.instance).await?;
+            self.proxy_reconnect(id, false).await;
             let rec = self.store().get(id).await?;
             let row = agents::get(self.store(), id).await?;
             if !rec.options.print && row.exit_code.is_none() {
@@ -157,6 +158,7 @@ impl Engine {
                 }
             }
         }
+        self.proxy_forget(id);
         self.set_status(id, Event::Deleted, None).await?;
         // Nothing runs for a deleted session any more; its runtime goes with it.
         self.forget_runtime(id);

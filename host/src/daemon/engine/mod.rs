@@ -7,6 +7,7 @@ pub mod agents;
 pub mod backends;
 mod checkpoints;
 mod create;
+pub mod credentials;
 pub mod git;
 pub mod idle;
 mod lifecycle;
@@ -103,6 +104,7 @@ pub struct Engine {
     config: Config,
     default_idle: Option<std::time::Duration>,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+    proxy: std::sync::OnceLock<Arc<credentials::SessionProxy>>,
 }
 
 impl Engine {
@@ -121,6 +123,7 @@ impl Engine {
             config,
             default_idle,
             runtimes: Mutex::new(HashMap::new()),
+            proxy: std::sync::OnceLock::new(),
         }))
     }
 

@@ -102,6 +102,7 @@ impl Engine {
             _ => rec.status,
         };
         if to == Status::Running {
+            self.proxy_reconnect(id, false).await;
             let rec = self.store().get(id).await?;
             let row = agents::get(self.store(), id).await?;
             self.arm_idle_timer(id, &rec);

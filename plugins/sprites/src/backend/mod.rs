@@ -40,8 +40,11 @@ pub struct Settings {
     pub hibernate_wait: Duration,
     /// Grace period between TERM and KILL when stopping the agent.
     pub stop_grace: Duration,
-    /// Reconnect attempts for a dropped attach socket.
+    /// Reconnect attempts for a dropped attach socket (and a dropped tunnel relay socket).
     pub reconnect_attempts: u32,
+    /// The `clauderon-relay` binary to upload for tunnels (`relay_path`; else found beside the
+    /// plugin, the executable or in `$CLAUDERON_HOME/plugins`).
+    pub relay_path: Option<std::path::PathBuf>,
 }
 
 /// The Sprites backend created by `init`.

@@ -1,0 +1,626 @@
+//! The Sprites tunnel: `clauderon-relay` inside an emulator sprite carrying connections back to a
+//! TCP server on the host, through the real plugin library and loader.
+//!
+//! The relay binary is also run directly (as the sandbox would) for the behaviour that needs no
+//! sprite: the 503 when the host is gone, and the refusal of a taken port.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clauderon::plugins::{
+    Candidate, DiscoverySource, FrameKind, HostSetup, PluginClient, PluginRegistry, SecretDecl,
+    SecretLookup, ops,
+};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc::unbounded_channel;
+
+use crate::support::artifacts::artifacts;
+use crate::support::emulator::Emulator;
+
+/// Hands the plugin the emulator's token as `sprites_api_key`.
+struct TokenLookup(String);
+
+impl SecretLookup for TokenLookup {
+    fn lookup(&self, _plugin: &str, secret: &SecretDecl) -> Result<Option<String>, String> {
+        Ok((secret.name == "sprites_api_key").then(|| self.0.clone()))
+    }
+}
+
+struct Rig {
+    emu: Emulator,
+    plugin: Arc<PluginClient>,
+    _registry: PluginRegistry,
+}
+
+fn rig(args: &[&str], extra: Value) -> Rig {
+    let emu = Emulator::start_args(args);
+    let mut cfg =
+        json!({"api_url": emu.base_url(), "hibernate_wait_seconds": 20, "reconnect_attempts": 3});
+    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+        c.extend(e.clone());
+    }
+    let mut config = BTreeMap::new();
+    config.insert("sprites".to_owned(), cfg);
+    let registry = PluginRegistry::from_candidates(
+        vec![Candidate {
+            name: "sprites".into(),
+            path: artifacts().cdylib("clauderon_sprites"),
+            source: DiscoverySource::PluginPath,
+        }],
+        HostSetup {
+            secrets: Arc::new(TokenLookup(emu.token().to_owned())),
+            plugin_config: Arc::new(config),
+        },
+    );
+    let plugin = registry.get("sprites").unwrap();
+    Rig {
+        emu,
+        plugin,
+        _registry: registry,
+    }
+}
+
+fn session_id() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        nanos ^ std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    plugin: &PluginClient,
+    op: &str,
+    req: &Req,
+) -> (Result<Resp, clauderon::plugins::PluginError>, Vec<Value>) {
+    let (tx, mut rx) = unbounded_channel();
+    let r = plugin.call(op, req, Some(tx)).await;
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (r, events)
+}
+
+async fn create(plugin: &PluginClient, name: &str) -> ops::Instance {
+    let sid = session_id();
+    let mut labels = BTreeMap::new();
+    labels.insert("clauderon".to_owned(), "1".to_owned());
+    labels.insert("clauderon.session".to_owned(), sid.clone());
+    let req = ops::CreateRequest {
+        session_id: sid,
+        name: name.into(),
+        labels,
+        ..Default::default()
+    };
+    let (r, _): (Result<ops::InstanceResponse, _>, _) = call(plugin, ops::CREATE, &req).await;
+    r.unwrap().instance
+}
+
+/// Runs `bash -c script` in the sprite through the plugin's `exec`: (stdout, stderr, exit code).
+async fn sh(plugin: &PluginClient, inst: &ops::Instance, script: &str) -> (String, String, i32) {
+    let (_started, stream) = plugin
+        .exec(&ops::ExecRequest {
+            instance: inst.clone(),
+            command: vec!["bash".into(), "-c".into(), script.into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut r, _w) = stream.split();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = tokio::time::timeout(Duration::from_secs(180), async {
+        loop {
+            let f = r.read_frame().await.unwrap().expect("an exit frame");
+            match f.kind {
+                FrameKind::Stdout => out.extend_from_slice(&f.payload),
+                FrameKind::Stderr => err.extend_from_slice(&f.payload),
+                FrameKind::Exit => return f.exit_code().unwrap(),
+                FrameKind::Error => panic!("exec error: {}", String::from_utf8_lossy(&f.payload)),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the command finished within 180 s");
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+        code,
+    )
+}
+
+/// A small HTTP/1.1 server on the host: `POST` echoes the body, anything else answers
+/// "hello from the host". Counts the requests it served.
+struct HostServer {
+    addr: String,
+    served: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HostServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn host_server() -> HostServer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            let count = Arc::clone(&count);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = vec![0u8; 64 * 1024];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map(|v| v.trim().parse().unwrap())
+                    .unwrap_or(0);
+                let mut body = buf[head_end..].to_vec();
+                while body.len() < len {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => body.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let answer = if head.starts_with("post ") {
+                    body
+                } else {
+                    b"hello from the host".to_vec()
+                };
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Served-By: host\r\nConnection: close\r\n\r\n",
+                    answer.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.write_all(&answer).await;
+                let _ = s.shutdown().await;
+                count.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+    });
+    HostServer { addr, served, task }
+}
+
+/// A port that is free on the host loopback (nothing listens after this returns).
+fn dead_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn open(
+    plugin: &PluginClient,
+    inst: &ops::Instance,
+    port: u16,
+    host_addr: &str,
+) -> (ops::OpenTunnelResponse, Vec<Value>) {
+    let (r, events) = call(
+        plugin,
+        ops::OPEN_TUNNEL,
+        &ops::OpenTunnelRequest {
+            instance: inst.clone(),
+            remote_port: port,
+            host_addr: host_addr.into(),
+        },
+    )
+    .await;
+    (r.unwrap(), events)
+}
+
+fn progress_text(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["stage"] == "tunnel")
+        .map(|e| e["message"].as_str().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+const PORT: u16 = 3128;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_carries_concurrent_large_bodies_from_the_sprite_to_the_host() {
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    assert!(p.capabilities().names().contains(&"tunnel"));
+    let inst = create(p, "tunnel big").await;
+    let server = host_server().await;
+
+    // Without a tunnel nothing listens inside the sprite (its network has only its own lo).
+    let (out, _, code) = sh(
+        p,
+        &inst,
+        &format!("curl -sS -m 5 --noproxy '*' http://127.0.0.1:{PORT}/ 2>&1; echo rc=$?"),
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("rc=7"), "{out}");
+
+    let (t, events) = open(p, &inst, PORT, &server.addr).await;
+    assert!(t.tunnel_id.starts_with("tunnel-"), "{}", t.tunnel_id);
+    assert!(
+        progress_text(&events).contains("uploaded the tunnel relay"),
+        "{events:?}"
+    );
+    // The relay is installed once, executable, with its checksum beside it.
+    let (out, _, _) = sh(
+        p,
+        &inst,
+        "stat -c %a /.sprite/bin/clauderon-relay; cat /.sprite/bin/clauderon-relay.sha256",
+    )
+    .await;
+    assert!(out.starts_with("755\n"), "{out}");
+    let local = std::fs::read(artifacts().relay()).unwrap();
+    let (sum, _, _) = sh(p, &inst, "sha256sum /.sprite/bin/clauderon-relay").await;
+    let host_sum = String::from_utf8(
+        Command::new("sha256sum")
+            .arg(artifacts().relay())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        sum.split_whitespace().next(),
+        host_sum.split_whitespace().next()
+    );
+    assert!(out.contains(host_sum.split_whitespace().next().unwrap()));
+    assert!(!local.is_empty());
+
+    // A small request gets the host server's answer.
+    let (out, err, code) = sh(
+        p,
+        &inst,
+        &format!("curl -sS -m 30 --noproxy '*' -i http://127.0.0.1:{PORT}/hello"),
+    )
+    .await;
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("X-Served-By: host") && out.ends_with("hello from the host"),
+        "{out}"
+    );
+
+    // Four connections at once, each sending 6 MB and getting the same 6 MB back.
+    let script = format!(
+        r#"set -u
+head -c 6000000 /dev/urandom > /tmp/in
+pids=""
+for i in 1 2 3 4; do
+  curl -sS -m 150 --noproxy '*' -H 'Expect:' -H 'Content-Type: application/octet-stream' \
+    --data-binary @/tmp/in -o /tmp/out$i http://127.0.0.1:{PORT}/echo &
+  pids="$pids $!"
+done
+n=0
+for pid in $pids; do wait $pid || echo "curl failed: $?"; done
+for i in 1 2 3 4; do
+  if cmp -s /tmp/in /tmp/out$i; then n=$((n+1)); else echo "body $i differs: $(stat -c %s /tmp/out$i 2>&1)"; fi
+done
+echo "intact=$n""#
+    );
+    let t0 = Instant::now();
+    let (out, err, code) = sh(p, &inst, &script).await;
+    eprintln!("4 x 6 MB both ways through the tunnel: {:?}", t0.elapsed());
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("intact=4"), "{out} {err}");
+    assert!(server.served.load(Ordering::SeqCst) >= 5);
+
+    // Opening again (as after a wake) replaces the tunnel and skips the upload.
+    let (t2, events) = open(p, &inst, PORT, &server.addr).await;
+    assert_ne!(t2.tunnel_id, t.tunnel_id);
+    assert!(!progress_text(&events).contains("uploaded"), "{events:?}");
+    let (out, _, _) = sh(
+        p,
+        &inst,
+        &format!("curl -sS -m 30 --noproxy '*' http://127.0.0.1:{PORT}/again"),
+    )
+    .await;
+    assert_eq!(out, "hello from the host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_host_the_agent_gets_a_fast_503_and_close_tunnel_ends_the_relay() {
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel down").await;
+
+    // The host address does not answer: each request is told so at once.
+    let (t, _) = open(p, &inst, PORT, &dead_addr()).await;
+    let (out, err, code) = sh(
+        p,
+        &inst,
+        &format!(
+            "s=$(date +%s%N); curl -sS -m 20 --noproxy '*' -i http://127.0.0.1:{PORT}/ ; echo; echo rc=$? ms=$(( ($(date +%s%N)-s)/1000000 ))"
+        ),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    assert!(out.contains("clauderon host unreachable"), "{out}");
+    let ms: u64 = out.rsplit("ms=").next().unwrap().trim().parse().unwrap();
+    assert!(ms < 5000, "took {ms} ms: {out}");
+
+    // After close_tunnel the relay is gone: the port refuses at once.
+    let (r, _) = call::<_, ops::InstanceResponse>(
+        p,
+        ops::CLOSE_TUNNEL,
+        &ops::CloseTunnelRequest {
+            instance: inst.clone(),
+            tunnel_id: t.tunnel_id.clone(),
+        },
+    )
+    .await;
+    r.unwrap();
+    let (out, _, _) = sh(
+        p,
+        &inst,
+        &format!("curl -sS -m 10 --noproxy '*' http://127.0.0.1:{PORT}/ 2>&1; echo rc=$?"),
+    )
+    .await;
+    assert!(out.contains("rc=7"), "connection refused expected: {out}");
+    // A tunnel id that was never issued is an error that says so.
+    let (r, _) = call::<_, ops::InstanceResponse>(
+        p,
+        ops::CLOSE_TUNNEL,
+        &ops::CloseTunnelRequest {
+            instance: inst.clone(),
+            tunnel_id: "bogus".into(),
+        },
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(e.message.contains("bogus"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_opens_again_after_hibernate_and_wake() {
+    let t0 = Instant::now();
+    let rig = rig(
+        &["--idle-to-warm", "500ms", "--warm-to-cold", "1s"],
+        json!({}),
+    );
+    eprintln!("[{:?}] rig", t0.elapsed());
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel wake").await;
+    eprintln!("[{:?}] created", t0.elapsed());
+    let server = host_server().await;
+    open(p, &inst, PORT, &server.addr).await;
+    eprintln!("[{:?}] opened", t0.elapsed());
+    let get = format!(
+        "curl -sS -m 30 --noproxy '*' http://127.0.0.1:{PORT}/ 2>&1; rc=$?; echo; echo rc=$rc"
+    );
+    let (out, _, _) = sh(p, &inst, &get).await;
+    assert!(out.starts_with("hello from the host"), "{out}");
+
+    eprintln!("[{:?}] hibernate", t0.elapsed());
+    let (h, _) = call::<_, ops::InstanceResponse>(
+        p,
+        ops::HIBERNATE,
+        &ops::InstanceRequest {
+            instance: inst.clone(),
+        },
+    )
+    .await;
+    let inst = h.unwrap().instance;
+    let st = rig.emu.state(&inst.id).await;
+    assert_ne!(st["state"], "running", "{st}");
+    eprintln!("[{:?}] wake", t0.elapsed());
+    let (w, _) = call::<_, ops::InstanceResponse>(
+        p,
+        ops::WAKE,
+        &ops::InstanceRequest {
+            instance: inst.clone(),
+        },
+    )
+    .await;
+    let inst = w.unwrap().instance;
+    // Hibernation ended the relay: nothing listens until the tunnel is opened again.
+    let (out, _, _) = sh(p, &inst, &get).await;
+    assert!(out.contains("rc=7"), "{out}");
+    eprintln!("[{:?}] open again", t0.elapsed());
+    open(p, &inst, PORT, &server.addr).await;
+    let (out, _, _) = sh(p, &inst, &get).await;
+    assert!(out.starts_with("hello from the host"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_relay_binary_is_an_error_naming_where_it_looked() {
+    let rig = rig(&[], json!({"relay_path": "/nonexistent/clauderon-relay"}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel norelay").await;
+    let (r, _) = call::<_, ops::OpenTunnelResponse>(
+        p,
+        ops::OPEN_TUNNEL,
+        &ops::OpenTunnelRequest {
+            instance: inst.clone(),
+            remote_port: PORT,
+            host_addr: "127.0.0.1:9".into(),
+        },
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(
+        e.message.contains("/nonexistent/clauderon-relay") && e.message.contains("relay_path"),
+        "{e:?}"
+    );
+    // A bad host address is refused before anything is uploaded.
+    let (r, _) = call::<_, ops::OpenTunnelResponse>(
+        p,
+        ops::OPEN_TUNNEL,
+        &ops::OpenTunnelRequest {
+            instance: inst,
+            remote_port: PORT,
+            host_addr: "not an address".into(),
+        },
+    )
+    .await;
+    assert!(r.unwrap_err().message.contains("host_addr"));
+}
+
+/// Reads the relay's READY frame from its stdout (kind 7, conn 0).
+fn read_ready(out: &mut impl Read) -> String {
+    let mut h = [0u8; 9];
+    out.read_exact(&mut h).unwrap();
+    assert_eq!(h[0], 7, "the first frame is READY");
+    let len = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) as usize;
+    let mut p = vec![0u8; len];
+    out.read_exact(&mut p).unwrap();
+    String::from_utf8(p).unwrap()
+}
+
+fn http_get(addr: &str) -> (String, Duration) {
+    let t0 = Instant::now();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    (resp, t0.elapsed())
+}
+
+#[test]
+fn the_relay_answers_503_when_its_host_is_gone_or_silent_and_refuses_a_taken_port() {
+    let relay = artifacts().relay();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    // A host that is attached but silent (no PING): after the host timeout, 503.
+    let mut child = Command::new(&relay)
+        .args(["--listen", &addr, "--host-timeout-ms", "300"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    assert!(read_ready(&mut out).contains(&addr));
+    std::thread::sleep(Duration::from_millis(600));
+    let (resp, took) = http_get(&addr);
+    assert!(
+        resp.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{resp}"
+    );
+    assert!(resp.ends_with("clauderon host unreachable"), "{resp}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // A second relay on the same port exits with a clear message.
+    let second = Command::new(&relay)
+        .args(["--listen", &addr])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(3));
+    let msg = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        msg.contains(&addr) && msg.contains("already in use"),
+        "{msg}"
+    );
+
+    // The host hangs up (stdin EOF): every connection gets the 503 at once.
+    drop(child.stdin.take());
+    let (resp, took) = http_get(&addr);
+    assert!(resp.starts_with("HTTP/1.1 503"), "{resp}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Bad arguments are usage errors.
+    let bad = Command::new(&relay)
+        .args(["--listen", "nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("127.0.0.1:3128"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_relay_socket_is_recovered_by_restarting_the_relay() {
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel drop").await;
+    let server = host_server().await;
+    // The next exec socket (the relay's) vanishes after 200 kB of its output.
+    rig.emu
+        .add_fault(
+            json!({"kind": "drop_ws", "method": "GET", "path": "/v1/sprites/*/exec",
+                          "times": 1, "after_bytes": 200_000}),
+        )
+        .await;
+    open(p, &inst, PORT, &server.addr).await;
+    let script = format!(
+        r#"head -c 1000000 /dev/urandom > /tmp/in
+ok=0
+for i in $(seq 1 40); do
+  if curl -sS -m 20 --noproxy '*' -H 'Expect:' --data-binary @/tmp/in -o /tmp/out \
+       http://127.0.0.1:{PORT}/echo && cmp -s /tmp/in /tmp/out; then ok=1; echo "ok after $i"; break; fi
+  sleep 0.5
+done
+echo ok=$ok"#
+    );
+    let (out, err, _) = sh(p, &inst, &script).await;
+    assert!(out.contains("ok=1"), "{out} {err}");
+    assert!(
+        !out.contains("ok after 1\n"),
+        "the first upload should have hit the dropped socket: {out}"
+    );
+    // The old relay was ended: one relay session remains.
+    let sessions: Value = rig
+        .emu
+        .http_client()
+        .get(format!(
+            "{}/v1/sprites/{}/exec",
+            rig.emu.base_url(),
+            inst.id
+        ))
+        .bearer_auth(rig.emu.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let relays = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["command"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("clauderon-relay")
+                && s["is_active"] != false
+        })
+        .count();
+    assert_eq!(relays, 1, "{sessions}");
+}
