@@ -268,7 +268,7 @@ impl Engine {
             *instance = cloned.instance;
             self.save_instance(id, instance).await?;
         }
-        self.proxy_prepare(rec, client, instance).await?;
+        self.proxy_prepare(rec, client, instance, "create").await?;
         let rec = self.store().get(id).await?;
         self.progress(id, "agent", "starting the agent").await;
         self.start_agent(&rec, None).await?;

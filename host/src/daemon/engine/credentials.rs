@@ -239,11 +239,13 @@ impl Engine {
     /// has it, else a fresh one), the tunnel if the backend has one, and the trust bundle
     /// written inside it; then persists what the sandbox holds. Without a proxy, or with a
     /// backend that cannot run commands, the agent runs without one (a `log` event says so).
+    /// `stage`: the progress stage it reports under (`create`, `restore`).
     pub(super) async fn proxy_prepare(
         &self,
         rec: &SessionRecord,
         client: &Arc<PluginClient>,
         instance: &mut Instance,
+        stage: &str,
     ) -> Result<(), EngineError> {
         let Some(p) = self.credential_proxy().cloned() else {
             return Ok(());
@@ -274,7 +276,7 @@ impl Engine {
         let proxy_addr = self.proxy_tunnel(&p, rec, client, instance).await?;
         self.progress(
             id,
-            "create",
+            stage,
             "installing the credential proxy's trust bundle in the sandbox",
         )
         .await;
@@ -395,7 +397,8 @@ impl Engine {
                 return Ok(());
             };
             if reinstall {
-                self.proxy_prepare(&rec, &client, &mut instance).await
+                self.proxy_prepare(&rec, &client, &mut instance, "restore")
+                    .await
             } else {
                 self.proxy_tunnel(&p, &rec, &client, &mut instance)
                     .await
