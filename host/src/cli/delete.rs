@@ -40,13 +40,46 @@ fn unpushed_warning(session: &Session, u: &Unpushed) -> Option<String> {
     ))
 }
 
+/// The usage error for a delete off a terminal without `--yes`.
+fn confirmation_needed(name: &str, unpushed: bool) -> anyhow::Error {
+    UsageError::err(format!(
+        "refusing to delete `{name}` without confirmation: stdin is not a terminal; pass --yes \
+         to delete without asking{}",
+        if unpushed {
+            " (and lose the unpushed commits above)"
+        } else {
+            ""
+        }
+    ))
+}
+
 impl DeleteArgs {
     /// Runs `delete`.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let interactive = std::io::stdin().is_terminal();
-        let api = ApiClient::connect(ctx, Autostart::Yes).await?;
+        let refuse = !self.yes && !interactive;
+        // A delete that will be refused never starts a daemon; with one running, the refusal
+        // still warns about unpushed commits first.
+        let api = match ApiClient::connect(
+            ctx,
+            if refuse {
+                Autostart::No
+            } else {
+                Autostart::Yes
+            },
+        )
+        .await
+        {
+            Ok(api) => api,
+            Err(_) if refuse => return Err(confirmation_needed(&self.name, false)),
+            Err(e) => return Err(e),
+        };
         let path = format!("/api/sessions/{}", encode(&self.name));
-        let session: Session = api.get(&path).await?;
+        let session: Session = match api.get(&path).await {
+            Ok(s) => s,
+            Err(_) if refuse => return Err(confirmation_needed(&self.name, false)),
+            Err(e) => return Err(e.into()),
+        };
         // Only a sandbox that exists can hold unpushed work.
         let warning = if matches!(session.status.as_str(), "running" | "hibernated") {
             match api
@@ -77,17 +110,8 @@ impl DeleteArgs {
         if let Some(w) = &warning {
             eprintln!("{w}");
         }
-        if !self.yes && !interactive {
-            return Err(UsageError::err(format!(
-                "refusing to delete `{}` without confirmation: stdin is not a terminal; pass \
-                 --yes to delete without asking{}",
-                self.name,
-                if warning.is_some() {
-                    " (and lose the unpushed commits above)"
-                } else {
-                    ""
-                }
-            )));
+        if refuse {
+            return Err(confirmation_needed(&self.name, warning.is_some()));
         }
         if !self.yes {
             eprint!(
