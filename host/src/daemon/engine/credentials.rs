@@ -219,10 +219,17 @@ impl Engine {
             return;
         };
         for id in persist::list(&p.home) {
-            let live = matches!(self.store().get(id).await, Ok(r) if r.status != Status::Deleted);
-            if !live {
-                let _ = persist::remove(&p.home, id);
-                continue;
+            // Only a session the store says is gone loses its file (a store error keeps it).
+            match self.store().get(id).await {
+                Ok(r) if r.status != Status::Deleted => {}
+                Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {
+                    let _ = persist::remove(&p.home, id);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %id, "cannot look the session up: {e}");
+                    continue;
+                }
             }
             match persist::load(&p.home, id) {
                 Ok(Some(f)) => {
