@@ -848,3 +848,75 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
     let run = home.run(&["delete", "tun", "--yes"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_left_by_an_earlier_daemon_is_replaced() {
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel stale").await;
+    let server = host_server().await;
+    // A first tunnel installs the relay; then a relay this plugin does not know about (as an
+    // earlier daemon would leave it) takes the port in a session of its own.
+    let (t, _) = open(p, &inst, PORT, &server.addr).await;
+    call::<_, ops::InstanceResponse>(
+        p,
+        ops::CLOSE_TUNNEL,
+        &ops::CloseTunnelRequest {
+            instance: inst.clone(),
+            tunnel_id: t.tunnel_id,
+        },
+    )
+    .await
+    .0
+    .unwrap();
+    let (_started, stale) = p
+        .exec(&ops::ExecRequest {
+            instance: inst.clone(),
+            command: vec![
+                "/.sprite/bin/clauderon-relay".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{PORT}"),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut stale_r, _stale_w) = stale.split();
+    // It listens once it sent READY (frame kind 7) on its stdout.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let f = stale_r
+                .read_frame()
+                .await
+                .unwrap()
+                .expect("the stale relay runs");
+            if f.kind == FrameKind::Stdout && f.payload.first() == Some(&7) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    // Opening the tunnel ends the stale relay and starts its own.
+    open(p, &inst, PORT, &server.addr).await;
+    let (out, _, _) = sh(
+        p,
+        &inst,
+        &format!("curl -sS -m 30 --noproxy '*' http://127.0.0.1:{PORT}/"),
+    )
+    .await;
+    assert_eq!(out, "hello from the host");
+    // The stale relay's exec stream ended (it was killed).
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stale_r.read_frame().await {
+                Ok(Some(f)) if matches!(f.kind, FrameKind::Exit | FrameKind::Error) => return,
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stale relay was not ended");
+}

@@ -60,11 +60,17 @@ async fn stop(e: Entry) {
     e.stopped.store(true, Ordering::SeqCst);
     e.task.abort();
     let session = e.session.lock().ok().and_then(|mut g| g.take());
-    if let Some(id) = session {
-        let _ = e
-            .sprite
-            .kill_session(&id, "SIGTERM", Duration::from_secs(2))
-            .await;
+    match session {
+        Some(id) => {
+            let _ = e
+                .sprite
+                .kill_session(&id, "SIGTERM", Duration::from_secs(2))
+                .await;
+        }
+        // The server named no session id: find the relay by its command line.
+        None => {
+            kill_stale(&e.sprite, e.port).await;
+        }
     }
 }
 
