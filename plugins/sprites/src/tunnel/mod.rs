@@ -216,8 +216,13 @@ async fn open(
     let sprite = b.sprite(&state).await?;
     let port = req.remote_port;
     // One tunnel per sprite and port: opening again (after a wake or restore) replaces it.
-    let name = sprite.name().to_owned();
-    for old in take_entries(|_, e| e.sprite.name() == name && e.port == port) {
+    let (name, api) = (
+        sprite.name().to_owned(),
+        sprite.client().base_url().to_owned(),
+    );
+    for old in take_entries(|_, e| {
+        e.sprite.name() == name && e.sprite.client().base_url() == api && e.port == port
+    }) {
         stop(old).await;
     }
     ctx.progress("tunnel", "installing the tunnel relay", Some(0.1));
