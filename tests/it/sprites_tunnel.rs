@@ -142,8 +142,8 @@ async fn sh(plugin: &PluginClient, inst: &ops::Instance, script: &str) -> (Strin
     )
 }
 
-/// A small HTTP/1.1 server on the host: `POST` echoes the body, anything else answers
-/// "hello from the host". Counts the requests it served.
+/// A small HTTP/1.1 server on the host: `POST` echoes the body, `GET /big` answers 20 MB,
+/// anything else answers "hello from the host". Counts the requests it served.
 struct HostServer {
     addr: String,
     served: Arc<AtomicUsize>,
@@ -194,6 +194,8 @@ async fn host_server() -> HostServer {
                 }
                 let answer = if head.starts_with("post ") {
                     body
+                } else if head.starts_with("get /big ") {
+                    vec![b'x'; 20_000_000]
                 } else {
                     b"hello from the host".to_vec()
                 };
@@ -919,4 +921,39 @@ async fn a_relay_left_by_an_earlier_daemon_is_replaced() {
     })
     .await;
     assert!(ended.is_ok(), "the stale relay was not ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_does_not_stall_another_connection() {
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel slow").await;
+    let server = host_server().await;
+    open(p, &inst, PORT, &server.addr).await;
+    // One client reads a 20 MB answer at 50 kB/s; meanwhile another sends and gets back 6 MB.
+    let script = format!(
+        r#"head -c 6000000 /dev/urandom > /tmp/in
+curl -sS --noproxy '*' --limit-rate 50k -m 120 -o /tmp/slow http://127.0.0.1:{PORT}/big &
+slow=$!
+for i in $(seq 1 100); do [ -s /tmp/slow ] && break; sleep 0.1; done
+s=$(date +%s%N)
+curl -sS -m 60 --noproxy '*' -H 'Expect:' --data-binary @/tmp/in -o /tmp/out http://127.0.0.1:{PORT}/echo
+cmp -s /tmp/in /tmp/out && echo fast-intact
+echo fast_ms=$(( ($(date +%s%N)-s)/1000000 ))
+echo slow_bytes=$(stat -c %s /tmp/slow)
+kill $slow"#
+    );
+    let (out, err, _) = sh(p, &inst, &script).await;
+    assert!(out.contains("fast-intact"), "{out} {err}");
+    let num = |key: &str| -> u64 {
+        out.split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {out}"))
+    };
+    assert!(num("fast_ms=") < 20_000, "{out}");
+    // The slow one was still going (it had received only part of its answer).
+    let slow = num("slow_bytes=");
+    assert!(slow > 0 && slow < 20_000_000, "{out}");
 }
