@@ -142,8 +142,8 @@ async fn sh(plugin: &PluginClient, inst: &ops::Instance, script: &str) -> (Strin
     )
 }
 
-/// A small HTTP/1.1 server on the host: `POST` echoes the body, anything else answers
-/// "hello from the host". Counts the requests it served.
+/// A small HTTP/1.1 server on the host: `POST` echoes the body, `GET /big` answers 20 MB,
+/// anything else answers "hello from the host". Counts the requests it served.
 struct HostServer {
     addr: String,
     served: Arc<AtomicUsize>,
@@ -194,6 +194,8 @@ async fn host_server() -> HostServer {
                 }
                 let answer = if head.starts_with("post ") {
                     body
+                } else if head.starts_with("get /big ") {
+                    vec![b'x'; 20_000_000]
                 } else {
                     b"hello from the host".to_vec()
                 };
@@ -623,4 +625,335 @@ echo ok=$ok"#
         })
         .count();
     assert_eq!(relays, 1, "{sessions}");
+}
+
+/// The real key of the end-to-end test: the daemon has it, nothing in the sprite may.
+const REAL_KEY: &str = "sk-ant-api03-TUNNEL-real-key-do-not-leak-9876543210";
+
+/// The agent inside the sprite: one request with the placeholder through `HTTPS_PROXY` (the
+/// relay), then it waits on its terminal so its process (and environment) stays inspectable.
+const TUNNEL_AGENT: &str = r#"curl -sS --max-time 30 --cacert "$SSL_CERT_FILE" -o "$HOME/resp.txt" -w "agent-request:%{http_code}/%{http_connect}" -H "x-api-key: $ANTHROPIC_API_KEY" -H "content-type: application/json" --data "{}" https://api.anthropic.com/v1/messages 2>"$HOME/curl.err"; echo; echo agent-waiting; exec cat"#;
+
+/// Every file below `dir` whose bytes contain `needle`.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file()
+                && std::fs::read(e.path())
+                    .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+                    .unwrap_or(false)
+            {
+                hits.push(e.path());
+            }
+        }
+    }
+    hits
+}
+
+/// Every process inside the emulator's sprites: descendants of the emulator process that live
+/// in another PID namespace than this test (the emulator runs each sprite's processes in a PID
+/// namespace of their own). (pid, environ, cmdline), NULs as newlines.
+fn processes_in_sprites_of(emu_pid: u32) -> Vec<(u32, String, String)> {
+    let read = |pid: u32, f: &str| {
+        std::fs::read(format!("/proc/{pid}/{f}"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
+            .unwrap_or_default()
+    };
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let own_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let mut p = pid;
+        let mut descends = false;
+        for _ in 0..64 {
+            match parent(p) {
+                Some(pp) if pp == emu_pid => {
+                    descends = true;
+                    break;
+                }
+                Some(pp) if pp > 1 => p = pp,
+                _ => break,
+            }
+        }
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        if descends && ns.is_some_and(|n| n != own_ns) {
+            out.push((pid, read(pid, "environ"), read(pid, "cmdline")));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tunnel() {
+    use std::os::unix::fs::PermissionsExt;
+
+    use crate::support::daemon::TestDaemon;
+    use crate::support::home::TempHome;
+    use crate::support::upstream::Upstream;
+
+    let emu = Emulator::start();
+    let upstream = Upstream::start(&["api.anthropic.com"]).await;
+    let home = TempHome::new();
+    let secrets = home.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let key = secrets.join("sprites_api_key");
+    std::fs::write(&key, emu.token()).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    home.write_config(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n\
+         [agent]\npreset = \"custom\"\ncommand = [\"sh\", \"-c\", '''{TUNNEL_AGENT}''']\n\
+         prompt_args = [\"{{prompt}}\"]\n\
+         [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\n",
+        emu.base_url()
+    ));
+    let ca_file = home.path().join("upstream-ca.pem");
+    std::fs::write(&ca_file, upstream.ca_pem()).unwrap();
+    std::fs::write(
+        home.path().join("proxy.toml"),
+        format!(
+            "[upstreams.\"api.anthropic.com\"]\naddress = \"{}\"\nca_file = \"{}\"\n",
+            upstream.addr(),
+            ca_file.display()
+        ),
+    )
+    .unwrap();
+    let d = TestDaemon::start_with(&home, |c| {
+        c.env("ANTHROPIC_API_KEY", REAL_KEY)
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GH_TOKEN")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy");
+    });
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "first"]);
+
+    let run = home.run(&[
+        "create",
+        "--backend",
+        "sprites",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--prompt",
+        "go",
+        "--name",
+        "tun",
+    ]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}\n{}",
+        run.stdout,
+        run.stderr,
+        d.log()
+    );
+
+    // The agent's request arrives at the upstream with the real key (bounded wait).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while upstream.requests().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no request reached the upstream\n{}",
+            d.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].target, "/v1/messages");
+    assert_eq!(seen[0].one("x-api-key"), Some(REAL_KEY));
+    assert_eq!(seen[0].one("proxy-authorization"), None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let run = home.run(&["logs", "tun"]);
+        if run.stdout.contains("agent-waiting") || Instant::now() > deadline {
+            break run.stdout;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(log.contains("agent-request:200/200"), "{log}\n{}", d.log());
+
+    // Inside the sprite: the agent holds only a placeholder and the proxy address of the relay;
+    // no process there (agent, relay, shell) has the real key in its environment or arguments.
+    let procs = processes_in_sprites_of(emu.pid().unwrap());
+    assert!(
+        procs
+            .iter()
+            .any(|(_, env, _)| env.contains("ANTHROPIC_API_KEY=clauderon-placeholder-")),
+        "the agent's process was not found in the sprite"
+    );
+    assert!(
+        procs
+            .iter()
+            .any(|(_, _, cmd)| cmd.contains("clauderon-relay")),
+        "the relay runs in the same sprite: {:?}",
+        procs.iter().map(|p| &p.2).collect::<Vec<_>>()
+    );
+    let agent_env = &procs
+        .iter()
+        .find(|(_, env, _)| env.contains("ANTHROPIC_API_KEY=clauderon-placeholder-"))
+        .unwrap()
+        .1;
+    assert!(
+        agent_env
+            .lines()
+            .any(|l| l.starts_with("HTTPS_PROXY=http://") && l.ends_with("@127.0.0.1:18080")),
+        "{agent_env}"
+    );
+    for (pid, env, cmd) in &procs {
+        assert!(
+            !env.contains(REAL_KEY) && !cmd.contains(REAL_KEY),
+            "process {pid} in the sprite holds the real key"
+        );
+    }
+    // The sprite's files (its whole disk in the emulator's data directory) never hold it, though
+    // they hold what the agent wrote and the trust bundle.
+    assert!(
+        !files_containing(emu.data_dir(), "BEGIN CERTIFICATE").is_empty(),
+        "the trust bundle is in the sprite's files"
+    );
+    assert_eq!(
+        files_containing(emu.data_dir(), REAL_KEY),
+        Vec::<std::path::PathBuf>::new()
+    );
+    let run = home.run(&["delete", "tun", "--yes"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_left_by_an_earlier_daemon_is_replaced() {
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel stale").await;
+    let server = host_server().await;
+    // A first tunnel installs the relay; then a relay this plugin does not know about (as an
+    // earlier daemon would leave it) takes the port in a session of its own.
+    let (t, _) = open(p, &inst, PORT, &server.addr).await;
+    call::<_, ops::InstanceResponse>(
+        p,
+        ops::CLOSE_TUNNEL,
+        &ops::CloseTunnelRequest {
+            instance: inst.clone(),
+            tunnel_id: t.tunnel_id,
+        },
+    )
+    .await
+    .0
+    .unwrap();
+    let (_started, stale) = p
+        .exec(&ops::ExecRequest {
+            instance: inst.clone(),
+            command: vec![
+                "/.sprite/bin/clauderon-relay".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{PORT}"),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut stale_r, _stale_w) = stale.split();
+    // It listens once it sent READY (frame kind 7) on its stdout.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let f = stale_r
+                .read_frame()
+                .await
+                .unwrap()
+                .expect("the stale relay runs");
+            if f.kind == FrameKind::Stdout && f.payload.first() == Some(&7) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    // Opening the tunnel ends the stale relay and starts its own.
+    open(p, &inst, PORT, &server.addr).await;
+    let (out, _, _) = sh(
+        p,
+        &inst,
+        &format!("curl -sS -m 30 --noproxy '*' http://127.0.0.1:{PORT}/"),
+    )
+    .await;
+    assert_eq!(out, "hello from the host");
+    // The stale relay's exec stream ended (it was killed).
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stale_r.read_frame().await {
+                Ok(Some(f)) if matches!(f.kind, FrameKind::Exit | FrameKind::Error) => return,
+                Ok(Some(_)) => {}
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stale relay was not ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_does_not_stall_another_connection() {
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel slow").await;
+    let server = host_server().await;
+    open(p, &inst, PORT, &server.addr).await;
+    // One client reads a 20 MB answer at 50 kB/s; meanwhile another sends and gets back 6 MB.
+    let script = format!(
+        r#"head -c 6000000 /dev/urandom > /tmp/in
+curl -sS --noproxy '*' --limit-rate 50k -m 120 -o /tmp/slow http://127.0.0.1:{PORT}/big &
+slow=$!
+for i in $(seq 1 100); do [ -s /tmp/slow ] && break; sleep 0.1; done
+s=$(date +%s%N)
+curl -sS -m 60 --noproxy '*' -H 'Expect:' --data-binary @/tmp/in -o /tmp/out http://127.0.0.1:{PORT}/echo
+cmp -s /tmp/in /tmp/out && echo fast-intact
+echo fast_ms=$(( ($(date +%s%N)-s)/1000000 ))
+echo slow_bytes=$(stat -c %s /tmp/slow)
+kill $slow"#
+    );
+    let (out, err, _) = sh(p, &inst, &script).await;
+    assert!(out.contains("fast-intact"), "{out} {err}");
+    let num = |key: &str| -> u64 {
+        out.split(key)
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {out}"))
+    };
+    assert!(num("fast_ms=") < 20_000, "{out}");
+    // The slow one was still going (it had received only part of its answer).
+    let slow = num("slow_bytes=");
+    assert!(slow > 0 && slow < 20_000_000, "{out}");
 }

@@ -183,6 +183,11 @@ impl Emulator {
         self.data.path()
     }
 
+    /// The emulator's process id (every sprite process descends from it), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops and starts the emulator on the same data directory (the port changes).
     pub fn restart(&mut self) {
         self.kill();

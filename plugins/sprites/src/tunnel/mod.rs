@@ -60,11 +60,17 @@ async fn stop(e: Entry) {
     e.stopped.store(true, Ordering::SeqCst);
     e.task.abort();
     let session = e.session.lock().ok().and_then(|mut g| g.take());
-    if let Some(id) = session {
-        let _ = e
-            .sprite
-            .kill_session(&id, "SIGTERM", Duration::from_secs(2))
-            .await;
+    match session {
+        Some(id) => {
+            let _ = e
+                .sprite
+                .kill_session(&id, "SIGTERM", Duration::from_secs(2))
+                .await;
+        }
+        // The server named no session id: find the relay by its command line.
+        None => {
+            kill_stale(&e.sprite, e.port).await;
+        }
     }
 }
 
@@ -210,8 +216,13 @@ async fn open(
     let sprite = b.sprite(&state).await?;
     let port = req.remote_port;
     // One tunnel per sprite and port: opening again (after a wake or restore) replaces it.
-    let name = sprite.name().to_owned();
-    for old in take_entries(|_, e| e.sprite.name() == name && e.port == port) {
+    let (name, api) = (
+        sprite.name().to_owned(),
+        sprite.client().base_url().to_owned(),
+    );
+    for old in take_entries(|_, e| {
+        e.sprite.name() == name && e.sprite.client().base_url() == api && e.port == port
+    }) {
         stop(old).await;
     }
     ctx.progress("tunnel", "installing the tunnel relay", Some(0.1));

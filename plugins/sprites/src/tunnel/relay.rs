@@ -86,11 +86,6 @@ pub async fn start(sprite: &SpriteHandle, port: u16) -> Result<RelayProcess, Sta
             "the relay's exec session has no stdin or output".into(),
         ));
     };
-    let session = child
-        .session_info(Duration::from_secs(15))
-        .await
-        .map(|i| i.session_id);
-    let exit = tokio::spawn(child.wait());
     let mut decoder = Decoder::new();
     let mut err_text = Vec::new();
     let mut err_open = true;
@@ -119,6 +114,12 @@ pub async fn start(sprite: &SpriteHandle, port: u16) -> Result<RelayProcess, Sta
     })
     .await;
     if matches!(ready, Ok(true)) {
+        // The server sends `session_info` before any output, so it is here by now if at all.
+        let session = child
+            .session_info(Duration::from_secs(2))
+            .await
+            .map(|i| i.session_id);
+        let exit = tokio::spawn(child.wait());
         return Ok(RelayProcess {
             stdin,
             stdout,
@@ -135,11 +136,11 @@ pub async fn start(sprite: &SpriteHandle, port: u16) -> Result<RelayProcess, Sta
                 err_text.extend_from_slice(&b);
             }
         }
-        exit.await
+        child.wait().await
     })
     .await
     {
-        Ok(Ok(Ok(code))) => Some(code),
+        Ok(Ok(code)) => Some(code),
         _ => None,
     };
     let text = String::from_utf8_lossy(&err_text).trim().to_owned();
