@@ -44,9 +44,35 @@ impl DeleteArgs {
     /// Runs `delete`.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let interactive = std::io::stdin().is_terminal();
-        let api = ApiClient::connect(ctx, Autostart::Yes).await?;
+        // Off a terminal without --yes the answer is a refusal; the daemon is only asked (never
+        // started) so the refusal can name unpushed commits.
+        let refuse = !self.yes && !interactive;
+        let refusal = |warned: bool| {
+            UsageError::err(format!(
+                "refusing to delete `{}` without confirmation: stdin is not a terminal; pass \
+                 --yes to delete without asking{}",
+                self.name,
+                if warned {
+                    " (and lose the unpushed commits above)"
+                } else {
+                    ""
+                }
+            ))
+        };
         let path = format!("/api/sessions/{}", encode(&self.name));
-        let session: Session = api.get(&path).await?;
+        let (api, session) = if refuse {
+            let Ok(api) = ApiClient::connect(ctx, Autostart::No).await else {
+                return Err(refusal(false));
+            };
+            let Ok(session) = api.get::<Session>(&path).await else {
+                return Err(refusal(false));
+            };
+            (api, session)
+        } else {
+            let api = ApiClient::connect(ctx, Autostart::Yes).await?;
+            let session: Session = api.get(&path).await?;
+            (api, session)
+        };
         // Only a sandbox that exists can hold unpushed work.
         let warning = if matches!(session.status.as_str(), "running" | "hibernated") {
             match api
@@ -77,17 +103,8 @@ impl DeleteArgs {
         if let Some(w) = &warning {
             eprintln!("{w}");
         }
-        if !self.yes && !interactive {
-            return Err(UsageError::err(format!(
-                "refusing to delete `{}` without confirmation: stdin is not a terminal; pass \
-                 --yes to delete without asking{}",
-                self.name,
-                if warning.is_some() {
-                    " (and lose the unpushed commits above)"
-                } else {
-                    ""
-                }
-            )));
+        if refuse {
+            return Err(refusal(warning.is_some()));
         }
         if !self.yes {
             eprint!(
