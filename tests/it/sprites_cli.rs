@@ -327,6 +327,13 @@ async fn sprites_plugin_progress_reaches_logs_and_events() {
         "ms": 2500, "times": 1}),
     )
     .await;
+    // The agent started again after the wake loses its socket once: the plugin's reconnect
+    // events show as agent progress.
+    emu.add_fault(
+        serde_json::json!({"kind": "drop_ws", "path": format!("/v1/sprites/{sprite}/exec*"),
+        "after_bytes": 40, "times": 1}),
+    )
+    .await;
     let run = home.run(&["wake", "rl"]);
     assert_exit(&run, 0);
     let log = logs(&home, "rl");
@@ -342,6 +349,32 @@ async fn sprites_plugin_progress_reaches_logs_and_events() {
         log.contains(&format!("[wake] sprite {sprite} is awake after ")),
         "{log}"
     );
+
+    // The socket drops at the agent's next output (after 40 bytes went through): an answer.
+    let mut a = Attached::start(&home, "rl");
+    a.send(b"ping\n");
+    a.expect("you said: ping");
+    a.send(&[0x1d]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(0), "{err}");
+    // The event is recorded by the daemon's agent task, maybe just after the answer: bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let log = logs(&home, "rl");
+        if log.contains("[agent] reconnected") {
+            assert!(
+                log.contains("[agent] reconnecting (attempt: 1, reason: "),
+                "{log}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no reconnect shown within 60 s:\n{log}\n{}",
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // A commit made in the sandbox beyond the base commit: delete warns about it.
     commit_in_sprite(&emu, &sprite, 1).await;

@@ -40,45 +40,38 @@ fn unpushed_warning(session: &Session, u: &Unpushed) -> Option<String> {
     ))
 }
 
-/// The usage error for a delete off a terminal without `--yes`.
-fn confirmation_needed(name: &str, unpushed: bool) -> anyhow::Error {
-    UsageError::err(format!(
-        "refusing to delete `{name}` without confirmation: stdin is not a terminal; pass --yes \
-         to delete without asking{}",
-        if unpushed {
-            " (and lose the unpushed commits above)"
-        } else {
-            ""
-        }
-    ))
-}
-
 impl DeleteArgs {
     /// Runs `delete`.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let interactive = std::io::stdin().is_terminal();
+        // Off a terminal without --yes the answer is a refusal; the daemon is only asked (never
+        // started) so the refusal can name unpushed commits.
         let refuse = !self.yes && !interactive;
-        // A delete that will be refused never starts a daemon; with one running, the refusal
-        // still warns about unpushed commits first.
-        let api = match ApiClient::connect(
-            ctx,
-            if refuse {
-                Autostart::No
-            } else {
-                Autostart::Yes
-            },
-        )
-        .await
-        {
-            Ok(api) => api,
-            Err(_) if refuse => return Err(confirmation_needed(&self.name, false)),
-            Err(e) => return Err(e),
+        let refusal = |warned: bool| {
+            UsageError::err(format!(
+                "refusing to delete `{}` without confirmation: stdin is not a terminal; pass \
+                 --yes to delete without asking{}",
+                self.name,
+                if warned {
+                    " (and lose the unpushed commits above)"
+                } else {
+                    ""
+                }
+            ))
         };
         let path = format!("/api/sessions/{}", encode(&self.name));
-        let session: Session = match api.get(&path).await {
-            Ok(s) => s,
-            Err(_) if refuse => return Err(confirmation_needed(&self.name, false)),
-            Err(e) => return Err(e.into()),
+        let (api, session) = if refuse {
+            let Ok(api) = ApiClient::connect(ctx, Autostart::No).await else {
+                return Err(refusal(false));
+            };
+            let Ok(session) = api.get::<Session>(&path).await else {
+                return Err(refusal(false));
+            };
+            (api, session)
+        } else {
+            let api = ApiClient::connect(ctx, Autostart::Yes).await?;
+            let session: Session = api.get(&path).await?;
+            (api, session)
         };
         // Only a sandbox that exists can hold unpushed work.
         let warning = if matches!(session.status.as_str(), "running" | "hibernated") {
@@ -111,7 +104,7 @@ impl DeleteArgs {
             eprintln!("{w}");
         }
         if refuse {
-            return Err(confirmation_needed(&self.name, warning.is_some()));
+            return Err(refusal(warning.is_some()));
         }
         if !self.yes {
             eprint!(

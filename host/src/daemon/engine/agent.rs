@@ -144,14 +144,15 @@ async fn run(
 ) -> Ended {
     let (mut reader, mut writer) = stream.split();
     // A `--print` run is non-interactive: its stdin ends at once (`claude -p` would otherwise
-    // wait for input that never comes). An agent that already exited cannot take it (a broken
-    // pipe): its exit frame is still to be read, so that is not a lost stream.
+    // wait for input that never comes).
+    // A write error is not fatal: a command that already finished may have closed its end,
+    // and its output and exit frame are still there to read.
     if print
         && let Err(e) = writer
             .write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
             .await
     {
-        tracing::debug!(session = %id, "closing the --print agent's stdin: {e}");
+        tracing::debug!(session = %id, "cannot close the agent's stdin: {e}");
     }
     // Reading a frame is not cancel-safe, so a separate task reads and this one selects over
     // two channels.
