@@ -328,10 +328,11 @@ async fn sprites_plugin_progress_reaches_logs_and_events() {
     )
     .await;
     // The agent started again after the wake loses its socket once: the plugin's reconnect
-    // events show as agent progress.
+    // events show as agent progress. The wake also re-opens the credential proxy's tunnel (one
+    // more exec socket, which recovers from a drop by itself), so the fault is armed for both.
     emu.add_fault(
         serde_json::json!({"kind": "drop_ws", "path": format!("/v1/sprites/{sprite}/exec*"),
-        "after_bytes": 40, "times": 1}),
+        "after_bytes": 40, "times": 2}),
     )
     .await;
     let run = home.run(&["wake", "rl"]);
