@@ -38,6 +38,8 @@ use upstream::Upstream;
 
 const KEY: &str = "sk-ant-api03-bench-key-0123456789abcdef";
 const BIG: usize = 10 * 1024 * 1024;
+/// Warm-up requests per client before each small-GET measurement.
+const WARM: usize = 20;
 
 struct Load {
     rounds: usize,
@@ -47,6 +49,8 @@ struct Load {
 
 #[derive(Clone, Copy)]
 struct Measured {
+    /// Requests measured (after the warm-up ones).
+    n: usize,
     rate: f64,
     p50: Duration,
     p99: Duration,
@@ -71,6 +75,7 @@ fn med(ms: &[Measured]) -> Measured {
         Duration::from_secs_f64(median(ms.iter().map(|m| f(m).as_secs_f64()).collect()))
     };
     Measured {
+        n: ms.iter().map(|m| m.n).sum(),
         rate: median(ms.iter().map(|m| m.rate).collect()),
         p50: d(|m| m.p50),
         p99: d(|m| m.p99),
@@ -126,7 +131,7 @@ async fn small(c: &reqwest::Client, url: &str, concurrency: usize, secs: f64) ->
         .map(|_| {
             let (c, url) = (c.clone(), url.to_string());
             tokio::spawn(async move {
-                for _ in 0..20 {
+                for _ in 0..WARM {
                     one_small(&c, &url).await;
                 }
             })
@@ -159,6 +164,7 @@ async fn small(c: &reqwest::Client, url: &str, concurrency: usize, secs: f64) ->
     let wall = started.elapsed();
     all.sort();
     Measured {
+        n: all.len(),
         rate: all.len() as f64 / wall.as_secs_f64(),
         p50: pct(&all, 0.5),
         p99: pct(&all, 0.99),
@@ -188,6 +194,7 @@ async fn big(c: &reqwest::Client, url: &str, secs: f64) -> Measured {
     let wall = started.elapsed();
     lat.sort();
     Measured {
+        n: lat.len(),
         rate: lat.len() as f64 * (BIG as f64 / 1e6) / wall.as_secs_f64(),
         p50: pct(&lat, 0.5),
         p99: pct(&lat, 0.99),
@@ -311,6 +318,31 @@ async fn start_mitm(bin: &Path, dir: &Path, upstream_ca: &Path, stream: bool) ->
     None
 }
 
+/// CPU time used so far by our proxy's threads (its runtime and its audit writer), from
+/// /proc: a figure that background load disturbs less than wall-clock throughput.
+fn proxy_cpu() -> Duration {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "bench-proxy" | "clauderon-audit") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is 3rd, utime 14th, stime 15th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 12 {
+            total += f[11].parse::<u64>().unwrap_or(0) + f[12].parse::<u64>().unwrap_or(0);
+        }
+    }
+    Duration::from_secs_f64(total as f64 / tick)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -371,6 +403,9 @@ const BIG_BODIES: u8 = 4;
 struct Contender {
     name: &'static str,
     runs: u8,
+    /// Proxy CPU per request (small, 8 concurrent) and per 10 MB body, ours only.
+    cpu_small: Vec<f64>,
+    cpu_big: Vec<f64>,
     client: reqwest::Client,
     base: String,
     small: Vec<Measured>,
@@ -429,6 +464,8 @@ async fn run(load: Load, proxy_rt: tokio::runtime::Handle) {
             small: vec![],
             seq: vec![],
             big: vec![],
+            cpu_small: vec![],
+            cpu_big: vec![],
         },
         Contender {
             name: "clauderon",
@@ -442,11 +479,14 @@ async fn run(load: Load, proxy_rt: tokio::runtime::Handle) {
             small: vec![],
             seq: vec![],
             big: vec![],
+            cpu_small: vec![],
+            cpu_big: vec![],
         },
     ];
 
-    let bin = find_mitmdump();
-    if bin.is_none() {
+    let skip_mitm = std::env::var("PROXY_BENCH_ONLY").is_ok_and(|o| !o.contains("mitm"));
+    let bin = if skip_mitm { None } else { find_mitmdump() };
+    if bin.is_none() && !skip_mitm {
         println!(
             "mitmproxy baseline missing: no mitmdump in target/mitmproxy-venv or on PATH \
              (python3 -m venv target/mitmproxy-venv && target/mitmproxy-venv/bin/pip install mitmproxy)"
@@ -479,12 +519,27 @@ async fn run(load: Load, proxy_rt: tokio::runtime::Handle) {
             small: vec![],
             seq: vec![],
             big: vec![],
+            cpu_small: vec![],
+            cpu_big: vec![],
         });
         mitms.push(m);
     }
-    // For profiling: PROXY_BENCH_ONLY=clauderon,direct keeps only those.
+    // For profiling: PROXY_BENCH_ONLY=clauderon,big keeps only those contenders (when any is
+    // named) and workloads (small, seq, big; when any is named).
     if let Ok(only) = std::env::var("PROXY_BENCH_ONLY") {
-        contenders.retain(|c| only.split(',').any(|o| o == c.name));
+        let only: Vec<&str> = only.split(',').collect();
+        if contenders.iter().any(|c| only.contains(&c.name)) {
+            contenders.retain(|c| only.contains(&c.name));
+        }
+        let mask = [("small", SMALL), ("seq", SEQ), ("big", BIG_BODIES)]
+            .iter()
+            .filter(|(n, _)| only.contains(n))
+            .fold(0, |m, (_, b)| m | b);
+        if mask != 0 {
+            for c in &mut contenders {
+                c.runs &= mask;
+            }
+        }
     }
     let mitm = mitms.first();
 
@@ -503,15 +558,22 @@ async fn run(load: Load, proxy_rt: tokio::runtime::Handle) {
         for c in &mut contenders {
             let url = format!("{}/v1/models", c.base);
             if c.runs & SMALL != 0 {
-                c.small
-                    .push(small(&c.client, &url, load.concurrency, load.secs).await);
+                let cpu = proxy_cpu();
+                let m = small(&c.client, &url, load.concurrency, load.secs).await;
+                // The warm-up requests count too.
+                let n = m.n + load.concurrency * WARM;
+                c.cpu_small.push(ms(proxy_cpu() - cpu) / n as f64);
+                c.small.push(m);
             }
             if c.runs & SEQ != 0 {
                 c.seq.push(small(&c.client, &url, 1, load.secs).await);
             }
             if c.runs & BIG_BODIES != 0 {
-                c.big
-                    .push(big(&c.client, &format!("{}{q}", c.base), load.secs).await);
+                let cpu = proxy_cpu();
+                let m = big(&c.client, &format!("{}{q}", c.base), load.secs).await;
+                // The warm-up body counts too.
+                c.cpu_big.push(ms(proxy_cpu() - cpu) / (m.n + 1) as f64);
+                c.big.push(m);
             }
         }
         let line: Vec<String> = contenders
@@ -550,9 +612,20 @@ async fn run(load: Load, proxy_rt: tokio::runtime::Handle) {
     summary("small GETs, one at a time", "req/s", |c| &c.seq);
     summary("10 MB bodies, one at a time", "MB/s", |c| &c.big);
 
+    if let Some(o) = get("clauderon") {
+        println!(
+            "clauderon proxy CPU (its threads, from /proc): {:.3} ms per small GET, {:.1} ms per \
+             10 MB body",
+            median(o.cpu_small.clone()),
+            median(o.cpu_big.clone())
+        );
+    }
     let (Some(d), Some(o)) = (get("direct"), get("clauderon")) else {
         return;
     };
+    if d.small.is_empty() || o.small.is_empty() || d.seq.is_empty() || d.big.is_empty() {
+        return;
+    }
     let (ds, os, dq, oq) = (med(&d.small), med(&o.small), med(&d.seq), med(&o.seq));
     let (db, ob) = (med(&d.big), med(&o.big));
     println!(

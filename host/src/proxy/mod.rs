@@ -16,6 +16,7 @@ pub mod sandbox;
 pub mod scrub;
 mod server;
 pub mod sessions;
+mod stream;
 mod tripwire;
 
 pub use audit::{AuditEntry, audit_file, read_audit};

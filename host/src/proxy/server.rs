@@ -7,6 +7,7 @@ use super::rules::Policy;
 use super::sandbox::{SandboxOptions, SandboxSetup};
 use super::scrub::{ScrubBody, Scrubber};
 use super::sessions::{PLACEHOLDER_PREFIX, ProxyCredential, Sessions};
+use super::stream::{Coalesce, SOCKET_READ_BUFFER};
 use super::tripwire::ScanBody;
 use crate::home::Home;
 use crate::secrets::{Secret, SecretResolver};
@@ -114,13 +115,11 @@ fn client_tls(
             .add(c.clone())
             .map_err(|e| ProxyError::Tls(format!("an upstream ca_file certificate: {e}")))?;
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ProxyError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(super::stream::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProxyError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -338,6 +337,7 @@ impl Inner {
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| format!("{host} is not a valid TLS server name"))?;
+        let tcp = tokio::io::BufReader::with_capacity(SOCKET_READ_BUFFER, tcp);
         let tls = timeout(
             HANDSHAKE_TIMEOUT,
             tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
@@ -345,9 +345,10 @@ impl Inner {
         .await
         .map_err(|_| format!("TLS to {host} timed out; no credential was sent"))?
         .map_err(|e| format!("TLS to {host} failed, so no credential was sent: {e}"))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("HTTP to {host} failed: {e}"))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(Coalesce::new(tls)))
+                .await
+                .map_err(|e| format!("HTTP to {host} failed: {e}"))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -585,7 +586,7 @@ async fn tunnel(
     let started = Instant::now();
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
-        TokioIo::new(upgraded),
+        tokio::io::BufReader::with_capacity(SOCKET_READ_BUFFER, TokioIo::new(upgraded)),
     );
     // A refused tunnel is recorded as a violation of the CONNECT; nothing is relayed.
     let refuse = |why: &str| {
@@ -630,7 +631,7 @@ async fn tunnel(
     });
     let svc = service_fn(move |req| intercepted(inner.clone(), t.clone(), req));
     let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), svc)
+        .serve_connection(TokioIo::new(Coalesce::new(tls)), svc)
         .await;
 }
 
