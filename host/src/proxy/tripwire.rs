@@ -460,5 +460,13 @@ mod tests {
         assert_eq!(s.prefetch(64 * 1024).await.unwrap(), None);
         let out = s.collect().await.unwrap().to_bytes();
         assert_eq!(&out[..], b"hello world");
+        // An exact size stays exact (and consistent) across the read-ahead.
+        let text = format!("{} clauderon-place", "z".repeat(100));
+        let full = http_body_util::Full::new(Bytes::from(text.clone()));
+        let mut s = ScanBody::new(full, judge);
+        assert_eq!(s.size_hint().exact(), Some(text.len() as u64));
+        assert_eq!(s.prefetch(10).await.unwrap(), None);
+        assert_eq!(s.size_hint().exact(), Some(text.len() as u64));
+        assert_eq!(s.collect().await.unwrap().to_bytes(), text.as_bytes());
     }
 }
