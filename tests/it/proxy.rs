@@ -139,6 +139,52 @@ fn connect_request(host: &str, cred: Option<&ProxyCredential>) -> String {
     format!("CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n{auth}\r\n")
 }
 
+/// One CONNECT tunnel to `host` through the proxy, TLS inside it trusting our CA, and an
+/// HTTP/1.1 connection over that: every request sent on the result uses this one tunnel.
+async fn one_tunnel(
+    proxy: &CredentialProxy,
+    cred: &ProxyCredential,
+    host: &str,
+) -> hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>> {
+    let mut s = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    s.write_all(connect_request(host, Some(cred)).as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 4096, "no end of the CONNECT answer");
+        head.push(s.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(proxy.ca().cert_der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, s)
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+fn get(host: &str, path: &str) -> hyper::Request<http_body_util::Full<bytes::Bytes>> {
+    hyper::Request::builder()
+        .uri(path)
+        .header("host", host)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap()
+}
+
 #[tokio::test]
 async fn proxy_injects_the_real_key_and_strips_what_the_sandbox_sent() {
     let f = Fixture::new().await;
@@ -268,21 +314,23 @@ async fn proxy_credentials_are_per_session_and_revocable() {
     let ok = raw(&f.proxy, &connect_request("api.anthropic.com", Some(&cred))).await;
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 
-    // A tunnel opened before revocation is refused on its next request.
-    let client = f.client(&cred);
-    let r = client
-        .get("https://api.anthropic.com/v1/a")
-        .send()
+    // A tunnel opened before revocation is refused on its next request, on the same
+    // connection (one CONNECT, one TLS session inside it).
+    let mut tunnel = one_tunnel(&f.proxy, &cred, "api.anthropic.com").await;
+    let r = tunnel
+        .send_request(get("api.anthropic.com", "/v1/a"))
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    r.bytes().await.unwrap();
+    http_body_util::BodyExt::collect(r.into_body())
+        .await
+        .unwrap();
     assert!(f.proxy.revoke_session(a));
-    let r = client.get("https://api.anthropic.com/v1/b").send().await;
-    match r {
-        Ok(r) => assert_eq!(r.status(), 407),
-        Err(e) => panic!("the open tunnel should answer 407, got {e}"),
-    }
+    let r = tunnel
+        .send_request(get("api.anthropic.com", "/v1/b"))
+        .await
+        .expect("the open tunnel answers");
+    assert_eq!(r.status(), 407);
     let r = raw(&f.proxy, &connect_request("api.anthropic.com", Some(&cred))).await;
     assert!(r.starts_with("HTTP/1.1 407"), "{r}");
     assert_eq!(
@@ -496,6 +544,14 @@ async fn real_secrets_are_scrubbed_from_responses() {
     assert_eq!(r.status(), 502);
     let seen = f.upstream.requests();
     assert_eq!(seen[1].one("accept-encoding"), Some("identity"));
+    // Only then: the same answer to a request that carried no credential is passed on.
+    let r = client
+        .get("https://registry.npmjs.org/gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-encoding"], "gzip");
 }
 
 #[tokio::test]
@@ -517,9 +573,33 @@ async fn the_audit_log_records_requests_without_values() {
         .send()
         .await
         .unwrap();
+    // Secret-looking values in the query, a header and the body; and a refused request whose
+    // query carries a placeholder.
+    let r = client
+        .post(format!(
+            "https://api.anthropic.com/v1/complete?key={ANTHROPIC_KEY}&access_token=ghp_LOOKALIKEquery"
+        ))
+        .header("x-custom", "sk-ant-HEADERlookalike")
+        .body("body-SECRETlookalike")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(format!(
+            "https://registry.npmjs.org/search?q={}",
+            ph["github_token"]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     f.proxy.flush_audit().await;
     let audit = read_audit(&f.home, id).unwrap();
-    assert_eq!(audit.len(), 2, "{audit:?}");
+    assert_eq!(audit.len(), 4, "{audit:?}");
+    assert_eq!(audit[2].path, "/v1/complete");
+    assert_eq!((audit[3].path.as_str(), audit[3].status), ("/search", 403));
+    assert!(audit[3].violation.is_some());
     assert_eq!(
         (
             audit[0].host.as_str(),
@@ -539,7 +619,12 @@ async fn the_audit_log_records_requests_without_values() {
     for never in [
         ANTHROPIC_KEY,
         ph["anthropic_api_key"].as_str(),
+        ph["github_token"].as_str(),
         "secretquery",
+        "LOOKALIKE",
+        "lookalike",
+        "key=",
+        "?",
         cred.password.expose(),
     ] {
         assert!(!text.contains(never), "the audit log holds a value: {text}");
@@ -750,4 +835,157 @@ async fn clauderon_proxy_audit_shows_a_sessions_log_by_name() {
         .find(|r| r["host"] == "github.com")
         .unwrap();
     assert!(github["source"].is_null());
+}
+
+#[tokio::test]
+async fn a_placeholder_in_a_request_body_to_the_wrong_host_is_blocked_and_recorded() {
+    let plain = Upstream::start_plain().await;
+    let f = Fixture::with(
+        true,
+        "allow = [\"127.0.0.1\"]\n",
+        &[
+            ("ANTHROPIC_API_KEY", ANTHROPIC_KEY),
+            ("GITHUB_TOKEN", GITHUB_TOKEN),
+        ],
+    )
+    .await;
+    let id = SessionId::new();
+    let cred = f.proxy.register_session(id);
+    let ph = f.proxy.placeholders(id).unwrap();
+    let client = f.client(&cred);
+
+    // A small body to a host without a rule: refused before the upstream sees anything.
+    let r = client
+        .post("https://registry.npmjs.org/-/v1/login")
+        .body(format!("{{\"token\":\"{}\"}}", ph["anthropic_api_key"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("request body"));
+    assert!(f.upstream.requests().is_empty(), "nothing reached upstream");
+
+    // A streamed body with the placeholder far past what is read ahead, split across chunks:
+    // the upstream gets the start, then the request is cut off before the placeholder.
+    let token = ph["github_token"].clone();
+    let chunks = vec![
+        bytes::Bytes::from(vec![b'x'; 300 * 1024]),
+        bytes::Bytes::from(format!(" \"{}", &token[..15])),
+        bytes::Bytes::from(format!("{}\" end", &token[15..])),
+    ];
+    let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
+    let r = client
+        .post("https://registry.npmjs.org/upload")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The upstream notices the cut-off on its own time.
+    let seen = f.upstream.wait_for_requests(1).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].target, "/upload");
+    assert!(
+        !seen[0].body_complete,
+        "the upstream saw the request cut off"
+    );
+    let prefix = sessions::PLACEHOLDER_PREFIX.as_bytes();
+    assert!(!seen[0].body.windows(prefix.len()).any(|w| w == prefix));
+
+    // Over cleartext too.
+    let r = client
+        .post(format!("http://{}/form", plain.addr()))
+        .body(format!("a=1&t={}", ph["anthropic_api_key"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(plain.requests().is_empty());
+
+    // What passes: a large clean body to a host without a rule, whole; and any body to a
+    // rule host (not scanned: a conversation may quote the agent's environment).
+    let big = vec![b'y'; 1024 * 1024 + 7];
+    let r = client
+        .post("https://registry.npmjs.org/big")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.text().await.unwrap(), format!("ok {}", big.len()));
+    let quoted = format!("{{\"tool_result\":\"GH_TOKEN={}\"}}", ph["github_token"]);
+    let r = client
+        .post("https://api.anthropic.com/v1/messages")
+        .body(quoted.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = f.upstream.requests();
+    assert_eq!(&seen[1].body[..], &big[..]);
+    assert_eq!(&seen[2].body[..], quoted.as_bytes());
+
+    f.proxy.flush_audit().await;
+    let audit = read_audit(&f.home, id).unwrap();
+    let blocked: Vec<_> = audit.iter().filter(|e| e.violation.is_some()).collect();
+    assert_eq!(blocked.len(), 3, "{audit:?}");
+    for e in &blocked {
+        assert_eq!(e.status, 403);
+        assert!(
+            e.violation
+                .as_deref()
+                .unwrap()
+                .contains("in the request body"),
+            "{e:?}"
+        );
+    }
+    assert_eq!(blocked[1].path, "/upload");
+    let text = std::fs::read_to_string(clauderon::proxy::audit_file(&f.home, id)).unwrap();
+    assert!(!text.contains(sessions::PLACEHOLDER_PREFIX), "{text}");
+}
+
+#[tokio::test]
+async fn the_proxy_listens_only_on_loopback_unless_forced() {
+    let dir = TempHome::new();
+    let home = Home::new(dir.path());
+    home.ensure().unwrap();
+    let start = |addr: &str, forced: bool| {
+        let home = home.clone();
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        async move {
+            let policy = Policy::load(&home).unwrap();
+            let r = resolver(&home, &[]);
+            if forced {
+                CredentialProxy::start_exposed(&home, policy, r, addr).await
+            } else {
+                CredentialProxy::start(&home, policy, r, addr).await
+            }
+        }
+    };
+    for addr in [
+        "0.0.0.0:0",
+        "[::]:0",
+        "192.0.2.10:3128",
+        "[::ffff:10.0.0.1]:8080",
+    ] {
+        let err = start(addr, false).await.unwrap_err().to_string();
+        assert!(
+            err.contains(addr) && err.contains("non-loopback") && err.contains("start_exposed"),
+            "{err}"
+        );
+    }
+    // Forced, the address is tried (this one is not on this machine, so binding fails).
+    let err = start("192.0.2.10:3128", true)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("non-loopback"), "{err}");
+    let p = start("127.0.0.1:0", false).await.unwrap();
+    assert!(p.addr().ip().is_loopback());
+    let p = start("[::ffff:127.0.0.1]:0", false).await;
+    assert!(
+        p.as_ref()
+            .err()
+            .is_none_or(|e| !e.to_string().contains("non-loopback")),
+        "a v4-mapped loopback address is loopback"
+    );
 }

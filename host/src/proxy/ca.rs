@@ -74,7 +74,7 @@ fn ca_params() -> CertificateParams {
 }
 
 fn ring() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    super::stream::crypto_provider()
 }
 
 /// Reads a private file, refusing one that group or others can read (like OpenSSH).
@@ -217,6 +217,8 @@ impl CertificateAuthority {
             .with_single_cert(vec![cert, self.cert_der.clone()], key_der)
             .map_err(|e| ProxyError::Tls(e.to_string()))?;
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // Our suite order (AES-128-GCM first), whatever the client prefers among them.
+        cfg.ignore_client_order = true;
         Ok(cfg)
     }
 

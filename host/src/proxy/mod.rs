@@ -17,6 +17,8 @@ pub mod sandbox;
 pub mod scrub;
 mod server;
 pub mod sessions;
+mod stream;
+mod tripwire;
 
 pub use audit::{AuditEntry, audit_file, read_audit};
 pub use ca::CertificateAuthority;

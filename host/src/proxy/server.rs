@@ -7,6 +7,8 @@ use super::rules::Policy;
 use super::sandbox::{SandboxOptions, SandboxSetup};
 use super::scrub::{ScrubBody, Scrubber};
 use super::sessions::{PLACEHOLDER_PREFIX, ProxyCredential, Sessions};
+use super::stream::{Coalesce, SOCKET_READ_BUFFER};
+use super::tripwire::ScanBody;
 use crate::home::Home;
 use crate::secrets::{Secret, SecretResolver};
 use crate::session::SessionId;
@@ -15,7 +17,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
@@ -24,6 +26,7 @@ use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,6 +35,10 @@ use tokio::time::timeout;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type ProxyBody = BoxBody<Bytes, BoxError>;
+/// Decides about a placeholder token found in a request body (`Some(reason)` refuses it).
+type Judge = Box<dyn FnMut(&[u8]) -> Option<String> + Send>;
+/// A request body on its way upstream: as received, or scanned for placeholders.
+type UpBody = Either<Incoming, ScanBody<Incoming, Judge>>;
 
 /// How long a TLS handshake (either side) or an upstream connect may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -41,6 +48,10 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 const SECRET_TTL: Duration = Duration::from_secs(600);
 /// The most client connections served at once.
 const MAX_CONNECTIONS: usize = 4096;
+/// How much of a scanned request body is read (and scanned) before the request goes
+/// upstream, so a small body carrying a misplaced placeholder is refused before the upstream
+/// sees anything. Larger bodies stream on, scanned, and are cut off at a misplaced placeholder.
+const BODY_PREFETCH: usize = 256 * 1024;
 
 /// Hop-by-hop headers, never forwarded in either direction.
 const HOP_BY_HOP: [&str; 9] = [
@@ -61,6 +72,7 @@ struct SecretCache {
 }
 
 struct Inner {
+    placeholder_finder: memchr::memmem::Finder<'static>,
     ca: CertificateAuthority,
     policy: Policy,
     sessions: Sessions,
@@ -103,13 +115,11 @@ fn client_tls(
             .add(c.clone())
             .map_err(|e| ProxyError::Tls(format!("an upstream ca_file certificate: {e}")))?;
     }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ProxyError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut cfg = rustls::ClientConfig::builder_with_provider(super::stream::crypto_provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProxyError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -183,7 +193,7 @@ struct Tunnel {
     session: SessionId,
     host: String,
     port: u16,
-    upstream: tokio::sync::Mutex<Option<SendRequest<Incoming>>>,
+    upstream: tokio::sync::Mutex<Option<SendRequest<UpBody>>>,
 }
 
 impl Inner {
@@ -243,39 +253,44 @@ impl Inner {
             .unwrap_or_else(|_| Arc::new(Scrubber::new([])))
     }
 
-    /// Why a request must be blocked because it carries a placeholder that does not belong
-    /// on `host` (another secret's, another session's, or an unknown one), if it does.
-    fn tripwire(&self, session: SessionId, host: &str, req: &Request<Incoming>) -> Option<String> {
-        let finder = memchr::memmem::Finder::new(PLACEHOLDER_PREFIX.as_bytes());
+    /// Why `token` (a `clauderon-placeholder-…` token) must not go to `host` in a request of
+    /// `session`: another session's, an unknown one, or one whose secret's rule does not match
+    /// `host`. `None` when it is this session's placeholder for `host`'s rule.
+    fn judge_token(&self, session: SessionId, host: &str, token: &[u8]) -> Option<String> {
+        let token = std::str::from_utf8(token).unwrap_or_default();
+        match self.sessions.owner_of(token) {
+            Some((owner, _)) if owner != session => Some(format!(
+                "a placeholder of another session was sent to {host}"
+            )),
+            Some((_, secret))
+                if self
+                    .policy
+                    .rule_for(host)
+                    .is_none_or(|r| r.secret != secret) =>
+            {
+                Some(format!(
+                    "the placeholder for `{secret}` was sent to {host}, which is not a host of its rule"
+                ))
+            }
+            Some(_) => None,
+            None => Some(format!(
+                "an unknown or revoked clauderon placeholder was sent to {host}"
+            )),
+        }
+    }
+
+    /// Why a request must be blocked because its target or a header carries a placeholder
+    /// that does not belong on `host` (see [`Inner::judge_token`]), if it does.
+    fn tripwire<B>(&self, session: SessionId, host: &str, req: &Request<B>) -> Option<String> {
+        let finder = &self.placeholder_finder;
         let check = |bytes: &[u8]| -> Option<String> {
             for at in finder.find_iter(bytes) {
-                let token: String = bytes[at..]
+                let len = bytes[at..]
                     .iter()
                     .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'-')
-                    .map(|b| *b as char)
-                    .collect();
-                let bound = |secret: &str| {
-                    self.policy
-                        .rule_for(host)
-                        .is_some_and(|r| r.secret == secret)
-                };
-                match self.sessions.owner_of(&token) {
-                    Some((owner, _)) if owner != session => {
-                        return Some(format!(
-                            "a placeholder of another session was sent to {host}"
-                        ));
-                    }
-                    Some((_, secret)) if !bound(&secret) => {
-                        return Some(format!(
-                            "the placeholder for `{secret}` was sent to {host}, which is not a host of its rule"
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        return Some(format!(
-                            "an unknown or revoked clauderon placeholder was sent to {host}"
-                        ));
-                    }
+                    .count();
+                if let Some(why) = self.judge_token(session, host, &bytes[at..at + len]) {
+                    return Some(why);
                 }
             }
             None
@@ -304,7 +319,7 @@ impl Inner {
         None
     }
 
-    async fn connect_tls(&self, host: &str, port: u16) -> Result<SendRequest<Incoming>, String> {
+    async fn connect_tls(&self, host: &str, port: u16) -> Result<SendRequest<UpBody>, String> {
         let (addr, cfg) = match self.policy.upstreams.get(host) {
             Some(o) => (
                 o.address.clone(),
@@ -322,6 +337,7 @@ impl Inner {
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| format!("{host} is not a valid TLS server name"))?;
+        let tcp = tokio::io::BufReader::with_capacity(SOCKET_READ_BUFFER, tcp);
         let tls = timeout(
             HANDSHAKE_TIMEOUT,
             tokio_rustls::TlsConnector::from(cfg).connect(name, tcp),
@@ -329,9 +345,10 @@ impl Inner {
         .await
         .map_err(|_| format!("TLS to {host} timed out; no credential was sent"))?
         .map_err(|e| format!("TLS to {host} failed, so no credential was sent: {e}"))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("HTTP to {host} failed: {e}"))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(Coalesce::new(tls)))
+                .await
+                .map_err(|e| format!("HTTP to {host} failed: {e}"))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -343,7 +360,7 @@ impl Tunnel {
     async fn send(
         &self,
         inner: &Inner,
-        req: Request<Incoming>,
+        req: Request<UpBody>,
     ) -> Result<Response<Incoming>, String> {
         let mut guard = self.upstream.lock().await;
         let usable = match guard.as_mut() {
@@ -401,10 +418,79 @@ fn finish_response(
     Ok(Response::from_parts(parts, body))
 }
 
+/// A request body ready to go upstream. Bodies to a host without a credential rule are
+/// scanned for placeholders (see [`BODY_PREFETCH`]); bodies to rule hosts are not, since a
+/// conversation sent to an LLM API may quote the agent's environment, and those hosts are
+/// already trusted with the real credential. The judge records a refusal in the audit log
+/// itself, so a body cut off after the response head is recorded too.
+async fn prepare_body(
+    inner: &Arc<Inner>,
+    seen: &Seen<'_>,
+    req: Request<Incoming>,
+) -> Result<(Request<UpBody>, Option<Arc<AtomicBool>>), Response<ProxyBody>> {
+    if inner.policy.rule_for(seen.host).is_some() || http_body::Body::is_end_stream(req.body()) {
+        return Ok((req.map(Either::Left), None));
+    }
+    let tripped = Arc::new(AtomicBool::new(false));
+    let judge: Judge = {
+        let inner = inner.clone();
+        let tripped = tripped.clone();
+        let (session, started) = (seen.session, seen.started);
+        let (host, method, path) = (
+            seen.host.to_string(),
+            seen.method.to_string(),
+            seen.path.to_string(),
+        );
+        Box::new(move |token: &[u8]| {
+            let why = inner.judge_token(session, &host, token)?;
+            let why = format!("{why} in the request body");
+            tripped.store(true, Ordering::SeqCst);
+            let seen = Seen {
+                session,
+                host: &host,
+                method: &method,
+                path: &path,
+                started,
+            };
+            inner.record(&seen, StatusCode::FORBIDDEN, false, Some(why.clone()));
+            Some(why)
+        })
+    };
+    let (parts, body) = req.into_parts();
+    let mut body = ScanBody::new(body, judge);
+    match body.prefetch(BODY_PREFETCH).await {
+        Ok(None) => Ok((
+            Request::from_parts(parts, Either::Right(body)),
+            Some(tripped),
+        )),
+        Ok(Some(why)) => Err(body_text(StatusCode::FORBIDDEN, &why)),
+        Err(e) => Err(body_text(
+            StatusCode::BAD_REQUEST,
+            &format!("reading the request body failed: {e}"),
+        )),
+    }
+}
+
+/// Whether a scanned body was cut off at a misplaced placeholder (already recorded).
+fn was_tripped(t: &Option<Arc<AtomicBool>>) -> bool {
+    t.as_ref().is_some_and(|t| t.load(Ordering::SeqCst))
+}
+
+/// The answer for a body cut off at a misplaced placeholder.
+fn tripped_response(host: &str) -> Response<ProxyBody> {
+    body_text(
+        StatusCode::FORBIDDEN,
+        &format!(
+            "the request body carried a clauderon placeholder that does not belong on {host}; \
+             the request was cut off before it"
+        ),
+    )
+}
+
 async fn intercepted(
     inner: Arc<Inner>,
     t: Arc<Tunnel>,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let started = Instant::now();
     let method = req.method().to_string();
@@ -439,6 +525,10 @@ async fn intercepted(
         rec(StatusCode::FORBIDDEN, false, Some(why.clone()));
         return Ok(body_text(StatusCode::FORBIDDEN, &why));
     }
+    let (mut req, tripped) = match prepare_body(&inner, &seen, req).await {
+        Ok(r) => r,
+        Err(refused) => return Ok(refused),
+    };
     strip_hop_by_hop(req.headers_mut());
     let mut injected = false;
     if let Some(rule) = inner.policy.rule_for(host) {
@@ -466,6 +556,7 @@ async fn intercepted(
         }
     }
     let resp = match t.send(&inner, req).await {
+        _ if was_tripped(&tripped) => return Ok(tripped_response(host)),
         Ok(r) => r,
         Err(e) => {
             rec(StatusCode::BAD_GATEWAY, false, None);
@@ -495,7 +586,7 @@ async fn tunnel(
     let started = Instant::now();
     let acceptor = tokio_rustls::LazyConfigAcceptor::new(
         rustls::server::Acceptor::default(),
-        TokioIo::new(upgraded),
+        tokio::io::BufReader::with_capacity(SOCKET_READ_BUFFER, TokioIo::new(upgraded)),
     );
     // A refused tunnel is recorded as a violation of the CONNECT; nothing is relayed.
     let refuse = |why: &str| {
@@ -540,14 +631,14 @@ async fn tunnel(
     });
     let svc = service_fn(move |req| intercepted(inner.clone(), t.clone(), req));
     let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(tls), svc)
+        .serve_connection(TokioIo::new(Coalesce::new(tls)), svc)
         .await;
 }
 
 async fn plain_http(
     inner: Arc<Inner>,
     session: SessionId,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let method = req.method().to_string();
@@ -579,6 +670,10 @@ async fn plain_http(
         rec(StatusCode::FORBIDDEN, Some(why.clone()));
         return body_text(StatusCode::FORBIDDEN, &why);
     }
+    let (mut req, tripped) = match prepare_body(&inner, &seen, req).await {
+        Ok(r) => r,
+        Err(refused) => return refused,
+    };
     // Never inject on cleartext: the request goes as the sandbox sent it, minus hop-by-hop.
     strip_hop_by_hop(req.headers_mut());
     let pq = req
@@ -613,6 +708,9 @@ async fn plain_http(
             .map_err(|e| format!("upstream {host} failed: {e}"))
     }
     .await;
+    if was_tripped(&tripped) {
+        return tripped_response(&host);
+    }
     match result.and_then(|r| {
         let status = r.status();
         finish_response(&inner, r, false).map(|r| (status, r))
@@ -692,7 +790,33 @@ async fn outer(
 impl CredentialProxy {
     /// Starts the proxy on `listen` (use `127.0.0.1:0` for any free port) with the
     /// installation's CA from `home`, `policy`'s rules and secrets from `resolver`.
+    ///
+    /// `listen` must be a loopback address: the proxy turns a session's credential into real
+    /// keys, so it is refused anywhere else (a [`ProxyError::Bind`] saying so) unless started
+    /// with [`CredentialProxy::start_exposed`].
     pub async fn start(
+        home: &Home,
+        policy: Policy,
+        resolver: SecretResolver,
+        listen: SocketAddr,
+    ) -> Result<Self, ProxyError> {
+        if !listen.ip().to_canonical().is_loopback() {
+            return Err(ProxyError::Bind {
+                addr: listen,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "refusing a non-loopback address: anyone who can reach the proxy could try \
+                     session credentials against real keys. Listen on 127.0.0.1 (or ::1), or \
+                     force it with CredentialProxy::start_exposed on a network you trust",
+                ),
+            });
+        }
+        Self::start_exposed(home, policy, resolver, listen).await
+    }
+
+    /// Like [`CredentialProxy::start`], but also on a non-loopback `listen` address. Only for
+    /// a network where every host that can reach the address is trusted.
+    pub async fn start_exposed(
         home: &Home,
         policy: Policy,
         resolver: SecretResolver,
@@ -705,6 +829,8 @@ impl CredentialProxy {
             override_tls.insert(host.clone(), client_tls(&o.extra_roots)?);
         }
         let inner = Arc::new(Inner {
+            placeholder_finder: memchr::memmem::Finder::new(PLACEHOLDER_PREFIX.as_bytes())
+                .into_owned(),
             ca,
             policy,
             sessions: Sessions::default(),

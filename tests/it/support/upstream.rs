@@ -32,6 +32,10 @@ pub struct SeenRequest {
     pub target: String,
     /// Every header, in order, names lowercase.
     pub headers: Vec<(String, String)>,
+    /// The body bytes that arrived (all of them when `body_complete`).
+    pub body: Bytes,
+    /// Whether the body arrived whole (false when the sender cut it off).
+    pub body_complete: bool,
 }
 
 impl SeenRequest {
@@ -54,6 +58,7 @@ impl SeenRequest {
 #[derive(Default)]
 struct State {
     seen: Mutex<Vec<SeenRequest>>,
+    recorded: tokio::sync::Notify,
     accepted: AtomicUsize,
 }
 
@@ -86,6 +91,21 @@ fn test_ca() -> (rcgen::Issuer<'static, rcgen::KeyPair>, String) {
     (rcgen::Issuer::new(params, key), cert.pem())
 }
 
+/// `n` bytes of `a`, sliced from one shared buffer (so a benchmark measures the proxy, not
+/// the upstream filling 10 MB per request).
+fn payload(n: usize) -> Bytes {
+    static BUF: Mutex<Option<Bytes>> = Mutex::new(None);
+    let mut b = BUF.lock().unwrap();
+    match b.as_ref() {
+        Some(have) if have.len() >= n => have.slice(..n),
+        _ => {
+            let fresh = Bytes::from(vec![b'a'; n]);
+            *b = Some(fresh.clone());
+            fresh
+        }
+    }
+}
+
 async fn respond(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -108,17 +128,32 @@ async fn respond(
         .collect();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    // Frame by frame, so a body cut off midway still shows what arrived.
+    let mut incoming = req.into_body();
+    let mut received = Vec::new();
+    let mut body_complete = true;
+    while let Some(frame) = incoming.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Some(d) = f.data_ref() {
+                    received.extend_from_slice(d);
+                }
+            }
+            Err(_) => {
+                body_complete = false;
+                break;
+            }
+        }
+    }
+    let body = Bytes::from(received);
     state.seen.lock().unwrap().push(SeenRequest {
         method,
         target,
         headers: headers.clone(),
+        body: body.clone(),
+        body_complete,
     });
+    state.recorded.notify_waiters();
     let mut resp = Response::builder().status(200);
     let bytes: Bytes = match path.as_str() {
         "/echo" => {
@@ -138,7 +173,7 @@ async fn respond(
                 .strip_prefix("n=")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            Bytes::from(vec![b'a'; n])
+            payload(n)
         }
         "/gzip" => {
             resp = resp.header("content-encoding", "gzip");
@@ -230,6 +265,20 @@ impl Upstream {
     /// Every request received so far.
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.state.seen.lock().unwrap().clone()
+    }
+    /// Waits (at most 10 s) until `n` requests have been received, and returns them all.
+    pub async fn wait_for_requests(&self, n: usize) -> Vec<SeenRequest> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let recorded = self.state.recorded.notified();
+            let seen = self.requests();
+            if seen.len() >= n {
+                return seen;
+            }
+            if tokio::time::timeout_at(deadline, recorded).await.is_err() {
+                return self.requests();
+            }
+        }
     }
     /// How many TCP connections it accepted.
     pub fn connections(&self) -> usize {
