@@ -335,8 +335,14 @@ async fn sprites_plugin_progress_reaches_logs_and_events() {
         "after_bytes": 40, "times": 2}),
     )
     .await;
-    let run = home.run(&["wake", "rl"]);
-    assert_exit(&run, 0);
+    // On a terminal, `wake` shows the wake's own progress live (and none of the history).
+    let exe = crate::support::artifacts::artifacts().clauderon();
+    let mut t = Attached::on_a_tty(&home, &format!("{} wake rl", exe.display()));
+    t.expect(&format!("[wake] still waking sprite {sprite} ("));
+    t.expect("rl is running (woke in ");
+    assert!(!t.seen.contains("rate limited"), "{}", t.seen);
+    let (code, err) = t.finish();
+    assert_eq!(code, Some(0), "{err}");
     let log = logs(&home, "rl");
     assert!(
         log.contains(&format!("[wake] waking sprite {sprite} (cold)")),

@@ -432,6 +432,27 @@ impl ApiClient {
         })
     }
 
+    /// Follows the events a session records from now on (SSE), skipping its history.
+    pub async fn follow_new_events(&self, session: &str) -> Result<EventStream, ApiError> {
+        let path = format!(
+            "/api/sessions/{}/events?since_now=true&follow=true",
+            encode(session)
+        );
+        let resp = self
+            .execute(
+                self.http
+                    .get(self.url(&path))
+                    .header("accept", "text/event-stream"),
+            )
+            .await?;
+        Ok(EventStream {
+            resp,
+            buf: Vec::new(),
+            data: String::new(),
+            addr: self.addr,
+        })
+    }
+
     /// Every event of a session after `after`, page by page, without following.
     pub async fn events(&self, session: &str, mut after: u64) -> Result<Vec<ApiEvent>, ApiError> {
         #[derive(serde::Deserialize)]

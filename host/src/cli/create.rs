@@ -313,12 +313,14 @@ async fn follow(
 }
 
 /// A spinner on a terminal's stderr; nothing otherwise (`--json` or not a TTY).
-struct Progress {
+#[derive(Clone)]
+pub(super) struct Progress {
     bar: Option<indicatif::ProgressBar>,
 }
 
 impl Progress {
-    fn new(json: bool, name: &str) -> Progress {
+    /// A spinner for session `name`, or nothing with `--json` or off a terminal.
+    pub(super) fn new(json: bool, name: &str) -> Progress {
         if json || !std::io::stderr().is_terminal() {
             return Progress { bar: None };
         }
@@ -332,19 +334,27 @@ impl Progress {
         Progress { bar: Some(bar) }
     }
 
-    fn set(&self, msg: &str) {
+    /// Whether anything is shown (a terminal, without `--json`).
+    pub(super) fn is_shown(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// Replaces the spinner's message.
+    pub(super) fn set(&self, msg: &str) {
         if let Some(b) = &self.bar {
             b.set_message(msg.to_owned());
         }
     }
 
-    fn note(&self, msg: &str) {
+    /// Prints a line above the spinner.
+    pub(super) fn note(&self, msg: &str) {
         if let Some(b) = &self.bar {
             b.println(msg);
         }
     }
 
-    fn finish(&self) {
+    /// Removes the spinner.
+    pub(super) fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
         }

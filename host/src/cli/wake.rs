@@ -4,8 +4,27 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, Session, encode};
+use super::api::{ApiClient, Autostart, EventStream, Session, encode};
+use super::create::Progress;
 use super::{Context, output};
+
+/// Shows each progress event of `stream` on the spinner until the stream ends.
+async fn show_progress(mut stream: EventStream, progress: Progress) {
+    while let Ok(Some(ev)) = stream.next().await {
+        let s = |k: &str| {
+            ev.data
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        match ev.kind.as_str() {
+            "progress" => progress.set(&format!("[{}] {}", s("stage"), s("message"))),
+            "status" => progress.set(&format!("status {}", s("to"))),
+            _ => {}
+        }
+    }
+}
 
 /// `clauderon wake NAME`
 #[derive(Debug, Args)]
@@ -25,12 +44,29 @@ impl WakeArgs {
     /// Runs `wake`: returns once the session runs, and says how long waking took.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let api = ApiClient::connect(ctx, Autostart::Yes).await?;
-        let v: serde_json::Value = api
-            .post(
+        // On a terminal, the wake's progress events (a slow wake says so every second) drive a
+        // spinner while the request runs; `--json` and pipes stay quiet.
+        let progress = Progress::new(ctx.json, &self.name);
+        let follower = if progress.is_shown() {
+            progress.set("waking");
+            api.follow_new_events(&self.name)
+                .await
+                .ok()
+                .map(|stream| tokio::spawn(show_progress(stream, progress.clone())))
+        } else {
+            None
+        };
+        let woken = api
+            .post::<serde_json::Value>(
                 &format!("/api/sessions/{}/wake", encode(&self.name)),
                 &serde_json::json!({}),
             )
-            .await?;
+            .await;
+        if let Some(task) = follower {
+            task.abort();
+        }
+        progress.finish();
+        let v = woken?;
         if ctx.json {
             output::print_json(&v)?;
         } else {

@@ -413,6 +413,14 @@ impl Db {
         })
     }
 
+    /// The `seq` of a session's newest event (0 when it has none).
+    pub fn last_event_seq(&self, id: SessionId) -> Result<i64, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?1")?;
+        Ok(stmt.query_row(params![id.to_string()], |r| r.get::<_, i64>(0))?)
+    }
+
     /// A session's events with `seq > after_seq`, oldest first, at most `limit`.
     pub fn events_since(
         &self,

@@ -104,6 +104,10 @@ impl Store {
         let kind = kind.to_string();
         self.run(move |db| db.append_event(id, &kind, &data)).await
     }
+    /// See [`Db::last_event_seq`].
+    pub async fn last_event_seq(&self, id: SessionId) -> Result<i64, StoreError> {
+        self.run(move |db| db.last_event_seq(id)).await
+    }
     /// See [`Db::events_since`].
     pub async fn events_since(
         &self,

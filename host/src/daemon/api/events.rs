@@ -22,11 +22,15 @@ const PAGE: usize = 500;
 /// The most events one JSON page returns.
 const MAX_LIMIT: usize = 10_000;
 
-/// `?after=SEQ&follow=true&limit=N`.
+/// `?after=SEQ&follow=true&limit=N&since_now=true`.
 #[derive(Debug, serde::Deserialize)]
 pub struct EventsQuery {
     #[serde(default)]
     after: i64,
+    /// Skip the history: only events recorded from now on (for a command that follows its own
+    /// request's progress, such as `clauderon wake`).
+    #[serde(default)]
+    since_now: bool,
     #[serde(default)]
     follow: bool,
     #[serde(default)]
@@ -50,22 +54,23 @@ pub async fn events(
         Err(e) => return e.into_response(),
     };
     let store = st.engine.store().clone();
+    let after = if q.since_now {
+        match store.last_event_seq(rec.id).await {
+            Ok(last) => last.max(q.after),
+            Err(e) => return EngineError::from(e).into_response(),
+        }
+    } else {
+        q.after
+    };
     if !q.follow {
         let limit = q.limit.unwrap_or(1000).clamp(1, MAX_LIMIT);
-        return match store.events_since(rec.id, q.after, limit).await {
+        return match store.events_since(rec.id, after, limit).await {
             Ok(ev) => Json(serde_json::json!({ "events": ev })).into_response(),
             Err(e) => EngineError::from(e).into_response(),
         };
     }
     let (tx, rx) = mpsc::channel::<SseEvent>(256);
-    tokio::spawn(follow(
-        store,
-        rec.id,
-        q.after,
-        live,
-        tx,
-        st.shutdown.clone(),
-    ));
+    tokio::spawn(follow(store, rec.id, after, live, tx, st.shutdown.clone()));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx))
     });
