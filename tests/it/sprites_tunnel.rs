@@ -847,6 +847,39 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
         files_containing(emu.data_dir(), REAL_KEY),
         Vec::<std::path::PathBuf>::new()
     );
+
+    // The tunnel comes back after a wake and after a checkpoint restore: each time the agent is
+    // started again (its process ended) and its request reaches the upstream with the real key.
+    let wait_for_requests = async |n: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while upstream.requests().len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "no request reached the upstream after {what}\n{}",
+                d.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let seen = upstream.requests();
+        assert_eq!(seen.len(), n, "{seen:?}");
+        assert_eq!(seen[n - 1].one("x-api-key"), Some(REAL_KEY), "after {what}");
+    };
+    let run = home.run(&["hibernate", "tun"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let run = home.run(&["wake", "tun"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    wait_for_requests(2, "the wake").await;
+    let run = home.run(&["checkpoint", "create", "tun", "before"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let cps = home.run(&["checkpoint", "list", "tun", "--json"]).json();
+    let cp = cps.as_array().unwrap().last().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let run = home.run(&["checkpoint", "restore", "tun", &cp]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stderr, d.log());
+    wait_for_requests(3, "the restore").await;
+
     let run = home.run(&["delete", "tun", "--yes"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 }
