@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::support::artifacts::artifacts;
 use crate::support::daemon::TestDaemon;
+use crate::support::files::files_containing;
 use crate::support::home::TempHome;
 use crate::support::upstream::Upstream;
 
@@ -180,30 +181,6 @@ fn sandbox_processes(dir: &Path) -> Vec<(u32, Vec<String>)> {
         }
     }
     out
-}
-
-/// Every file below `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file()
-                && std::fs::read(e.path())
-                    .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
-                    .unwrap_or(false)
-            {
-                hits.push(e.path());
-            }
-        }
-    }
-    hits
 }
 
 fn env_of<'a>(vars: &'a [String], name: &str) -> Option<&'a str> {

@@ -8,103 +8,31 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clauderon::plugins::{
-    Candidate, DiscoverySource, ErrorKind, Frame, FrameKind, FrameReader, FrameStream, FrameWriter,
-    HostSetup, PluginClient, PluginRegistry, SecretDecl, SecretLookup, ops,
+    ErrorKind, Frame, FrameKind, FrameReader, FrameStream, FrameWriter, PluginClient,
+    PluginRegistry, ops,
 };
 use serde_json::{Value, json};
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use crate::support::artifacts::{artifacts, workspace_root};
+use crate::support::artifacts::workspace_root;
 use crate::support::emulator::Emulator;
+use crate::support::sprites_plugin::{self, Rig, call, create_request, session_id};
 
 const AGENT: &str = "/home/sprite/.clauderon/bin/clauderon-demo-agent";
 const WORKSPACE: &str = "/home/sprite/workspace";
 
-/// Hands the plugin the emulator's token as `sprites_api_key` (per test: tests run in parallel,
-/// each with its own emulator, so a process-wide environment variable cannot carry it).
-struct TokenLookup(String);
-
-impl SecretLookup for TokenLookup {
-    fn lookup(&self, _plugin: &str, secret: &SecretDecl) -> Result<Option<String>, String> {
-        Ok((secret.name == "sprites_api_key").then(|| self.0.clone()))
-    }
-}
-
-struct Rig {
-    emu: Emulator,
-    plugin: Arc<PluginClient>,
-    _registry: PluginRegistry,
+/// The plugin against its own emulator, with the reconnect attempts these tests count on.
+fn rig(args: &[&str]) -> Rig {
+    Rig::start(args, json!({"reconnect_attempts": 5}))
 }
 
 fn plugin_for(emu: &Emulator, token: &str) -> (PluginRegistry, Arc<PluginClient>) {
-    let mut config = BTreeMap::new();
-    config.insert(
-        "sprites".to_owned(),
-        json!({"api_url": emu.base_url(), "hibernate_wait_seconds": 20, "reconnect_attempts": 5}),
-    );
-    let registry = PluginRegistry::from_candidates(
-        vec![Candidate {
-            name: "sprites".into(),
-            path: artifacts().cdylib("clauderon_sprites"),
-            source: DiscoverySource::PluginPath,
-        }],
-        HostSetup {
-            secrets: Arc::new(TokenLookup(token.to_owned())),
-            plugin_config: Arc::new(config),
-        },
-    );
-    let plugin = registry.get("sprites").unwrap();
-    (registry, plugin)
-}
-
-fn rig(args: &[&str]) -> Rig {
-    let emu = Emulator::start_args(args);
-    let (registry, plugin) = plugin_for(&emu, emu.token());
-    Rig {
-        emu,
-        plugin,
-        _registry: registry,
-    }
-}
-
-fn session_id() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        nanos ^ std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Calls `op`, collecting the events the plugin emitted for it.
-async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-    plugin: &PluginClient,
-    op: &str,
-    req: &Req,
-) -> (Result<Resp, clauderon::plugins::PluginError>, Vec<Value>) {
-    let (tx, mut rx) = unbounded_channel();
-    let r = plugin.call(op, req, Some(tx)).await;
-    (r, drain(&mut rx))
-}
-
-fn drain(rx: &mut UnboundedReceiver<Value>) -> Vec<Value> {
-    let mut v = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        v.push(e);
-    }
-    v
+    sprites_plugin::load(emu, token, json!({"reconnect_attempts": 5}))
 }
 
 fn messages(events: &[Value], stage: &str) -> Vec<String> {
@@ -116,17 +44,10 @@ fn messages(events: &[Value], stage: &str) -> Vec<String> {
 }
 
 async fn create(plugin: &PluginClient, name: &str) -> (ops::Instance, Vec<Value>) {
-    let sid = session_id();
-    let mut labels = BTreeMap::new();
-    labels.insert("clauderon".to_owned(), "1".to_owned());
-    labels.insert("clauderon.session".to_owned(), sid.clone());
     let req = ops::CreateRequest {
-        session_id: sid,
-        name: name.into(),
-        labels,
         cpu_limit: Some(1.5),
         memory_limit_mib: Some(512),
-        ..Default::default()
+        ..create_request(name)
     };
     let (r, events): (Result<ops::InstanceResponse, _>, _) = call(plugin, ops::CREATE, &req).await;
     (r.unwrap().instance, events)
@@ -163,36 +84,7 @@ async fn status(plugin: &PluginClient, inst: &ops::Instance) -> ops::InstanceSta
 
 /// Runs a non-TTY command through the plugin's `exec` stream: (stdout, stderr, exit code).
 async fn exec(plugin: &PluginClient, inst: &ops::Instance, argv: &[&str]) -> (String, String, i32) {
-    let (_started, stream) = plugin
-        .exec(&ops::ExecRequest {
-            instance: inst.clone(),
-            command: argv.iter().map(|s| (*s).to_owned()).collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let (mut r, _w) = stream.split();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let deadline = Duration::from_secs(60);
-    let code = tokio::time::timeout(deadline, async {
-        loop {
-            let f = r.read_frame().await.unwrap().expect("an exit frame");
-            match f.kind {
-                FrameKind::Stdout => out.extend_from_slice(&f.payload),
-                FrameKind::Stderr => err.extend_from_slice(&f.payload),
-                FrameKind::Exit => return f.exit_code().unwrap(),
-                FrameKind::Error => panic!("exec error: {}", String::from_utf8_lossy(&f.payload)),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("exec finished within 60 s");
-    (
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-        code,
-    )
+    sprites_plugin::exec(plugin, inst, argv, Duration::from_secs(60)).await
 }
 
 /// Output and events read from an attach stream until `needle` shows up in the output.

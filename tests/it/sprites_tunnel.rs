@@ -6,140 +6,45 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clauderon::plugins::{
-    Candidate, DiscoverySource, FrameKind, HostSetup, PluginClient, PluginRegistry, SecretDecl,
-    SecretLookup, ops,
-};
+use clauderon::plugins::{FrameKind, PluginClient, ops};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc::unbounded_channel;
 
 use crate::support::artifacts::artifacts;
 use crate::support::emulator::Emulator;
+use crate::support::files::files_containing;
+use crate::support::sprites_plugin::{self, Rig, call, create_request};
 
-/// Hands the plugin the emulator's token as `sprites_api_key`.
-struct TokenLookup(String);
-
-impl SecretLookup for TokenLookup {
-    fn lookup(&self, _plugin: &str, secret: &SecretDecl) -> Result<Option<String>, String> {
-        Ok((secret.name == "sprites_api_key").then(|| self.0.clone()))
-    }
-}
-
-struct Rig {
-    emu: Emulator,
-    plugin: Arc<PluginClient>,
-    _registry: PluginRegistry,
-}
-
+/// The plugin against its own emulator; `extra` adds `[sprites]` keys.
 fn rig(args: &[&str], extra: Value) -> Rig {
-    let emu = Emulator::start_args(args);
-    let mut cfg =
-        json!({"api_url": emu.base_url(), "hibernate_wait_seconds": 20, "reconnect_attempts": 3});
-    if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+    let mut config = json!({"reconnect_attempts": 3});
+    if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
         c.extend(e.clone());
     }
-    let mut config = BTreeMap::new();
-    config.insert("sprites".to_owned(), cfg);
-    let registry = PluginRegistry::from_candidates(
-        vec![Candidate {
-            name: "sprites".into(),
-            path: artifacts().cdylib("clauderon_sprites"),
-            source: DiscoverySource::PluginPath,
-        }],
-        HostSetup {
-            secrets: Arc::new(TokenLookup(emu.token().to_owned())),
-            plugin_config: Arc::new(config),
-        },
-    );
-    let plugin = registry.get("sprites").unwrap();
-    Rig {
-        emu,
-        plugin,
-        _registry: registry,
-    }
-}
-
-fn session_id() -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        nanos ^ std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
-    plugin: &PluginClient,
-    op: &str,
-    req: &Req,
-) -> (Result<Resp, clauderon::plugins::PluginError>, Vec<Value>) {
-    let (tx, mut rx) = unbounded_channel();
-    let r = plugin.call(op, req, Some(tx)).await;
-    let mut events = Vec::new();
-    while let Ok(e) = rx.try_recv() {
-        events.push(e);
-    }
-    (r, events)
+    Rig::start(args, config)
 }
 
 async fn create(plugin: &PluginClient, name: &str) -> ops::Instance {
-    let sid = session_id();
-    let mut labels = BTreeMap::new();
-    labels.insert("clauderon".to_owned(), "1".to_owned());
-    labels.insert("clauderon.session".to_owned(), sid.clone());
-    let req = ops::CreateRequest {
-        session_id: sid,
-        name: name.into(),
-        labels,
-        ..Default::default()
-    };
-    let (r, _): (Result<ops::InstanceResponse, _>, _) = call(plugin, ops::CREATE, &req).await;
+    let (r, _): (Result<ops::InstanceResponse, _>, _) =
+        call(plugin, ops::CREATE, &create_request(name)).await;
     r.unwrap().instance
 }
 
 /// Runs `bash -c script` in the sprite through the plugin's `exec`: (stdout, stderr, exit code).
 async fn sh(plugin: &PluginClient, inst: &ops::Instance, script: &str) -> (String, String, i32) {
-    let (_started, stream) = plugin
-        .exec(&ops::ExecRequest {
-            instance: inst.clone(),
-            command: vec!["bash".into(), "-c".into(), script.into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let (mut r, _w) = stream.split();
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = tokio::time::timeout(Duration::from_secs(180), async {
-        loop {
-            let f = r.read_frame().await.unwrap().expect("an exit frame");
-            match f.kind {
-                FrameKind::Stdout => out.extend_from_slice(&f.payload),
-                FrameKind::Stderr => err.extend_from_slice(&f.payload),
-                FrameKind::Exit => return f.exit_code().unwrap(),
-                FrameKind::Error => panic!("exec error: {}", String::from_utf8_lossy(&f.payload)),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("the command finished within 180 s");
-    (
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-        code,
+    sprites_plugin::exec(
+        plugin,
+        inst,
+        &["bash", "-c", script],
+        Duration::from_secs(180),
     )
+    .await
 }
 
 /// A small HTTP/1.1 server on the host: `POST` echoes the body, `GET /big` answers 20 MB,
@@ -633,30 +538,6 @@ const REAL_KEY: &str = "sk-ant-api03-TUNNEL-real-key-do-not-leak-9876543210";
 /// The agent inside the sprite: one request with the placeholder through `HTTPS_PROXY` (the
 /// relay), then it waits on its terminal so its process (and environment) stays inspectable.
 const TUNNEL_AGENT: &str = r#"curl -sS --max-time 30 --cacert "$SSL_CERT_FILE" -o "$HOME/resp.txt" -w "agent-request:%{http_code}/%{http_connect}" -H "x-api-key: $ANTHROPIC_API_KEY" -H "content-type: application/json" --data "{}" https://api.anthropic.com/v1/messages 2>"$HOME/curl.err"; echo; echo agent-waiting; exec cat"#;
-
-/// Every file below `dir` whose bytes contain `needle`.
-fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut hits = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file()
-                && std::fs::read(e.path())
-                    .map(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
-                    .unwrap_or(false)
-            {
-                hits.push(e.path());
-            }
-        }
-    }
-    hits
-}
 
 /// Every process inside the emulator's sprites: descendants of the emulator process that live
 /// in another PID namespace than this test (the emulator runs each sprite's processes in a PID

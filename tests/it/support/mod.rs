@@ -6,5 +6,7 @@ pub mod artifacts;
 pub mod attached;
 pub mod daemon;
 pub mod emulator;
+pub mod files;
 pub mod home;
+pub mod sprites_plugin;
 pub mod upstream;

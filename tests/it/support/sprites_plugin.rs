@@ -1,0 +1,154 @@
+//! The real Sprites plugin library loaded through the host's loader against a test's own
+//! emulator, and the plugin calls the plugin-level tests share (`sprites_backend`,
+//! `sprites_tunnel`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use clauderon::plugins::{
+    Candidate, DiscoverySource, FrameKind, HostSetup, PluginClient, PluginError, PluginRegistry,
+    SecretDecl, SecretLookup, ops,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::unbounded_channel;
+
+use super::artifacts::artifacts;
+use super::emulator::Emulator;
+
+/// Hands the plugin a token as `sprites_api_key` (per test: tests run in parallel, each with its
+/// own emulator, so a process-wide environment variable cannot carry it).
+struct TokenLookup(String);
+
+impl SecretLookup for TokenLookup {
+    fn lookup(&self, _plugin: &str, secret: &SecretDecl) -> Result<Option<String>, String> {
+        Ok((secret.name == "sprites_api_key").then(|| self.0.clone()))
+    }
+}
+
+/// An emulator and the Sprites plugin pointed at it.
+pub struct Rig {
+    pub emu: Emulator,
+    pub plugin: Arc<PluginClient>,
+    _registry: PluginRegistry,
+}
+
+impl Rig {
+    /// Starts an emulator with `args` and loads the plugin with its token and `config`.
+    pub fn start(args: &[&str], config: Value) -> Rig {
+        let emu = Emulator::start_args(args);
+        let (registry, plugin) = load(&emu, emu.token(), config);
+        Rig {
+            emu,
+            plugin,
+            _registry: registry,
+        }
+    }
+}
+
+/// Loads the plugin for `emu` with `token`; its `[sprites]` table is `api_url`,
+/// `hibernate_wait_seconds = 20` and the keys of `config` (which win).
+pub fn load(emu: &Emulator, token: &str, config: Value) -> (PluginRegistry, Arc<PluginClient>) {
+    let mut table = json!({"api_url": emu.base_url(), "hibernate_wait_seconds": 20});
+    if let (Some(t), Some(extra)) = (table.as_object_mut(), config.as_object()) {
+        t.extend(extra.clone());
+    }
+    let registry = PluginRegistry::from_candidates(
+        vec![Candidate {
+            name: "sprites".into(),
+            path: artifacts().cdylib("clauderon_sprites"),
+            source: DiscoverySource::PluginPath,
+        }],
+        HostSetup {
+            secrets: Arc::new(TokenLookup(token.to_owned())),
+            plugin_config: Arc::new(BTreeMap::from([("sprites".to_owned(), table)])),
+        },
+    );
+    let plugin = registry.get("sprites").unwrap();
+    (registry, plugin)
+}
+
+/// A session id unique in this test process.
+pub fn session_id() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        nanos ^ std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A create request for a new session named `name`, labelled as clauderon's.
+pub fn create_request(name: &str) -> ops::CreateRequest {
+    let sid = session_id();
+    ops::CreateRequest {
+        labels: BTreeMap::from([
+            ("clauderon".to_owned(), "1".to_owned()),
+            ("clauderon.session".to_owned(), sid.clone()),
+        ]),
+        session_id: sid,
+        name: name.into(),
+        ..Default::default()
+    }
+}
+
+/// Calls `op`, collecting the events the plugin emitted for it.
+pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    plugin: &PluginClient,
+    op: &str,
+    req: &Req,
+) -> (Result<Resp, PluginError>, Vec<Value>) {
+    let (tx, mut rx) = unbounded_channel();
+    let r = plugin.call(op, req, Some(tx)).await;
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    (r, events)
+}
+
+/// Runs a non-TTY command through the plugin's `exec` stream, which must end within `limit`:
+/// (stdout, stderr, exit code).
+pub async fn exec(
+    plugin: &PluginClient,
+    inst: &ops::Instance,
+    argv: &[&str],
+    limit: Duration,
+) -> (String, String, i32) {
+    let (_started, stream) = plugin
+        .exec(&ops::ExecRequest {
+            instance: inst.clone(),
+            command: argv.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut r, _w) = stream.split();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = tokio::time::timeout(limit, async {
+        loop {
+            let f = r.read_frame().await.unwrap().expect("an exit frame");
+            match f.kind {
+                FrameKind::Stdout => out.extend_from_slice(&f.payload),
+                FrameKind::Stderr => err.extend_from_slice(&f.payload),
+                FrameKind::Exit => return f.exit_code().unwrap(),
+                FrameKind::Error => panic!("exec error: {}", String::from_utf8_lossy(&f.payload)),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{argv:?} did not finish within {limit:?}"));
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+        code,
+    )
+}
