@@ -413,29 +413,18 @@ impl ApiClient {
 
     /// Follows a session's events after `after` (SSE): history first, then live events.
     pub async fn follow_events(&self, session: &str, after: u64) -> Result<EventStream, ApiError> {
-        let path = format!(
-            "/api/sessions/{}/events?after={after}&follow=true",
-            encode(session)
-        );
-        let resp = self
-            .execute(
-                self.http
-                    .get(self.url(&path))
-                    .header("accept", "text/event-stream"),
-            )
-            .await?;
-        Ok(EventStream {
-            resp,
-            buf: Vec::new(),
-            data: String::new(),
-            addr: self.addr,
-        })
+        self.event_stream(session, &format!("after={after}")).await
     }
 
     /// Follows the events a session records from now on (SSE), skipping its history.
     pub async fn follow_new_events(&self, session: &str) -> Result<EventStream, ApiError> {
+        self.event_stream(session, "since_now=true").await
+    }
+
+    /// Opens the session's SSE event stream with `query` (plus `follow=true`).
+    async fn event_stream(&self, session: &str, query: &str) -> Result<EventStream, ApiError> {
         let path = format!(
-            "/api/sessions/{}/events?since_now=true&follow=true",
+            "/api/sessions/{}/events?{query}&follow=true",
             encode(session)
         );
         let resp = self
