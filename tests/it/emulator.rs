@@ -863,6 +863,79 @@ async fn non_tty_exec_ends_after_disconnect_window() {
     );
 }
 
+/// Starts `echo up; exec sleep 60` as a non-TTY exec and returns its socket and session id once
+/// its first output arrived.
+async fn non_tty_sleeper(emu: &Emulator, sprite: &str, extra: &[(&str, &str)]) -> (Ws, String) {
+    let mut params = vec![
+        ("cmd", "sh"),
+        ("cmd", "-c"),
+        ("cmd", "echo up; exec sleep 60"),
+    ];
+    params.extend_from_slice(extra);
+    let mut w = ws(emu, &format!("/v1/sprites/{sprite}/exec"), &params).await;
+    let mut id = None;
+    loop {
+        match next(&mut w).await.unwrap().unwrap() {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "session_info" {
+                    id = v["session_id"].as_str().map(str::to_owned);
+                }
+            }
+            Message::Binary(b) if b[0] == 1 => break,
+            _ => {}
+        }
+    }
+    (w, id.expect("session_info before output"))
+}
+
+#[tokio::test]
+async fn non_tty_exec_defaults_to_ten_seconds_after_disconnect_and_zero_means_forever() {
+    let emu = Emulator::start();
+    create(&emu, "nd10").await;
+    let (default, default_id) = non_tty_sleeper(&emu, "nd10", &[]).await;
+    let (forever, forever_id) =
+        non_tty_sleeper(&emu, "nd10", &[("max_run_after_disconnect", "0s")]).await;
+    drop(default);
+    drop(forever);
+    let t = Instant::now();
+    let ids = |v: Vec<Value>| v.iter().map(id_of).collect::<Vec<_>>();
+    loop {
+        let live = ids(list_sessions(&emu, "nd10").await);
+        assert!(
+            live.contains(&forever_id),
+            "0s ended a non-TTY exec: {live:?}"
+        );
+        if !live.contains(&default_id) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(16),
+            "a non-TTY exec without max_run_after_disconnect still runs 16 s after a disconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t.elapsed() >= Duration::from_secs(9),
+        "the default is 10 s, but it ended after {:?}",
+        t.elapsed()
+    );
+    // Only a kill ends the one that runs forever.
+    let r = http(&emu)
+        .post(url(
+            &emu,
+            &format!("/v1/sprites/nd10/exec/{forever_id}/kill?signal=KILL"),
+        ))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let events = ndjson(r).await;
+    assert_eq!(events.last().unwrap()["type"], "complete", "{events:?}");
+    assert!(list_sessions(&emu, "nd10").await.is_empty());
+}
+
 #[tokio::test]
 async fn exec_over_http_post() {
     let emu = Emulator::start();
