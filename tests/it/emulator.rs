@@ -1913,3 +1913,63 @@ fn bad_flags_are_refused_with_a_clear_message() {
         "{err}"
     );
 }
+
+#[test]
+fn without_isolation_the_emulator_says_so_at_start() {
+    use std::io::{BufRead, Read};
+    let bin = crate::support::artifacts::artifacts().emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--sandbox",
+            "none",
+            "--token",
+            "t",
+        ])
+        .arg("--data")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first stdout line is the bound address; the warning is written before it.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let addr: std::net::SocketAddr = first
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("first line {first:?} is not an address ({e}); stderr: {err}"));
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    assert!(
+        err.contains("sprites are NOT isolated")
+            && err.contains("mapped into each sprite's directory"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn defaults_follow_the_documented_service() {
+    // Idle 30 s to warm (notes §3), the non-TTY 10 s disconnect window (§2.2), the ~5 s exit
+    // linger (§2.2), no quirk switched: the observed forms are the defaults.
+    let emu = Emulator::start();
+    let (s, info) = get_json(&emu, "/_emulator/info").await;
+    assert_eq!(s, 200);
+    assert_eq!(info["idle_to_warm_ms"], 30_000, "{info}");
+    assert_eq!(info["non_tty_disconnect_ms"], 10_000, "{info}");
+    assert_eq!(info["exit_linger_ms"], 5_000, "{info}");
+    assert_eq!(info["quirks"], json!([]), "{info}");
+}
