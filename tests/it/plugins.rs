@@ -861,3 +861,62 @@ fn sprites_refuses_a_bad_config_with_a_clear_error() {
         run.stdout
     );
 }
+
+/// Every `.rs` file and `Cargo.toml` under `dir` (build output skipped).
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                sources(&path, out);
+            }
+        } else if name.ends_with(".rs") || name == "Cargo.toml" {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn only_plugin_api_and_the_host_loader_name_the_ffi_crates() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in ["host", "plugins", "tests", "examples"] {
+        if root.join(dir).is_dir() {
+            sources(&root.join(dir), &mut files);
+        }
+    }
+    let allowed = |p: &Path| {
+        p.starts_with(root.join("host/src/plugins")) || p == root.join("host/Cargo.toml")
+    };
+    // Spelled in pieces so that this file does not name them itself.
+    let crates = [["abi", "stable"].join("_"), ["async", "ffi"].join("_")];
+    let mut offenders = Vec::new();
+    for file in files.iter().filter(|p| !allowed(p)) {
+        let manifest = file.ends_with("Cargo.toml");
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = if manifest {
+                line.split('#').next().unwrap_or_default()
+            } else {
+                line.split("//").next().unwrap_or_default()
+            };
+            let names_one = crates.iter().any(|c| {
+                if manifest {
+                    code.trim_start().starts_with(&c.replace('_', "-"))
+                        || code.trim_start().starts_with(c.as_str())
+                } else {
+                    code.contains(&format!("{c}::")) || code.contains(&format!("use {c}"))
+                }
+            });
+            if names_one {
+                offenders.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "only plugin-api and host/src/plugins may name the FFI crates (authors use the SDK):\n{}",
+        offenders.join("\n")
+    );
+}
