@@ -547,6 +547,32 @@ fn loading_is_lazy_and_happens_once() {
     );
 }
 
+#[tokio::test]
+async fn shutdown_stops_the_plugins_runtime_and_later_calls_are_cancelled() {
+    // A copy of its own: the runtime of this library is stopped for the rest of the process.
+    let dir = tempfile::tempdir().unwrap().keep();
+    let lib = dir.join(dylib_file_name("clauderon_ok"));
+    std::fs::copy(fixture("fixture_ok"), &lib).unwrap();
+    let reg = registry_with("ok", &lib);
+    let client = reg.get("ok").unwrap();
+    let req = ops::InstanceRequest {
+        instance: ops::Instance {
+            id: "i-2".into(),
+            state: serde_json::Value::Null,
+        },
+    };
+    client.status(&req).await.unwrap();
+    // Off the async runtime: shutdown blocks until the plugin's workers stopped (bounded).
+    let reg = Arc::new(reg);
+    let r = Arc::clone(&reg);
+    tokio::task::spawn_blocking(move || r.shutdown_all(std::time::Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let err = client.status(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Cancelled, "{err:?}");
+    assert!(err.message.contains("shut down"), "{}", err.message);
+}
+
 #[test]
 fn unknown_name_lists_what_exists() {
     let reg = registry_with("ok", Path::new("/nonexistent/libclauderon_ok.so"));
