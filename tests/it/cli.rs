@@ -373,8 +373,8 @@ fn delete_off_a_terminal_needs_yes_and_the_daemon_commands_without_a_daemon() {
 
 /// The agent the `local` backend runs: interactive it greets with its prompt and echoes each
 /// line (`size` prints its terminal's rows and columns); with `--print` it prints the prompt and
-/// exits with `N` for a prompt `exit N`.
-const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do if [ "$line" = size ]; then echo "size: $(stty size)"; else echo "got: $line"; fi; done"#;
+/// exits with `N` for a prompt `exit N` (for a prompt `hang` it sleeps for two minutes).
+const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; hang) exec sleep 120;; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do if [ "$line" = size ]; then echo "size: $(stty size)"; else echo "got: $line"; fi; done"#;
 
 /// A home with the `local` backend installed and selected, the test agent, and the API on
 /// `127.0.0.1:0`.
@@ -775,4 +775,105 @@ fn attach_follows_terminal_resizes() {
     t.send(&[0x1d]);
     let (code, _) = t.finish();
     assert_eq!(code, Some(0));
+}
+
+/// The pid in `daemon.json` (panics when there is none).
+fn daemon_pid(home: &TempHome) -> u64 {
+    let info = std::fs::read_to_string(home.path().join("daemon.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&info).unwrap()["pid"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_print_run_whose_daemon_crashes_ends_with_the_reason_not_a_hang() {
+    use std::io::Read as _;
+    let home = local_home();
+    let _stop = StopDaemon(&home);
+    let repo = git_repo();
+    let mut child = home
+        .clauderon()
+        .args([
+            "create",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--prompt",
+            "hang",
+            "--name",
+            "pr",
+            "--print",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // The agent's first output reached the CLI through the daemon it autostarted.
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !seen.contains("printing: hang") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let chunk = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no agent output ({e}); so far {seen:?}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // The daemon dies mid-run.
+    let first = daemon_pid(&home);
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &first.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The CLI reconnects (starting a new daemon), which reconciles the run: it ends with the
+    // reason and exit 1, in bounded time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!(
+                "create --print still waits after the daemon crash:\n{}",
+                std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    reader.join().unwrap();
+    while let Ok(chunk) = rx.try_recv() {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(status.code(), Some(1), "stdout {seen:?}\nstderr {err}");
+    assert!(
+        err.contains("session pr failed: the daemon restarted during this --print run"),
+        "{err}"
+    );
+    assert_eq!(seen.matches("printing: hang").count(), 1, "{seen:?}");
+    assert_ne!(daemon_pid(&home), first, "a new daemon serves");
+    let st = home.run(&["status", "pr", "--json"]);
+    assert_exit(&st, 0);
+    assert_eq!(st.json()["status"], "failed");
+    // Delete stops the agent still sleeping in the sandbox.
+    assert_exit(&home.run(&["delete", "pr", "--yes"]), 0);
 }
