@@ -877,3 +877,190 @@ fn a_print_run_whose_daemon_crashes_ends_with_the_reason_not_a_hang() {
     // Delete stops the agent still sleeping in the sandbox.
     assert_exit(&home.run(&["delete", "pr", "--yes"]), 0);
 }
+
+/// Writes sessions with chosen ids straight into a home's store (no daemon runs yet), so
+/// prefixes can be made ambiguous on purpose.
+fn seed_sessions(home: &TempHome, sessions: &[(&str, &str)]) {
+    use clauderon::session::{SessionName, SessionOptions};
+    use clauderon::store::{Db, NewSession};
+    let mut db = Db::open(&home.path().join("db.sqlite")).unwrap();
+    for (id, name) in sessions {
+        db.insert_session(&NewSession {
+            id: id.parse().unwrap(),
+            name: SessionName::new(name).unwrap(),
+            backend: "local".into(),
+            repository: "/nonexistent/repo".into(),
+            branch: Some(format!("clauderon/{name}")),
+            prompt: "seeded".into(),
+            options: SessionOptions::default(),
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn daemon_start_prefixes_json_listings_logs_follow_and_exit_codes() {
+    let home = local_home();
+    let _stop = StopDaemon(&home);
+    seed_sessions(
+        &home,
+        &[
+            ("abcdef01-0000-4000-8000-000000000001", "first"),
+            ("abcdef02-0000-4000-8000-000000000002", "second"),
+        ],
+    );
+
+    // daemon start: in the background, once; JSON too.
+    let run = home.run(&["daemon", "start"]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("daemon started (pid "),
+        "{}",
+        run.stdout
+    );
+    let run = home.run(&["daemon", "start", "--json"]);
+    assert_exit(&run, 0);
+    let v = run.json();
+    assert_eq!(v["started"], false, "{v}");
+    assert_eq!(v["pid"].as_u64(), Some(daemon_pid(&home)));
+    let st = home.run(&["daemon", "status", "--json"]);
+    assert_exit(&st, 0);
+    assert_eq!(st.json()["pid"].as_u64(), Some(daemon_pid(&home)));
+
+    // The seeded sessions were `creating` with a repository that does not exist: reconcile
+    // (before serving) restarts their create, which fails. Bounded wait for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let list = home.run(&["list", "--json"]).json();
+        let rows = list.as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{list:#}");
+        if rows.iter().all(|r| r["status"] == "failed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list:#}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // Names, unique id prefixes, and an ambiguous prefix that says what it matched.
+    for r in ["second", "abcdef02", "abcdef02-0000"] {
+        let run = home.run(&["status", r, "--json"]);
+        assert_exit(&run, 0);
+        assert_eq!(run.json()["name"], "second", "{r}");
+    }
+    let run = home.run(&["status", "abcdef"]);
+    assert_ne!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stderr.contains("`abcdef` matches 2 sessions")
+            && run.stderr.contains("first")
+            && run.stderr.contains("second"),
+        "{}",
+        run.stderr
+    );
+    let ambiguous_code = run.code;
+    for cmd in ["wake", "hibernate", "logs", "attach"] {
+        let run = home.run(&[cmd, "abcdef"]);
+        assert_eq!(run.code, ambiguous_code, "{cmd}: {run:?}");
+        assert!(run.stderr.contains("matches 2 sessions"), "{cmd}: {run:?}");
+        let run = home.run(&[cmd, "nobody"]);
+        assert_exit(&run, 1);
+        assert!(
+            run.stderr.contains("no session named `nobody`"),
+            "{cmd}: {}",
+            run.stderr
+        );
+    }
+
+    // logs --json: one event per line.
+    let run = home.run(&["logs", "first", "--json"]);
+    assert_exit(&run, 0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["kind"] == "status" && e["data"]["to"] == "failed"),
+        "{lines:#?}"
+    );
+
+    // logs -f follows live events and ends once the session is deleted.
+    let mut follower = home
+        .clauderon()
+        .args(["logs", "first", "-f"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // It is following once its history (which ends in the failure) has arrived.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("-> failed")) {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("logs -f printed no history ({e}): {seen:?}"));
+        seen.push(line);
+    }
+    let run = home.run(&["delete", "first", "--yes"]);
+    assert_exit(&run, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = follower.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = follower.kill();
+            panic!("logs -f did not end after the delete: {seen:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
+    assert_eq!(status.code(), Some(0), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("-> deleted")),
+        "the live deletion was followed: {seen:?}"
+    );
+
+    // Every other listing has --json.
+    for args in [
+        &["config", "show", "--json"][..],
+        &["config", "paths", "--json"],
+        &["config", "credentials", "--json"],
+        &["plugins", "list", "--json"],
+        &["plugins", "info", "local", "--json"],
+        &["list", "--all", "--json"],
+        &["daemon", "status", "--json"],
+    ] {
+        let run = home.run(args);
+        assert_exit(&run, 0);
+        let _ = run.json();
+    }
+
+    // Usage errors are exit 2: an unknown command, a missing argument, a bad value.
+    assert_exit(&home.run(&["frobnicate"]), 2);
+    assert_exit(&home.run(&["status"]), 2);
+    assert_exit(&home.run(&["logs"]), 2);
+    assert_exit(&home.run(&["completions", "tcsh"]), 2);
+
+    // Plain `daemon` (the foreground daemon) refuses to run beside the background one.
+    let run = home.run(&["daemon"]);
+    assert_exit(&run, 1);
+    assert!(run.stderr.contains("already running"), "{}", run.stderr);
+    let run = home.run(&["daemon", "stop"]);
+    assert_exit(&run, 0);
+    let run = home.run(&["daemon", "status"]);
+    assert_exit(&run, 1);
+}
