@@ -179,24 +179,32 @@ impl Engine {
             ("clauderon".to_owned(), "1".to_owned()),
             ("clauderon.session".to_owned(), id.to_string()),
         ]);
-        let made: ops::InstanceResponse = self
-            .plugin_call(
-                id,
-                &client,
-                ops::CREATE,
-                &CreateRequest {
-                    session_id: id.to_string(),
-                    name: rec.name.to_string(),
-                    labels,
-                    env: BTreeMap::new(),
-                    cpu_limit: rec.options.cpu_limit.map(f64::from),
-                    memory_limit_mib: rec.options.memory_limit.map(|m| m.mebibytes()),
-                },
-            )
-            .await
-            .map_err(|e| EngineError::backend(client.name(), ops::CREATE, e))?;
-        let mut instance = made.instance;
-        self.save_instance(id, &instance).await?;
+        let req = CreateRequest {
+            session_id: id.to_string(),
+            name: rec.name.to_string(),
+            labels,
+            env: BTreeMap::new(),
+            cpu_limit: rec.options.cpu_limit.map(f64::from),
+            memory_limit_mib: rec.options.memory_limit.map(|m| m.mebibytes()),
+        };
+        // The plugin call and the store write of its instance run in a task of their own that
+        // a delete cannot abort (see `Runtime::sandbox_call`): a sandbox made is always known.
+        let held = Arc::clone(&self.runtime(id).sandbox_call)
+            .lock_owned()
+            .await;
+        let engine = Arc::clone(self);
+        let plugin = Arc::clone(&client);
+        let mut instance = tokio::spawn(async move {
+            let _held = held;
+            let made: ops::InstanceResponse = engine
+                .plugin_call(id, &plugin, ops::CREATE, &req)
+                .await
+                .map_err(|e| EngineError::backend(plugin.name(), ops::CREATE, e))?;
+            engine.save_instance(id, &made.instance).await?;
+            Ok::<_, EngineError>(made.instance)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("the create call did not finish: {e}")))??;
         let result = self
             .clone_and_start(&client, &rec, &info, &mut instance)
             .await;
