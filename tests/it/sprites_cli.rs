@@ -624,6 +624,22 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
         "never",
     ]);
     assert_exit(&run, 0);
+    // Detaching (Ctrl-]) leaves the agent running: attaching again finds the same agent.
+    let mut a = Attached::start(&home, "awake");
+    a.send(b"one\n");
+    a.expect("you said: one");
+    a.send(&[0x1d]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let mut a = Attached::start(&home, "awake");
+    a.send(b"two\n");
+    a.expect("you said: two");
+    a.send(&[0x1d]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let log = logs(&home, "awake");
+    assert!(!log.contains("starting it again with resume"), "{log}");
+    assert_eq!(log.matches("demo-agent: prompt: stay").count(), 1, "{log}");
 
     // Nobody attached and no output: the idle session hibernates by itself; its agent is
     // stopped and its sprite goes to sleep.
@@ -646,11 +662,16 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
     );
 
     // Attaching wakes it and starts the agent again, resuming its conversation.
+    // (The attach shows the agent's output from when it subscribed: the restarted agent's
+    // first lines may precede that, so they are checked in the session's log.)
     let mut a = Attached::start(&home, "idle");
-    a.expect("demo-agent: resuming the previous conversation");
     a.send(b"back\n");
     a.expect("you said: back");
     let log = logs(&home, "idle");
+    assert!(
+        log.contains("demo-agent: resuming the previous conversation"),
+        "{log}"
+    );
     assert!(
         log.contains("[agent] the agent's session is gone; starting it again with resume"),
         "{log}"
@@ -741,6 +762,7 @@ async fn sprites_clone_depth_checkpoint_restore_and_failed_creates() {
         "{log}\n{}",
         d.log()
     );
+    assert!(log.contains("plan=yes"), "the [agent] plan_args: {log}");
     let sprite = sprite_of(&emu, "cp").await;
     let ws = "/home/sprite/workspace";
     let (count, code) = emu
