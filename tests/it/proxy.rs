@@ -399,6 +399,97 @@ async fn connect_outside_policy_and_non_tls_tunnels_are_refused() {
 }
 
 #[tokio::test]
+async fn a_tls_server_name_other_than_the_connect_host_is_refused() {
+    let f = Fixture::new().await;
+    let id = SessionId::new();
+    let cred = f.proxy.register_session(id);
+    // CONNECT to one allowed host, then a ClientHello naming another: closed, never answered.
+    let mut s = tokio::net::TcpStream::connect(f.proxy.addr())
+        .await
+        .unwrap();
+    s.write_all(connect_request("registry.npmjs.org", Some(&cred)).as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 4096, "no end of the CONNECT answer");
+        head.push(s.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(f.proxy.ca().cert_der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("api.anthropic.com").unwrap();
+    let tls = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, s),
+    )
+    .await
+    .expect("the proxy answers the handshake at once");
+    assert!(tls.is_err(), "the handshake with a different SNI completed");
+    assert_eq!(
+        f.upstream.connections(),
+        0,
+        "the upstream was never contacted"
+    );
+    f.proxy.flush_audit().await;
+    let audit = read_audit(&f.home, id).unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (
+            audit[0].host.as_str(),
+            audit[0].method.as_str(),
+            audit[0].status
+        ),
+        ("registry.npmjs.org", "CONNECT", 403)
+    );
+    assert!(
+        audit[0]
+            .violation
+            .as_deref()
+            .unwrap()
+            .contains("server name differs"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn proxy_and_connection_named_headers_sent_inside_a_tunnel_never_reach_the_upstream() {
+    let f = Fixture::new().await;
+    let id = SessionId::new();
+    let cred = f.proxy.register_session(id);
+    let mut tunnel = one_tunnel(&f.proxy, &cred, "api.anthropic.com").await;
+    // A client that repeats its proxy credential on every request, inside the tunnel too.
+    let mut req = get("api.anthropic.com", "/v1/models");
+    let h = req.headers_mut();
+    h.insert("proxy-authorization", cred.header_value().parse().unwrap());
+    h.insert("connection", "x-hop".parse().unwrap());
+    h.insert("x-hop", "hop-value".parse().unwrap());
+    h.insert("x-kept", "kept".parse().unwrap());
+    let r = tunnel.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = f.upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].one("proxy-authorization"), None, "{seen:?}");
+    assert_eq!(seen[0].one("x-hop"), None, "{seen:?}");
+    assert_eq!(seen[0].one("x-kept"), Some("kept"));
+    assert_eq!(seen[0].one("x-api-key"), Some(ANTHROPIC_KEY));
+    let all: String = seen[0]
+        .headers
+        .iter()
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!all.contains(cred.password.expose()), "{all}");
+}
+
+#[tokio::test]
 async fn nothing_is_injected_when_the_upstream_certificate_does_not_verify() {
     // The overrides point at the upstream, but its test CA is not trusted.
     let f = Fixture::with(false, "", &[("ANTHROPIC_API_KEY", ANTHROPIC_KEY)]).await;
