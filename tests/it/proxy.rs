@@ -21,10 +21,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ANTHROPIC_KEY: &str = "sk-ant-api03-REAL-anthropic-key-0123456789";
 const GITHUB_TOKEN: &str = "ghp_REALgithubToken0123456789abcdef";
+const OPENAI_KEY: &str = "sk-proj-REALopenaiKey0123456789";
 
 /// Hosts the test upstream answers for (its certificate names them all).
-const HOSTS: [&str; 4] = [
+const HOSTS: [&str; 5] = [
     "api.anthropic.com",
+    "api.openai.com",
     "github.com",
     "api.github.com",
     "registry.npmjs.org",
@@ -56,6 +58,7 @@ impl Fixture {
             &[
                 ("ANTHROPIC_API_KEY", ANTHROPIC_KEY),
                 ("GITHUB_TOKEN", GITHUB_TOKEN),
+                ("OPENAI_API_KEY", OPENAI_KEY),
             ],
         )
         .await
@@ -220,9 +223,17 @@ async fn proxy_injects_the_real_key_and_strips_what_the_sandbox_sent() {
         .await
         .unwrap();
     assert_eq!(api.status(), 200);
+    let openai = client
+        .post("https://api.openai.com/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", ph["openai_api_key"]))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(openai.status(), 200);
 
     let seen = f.upstream.requests();
-    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen.len(), 4, "{seen:?}");
     let anthropic = &seen[0];
     assert_eq!(anthropic.target, "/v1/messages");
     assert_eq!(anthropic.one("x-api-key"), Some(ANTHROPIC_KEY));
@@ -241,6 +252,10 @@ async fn proxy_injects_the_real_key_and_strips_what_the_sandbox_sent() {
     assert_eq!(
         seen[2].one("authorization"),
         Some(format!("Bearer {GITHUB_TOKEN}").as_str())
+    );
+    assert_eq!(
+        seen[3].one("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
     );
     for s in &seen {
         assert!(
