@@ -75,7 +75,8 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
             "workspace",
             "hibernate_wait_seconds",
             "reconnect_attempts",
-            "relay_path"
+            "relay_path",
+            "clone_depth"
         ]
     );
     assert_eq!(sprites["details"]["config_keys"][0]["type"], "string");
@@ -905,7 +906,7 @@ fn sprites_refuses_a_bad_config_with_a_clear_error() {
             .contains("config.toml:2:1: `sprites.api_ur`: unknown key `api_ur`")
             && run
                 .stdout
-                .contains("accepted keys: api_key, api_url, hibernate_wait_seconds, hibernation_timeout, reconnect_attempts, relay_path, workspace"),
+                .contains("accepted keys: api_key, api_url, clone_depth, hibernate_wait_seconds, hibernation_timeout, reconnect_attempts, relay_path, workspace"),
         "{}",
         run.stdout
     );
