@@ -466,6 +466,39 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
 }
 
 #[tokio::test]
+async fn progress_events_reach_only_the_call_that_emitted_them() {
+    let client = ok_registry().get("ok").unwrap();
+    let calls = (0..8).map(|i| {
+        let client = Arc::clone(&client);
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let req = ops::InstanceRequest {
+                instance: ops::Instance {
+                    id: format!("concurrent-{i}"),
+                    state: serde_json::json!({"v": 1}),
+                },
+            };
+            let resp: ops::StatusResponse = client.call(ops::STATUS, &req, Some(tx)).await.unwrap();
+            assert_eq!(resp.instance.id, format!("concurrent-{i}"));
+            let mut got = Vec::new();
+            while let Ok(ev) = rx.try_recv() {
+                got.push(ev);
+            }
+            got
+        }
+    });
+    for (i, got) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        // The fixture emits exactly one progress event per status call.
+        assert_eq!(got.len(), 1, "call {i} got {got:?}");
+        assert_eq!(got[0]["stage"], "probe");
+    }
+}
+
+#[tokio::test]
 async fn dropping_a_call_cancels_the_work_inside_the_plugin() {
     let client = ok_registry().get("ok").unwrap();
     let probe = ops::InstanceRequest {
