@@ -719,7 +719,7 @@ fn build_variant(
     );
     let target = root.join("target/fixture-target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = Command::new(cargo)
+    let out = crate::support::artifacts::without_test_env(&mut Command::new(cargo))
         .current_dir(&ws)
         .args([
             "build",
@@ -842,7 +842,7 @@ fn the_guide_example_builds_and_loads() {
     );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
+    let status = crate::support::artifacts::without_test_env(&mut Command::new(cargo))
         .current_dir(workspace_root())
         .args([
             "build",
