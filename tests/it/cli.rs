@@ -373,8 +373,8 @@ fn delete_off_a_terminal_needs_yes_and_the_daemon_commands_without_a_daemon() {
 
 /// The agent the `local` backend runs: interactive it greets with its prompt and echoes each
 /// line (`size` prints its terminal's rows and columns); with `--print` it prints the prompt and
-/// exits with `N` for a prompt `exit N`.
-const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do if [ "$line" = size ]; then echo "size: $(stty size)"; else echo "got: $line"; fi; done"#;
+/// exits with `N` for a prompt `exit N` (for a prompt `hang` it sleeps for two minutes).
+const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1"; case "$1" in exit*) exit ${1#exit };; hang) exec sleep 120;; esac; exit 0; fi; echo "agent ready: $1"; while IFS= read -r line; do if [ "$line" = size ]; then echo "size: $(stty size)"; else echo "got: $line"; fi; done"#;
 
 /// A home with the `local` backend installed and selected, the test agent, and the API on
 /// `127.0.0.1:0`.
@@ -775,4 +775,292 @@ fn attach_follows_terminal_resizes() {
     t.send(&[0x1d]);
     let (code, _) = t.finish();
     assert_eq!(code, Some(0));
+}
+
+/// The pid in `daemon.json` (panics when there is none).
+fn daemon_pid(home: &TempHome) -> u64 {
+    let info = std::fs::read_to_string(home.path().join("daemon.json")).unwrap();
+    serde_json::from_str::<serde_json::Value>(&info).unwrap()["pid"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn a_print_run_whose_daemon_crashes_ends_with_the_reason_not_a_hang() {
+    use std::io::Read as _;
+    let home = local_home();
+    let _stop = StopDaemon(&home);
+    let repo = git_repo();
+    let mut child = home
+        .clauderon()
+        .args([
+            "create",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--prompt",
+            "hang",
+            "--name",
+            "pr",
+            "--print",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    // The agent's first output reached the CLI through the daemon it autostarted.
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !seen.contains("printing: hang") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let chunk = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no agent output ({e}); so far {seen:?}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    // The daemon dies mid-run.
+    let first = daemon_pid(&home);
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &first.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // The CLI reconnects (starting a new daemon), which reconciles the run: it ends with the
+    // reason and exit 1, in bounded time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!(
+                "create --print still waits after the daemon crash:\n{}",
+                std::fs::read_to_string(home.path().join("logs/daemon.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    reader.join().unwrap();
+    while let Ok(chunk) = rx.try_recv() {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert_eq!(status.code(), Some(1), "stdout {seen:?}\nstderr {err}");
+    assert!(
+        err.contains("session pr failed: the daemon restarted during this --print run"),
+        "{err}"
+    );
+    assert_eq!(seen.matches("printing: hang").count(), 1, "{seen:?}");
+    assert_ne!(daemon_pid(&home), first, "a new daemon serves");
+    let st = home.run(&["status", "pr", "--json"]);
+    assert_exit(&st, 0);
+    assert_eq!(st.json()["status"], "failed");
+    // Delete stops the agent still sleeping in the sandbox.
+    assert_exit(&home.run(&["delete", "pr", "--yes"]), 0);
+}
+
+/// Writes sessions with chosen ids straight into a home's store (no daemon runs yet), so
+/// prefixes can be made ambiguous on purpose.
+fn seed_sessions(home: &TempHome, sessions: &[(&str, &str)]) {
+    use clauderon::session::{SessionName, SessionOptions};
+    use clauderon::store::{Db, NewSession};
+    let mut db = Db::open(&home.path().join("db.sqlite")).unwrap();
+    for (id, name) in sessions {
+        db.insert_session(&NewSession {
+            id: id.parse().unwrap(),
+            name: SessionName::new(name).unwrap(),
+            backend: "local".into(),
+            repository: "/nonexistent/repo".into(),
+            branch: Some(format!("clauderon/{name}")),
+            prompt: "seeded".into(),
+            options: SessionOptions::default(),
+        })
+        .unwrap();
+    }
+}
+
+#[test]
+fn daemon_start_prefixes_json_listings_logs_follow_and_exit_codes() {
+    let home = local_home();
+    let _stop = StopDaemon(&home);
+    seed_sessions(
+        &home,
+        &[
+            ("abcdef01-0000-4000-8000-000000000001", "first"),
+            ("abcdef02-0000-4000-8000-000000000002", "second"),
+        ],
+    );
+
+    // daemon start: in the background, once; JSON too.
+    let run = home.run(&["daemon", "start"]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("daemon started (pid "),
+        "{}",
+        run.stdout
+    );
+    let run = home.run(&["daemon", "start", "--json"]);
+    assert_exit(&run, 0);
+    let v = run.json();
+    assert_eq!(v["started"], false, "{v}");
+    assert_eq!(v["pid"].as_u64(), Some(daemon_pid(&home)));
+    let st = home.run(&["daemon", "status", "--json"]);
+    assert_exit(&st, 0);
+    assert_eq!(st.json()["pid"].as_u64(), Some(daemon_pid(&home)));
+
+    // The seeded sessions were `creating` with a repository that does not exist: reconcile
+    // (before serving) restarts their create, which fails. Bounded wait for both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let list = home.run(&["list", "--json"]).json();
+        let rows = list.as_array().unwrap();
+        assert_eq!(rows.len(), 2, "{list:#}");
+        if rows.iter().all(|r| r["status"] == "failed") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list:#}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    // Names, unique id prefixes, and an ambiguous prefix that says what it matched.
+    for r in ["second", "abcdef02", "abcdef02-0000"] {
+        let run = home.run(&["status", r, "--json"]);
+        assert_exit(&run, 0);
+        assert_eq!(run.json()["name"], "second", "{r}");
+    }
+    let run = home.run(&["status", "abcdef"]);
+    assert_ne!(run.code, Some(0), "{run:?}");
+    assert!(
+        run.stderr.contains("`abcdef` matches 2 sessions")
+            && run.stderr.contains("first")
+            && run.stderr.contains("second"),
+        "{}",
+        run.stderr
+    );
+    let ambiguous_code = run.code;
+    for cmd in ["wake", "hibernate", "logs", "attach"] {
+        let run = home.run(&[cmd, "abcdef"]);
+        assert_eq!(run.code, ambiguous_code, "{cmd}: {run:?}");
+        assert!(run.stderr.contains("matches 2 sessions"), "{cmd}: {run:?}");
+        let run = home.run(&[cmd, "nobody"]);
+        assert_exit(&run, 1);
+        assert!(
+            run.stderr.contains("no session named `nobody`"),
+            "{cmd}: {}",
+            run.stderr
+        );
+    }
+
+    // logs --json: one event per line.
+    let run = home.run(&["logs", "first", "--json"]);
+    assert_exit(&run, 0);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["kind"] == "status" && e["data"]["to"] == "failed"),
+        "{lines:#?}"
+    );
+
+    // logs -f follows live events and ends once the session is deleted.
+    let mut follower = home
+        .clauderon()
+        .args(["logs", "first", "-f"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // It is following once its history (which ends in the failure) has arrived.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("-> failed")) {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("logs -f printed no history ({e}): {seen:?}"));
+        seen.push(line);
+    }
+    let run = home.run(&["delete", "first", "--yes"]);
+    assert_exit(&run, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = follower.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = follower.kill();
+            panic!("logs -f did not end after the delete: {seen:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    reader.join().unwrap();
+    seen.extend(rx.try_iter());
+    assert_eq!(status.code(), Some(0), "{seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("-> deleted")),
+        "the live deletion was followed: {seen:?}"
+    );
+
+    // Every other listing has --json.
+    for args in [
+        &["config", "show", "--json"][..],
+        &["config", "paths", "--json"],
+        &["config", "credentials", "--json"],
+        &["plugins", "list", "--json"],
+        &["plugins", "info", "local", "--json"],
+        &["list", "--all", "--json"],
+        &["daemon", "status", "--json"],
+    ] {
+        let run = home.run(args);
+        assert_exit(&run, 0);
+        let _ = run.json();
+    }
+
+    // Usage errors are exit 2: an unknown command, a missing argument, a bad value.
+    assert_exit(&home.run(&["frobnicate"]), 2);
+    assert_exit(&home.run(&["status"]), 2);
+    assert_exit(&home.run(&["logs"]), 2);
+    assert_exit(&home.run(&["completions", "tcsh"]), 2);
+
+    // Plain `daemon` (the foreground daemon) refuses to run beside the background one.
+    let run = home.run(&["daemon"]);
+    assert_exit(&run, 1);
+    assert!(run.stderr.contains("already running"), "{}", run.stderr);
+    let run = home.run(&["daemon", "stop"]);
+    assert_exit(&run, 0);
+    let run = home.run(&["daemon", "status"]);
+    assert_exit(&run, 1);
 }

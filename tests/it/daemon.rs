@@ -795,3 +795,34 @@ async fn plugin_errors_and_panics_fail_the_session_not_the_daemon() {
     );
     assert_eq!(d.get("/api/health").await.0, 200);
 }
+
+#[tokio::test]
+async fn a_delete_during_a_slow_create_leaves_no_sandbox_behind() {
+    // The plugin makes the sandbox, then takes its time answering `create` (a slow provider).
+    let home = local_home("slow_create_ms = 2000", AGENT);
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let s = create(&d, repo.path(), json!({"prompt": "p", "name": "hasty"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let sandbox = home.path().join("sandboxes").join("hasty");
+    // The plugin's own progress event says the sandbox exists and it is still answering.
+    let deadline = Instant::now() + WAIT;
+    while !events(&d, &id, 0).await.iter().any(|e| {
+        e["data"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("slow_create_ms")
+    }) {
+        assert!(Instant::now() < deadline, "no slow create:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sandbox.exists(), "the plugin made {}", sandbox.display());
+    let (code, del) = d.delete(&format!("/api/sessions/{id}")).await;
+    assert_eq!(code, 200, "{del}\n{}", d.log());
+    assert_eq!(del["status"], "deleted");
+    assert!(
+        !sandbox.exists(),
+        "the sandbox made during the create was left behind:\n{}",
+        d.log()
+    );
+}

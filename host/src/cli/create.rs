@@ -142,7 +142,8 @@ impl CreateArgs {
             }
         })?;
         let progress = Progress::new(ctx.json, &session.name);
-        let outcome = follow(&api, &session, self.print, &progress).await;
+        let mut api = api;
+        let outcome = follow(ctx, &mut api, &session, self.print, &progress).await;
         progress.finish();
         match outcome? {
             Outcome::AgentExited(code) => {
@@ -230,22 +231,34 @@ enum Outcome {
     AgentExited(i32),
 }
 
-/// Follows the session's events until it is running (or the agent exited, with `--print`);
-/// reconnects a few times if the stream drops, resuming after the last event seen.
+/// How many times in a row `create` re-opens a lost event stream before giving up (each try
+/// may start a daemon and wait up to [`super::api::AUTOSTART_WAIT`] for it).
+const FOLLOW_RETRIES: u32 = 5;
+
+/// Follows the session's events until it is running (or the agent exited, with `--print`).
+/// When the stream drops (the daemon stopped or crashed) it connects again, through
+/// `daemon.json` and starting a daemon when none answers, and resumes after the last event
+/// seen: a restarted daemon reconciles the session and its events say how it ended.
 async fn follow(
-    api: &ApiClient,
+    ctx: &Context,
+    api: &mut ApiClient,
     session: &Session,
     print: bool,
     progress: &Progress,
 ) -> anyhow::Result<Outcome> {
     let mut after = 0;
     let mut stdout = std::io::stdout().lock();
-    for _attempt in 0..5 {
+    let mut failures = 0;
+    while failures < FOLLOW_RETRIES {
         let mut stream = match api.follow_events(&session.id, after).await {
             Ok(s) => s,
             Err(e @ ApiError::Transport { .. }) => {
+                failures += 1;
                 progress.note(&format!("event stream lost ({e}); reconnecting"));
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Ok(again) = ApiClient::connect(ctx, Autostart::Yes).await {
+                    *api = again;
+                }
                 continue;
             }
             Err(e) => return Err(e.into()),
@@ -257,6 +270,7 @@ async fn follow(
                 Err(ApiError::Transport { .. }) => break,
                 Err(e) => return Err(e.into()),
             };
+            failures = 0;
             after = after.max(ev.seq);
             let d = &ev.data;
             let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default();
@@ -302,8 +316,12 @@ async fn follow(
             }
         }
         // The stream ended: the daemon went away, or the session reached a state we missed.
+        failures += 1;
         progress.note("event stream ended; reconnecting");
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(again) = ApiClient::connect(ctx, Autostart::Yes).await {
+            *api = again;
+        }
     }
     anyhow::bail!(
         "lost the daemon's event stream for session {} repeatedly; see `clauderon status {}`",

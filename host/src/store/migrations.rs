@@ -42,6 +42,16 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     );
     CREATE INDEX checkpoints_session ON checkpoints(session_id, created_at);",
+    // v2: what the daemon remembers about each session's agent (its detachable session id,
+    // the `--print` exit code, the workspace path). Daemons before v2 made this table
+    // themselves without bumping the version, hence `IF NOT EXISTS`: such a file migrates
+    // and keeps its rows.
+    "CREATE TABLE IF NOT EXISTS daemon_agents (
+        session_id    TEXT PRIMARY KEY NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        agent_session TEXT,
+        exit_code     INTEGER,
+        workspace     TEXT
+    );",
 ];
 
 /// The schema version this build writes.
@@ -90,6 +100,53 @@ mod tests {
             )
             .unwrap();
         assert_eq!(n, 3);
+    }
+
+    /// A v1 file written by a daemon that made `daemon_agents` itself (before migration v2
+    /// existed) migrates to the current version and keeps its rows; a fresh file gets the
+    /// table from the migration.
+    #[test]
+    fn daemon_agents_of_a_v1_file_survive_migration_v2() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db.sqlite");
+        let mut c = Connection::open(&p).unwrap();
+        let tx = c.transaction().unwrap();
+        tx.execute_batch(MIGRATIONS[0]).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.commit().unwrap();
+        c.execute_batch(
+            "CREATE TABLE IF NOT EXISTS daemon_agents (session_id TEXT PRIMARY KEY NOT NULL \
+             REFERENCES sessions(id) ON DELETE CASCADE, agent_session TEXT, exit_code INTEGER, \
+             workspace TEXT);
+             INSERT INTO sessions VALUES ('s1','n','b','/r',NULL,'p','{}','running',NULL,NULL,NULL,1,1);
+             INSERT INTO daemon_agents VALUES ('s1','agent-7',3,'/w');",
+        )
+        .unwrap();
+        migrate(&mut c, &p).unwrap();
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let row: (String, i64) = c
+            .query_row(
+                "SELECT agent_session, exit_code FROM daemon_agents WHERE session_id = 's1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("agent-7".to_owned(), 3));
+
+        let fresh = dir.path().join("fresh.sqlite");
+        let mut c = Connection::open(&fresh).unwrap();
+        migrate(&mut c, &fresh).unwrap();
+        let n: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='daemon_agents'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "the migration makes the table");
     }
 
     #[test]

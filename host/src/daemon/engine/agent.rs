@@ -116,6 +116,27 @@ pub fn spawn(
         let ended = run(&engine, id, stream, input_rx, &output, print).await;
         match ended {
             Ended::Exited | Ended::Detached => {}
+            // A --print run whose stream ended without an exit code will never report one:
+            // the session fails with the reason (a CLI following it exits 1 instead of
+            // waiting forever). Only while running: a delete or hibernate ends streams too.
+            Ended::Lost(why) if print => {
+                tracing::info!(session = %id, "--print stream ended: {why}");
+                let running = matches!(
+                    engine.store().get(id).await,
+                    Ok(r) if r.status == crate::session::Status::Running
+                );
+                if running {
+                    engine
+                        .fail(
+                            id,
+                            &format!(
+                                "the --print run's output stream ended before the agent's exit \
+                                 code ({why})"
+                            ),
+                        )
+                        .await;
+                }
+            }
             Ended::Lost(why) => {
                 tracing::info!(session = %id, "agent stream ended: {why}");
                 engine

@@ -1,7 +1,7 @@
 //! What the daemon remembers about each session's agent beside the store's session row: the
 //! plugin's detachable session id, the workspace path inside the sandbox, and the exit code of
-//! a `--print` run. Kept in the daemon's own table `daemon_agents` in the same SQLite file
-//! (created if missing; rows go away with their session).
+//! a `--print` run. Kept in the table `daemon_agents` of the same SQLite file (made by the
+//! store's migration v2; rows go away with their session).
 
 use std::collections::HashMap;
 
@@ -19,20 +19,6 @@ pub struct AgentRow {
     pub exit_code: Option<i32>,
     /// The workspace path inside the sandbox.
     pub workspace: Option<String>,
-}
-
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS daemon_agents (
-    session_id    TEXT PRIMARY KEY NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-    agent_session TEXT,
-    exit_code     INTEGER,
-    workspace     TEXT
-)";
-
-/// Creates the table when it does not exist.
-pub async fn ensure_table(store: &Store) -> Result<(), StoreError> {
-    store
-        .run(|db| Ok(db.connection().execute_batch(SCHEMA)?))
-        .await
 }
 
 /// The row of one session (default when none was written).

@@ -179,24 +179,32 @@ impl Engine {
             ("clauderon".to_owned(), "1".to_owned()),
             ("clauderon.session".to_owned(), id.to_string()),
         ]);
-        let made: ops::InstanceResponse = self
-            .plugin_call(
-                id,
-                &client,
-                ops::CREATE,
-                &CreateRequest {
-                    session_id: id.to_string(),
-                    name: rec.name.to_string(),
-                    labels,
-                    env: BTreeMap::new(),
-                    cpu_limit: rec.options.cpu_limit.map(f64::from),
-                    memory_limit_mib: rec.options.memory_limit.map(|m| m.mebibytes()),
-                },
-            )
-            .await
-            .map_err(|e| EngineError::backend(client.name(), ops::CREATE, e))?;
-        let mut instance = made.instance;
-        self.save_instance(id, &instance).await?;
+        let req = CreateRequest {
+            session_id: id.to_string(),
+            name: rec.name.to_string(),
+            labels,
+            env: BTreeMap::new(),
+            cpu_limit: rec.options.cpu_limit.map(f64::from),
+            memory_limit_mib: rec.options.memory_limit.map(|m| m.mebibytes()),
+        };
+        // The plugin call and the store write of its instance run in a task of their own that
+        // a delete cannot abort (see `Runtime::sandbox_call`): a sandbox made is always known.
+        let held = Arc::clone(&self.runtime(id).sandbox_call)
+            .lock_owned()
+            .await;
+        let engine = Arc::clone(self);
+        let plugin = Arc::clone(&client);
+        let mut instance = tokio::spawn(async move {
+            let _held = held;
+            let made: ops::InstanceResponse = engine
+                .plugin_call(id, &plugin, ops::CREATE, &req)
+                .await
+                .map_err(|e| EngineError::backend(plugin.name(), ops::CREATE, e))?;
+            engine.save_instance(id, &made.instance).await?;
+            Ok::<_, EngineError>(made.instance)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("the create call did not finish: {e}")))??;
         let result = self
             .clone_and_start(&client, &rec, &info, &mut instance)
             .await;
@@ -319,19 +327,26 @@ impl Engine {
         }
         let env = self.agent_env(rec.id)?;
         let (started, stream) = if o.print {
-            client
-                .exec(&ExecRequest {
+            self.plugin_stream(
+                rec.id,
+                &client,
+                ops::EXEC,
+                &ExecRequest {
                     instance,
                     command: argv,
                     env,
                     cwd: Some(cwd),
                     tty: false,
-                })
-                .await
-                .map_err(|e| EngineError::backend(client.name(), ops::EXEC, e))?
+                },
+            )
+            .await
+            .map_err(|e| EngineError::backend(client.name(), ops::EXEC, e))?
         } else {
-            client
-                .attach(&AttachRequest {
+            self.plugin_stream(
+                rec.id,
+                &client,
+                ops::ATTACH,
+                &AttachRequest {
                     instance,
                     session: None,
                     command: argv,
@@ -339,9 +354,10 @@ impl Engine {
                     rows: DEFAULT_ROWS,
                     cwd: Some(cwd),
                     env,
-                })
-                .await
-                .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
+                },
+            )
+            .await
+            .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
         };
         if let Some(inst) = &started.instance
             && Engine::instance_of(rec).as_ref() != Some(inst)
@@ -415,16 +431,21 @@ impl Engine {
                 false,
                 Some(&resume_value),
             );
-            match client
-                .attach(&AttachRequest {
-                    instance,
-                    session: Some(sess.to_owned()),
-                    command: argv,
-                    cols: DEFAULT_COLS,
-                    rows: DEFAULT_ROWS,
-                    cwd: Some(cwd),
-                    env: self.agent_env(rec.id)?,
-                })
+            match self
+                .plugin_stream(
+                    rec.id,
+                    &client,
+                    ops::ATTACH,
+                    &AttachRequest {
+                        instance,
+                        session: Some(sess.to_owned()),
+                        command: argv,
+                        cols: DEFAULT_COLS,
+                        rows: DEFAULT_ROWS,
+                        cwd: Some(cwd),
+                        env: self.agent_env(rec.id)?,
+                    },
+                )
                 .await
             {
                 Ok((started, stream)) => {

@@ -123,6 +123,9 @@ impl Engine {
             t.abort();
         }
         let _op = rt.op_lock.lock().await;
+        // A plugin `create` still running for an aborted create flow stores its instance
+        // first, so the sandbox it makes is deleted below rather than left behind.
+        drop(rt.sandbox_call.lock().await);
         let rec = self.store().get(id).await?;
         if rec.status != Status::Deleting {
             self.set_status(id, Event::DeleteRequested, None).await?;

@@ -38,6 +38,10 @@ pub struct Runtime {
     pub op_lock: tokio::sync::Mutex<()>,
     /// Serializes starting or re-attaching the agent (two clients attaching at once).
     agent_start: tokio::sync::Mutex<()>,
+    /// Held while a plugin `create` runs and its instance is stored. That call runs in a task
+    /// of its own, so aborting the create flow (a delete during create) cannot drop the only
+    /// handle to a sandbox the plugin made; delete waits on this before it reads the instance.
+    sandbox_call: Arc<tokio::sync::Mutex<()>>,
     last_activity: Mutex<Instant>,
     attached: std::sync::atomic::AtomicUsize,
     agent: Mutex<Option<Arc<LiveAgent>>>,
@@ -50,6 +54,7 @@ impl Runtime {
         Self {
             op_lock: tokio::sync::Mutex::new(()),
             agent_start: tokio::sync::Mutex::new(()),
+            sandbox_call: Arc::new(tokio::sync::Mutex::new(())),
             last_activity: Mutex::new(Instant::now()),
             attached: std::sync::atomic::AtomicUsize::new(0),
             agent: Mutex::new(None),
@@ -116,7 +121,6 @@ impl Engine {
         config: Config,
         default_idle: Option<std::time::Duration>,
     ) -> Result<Arc<Self>, EngineError> {
-        agents::ensure_table(recorder.store()).await?;
         Ok(Arc::new(Self {
             recorder,
             backends,

@@ -15,6 +15,11 @@ use super::{Engine, agents};
 /// The reason recorded when the backend no longer knows a session's sandbox.
 pub const GONE_REASON: &str = "the sandbox no longer exists";
 
+/// The reason recorded when the daemon restarted while a `--print` run had not ended.
+pub const PRINT_RESTART_REASON: &str = "the daemon restarted during this --print run, so the \
+     agent's remaining output and exit code are unknown; the sandbox is kept (`clauderon logs` \
+     shows the output recorded before the restart; run it again, or delete the session)";
+
 impl Engine {
     /// Reconciles every non-deleted session; failures are logged per session, never fatal.
     pub async fn reconcile(self: &Arc<Self>) -> Result<(), EngineError> {
@@ -108,14 +113,11 @@ impl Engine {
             self.arm_idle_timer(id, &rec);
             if rec.options.print {
                 if row.exit_code.is_none() {
-                    self.emit(
-                        id,
-                        "log",
-                        serde_json::json!({"level": "warn", "message":
-                            "the daemon restarted during this --print run; the agent's remaining \
-                             output could not be followed"}),
-                    )
-                    .await;
+                    // A --print run's output stream cannot be re-joined: end it clearly (the CLI
+                    // following it exits 1 with this reason) rather than leave it running with
+                    // an exit code that will never come.
+                    self.disarm_idle_timer(id);
+                    self.fail(id, PRINT_RESTART_REASON).await;
                 }
                 return Ok(());
             }
