@@ -980,3 +980,86 @@ fn only_plugin_api_and_the_host_loader_name_the_ffi_crates() {
         offenders.join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_panicking_call_marks_the_plugin_faulted_and_later_calls_still_run() {
+    // Copies of their own: the panics recorded here must not leak into other tests' registries.
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut candidates = Vec::new();
+    for (name, lib) in [
+        ("async_panic", "fixture_async_panic"),
+        ("init_panics", "fixture_init_panics"),
+        ("ok", "fixture_ok"),
+    ] {
+        let path = dir.join(dylib_file_name(&format!("clauderon_{name}")));
+        std::fs::copy(fixture(lib), &path).unwrap();
+        candidates.push(Candidate {
+            name: name.to_owned(),
+            path,
+            source: DiscoverySource::PluginPath,
+        });
+    }
+    let reg = PluginRegistry::from_candidates(candidates, HostSetup::default());
+
+    // A panic in init is recorded too (the plugin stays `failed`: it has no backend).
+    let init = reg.report_named("init_panics").unwrap();
+    assert_eq!(init.status, PluginStatus::Failed);
+    let f = init.fault.expect("init panic recorded");
+    assert_eq!((f.panics, f.last_op.as_str()), (1, "init"));
+    assert_eq!(f.last_message, "fixture init panic: boom");
+
+    let client = reg.get("async_panic").unwrap();
+    let before = reg.report_named("async_panic").unwrap();
+    assert_eq!(before.status, PluginStatus::Loaded);
+    assert_eq!(before.fault, None);
+
+    let err = client
+        .check_auth(&ops::CheckAuthRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Panicked, "{err:?}");
+    let r = reg.report_named("async_panic").unwrap();
+    assert_eq!(r.status, PluginStatus::Faulted);
+    let f = r.fault.clone().unwrap();
+    assert_eq!(f.panics, 1);
+    assert_eq!(f.last_op, "check_auth");
+    assert_eq!(f.last_message, "fixture async panic: kaboom");
+    assert_eq!(
+        r.reason.as_deref(),
+        Some(
+            "panicked in check_auth: fixture async panic: kaboom (1 panic caught; calls keep working)"
+        )
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["status"], "faulted", "{json:#}");
+    assert_eq!(json["fault"]["last_op"], "check_auth", "{json:#}");
+    assert_eq!(r.status.to_string(), "faulted");
+    assert!(r.status.is_usable());
+
+    // The plugin's runtime survived: it still answers (an op it lacks is refused by the
+    // plugin itself, and check_auth runs again, panicking again: counted).
+    let req = ops::InstanceRequest {
+        instance: ops::Instance {
+            id: "i-f".into(),
+            state: serde_json::Value::Null,
+        },
+    };
+    let unsupported = client.status(&req).await.unwrap_err();
+    assert_eq!(unsupported.kind, ErrorKind::Unsupported, "{unsupported:?}");
+    let again = client
+        .check_auth(&ops::CheckAuthRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind, ErrorKind::Panicked, "{again:?}");
+    let f = reg.report_named("async_panic").unwrap().fault.unwrap();
+    assert_eq!(f.panics, 2);
+    assert_eq!(client.fault(), Some(f));
+
+    // A plugin that never panicked stays `loaded`, and its calls work.
+    let ok = reg.get("ok").unwrap();
+    ok.status(&req).await.unwrap();
+    let ok_report = reg.report_named("ok").unwrap();
+    assert_eq!(ok_report.status, PluginStatus::Loaded);
+    assert_eq!(ok_report.fault, None);
+    assert_eq!(ok_report.reason, None);
+}
