@@ -626,6 +626,10 @@ async fn two_clients_attached_at_once_share_the_agent() {
         .unwrap();
     ws_read_until(&mut a, "from-b").await;
     ws_read_until(&mut b, "from-b").await;
+    // A client attaching later is first shown the agent's recent output.
+    let mut c = attach(&d, &id).await;
+    let replay = ws_read_until(&mut c, "from-b").await;
+    assert!(replay.contains("from-a"), "{replay}");
     // A bad control message is answered, not fatal.
     a.send(Message::Text("{\"type\":\"dance\"}".into()))
         .await

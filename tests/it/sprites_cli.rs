@@ -661,10 +661,11 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
         "a `never` session stays awake"
     );
 
-    // Attaching wakes it and starts the agent again, resuming its conversation.
-    // (The attach shows the agent's output from when it subscribed: the restarted agent's
-    // first lines may precede that, so they are checked in the session's log.)
+    // Attaching wakes it and starts the agent again, resuming its conversation. The restarted
+    // agent's first lines come before the attach subscribes: the daemon replays its recent
+    // output, so the attach shows them.
     let mut a = Attached::start(&home, "idle");
+    a.expect("demo-agent: resuming the previous conversation");
     a.send(b"back\n");
     a.expect("you said: back");
     let log = logs(&home, "idle");

@@ -148,7 +148,17 @@ async fn serve(
             return;
         }
     };
-    let mut output = agent.subscribe();
+    // What the terminal last showed first (the agent may have printed before this attach,
+    // e.g. when the attach woke the session and restarted it), then the live output.
+    let (recent, mut output) = agent.subscribe();
+    if !recent.is_empty()
+        && socket
+            .send(Message::Binary(Bytes::from(recent)))
+            .await
+            .is_err()
+    {
+        return;
+    }
     agent.send(AgentInput::Resize(cols, rows)).await;
     loop {
         tokio::select! {

@@ -2,7 +2,8 @@
 //! output as `output` events, fans it out to every attached client, and writes their input,
 //! resizes and signals to the agent.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -40,11 +41,53 @@ pub enum AgentOutput {
     Error(String),
 }
 
+/// How much of the agent's most recent output a client that attaches is shown first.
+pub const RECENT_OUTPUT: usize = 64 * 1024;
+
+/// The agent's output on its way to attached clients: the live frames, and the last
+/// [`RECENT_OUTPUT`] bytes so a client attaching late first sees what the terminal last showed
+/// (after a wake, the restarted agent's first lines come before the attach subscribes).
+#[derive(Debug)]
+struct OutputFanout {
+    live: broadcast::Sender<AgentOutput>,
+    recent: Mutex<VecDeque<u8>>,
+}
+
+impl OutputFanout {
+    fn new() -> Self {
+        Self {
+            live: broadcast::channel(1024).0,
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Keeps `data` among the recent bytes and sends it to every subscriber, under one lock so
+    /// a subscriber sees each byte exactly once (in the replay or live).
+    fn data(&self, data: Arc<[u8]>) {
+        let mut recent = super::lock(&self.recent);
+        recent.extend(data.iter().copied());
+        let excess = recent.len().saturating_sub(RECENT_OUTPUT);
+        recent.drain(..excess);
+        let _ = self.live.send(AgentOutput::Data(data));
+    }
+
+    /// Sends an exit or error to every subscriber.
+    fn send(&self, out: AgentOutput) {
+        let _ = self.live.send(out);
+    }
+
+    fn subscribe(&self) -> (Vec<u8>, broadcast::Receiver<AgentOutput>) {
+        let recent = super::lock(&self.recent);
+        let rx = self.live.subscribe();
+        (recent.iter().copied().collect(), rx)
+    }
+}
+
 /// A running agent task.
 #[derive(Debug)]
 pub struct LiveAgent {
     input: mpsc::Sender<AgentInput>,
-    output: broadcast::Sender<AgentOutput>,
+    output: Arc<OutputFanout>,
     done: watch::Receiver<bool>,
     /// Whether this is a `--print` run (exec, no TTY).
     pub print: bool,
@@ -56,8 +99,9 @@ impl LiveAgent {
         self.input.send(input).await.is_ok()
     }
 
-    /// A receiver of the agent's output from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<AgentOutput> {
+    /// The agent's most recent output (at most [`RECENT_OUTPUT`] bytes) and a receiver of
+    /// everything after it, with no gap and no byte twice.
+    pub fn subscribe(&self) -> (Vec<u8>, broadcast::Receiver<AgentOutput>) {
         self.output.subscribe()
     }
 
@@ -101,11 +145,11 @@ pub fn spawn(
     print: bool,
 ) -> Arc<LiveAgent> {
     let (input_tx, input_rx) = mpsc::channel(256);
-    let (output, _) = broadcast::channel(1024);
+    let output = Arc::new(OutputFanout::new());
     let (done_tx, done_rx) = watch::channel(false);
     let live = Arc::new(LiveAgent {
         input: input_tx,
-        output: output.clone(),
+        output: Arc::clone(&output),
         done: done_rx,
         print,
     });
@@ -160,7 +204,7 @@ async fn run(
     id: SessionId,
     stream: FrameStream,
     mut input: mpsc::Receiver<AgentInput>,
-    output: &broadcast::Sender<AgentOutput>,
+    output: &OutputFanout,
     print: bool,
 ) -> Ended {
     let (mut reader, mut writer) = stream.split();
@@ -214,7 +258,7 @@ async fn run(
                         rt.touch();
                         let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
                         engine.emit(id, "output", serde_json::json!({"b64": b64})).await;
-                        let _ = output.send(AgentOutput::Data(Arc::from(data)));
+                        output.data(Arc::from(data));
                         if let Some(p) = pending {
                             match p {
                                 Ok(Some(f)) => {
@@ -257,7 +301,7 @@ async fn handle_control(
     engine: &Arc<Engine>,
     id: SessionId,
     frame: Frame,
-    output: &broadcast::Sender<AgentOutput>,
+    output: &OutputFanout,
 ) -> Option<Ended> {
     match frame.kind {
         FrameKind::Exit => {
@@ -270,7 +314,7 @@ async fn handle_control(
             engine
                 .emit(id, "agent_exited", serde_json::json!({"code": code}))
                 .await;
-            let _ = output.send(AgentOutput::Exit(code));
+            output.send(AgentOutput::Exit(code));
             Some(Ended::Exited)
         }
         FrameKind::Error => {
@@ -278,7 +322,7 @@ async fn handle_control(
             engine
                 .emit(id, "error", serde_json::json!({"message": msg}))
                 .await;
-            let _ = output.send(AgentOutput::Error(msg.clone()));
+            output.send(AgentOutput::Error(msg.clone()));
             Some(Ended::Lost(msg))
         }
         FrameKind::Event => {
