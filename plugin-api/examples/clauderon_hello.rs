@@ -82,7 +82,7 @@ impl Plugin for Hello {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(_) => {
                 return Err(PluginError::invalid_request(
-                    "[plugins.hello] greeting must be a string",
+                    "[hello] greeting must be a string",
                 ));
             }
         };

@@ -863,6 +863,79 @@ async fn non_tty_exec_ends_after_disconnect_window() {
     );
 }
 
+/// Starts `echo up; exec sleep 60` as a non-TTY exec and returns its socket and session id once
+/// its first output arrived.
+async fn non_tty_sleeper(emu: &Emulator, sprite: &str, extra: &[(&str, &str)]) -> (Ws, String) {
+    let mut params = vec![
+        ("cmd", "sh"),
+        ("cmd", "-c"),
+        ("cmd", "echo up; exec sleep 60"),
+    ];
+    params.extend_from_slice(extra);
+    let mut w = ws(emu, &format!("/v1/sprites/{sprite}/exec"), &params).await;
+    let mut id = None;
+    loop {
+        match next(&mut w).await.unwrap().unwrap() {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["type"] == "session_info" {
+                    id = v["session_id"].as_str().map(str::to_owned);
+                }
+            }
+            Message::Binary(b) if b[0] == 1 => break,
+            _ => {}
+        }
+    }
+    (w, id.expect("session_info before output"))
+}
+
+#[tokio::test]
+async fn non_tty_exec_defaults_to_ten_seconds_after_disconnect_and_zero_means_forever() {
+    let emu = Emulator::start();
+    create(&emu, "nd10").await;
+    let (default, default_id) = non_tty_sleeper(&emu, "nd10", &[]).await;
+    let (forever, forever_id) =
+        non_tty_sleeper(&emu, "nd10", &[("max_run_after_disconnect", "0s")]).await;
+    drop(default);
+    drop(forever);
+    let t = Instant::now();
+    let ids = |v: Vec<Value>| v.iter().map(id_of).collect::<Vec<_>>();
+    loop {
+        let live = ids(list_sessions(&emu, "nd10").await);
+        assert!(
+            live.contains(&forever_id),
+            "0s ended a non-TTY exec: {live:?}"
+        );
+        if !live.contains(&default_id) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(16),
+            "a non-TTY exec without max_run_after_disconnect still runs 16 s after a disconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        t.elapsed() >= Duration::from_secs(9),
+        "the default is 10 s, but it ended after {:?}",
+        t.elapsed()
+    );
+    // Only a kill ends the one that runs forever.
+    let r = http(&emu)
+        .post(url(
+            &emu,
+            &format!("/v1/sprites/nd10/exec/{forever_id}/kill?signal=KILL"),
+        ))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let events = ndjson(r).await;
+    assert_eq!(events.last().unwrap()["type"], "complete", "{events:?}");
+    assert!(list_sessions(&emu, "nd10").await.is_empty());
+}
+
 #[tokio::test]
 async fn exec_over_http_post() {
     let emu = Emulator::start();
@@ -1839,4 +1912,64 @@ fn bad_flags_are_refused_with_a_clear_message() {
         err.contains("--idle-to-warm") && err.contains("30s"),
         "{err}"
     );
+}
+
+#[test]
+fn without_isolation_the_emulator_says_so_at_start() {
+    use std::io::{BufRead, Read};
+    let bin = crate::support::artifacts::artifacts().emulator();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--sandbox",
+            "none",
+            "--token",
+            "t",
+        ])
+        .arg("--data")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first stdout line is the bound address; the warning is written before it.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let addr: std::net::SocketAddr = first
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("first line {first:?} is not an address ({e}); stderr: {err}"));
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    assert!(
+        err.contains("sprites are NOT isolated")
+            && err.contains("mapped into each sprite's directory"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn defaults_follow_the_documented_service() {
+    // Idle 30 s to warm (notes §3), the non-TTY 10 s disconnect window (§2.2), the ~5 s exit
+    // linger (§2.2), no quirk switched: the observed forms are the defaults.
+    let emu = Emulator::start();
+    let (s, info) = get_json(&emu, "/_emulator/info").await;
+    assert_eq!(s, 200);
+    assert_eq!(info["idle_to_warm_ms"], 30_000, "{info}");
+    assert_eq!(info["non_tty_disconnect_ms"], 10_000, "{info}");
+    assert_eq!(info["exit_linger_ms"], 5_000, "{info}");
+    assert_eq!(info["quirks"], json!([]), "{info}");
 }

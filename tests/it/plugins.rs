@@ -75,7 +75,8 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
             "workspace",
             "hibernate_wait_seconds",
             "reconnect_attempts",
-            "relay_path"
+            "relay_path",
+            "clone_depth"
         ]
     );
     assert_eq!(sprites["details"]["config_keys"][0]["type"], "string");
@@ -139,11 +140,27 @@ fn each_bad_fixture_gets_its_own_error_and_the_host_exits_normally() {
             "the plugin calls itself `ok`; rename the file to libclauderon_ok.so",
         ),
     ];
+    let text = home.run(&["plugins", "list"]);
+    assert_exit(&text, 0);
     for (name, status, reason) in expect {
         let r = report(&list, name);
         assert_eq!(r["status"], status, "{r:#}");
         let got = r["reason"].as_str().unwrap_or_default();
         assert!(got.contains(reason), "{name}: {got}");
+        // The table shows the status, and the reason follows it under the plugin's name.
+        let row = text
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} row:\n{}", text.stdout));
+        assert!(row.contains(&format!(" {status} ")), "{row}");
+        assert!(
+            text.stdout
+                .lines()
+                .any(|l| l.starts_with(&format!("{name}: ")) && l.contains(reason)),
+            "{name}: reason missing from the table:\n{}",
+            text.stdout
+        );
     }
     // The dlopen reason carries the system's explanation, not just "dlopen failed".
     let notalib = report(&list, "notalib")["reason"]
@@ -458,6 +475,14 @@ async fn dropping_a_call_cancels_the_work_inside_the_plugin() {
         },
     };
     let before = client.status(&probe).await.unwrap().instance.state;
+    // The host-version service answers the host crate's version.
+    let manifest = std::fs::read_to_string(workspace_root().join("host/Cargo.toml")).unwrap();
+    let host_version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    assert_eq!(before["host_version"], host_version);
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let call = client.call::<_, ops::InstanceResponse>(ops::START, &probe, Some(tx));
     tokio::select! {
@@ -477,6 +502,76 @@ async fn dropping_a_call_cancels_the_work_inside_the_plugin() {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(cancelled, want, "the plugin-side task was not cancelled");
+}
+
+#[test]
+fn loading_is_lazy_and_happens_once() {
+    // Two candidates whose files do not exist yet: building the registry and using one plugin
+    // must not open the other; once loaded, a plugin is never opened again.
+    let dir = tempfile::tempdir().unwrap().keep();
+    let panics = dir.join(dylib_file_name("clauderon_init_panics"));
+    let late = dir.join(dylib_file_name("clauderon_async_panic"));
+    let reg = PluginRegistry::from_candidates(
+        vec![
+            Candidate {
+                name: "init_panics".to_owned(),
+                path: panics.clone(),
+                source: DiscoverySource::PluginPath,
+            },
+            Candidate {
+                name: "async_panic".to_owned(),
+                path: late.clone(),
+                source: DiscoverySource::PluginPath,
+            },
+        ],
+        HostSetup::default(),
+    );
+    std::fs::copy(fixture("fixture_async_panic"), &late).unwrap();
+    let first = reg.get("async_panic").unwrap();
+    // Had `get` (or the registry) opened init_panics, its missing file would be cached as a
+    // failure; installing it now must still be seen on first use.
+    std::fs::copy(fixture("fixture_init_panics"), &panics).unwrap();
+    match reg.get("init_panics") {
+        Err(RegistryError::Load(e)) => {
+            assert!(e.to_string().contains("panicked during init"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Loaded once: with the file gone (unlinked, never overwritten in place: it is mapped), the
+    // plugin is still there for this process.
+    std::fs::remove_file(&late).unwrap();
+    let again = reg.get("async_panic").unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "loaded once");
+    assert_eq!(
+        reg.report_named("async_panic").unwrap().status,
+        PluginStatus::Loaded
+    );
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_plugins_runtime_and_later_calls_are_cancelled() {
+    // A copy of its own: the runtime of this library is stopped for the rest of the process.
+    let dir = tempfile::tempdir().unwrap().keep();
+    let lib = dir.join(dylib_file_name("clauderon_ok"));
+    std::fs::copy(fixture("fixture_ok"), &lib).unwrap();
+    let reg = registry_with("ok", &lib);
+    let client = reg.get("ok").unwrap();
+    let req = ops::InstanceRequest {
+        instance: ops::Instance {
+            id: "i-2".into(),
+            state: serde_json::Value::Null,
+        },
+    };
+    client.status(&req).await.unwrap();
+    // Off the async runtime: shutdown blocks until the plugin's workers stopped (bounded).
+    let reg = Arc::new(reg);
+    let r = Arc::clone(&reg);
+    tokio::task::spawn_blocking(move || r.shutdown_all(std::time::Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let err = client.status(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Cancelled, "{err:?}");
+    assert!(err.message.contains("shut down"), "{}", err.message);
 }
 
 #[test]
@@ -632,12 +727,19 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
             _ => text,
         }
     });
+    // Same major, newer minor: accepted.
+    let minor = build_variant("api1_minor", "1.3.0", &|_, text| text);
     let home = TempHome::new();
     home.install_plugin("api2", &api2);
     home.install_plugin("old_layout", &old);
+    home.install_plugin("api1_minor", &minor);
     let run = home.run(&["plugins", "list", "--json"]);
     assert_exit(&run, 0);
     let list = run.json();
+
+    let r = report(&list, "api1_minor");
+    assert_eq!(r["status"], "loaded", "{r:#}");
+    assert_eq!(r["api_version"], "1.3.0");
 
     let r = report(&list, "api2");
     assert_eq!(r["status"], "incompatible", "{r:#}");
@@ -664,13 +766,48 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     );
     assert!(reason.contains("too many fields"), "{reason}");
 
+    // On use, each gives the same error and a failure exit code.
     let use_it = home.run(&["plugins", "check", "api2"]);
     assert_exit(&use_it, 1);
-    assert!(use_it.stderr.contains("2.0.0"), "{}", use_it.stderr);
+    assert!(
+        use_it
+            .stderr
+            .contains("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api 1.0.0"),
+        "{}",
+        use_it.stderr
+    );
+    let use_it = home.run(&["plugins", "check", "old_layout"]);
+    assert_exit(&use_it, 1);
+    assert!(
+        use_it.stderr.contains("its ABI layout does not match"),
+        "{}",
+        use_it.stderr
+    );
+    for name in ["api2", "old_layout"] {
+        let info = home.run(&["plugins", "info", name, "--json"]);
+        assert_exit(&info, 1);
+        assert_eq!(info.json()["status"], "incompatible", "{name}");
+    }
 }
 
 #[test]
 fn the_guide_example_builds_and_loads() {
+    // The guide shows the example file itself (after its `//!` header), so what is built here is
+    // what a reader copies.
+    let root = workspace_root();
+    let guide = std::fs::read_to_string(root.join("plugin-api/README.md")).unwrap();
+    let example =
+        std::fs::read_to_string(root.join("plugin-api/examples/clauderon_hello.rs")).unwrap();
+    let body: String = example
+        .lines()
+        .skip_while(|l| l.starts_with("//!") || l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        guide.contains(&format!("```rust\n{body}```\n")),
+        "plugin-api/README.md section 2 no longer shows examples/clauderon_hello.rs verbatim"
+    );
+
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(cargo)
         .current_dir(workspace_root())
@@ -736,7 +873,7 @@ fn sprites_refuses_a_bad_config_with_a_clear_error() {
             .contains("config.toml:2:1: `sprites.api_ur`: unknown key `api_ur`")
             && run
                 .stdout
-                .contains("accepted keys: api_key, api_url, hibernate_wait_seconds, hibernation_timeout, reconnect_attempts, relay_path, workspace"),
+                .contains("accepted keys: api_key, api_url, clone_depth, hibernate_wait_seconds, hibernation_timeout, reconnect_attempts, relay_path, workspace"),
         "{}",
         run.stdout
     );
@@ -749,5 +886,64 @@ fn sprites_refuses_a_bad_config_with_a_clear_error() {
         run.stdout.contains("must start with http:// or https://"),
         "{}",
         run.stdout
+    );
+}
+
+/// Every `.rs` file and `Cargo.toml` under `dir` (build output skipped).
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                sources(&path, out);
+            }
+        } else if name.ends_with(".rs") || name == "Cargo.toml" {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn only_plugin_api_and_the_host_loader_name_the_ffi_crates() {
+    let root = workspace_root();
+    let mut files = Vec::new();
+    for dir in ["host", "plugins", "tests", "examples"] {
+        if root.join(dir).is_dir() {
+            sources(&root.join(dir), &mut files);
+        }
+    }
+    let allowed = |p: &Path| {
+        p.starts_with(root.join("host/src/plugins")) || p == root.join("host/Cargo.toml")
+    };
+    // Spelled in pieces so that this file does not name them itself.
+    let crates = [["abi", "stable"].join("_"), ["async", "ffi"].join("_")];
+    let mut offenders = Vec::new();
+    for file in files.iter().filter(|p| !allowed(p)) {
+        let manifest = file.ends_with("Cargo.toml");
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = if manifest {
+                line.split('#').next().unwrap_or_default()
+            } else {
+                line.split("//").next().unwrap_or_default()
+            };
+            let names_one = crates.iter().any(|c| {
+                if manifest {
+                    code.trim_start().starts_with(&c.replace('_', "-"))
+                        || code.trim_start().starts_with(c.as_str())
+                } else {
+                    code.contains(&format!("{c}::")) || code.contains(&format!("use {c}"))
+                }
+            });
+            if names_one {
+                offenders.push(format!("{}:{}: {line}", file.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "only plugin-api and host/src/plugins may name the FFI crates (authors use the SDK):\n{}",
+        offenders.join("\n")
     );
 }

@@ -21,10 +21,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ANTHROPIC_KEY: &str = "sk-ant-api03-REAL-anthropic-key-0123456789";
 const GITHUB_TOKEN: &str = "ghp_REALgithubToken0123456789abcdef";
+const OPENAI_KEY: &str = "sk-proj-REALopenaiKey0123456789";
 
 /// Hosts the test upstream answers for (its certificate names them all).
-const HOSTS: [&str; 4] = [
+const HOSTS: [&str; 5] = [
     "api.anthropic.com",
+    "api.openai.com",
     "github.com",
     "api.github.com",
     "registry.npmjs.org",
@@ -56,6 +58,7 @@ impl Fixture {
             &[
                 ("ANTHROPIC_API_KEY", ANTHROPIC_KEY),
                 ("GITHUB_TOKEN", GITHUB_TOKEN),
+                ("OPENAI_API_KEY", OPENAI_KEY),
             ],
         )
         .await
@@ -220,9 +223,17 @@ async fn proxy_injects_the_real_key_and_strips_what_the_sandbox_sent() {
         .await
         .unwrap();
     assert_eq!(api.status(), 200);
+    let openai = client
+        .post("https://api.openai.com/v1/chat/completions")
+        .header("authorization", format!("Bearer {}", ph["openai_api_key"]))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(openai.status(), 200);
 
     let seen = f.upstream.requests();
-    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(seen.len(), 4, "{seen:?}");
     let anthropic = &seen[0];
     assert_eq!(anthropic.target, "/v1/messages");
     assert_eq!(anthropic.one("x-api-key"), Some(ANTHROPIC_KEY));
@@ -241,6 +252,10 @@ async fn proxy_injects_the_real_key_and_strips_what_the_sandbox_sent() {
     assert_eq!(
         seen[2].one("authorization"),
         Some(format!("Bearer {GITHUB_TOKEN}").as_str())
+    );
+    assert_eq!(
+        seen[3].one("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
     );
     for s in &seen {
         assert!(
@@ -396,6 +411,97 @@ async fn connect_outside_policy_and_non_tls_tunnels_are_refused() {
         violations[2].contains("did not start with TLS"),
         "{violations:?}"
     );
+}
+
+#[tokio::test]
+async fn a_tls_server_name_other_than_the_connect_host_is_refused() {
+    let f = Fixture::new().await;
+    let id = SessionId::new();
+    let cred = f.proxy.register_session(id);
+    // CONNECT to one allowed host, then a ClientHello naming another: closed, never answered.
+    let mut s = tokio::net::TcpStream::connect(f.proxy.addr())
+        .await
+        .unwrap();
+    s.write_all(connect_request("registry.npmjs.org", Some(&cred)).as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        assert!(head.len() < 4096, "no end of the CONNECT answer");
+        head.push(s.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(f.proxy.ca().cert_der().clone()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("api.anthropic.com").unwrap();
+    let tls = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, s),
+    )
+    .await
+    .expect("the proxy answers the handshake at once");
+    assert!(tls.is_err(), "the handshake with a different SNI completed");
+    assert_eq!(
+        f.upstream.connections(),
+        0,
+        "the upstream was never contacted"
+    );
+    f.proxy.flush_audit().await;
+    let audit = read_audit(&f.home, id).unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (
+            audit[0].host.as_str(),
+            audit[0].method.as_str(),
+            audit[0].status
+        ),
+        ("registry.npmjs.org", "CONNECT", 403)
+    );
+    assert!(
+        audit[0]
+            .violation
+            .as_deref()
+            .unwrap()
+            .contains("server name differs"),
+        "{audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn proxy_and_connection_named_headers_sent_inside_a_tunnel_never_reach_the_upstream() {
+    let f = Fixture::new().await;
+    let id = SessionId::new();
+    let cred = f.proxy.register_session(id);
+    let mut tunnel = one_tunnel(&f.proxy, &cred, "api.anthropic.com").await;
+    // A client that repeats its proxy credential on every request, inside the tunnel too.
+    let mut req = get("api.anthropic.com", "/v1/models");
+    let h = req.headers_mut();
+    h.insert("proxy-authorization", cred.header_value().parse().unwrap());
+    h.insert("connection", "x-hop".parse().unwrap());
+    h.insert("x-hop", "hop-value".parse().unwrap());
+    h.insert("x-kept", "kept".parse().unwrap());
+    let r = tunnel.send_request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = f.upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].one("proxy-authorization"), None, "{seen:?}");
+    assert_eq!(seen[0].one("x-hop"), None, "{seen:?}");
+    assert_eq!(seen[0].one("x-kept"), Some("kept"));
+    assert_eq!(seen[0].one("x-api-key"), Some(ANTHROPIC_KEY));
+    let all: String = seen[0]
+        .headers
+        .iter()
+        .map(|(_, v)| v.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!all.contains(cred.password.expose()), "{all}");
 }
 
 #[tokio::test]

@@ -776,3 +776,40 @@ async fn a_wrong_token_is_unauthenticated() {
     assert_eq!(err.kind, ErrorKind::Unauthenticated, "{err:?}");
     assert!(!err.message.contains("not-the-token"), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resize_and_signal_frames_reach_the_agents_terminal() {
+    let rig = rig(&[]);
+    let p = &*rig.plugin;
+    let (inst, _) = create(p, "tty").await;
+    // A stand-in agent that prints its terminal size on each line it reads, and says when it
+    // gets SIGINT.
+    let script = "trap 'echo got-int; exit 7' INT; echo ready; \
+                  while read l; do echo \"size $(stty size)\"; done";
+    let (_started, stream) = p
+        .attach(&ops::AttachRequest {
+            instance: inst.clone(),
+            session: None,
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            cols: 100,
+            rows: 30,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut r, mut w) = stream.split();
+    read_until(&mut r, "ready").await;
+    w.write_frame(&Frame::new(FrameKind::Stdin, b"a\r".to_vec()))
+        .await
+        .unwrap();
+    read_until(&mut r, "size 30 100").await;
+    w.write_frame(&Frame::resize(120, 40)).await.unwrap();
+    w.write_frame(&Frame::new(FrameKind::Stdin, b"b\r".to_vec()))
+        .await
+        .unwrap();
+    read_until(&mut r, "size 40 120").await;
+    w.write_frame(&Frame::new(FrameKind::Signal, b"INT".to_vec()))
+        .await
+        .unwrap();
+    read_until(&mut r, "got-int").await;
+}

@@ -112,6 +112,13 @@ async fn a_sprites_session_through_the_cli_and_daemon() {
     let sprites = sprite_names(&emu).await;
     assert_eq!(sprites.len(), 1, "{sprites:?}");
     assert!(sprites[0].starts_with("demo-"), "{sprites:?}");
+    // No idle time configured anywhere: the plugin's declared default (30m) applies.
+    assert!(
+        d.log()
+            .contains("the session hibernates after 30m without activity"),
+        "{}",
+        d.log()
+    );
     let log = logs(&home, "demo");
     for needle in ["[clone] ", "demo-agent: prompt: hello", "model=m1"] {
         assert!(log.contains(needle), "{needle}:\n{log}");
@@ -536,5 +543,353 @@ async fn sprites_print_gives_the_agent_stdin_eof() {
         run.stdout.contains("stdin closed; prompt: summarise"),
         "{}",
         run.stdout
+    );
+}
+
+/// Appends `lines` to the `[sprites]` table (the last table `sprites_home` writes).
+fn add_sprites_config(home: &TempHome, lines: &str) {
+    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    assert!(config.contains("[sprites]"), "{config}");
+    home.write_config(&format!("{config}{lines}"));
+}
+
+/// The emulator's JSON for sprite `name` (from the list, which does not wake it).
+async fn sprite_entry(emu: &Emulator, name: &str) -> Value {
+    let list: Value = emu
+        .http_client()
+        .get(format!("{}/v1/sprites", emu.base_url()))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["sprites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no sprite {name} in {list:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
+    let emu = Emulator::start_args(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
+    let home = sprites_home(&emu);
+    // The backend's configured idle time (the flag allows 5m at least; config any duration).
+    add_sprites_config(&home, "hibernation_timeout = \"3s\"\n");
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+
+    // Resources go into the sprite's config, and the emulator enforces the memory limit on
+    // what runs in it.
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo_s,
+        "--prompt",
+        "nap",
+        "--name",
+        "idle",
+        "--cpu-limit",
+        "2",
+        "--memory-limit",
+        "512M",
+    ]);
+    assert_exit(&run, 0);
+    let sprite = sprite_of(&emu, "idle").await;
+    let entry = sprite_entry(&emu, &sprite).await;
+    assert_eq!(entry["config"]["cpus"].as_f64(), Some(2.0), "{entry:#}");
+    assert_eq!(entry["config"]["ram_mb"], 512, "{entry:#}");
+    // The agent's start is shown as the plugin reports it (the stream op has an event sink).
+    let log = logs(&home, "idle");
+    assert!(
+        log.contains("[agent] starting `/home/sprite/.clauderon/bin/clauderon-demo-agent"),
+        "{log}"
+    );
+
+    // `never` keeps a session awake whatever the backend's default.
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo_s,
+        "--prompt",
+        "stay",
+        "--name",
+        "awake",
+        "--hibernation-timeout",
+        "never",
+    ]);
+    assert_exit(&run, 0);
+    // Detaching (Ctrl-]) leaves the agent running: attaching again finds the same agent.
+    let mut a = Attached::start(&home, "awake");
+    a.send(b"one\n");
+    a.expect("you said: one");
+    a.send(&[0x1d]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let mut a = Attached::start(&home, "awake");
+    a.send(b"two\n");
+    a.expect("you said: two");
+    a.send(&[0x1d]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(0), "{err}");
+    let log = logs(&home, "awake");
+    assert!(!log.contains("starting it again with resume"), "{log}");
+    assert_eq!(log.matches("demo-agent: prompt: stay").count(), 1, "{log}");
+
+    // Nobody attached and no output: the idle session hibernates by itself; its agent is
+    // stopped and its sprite goes to sleep.
+    let limit = std::time::Duration::from_secs(90);
+    d.wait_status("idle", "hibernated", limit).await;
+    let log = logs(&home, "idle");
+    for needle in [
+        "[hibernate] hibernating (idle timeout)",
+        "[hibernate] stopping the agent (",
+    ] {
+        assert!(log.contains(needle), "{needle}:\n{log}");
+    }
+    let st = home.run(&["status", "idle", "--json"]).json();
+    assert_eq!(st["status"], "hibernated", "{st:#}");
+    assert_ne!(emu.state(&sprite).await["state"], "running");
+    assert_eq!(
+        d.get("/api/sessions/awake").await.1["status"],
+        "running",
+        "a `never` session stays awake"
+    );
+
+    // Attaching wakes it and starts the agent again, resuming its conversation.
+    // (The attach shows the agent's output from when it subscribed: the restarted agent's
+    // first lines may precede that, so they are checked in the session's log.)
+    let mut a = Attached::start(&home, "idle");
+    a.send(b"back\n");
+    a.expect("you said: back");
+    let log = logs(&home, "idle");
+    assert!(
+        log.contains("demo-agent: resuming the previous conversation"),
+        "{log}"
+    );
+    assert!(
+        log.contains("[agent] the agent's session is gone; starting it again with resume"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("[wake] waking sprite {sprite}")),
+        "{log}"
+    );
+    // Ctrl-C is a byte for the agent's terminal: the agent gets SIGINT and exits.
+    a.send(&[0x03]);
+    let (code, err) = a.finish();
+    assert_eq!(code, Some(130), "{err}");
+    assert!(err.contains("exited with code 130"), "{err}");
+    let (limits, code) = emu.exec_http(&sprite, &["sh", "-c", "ulimit -d"]).await;
+    assert_eq!((limits.trim(), code), ("524288", 0), "RLIMIT_DATA in KiB");
+
+    // The wake route reports how long waking took.
+    let (code, h) = d
+        .post("/api/sessions/awake/hibernate", &serde_json::json!({}))
+        .await;
+    assert_eq!(code, 200, "{h}");
+    let (code, w) = d
+        .post("/api/sessions/awake/wake", &serde_json::json!({}))
+        .await;
+    assert_eq!(code, 200, "{w}");
+    assert_eq!(w["session"]["status"], "running", "{w}");
+    assert!(w["elapsed_ms"].is_u64(), "{w}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sprites_clone_depth_checkpoint_restore_and_failed_creates() {
+    let emu = Emulator::start();
+    let home = sprites_home(&emu);
+    add_sprites_config(&home, "clone_depth = 1\n");
+    let d = TestDaemon::start(&home);
+    // An origin the sprite can reach (read-only) with two commits: a remote clone, one deep.
+    let target = crate::support::artifacts::workspace_root().join("target");
+    let base = if target.starts_with("/tmp") || target.starts_with("/home/sprite") {
+        std::path::PathBuf::from("/var/tmp").join("clauderon-sprites-it")
+    } else {
+        target.join("sprites-it")
+    };
+    let visible = base.join(format!("cli-depth-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&visible);
+    std::fs::create_dir_all(&visible).unwrap();
+    let origin = visible.join("origin.git");
+    let repo = git_repo();
+    let git = |dir: &std::path::Path, args: &[&str]| {
+        let st = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "git {args:?}");
+    };
+    std::fs::write(repo.path().join("second.txt"), "two\n").unwrap();
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "second"]);
+    git(
+        std::path::Path::new("/"),
+        &["init", "-q", "--bare", origin.to_str().unwrap()],
+    );
+    git(
+        repo.path(),
+        &["remote", "add", "origin", origin.to_str().unwrap()],
+    );
+    git(repo.path(), &["push", "-q", "origin", "main"]);
+    git(repo.path(), &["fetch", "-q", "origin"]);
+    let repo_s = repo.path().to_str().unwrap();
+
+    // Plan mode: the demo agent commits nothing, so HEAD stays the base commit.
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo_s,
+        "--prompt",
+        "hi",
+        "--name",
+        "cp",
+        "--plan-mode",
+    ]);
+    assert_exit(&run, 0);
+    let log = logs(&home, "cp");
+    assert!(
+        log.contains("[clone] cloned from the origin"),
+        "{log}\n{}",
+        d.log()
+    );
+    assert!(log.contains("plan=yes"), "the [agent] plan_args: {log}");
+    let sprite = sprite_of(&emu, "cp").await;
+    let ws = "/home/sprite/workspace";
+    let (count, code) = emu
+        .exec_http(&sprite, &["git", "-C", ws, "rev-list", "--count", "HEAD"])
+        .await;
+    assert_eq!(
+        (count.trim(), code),
+        ("1", 0),
+        "clone_depth = 1 was honoured"
+    );
+    let (head, _) = emu
+        .exec_http(&sprite, &["git", "-C", ws, "rev-parse", "HEAD"])
+        .await;
+    let head = head.trim().to_owned();
+
+    // A checkpoint records the workspace's git HEAD; a restore rolls the files back, after an
+    // automatic safety checkpoint, and starts the agent again.
+    let made = home
+        .run(&["checkpoint", "create", "cp", "clean", "--json"])
+        .json();
+    assert_eq!(made["git_head"], head.as_str(), "{made:#}");
+    let cp = made["id"].as_str().unwrap().to_owned();
+    let (_, code) = emu
+        .exec_http(
+            &sprite,
+            &[
+                "sh",
+                "-c",
+                &format!("echo changed > {ws}/README.md && echo new > {ws}/new.txt"),
+            ],
+        )
+        .await;
+    assert_eq!(code, 0);
+    let restored = home
+        .run(&["checkpoint", "restore", "cp", &cp, "--json"])
+        .json();
+    assert_eq!(restored["session"]["status"], "running", "{restored:#}");
+    let safety = restored["safety_checkpoint"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{restored:#}"))
+        .to_owned();
+    let (readme, code) = emu
+        .exec_http(&sprite, &["cat", &format!("{ws}/README.md")])
+        .await;
+    assert_eq!((readme.as_str(), code), ("original\n", 0));
+    let (_, code) = emu
+        .exec_http(&sprite, &["test", "-e", &format!("{ws}/new.txt")])
+        .await;
+    assert_eq!(code, 1, "new.txt is gone after the restore");
+    let cps = home.run(&["checkpoint", "list", "cp", "--json"]).json();
+    let auto = cps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == safety.as_str())
+        .unwrap_or_else(|| panic!("{cps:#}"));
+    assert!(
+        auto["comment"]
+            .as_str()
+            .unwrap()
+            .starts_with("automatic safety checkpoint before restoring"),
+        "{auto}"
+    );
+    assert_eq!(auto["git_head"], head.as_str(), "{auto}");
+    let log = logs(&home, "cp");
+    assert!(log.contains("[agent] restarting the agent"), "{log}");
+    assert!(
+        log.contains("demo-agent: resuming the previous conversation"),
+        "{log}"
+    );
+    // The safety checkpoint undoes the restore: the changed files come back.
+    let run = home.run(&["checkpoint", "restore", "cp", &safety]);
+    assert_exit(&run, 0);
+    let (readme, _) = emu
+        .exec_http(&sprite, &["cat", &format!("{ws}/README.md")])
+        .await;
+    assert_eq!(readme, "changed\n");
+    let _ = std::fs::remove_dir_all(&visible);
+
+    // A create whose sprite cannot be prepared: the plugin removes the sprite, the session is
+    // failed with the reason.
+    emu.add_fault(
+        serde_json::json!({"kind": "error", "status": 403, "method": "PUT",
+        "path": "/v1/sprites/*/fs/*", "body": {"error": "injected"}, "times": 1}),
+    )
+    .await;
+    let run = home.run(&[
+        "create", "--repo", repo_s, "--prompt", "p", "--name", "doomed",
+    ]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.contains("session doomed failed: ") && run.stderr.contains("session marker"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        sprite_names(&emu).await,
+        vec![sprite.clone()],
+        "no sprite left"
+    );
+    let st = home.run(&["status", "doomed", "--json"]).json();
+    assert_eq!(st["status"], "failed", "{st:#}");
+
+    // A create that fails after its sprite exists (every command in it is refused, so the
+    // clone fails): the host deletes the sprite, the session is failed with the reason.
+    emu.add_fault(
+        serde_json::json!({"kind": "error", "status": 500, "method": "GET",
+        "path": "/v1/sprites/doomed2-*/exec", "body": {"error": "exec refused"}}),
+    )
+    .await;
+    let run = home.run(&[
+        "create", "--repo", repo_s, "--prompt", "p", "--name", "doomed2",
+    ]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.contains("session doomed2 failed: ") && run.stderr.contains("exec refused"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(sprite_names(&emu).await, vec![sprite], "no sprite left");
+    let st = home.run(&["status", "doomed2", "--json"]).json();
+    assert_eq!(st["status"], "failed", "{st:#}");
+    assert!(
+        st["status_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exec refused"),
+        "{st:#}"
     );
 }

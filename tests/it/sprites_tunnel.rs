@@ -760,6 +760,25 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
     let run = home.run(&["checkpoint", "restore", "tun", &cp]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stderr, d.log());
     wait_for_requests(3, "the restore").await;
+    // After the wake and the restore (the agent started again, the bundle written again) the
+    // sprite's processes and files still never hold the real key.
+    let procs = processes_in_sprites_of(emu.pid().unwrap());
+    assert!(
+        procs
+            .iter()
+            .any(|(_, env, _)| env.contains("ANTHROPIC_API_KEY=clauderon-placeholder-")),
+        "the restarted agent's process was not found in the sprite"
+    );
+    for (pid, env, cmd) in &procs {
+        assert!(
+            !env.contains(REAL_KEY) && !cmd.contains(REAL_KEY),
+            "process {pid} in the sprite holds the real key after the restore"
+        );
+    }
+    assert_eq!(
+        files_containing(emu.data_dir(), REAL_KEY),
+        Vec::<std::path::PathBuf>::new()
+    );
 
     let run = home.run(&["delete", "tun", "--yes"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);

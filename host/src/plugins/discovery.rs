@@ -185,4 +185,29 @@ mod tests {
         );
         assert!(c[0].path.starts_with(a.path()));
     }
+
+    #[test]
+    fn home_beats_the_executables_directory() {
+        let home = tempfile::tempdir().unwrap();
+        let exe = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join(plugin_file_name("x")), b"").unwrap();
+        for n in ["x", "w"] {
+            std::fs::write(exe.path().join(plugin_file_name(n)), b"").unwrap();
+        }
+        let opts = DiscoveryOptions {
+            home_plugins: Some(home.path().to_path_buf()),
+            exe_dir: Some(exe.path().to_path_buf()),
+            ..DiscoveryOptions::default()
+        };
+        let c = discover(&opts);
+        let names: Vec<_> = c.iter().map(|c| (c.name.as_str(), c.source)).collect();
+        assert_eq!(
+            names,
+            vec![("w", DiscoverySource::ExeDir), ("x", DiscoverySource::Home)]
+        );
+        assert!(c[1].path.starts_with(home.path()));
+        // The default home directory is `<CLAUDERON_HOME>/plugins`.
+        let from_env = DiscoveryOptions::from_env(home.path(), BTreeMap::new());
+        assert_eq!(from_env.home_plugins, Some(home.path().join("plugins")));
+    }
 }

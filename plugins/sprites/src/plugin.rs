@@ -126,6 +126,14 @@ impl Plugin for SpritesPlugin {
                         .into(),
                     default: None,
                 },
+                ConfigKey {
+                    name: "clone_depth".into(),
+                    ty: "integer".into(),
+                    description: "History depth of the clone from the origin inside each sprite \
+                                  (unset: the full history; a bundle always carries it all)"
+                        .into(),
+                    default: None,
+                },
             ],
             secrets: vec![SecretDecl {
                 name: "sprites_api_key".into(),
@@ -154,6 +162,8 @@ impl Plugin for SpritesPlugin {
         }
         let hibernate_wait = int_key(&config, "hibernate_wait_seconds", 0, 3600)?.unwrap_or(45);
         let reconnect_attempts = int_key(&config, "reconnect_attempts", 0, 100)?.unwrap_or(5);
+        let clone_depth = int_key(&config, "clone_depth", 1, 1_000_000)?
+            .map(|d| u32::try_from(d).unwrap_or(u32::MAX));
         let relay_path = match string_key(&config, "relay_path")? {
             Some(p) if p.trim().is_empty() => None,
             Some(p) if !std::path::Path::new(&p).is_absolute() => {
@@ -172,6 +182,7 @@ impl Plugin for SpritesPlugin {
                 stop_grace: Duration::from_secs(5),
                 reconnect_attempts: u32::try_from(reconnect_attempts).unwrap_or(5),
                 relay_path,
+                clone_depth,
             },
             host,
         ))

@@ -327,19 +327,26 @@ impl Engine {
         }
         let env = self.agent_env(rec.id)?;
         let (started, stream) = if o.print {
-            client
-                .exec(&ExecRequest {
+            self.plugin_stream(
+                rec.id,
+                &client,
+                ops::EXEC,
+                &ExecRequest {
                     instance,
                     command: argv,
                     env,
                     cwd: Some(cwd),
                     tty: false,
-                })
-                .await
-                .map_err(|e| EngineError::backend(client.name(), ops::EXEC, e))?
+                },
+            )
+            .await
+            .map_err(|e| EngineError::backend(client.name(), ops::EXEC, e))?
         } else {
-            client
-                .attach(&AttachRequest {
+            self.plugin_stream(
+                rec.id,
+                &client,
+                ops::ATTACH,
+                &AttachRequest {
                     instance,
                     session: None,
                     command: argv,
@@ -347,9 +354,10 @@ impl Engine {
                     rows: DEFAULT_ROWS,
                     cwd: Some(cwd),
                     env,
-                })
-                .await
-                .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
+                },
+            )
+            .await
+            .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
         };
         if let Some(inst) = &started.instance
             && Engine::instance_of(rec).as_ref() != Some(inst)
@@ -423,16 +431,21 @@ impl Engine {
                 false,
                 Some(&resume_value),
             );
-            match client
-                .attach(&AttachRequest {
-                    instance,
-                    session: Some(sess.to_owned()),
-                    command: argv,
-                    cols: DEFAULT_COLS,
-                    rows: DEFAULT_ROWS,
-                    cwd: Some(cwd),
-                    env: self.agent_env(rec.id)?,
-                })
+            match self
+                .plugin_stream(
+                    rec.id,
+                    &client,
+                    ops::ATTACH,
+                    &AttachRequest {
+                        instance,
+                        session: Some(sess.to_owned()),
+                        command: argv,
+                        cols: DEFAULT_COLS,
+                        rows: DEFAULT_ROWS,
+                        cwd: Some(cwd),
+                        env: self.agent_env(rec.id)?,
+                    },
+                )
                 .await
             {
                 Ok((started, stream)) => {

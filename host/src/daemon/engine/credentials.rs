@@ -436,3 +436,104 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    /// Runs [`INSTALL_SCRIPT`] as the sandbox would (`sh -c SCRIPT sh CA_PEM MACHINE_ID`, the
+    /// bundle on stdin) with `HOME` and the system store (`/usr/local/share/ca-certificates`)
+    /// moved into a temporary directory and a fake `update-ca-certificates` on `PATH`, so this
+    /// machine's own store is never touched. Returns (dir, stdout, exit code).
+    fn run_install_script(machine_id: &str) -> (tempfile::TempDir, String, Option<i32>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (home, store, bin) = (
+            tmp.path().join("home"),
+            tmp.path().join("store"),
+            tmp.path().join("bin"),
+        );
+        for d in [&home, &store, &bin] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let fake = bin.join("update-ca-certificates");
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho ran > '{}'\n",
+                tmp.path().join("updated").display()
+            ),
+        )
+        .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let script = INSTALL_SCRIPT.replace(
+            "store=/usr/local/share/ca-certificates",
+            &format!("store='{}'", store.display()),
+        );
+        assert_ne!(script, INSTALL_SCRIPT, "the store line moved");
+        let mut child = Command::new("sh")
+            .args(["-c", &script, "sh", "OUR-CA-PEM", machine_id])
+            .env("HOME", &home)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"ROOTS+OUR-CA")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            tmp,
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            out.status.code(),
+        )
+    }
+
+    #[test]
+    fn the_ca_goes_into_a_sandbox_system_store_but_never_this_machines() {
+        // A sandbox that is another machine: the bundle is written and printed, and our CA
+        // (alone, never the bundle) goes into its system store, which is then rebuilt.
+        let (tmp, out, code) = run_install_script("another-machine-id");
+        assert_eq!(code, Some(0), "{out}");
+        let bundle = tmp.path().join("home/.clauderon/ca-bundle.pem");
+        assert!(
+            out.contains(&format!("bundle={}\n", bundle.display())),
+            "{out}"
+        );
+        assert_eq!(std::fs::read(&bundle).unwrap(), b"ROOTS+OUR-CA");
+        assert!(out.contains("system-store=installed"), "{out}");
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("store/clauderon.crt")).unwrap(),
+            "OUR-CA-PEM"
+        );
+        assert!(tmp.path().join("updated").exists());
+
+        // The sandbox is this machine (its machine id is the host's), or the host's id is
+        // unknown: the bundle only, the store is left alone.
+        let this_machine = host_machine_id();
+        assert!(!this_machine.is_empty(), "this test needs /etc/machine-id");
+        for id in [this_machine.as_str(), ""] {
+            let (tmp, out, code) = run_install_script(id);
+            assert_eq!(code, Some(0), "{out}");
+            assert!(out.contains("bundle="), "{out}");
+            assert!(out.contains("system-store=skipped"), "{id:?}: {out}");
+            assert!(!tmp.path().join("store/clauderon.crt").exists(), "{id:?}");
+            assert!(!tmp.path().join("updated").exists(), "{id:?}");
+        }
+    }
+}

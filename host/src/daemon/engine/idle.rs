@@ -12,7 +12,8 @@ use super::Engine;
 impl Engine {
     /// The idle time before hibernation: the session's `--hibernation-timeout`, else the
     /// backend table's `hibernation_timeout`, else `CLAUDERON_HIBERNATION_TIMEOUT` (read at
-    /// daemon start), else never. Durations are written like `30m` or `90s`, or `never`.
+    /// daemon start), else the `hibernation_timeout` default the backend plugin declares (30m
+    /// for Sprites), else never. Durations are written like `30m` or `90s`, or `never`.
     pub fn idle_timeout(&self, rec: &SessionRecord) -> Option<Duration> {
         if let Some(t) = rec.options.hibernation_timeout {
             return t.duration();
@@ -27,8 +28,22 @@ impl Engine {
                 tracing::warn!(backend = %rec.backend, "ignoring hibernation_timeout: {e}");
                 None
             }),
-            None => self.default_idle,
+            None => self
+                .default_idle
+                .or_else(|| self.declared_idle(&rec.backend)),
         }
+    }
+
+    /// The `hibernation_timeout` default the backend plugin declares in its details, if any.
+    fn declared_idle(&self, backend: &str) -> Option<Duration> {
+        let client = self.backends().get(backend).ok()?;
+        let key = client
+            .info()
+            .details
+            .config_keys
+            .iter()
+            .find(|k| k.name == "hibernation_timeout")?;
+        parse_idle(key.default.as_deref()?).ok().flatten()
     }
 
     /// Starts (or restarts) the session's idle timer, when it has a timeout.
@@ -37,6 +52,11 @@ impl Engine {
         let Some(timeout) = self.idle_timeout(rec) else {
             return;
         };
+        tracing::info!(
+            session = %id,
+            "the session hibernates after {} without activity",
+            humantime::format_duration(timeout)
+        );
         let rt = self.runtime(id);
         rt.touch();
         let engine = Arc::clone(self);

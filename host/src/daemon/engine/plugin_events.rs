@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::plugins::{PluginClient, PluginError, ops};
+use crate::plugins::{FrameStream, PluginClient, PluginError, ops};
 use crate::session::SessionId;
 
 use super::Engine;
@@ -123,6 +123,28 @@ impl Engine {
             }
         };
         let (result, ()) = tokio::join!(client.call(op, req, Some(tx)), forward);
+        result
+    }
+
+    /// Opens plugin stream `op` (`exec`, `attach`) for session `id`, recording the events the
+    /// plugin emits while opening it (the agent starting, rate-limit waits and retries) as
+    /// `progress` events, like [`Engine::plugin_call`]; events later on the stream itself are
+    /// the agent task's.
+    pub(super) async fn plugin_stream<Req: Serialize>(
+        self: &Arc<Self>,
+        id: SessionId,
+        client: &PluginClient,
+        op: &'static str,
+        req: &Req,
+    ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let stage = stage_of(op);
+        let forward = async {
+            while let Some(ev) = rx.recv().await {
+                self.plugin_event(id, &ev, stage).await;
+            }
+        };
+        let (result, ()) = tokio::join!(client.open_stream(op, req, Some(tx)), forward);
         result
     }
 

@@ -114,7 +114,9 @@ pub async fn clone_repo(
     }
     let branch = req.branch.clone().unwrap_or_default();
     let base = req.base_commit.clone().unwrap_or_default();
-    let depth = req.depth.map(|d| d.to_string()).unwrap_or_default();
+    // The request's depth, else the configured `clone_depth`, else the full history.
+    let depth_n = req.depth.or(b.settings().clone_depth);
+    let depth = depth_n.map(|d| d.to_string()).unwrap_or_default();
     let base_branch = req.base_branch.clone().unwrap_or_default();
 
     let mut reason: Option<String> = None;
@@ -175,7 +177,7 @@ pub async fn clone_repo(
         &format!("shipping a git bundle from the host ({reason})"),
         Some(0.2),
     );
-    if req.depth.is_some() {
+    if depth_n.is_some() {
         ctx.progress(
             "clone",
             "a bundle carries the full local history; the clone depth applies to origin clones only",

@@ -410,3 +410,28 @@ pub async fn check_auth(b: &SpritesBackend) -> Result<ops::CheckAuthResponse, Pl
         detail: Some(format!("the token is accepted by {}", client.base_url())),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sleeping_sprite_is_hibernated_whether_warm_or_cold() {
+        assert_eq!(
+            instance_status(&SpriteStatus::Running),
+            InstanceStatus::Running
+        );
+        assert_eq!(
+            instance_status(&SpriteStatus::Warm),
+            InstanceStatus::Hibernated
+        );
+        assert_eq!(
+            instance_status(&SpriteStatus::Cold),
+            InstanceStatus::Hibernated
+        );
+        assert_eq!(
+            instance_status(&SpriteStatus::Other("booting".into())),
+            InstanceStatus::Unknown
+        );
+    }
+}

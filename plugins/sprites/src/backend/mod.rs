@@ -45,6 +45,9 @@ pub struct Settings {
     /// The `clauderon-relay` binary to upload for tunnels (`relay_path`; else found beside the
     /// plugin, the executable or in `$CLAUDERON_HOME/plugins`).
     pub relay_path: Option<std::path::PathBuf>,
+    /// Depth of clones from the origin when the request gives none (`clone_depth`; unset: the
+    /// full history).
+    pub clone_depth: Option<u32>,
 }
 
 /// The Sprites backend created by `init`.

@@ -301,4 +301,18 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("empty"));
     }
+
+    #[test]
+    fn defaults_suit_a_cold_wake_and_the_documented_keepalive() {
+        let c = SpritesClient::builder()
+            .token(Token::new("t"))
+            .build()
+            .unwrap();
+        assert_eq!(c.base_url(), DEFAULT_BASE_URL);
+        // Connecting wakes a cold sprite, which has taken longer than 10 s (notes §2.2): >= 60 s.
+        assert!(c.inner.connect_timeout >= Duration::from_secs(60));
+        // The SDKs ping every 15 s and call a socket dead after 45 s of silence.
+        assert_eq!(c.inner.ping_interval, Duration::from_secs(15));
+        assert!(c.inner.request_timeout >= Duration::from_secs(60));
+    }
 }
