@@ -846,3 +846,59 @@ async fn a_restarted_daemon_reconciles_before_it_serves() {
     assert_eq!(s["status"], "failed", "{s}\n{}", d.log());
     assert_eq!(s["status_reason"], "the sandbox no longer exists", "{s}");
 }
+
+#[tokio::test]
+async fn a_plugin_panic_marks_it_faulted_in_the_daemons_plugin_list_and_it_keeps_working() {
+    let home = local_home("panic_on = \"hibernate\"", AGENT);
+    let d = TestDaemon::start(&home);
+    let plugin = |list: &Value, name: &str| -> Value {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not in {list:#}"))
+    };
+    let (code, list) = d.get("/api/plugins").await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(plugin(&list, "local")["status"], "loaded", "{list:#}");
+    assert_eq!(plugin(&list, "local")["fault"], Value::Null, "{list:#}");
+
+    let repo = git_repo();
+    let s = create(&d, repo.path(), json!({"prompt": "p"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    d.wait_status(&id, "running", WAIT).await;
+    let (code, e) = d
+        .post(&format!("/api/sessions/{id}/hibernate"), &json!({}))
+        .await;
+    assert_eq!(code, 502, "{e}");
+
+    let (_, list) = d.get("/api/plugins").await;
+    let local = plugin(&list, "local");
+    assert_eq!(local["status"], "faulted", "{local:#}");
+    assert_eq!(local["fault"]["panics"], 1, "{local:#}");
+    assert_eq!(local["fault"]["last_op"], "hibernate", "{local:#}");
+    assert_eq!(
+        local["fault"]["last_message"], "fixture panic_on = \"hibernate\"",
+        "{local:#}"
+    );
+    assert!(
+        local["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("panicked in hibernate: fixture panic_on = \"hibernate\" (1 panic"),
+        "{local:#}"
+    );
+    // A plugin that never panicked stays `loaded`.
+    let sprites = plugin(&list, "sprites");
+    assert_eq!(sprites["status"], "loaded", "{sprites:#}");
+    assert_eq!(sprites["fault"], Value::Null, "{sprites:#}");
+
+    // Faulted is informational: the same plugin serves a whole new session.
+    let s2 = create(&d, repo.path(), json!({"prompt": "again"})).await;
+    let id2 = s2["id"].as_str().unwrap().to_owned();
+    d.wait_status(&id2, "running", WAIT).await;
+    let (_, list) = d.get("/api/plugins").await;
+    assert_eq!(plugin(&list, "local")["fault"]["panics"], 1, "{list:#}");
+    assert_eq!(d.get("/api/health").await.0, 200);
+}

@@ -466,6 +466,39 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
 }
 
 #[tokio::test]
+async fn progress_events_reach_only_the_call_that_emitted_them() {
+    let client = ok_registry().get("ok").unwrap();
+    let calls = (0..8).map(|i| {
+        let client = Arc::clone(&client);
+        async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let req = ops::InstanceRequest {
+                instance: ops::Instance {
+                    id: format!("concurrent-{i}"),
+                    state: serde_json::json!({"v": 1}),
+                },
+            };
+            let resp: ops::StatusResponse = client.call(ops::STATUS, &req, Some(tx)).await.unwrap();
+            assert_eq!(resp.instance.id, format!("concurrent-{i}"));
+            let mut got = Vec::new();
+            while let Ok(ev) = rx.try_recv() {
+                got.push(ev);
+            }
+            got
+        }
+    });
+    for (i, got) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        // The fixture emits exactly one progress event per status call.
+        assert_eq!(got.len(), 1, "call {i} got {got:?}");
+        assert_eq!(got[0]["stage"], "probe");
+    }
+}
+
+#[tokio::test]
 async fn dropping_a_call_cancels_the_work_inside_the_plugin() {
     let client = ok_registry().get("ok").unwrap();
     let probe = ops::InstanceRequest {
@@ -686,7 +719,7 @@ fn build_variant(
     );
     let target = root.join("target/fixture-target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = Command::new(cargo)
+    let out = crate::support::artifacts::without_test_env(&mut Command::new(cargo))
         .current_dir(&ws)
         .args([
             "build",
@@ -809,7 +842,7 @@ fn the_guide_example_builds_and_loads() {
     );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
+    let status = crate::support::artifacts::without_test_env(&mut Command::new(cargo))
         .current_dir(workspace_root())
         .args([
             "build",
@@ -946,4 +979,87 @@ fn only_plugin_api_and_the_host_loader_name_the_ffi_crates() {
         "only plugin-api and host/src/plugins may name the FFI crates (authors use the SDK):\n{}",
         offenders.join("\n")
     );
+}
+
+#[tokio::test]
+async fn a_panicking_call_marks_the_plugin_faulted_and_later_calls_still_run() {
+    // Copies of their own: the panics recorded here must not leak into other tests' registries.
+    let dir = tempfile::tempdir().unwrap().keep();
+    let mut candidates = Vec::new();
+    for (name, lib) in [
+        ("async_panic", "fixture_async_panic"),
+        ("init_panics", "fixture_init_panics"),
+        ("ok", "fixture_ok"),
+    ] {
+        let path = dir.join(dylib_file_name(&format!("clauderon_{name}")));
+        std::fs::copy(fixture(lib), &path).unwrap();
+        candidates.push(Candidate {
+            name: name.to_owned(),
+            path,
+            source: DiscoverySource::PluginPath,
+        });
+    }
+    let reg = PluginRegistry::from_candidates(candidates, HostSetup::default());
+
+    // A panic in init is recorded too (the plugin stays `failed`: it has no backend).
+    let init = reg.report_named("init_panics").unwrap();
+    assert_eq!(init.status, PluginStatus::Failed);
+    let f = init.fault.expect("init panic recorded");
+    assert_eq!((f.panics, f.last_op.as_str()), (1, "init"));
+    assert_eq!(f.last_message, "fixture init panic: boom");
+
+    let client = reg.get("async_panic").unwrap();
+    let before = reg.report_named("async_panic").unwrap();
+    assert_eq!(before.status, PluginStatus::Loaded);
+    assert_eq!(before.fault, None);
+
+    let err = client
+        .check_auth(&ops::CheckAuthRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Panicked, "{err:?}");
+    let r = reg.report_named("async_panic").unwrap();
+    assert_eq!(r.status, PluginStatus::Faulted);
+    let f = r.fault.clone().unwrap();
+    assert_eq!(f.panics, 1);
+    assert_eq!(f.last_op, "check_auth");
+    assert_eq!(f.last_message, "fixture async panic: kaboom");
+    assert_eq!(
+        r.reason.as_deref(),
+        Some(
+            "panicked in check_auth: fixture async panic: kaboom (1 panic caught; calls keep working)"
+        )
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["status"], "faulted", "{json:#}");
+    assert_eq!(json["fault"]["last_op"], "check_auth", "{json:#}");
+    assert_eq!(r.status.to_string(), "faulted");
+    assert!(r.status.is_usable());
+
+    // The plugin's runtime survived: it still answers (an op it lacks is refused by the
+    // plugin itself, and check_auth runs again, panicking again: counted).
+    let req = ops::InstanceRequest {
+        instance: ops::Instance {
+            id: "i-f".into(),
+            state: serde_json::Value::Null,
+        },
+    };
+    let unsupported = client.status(&req).await.unwrap_err();
+    assert_eq!(unsupported.kind, ErrorKind::Unsupported, "{unsupported:?}");
+    let again = client
+        .check_auth(&ops::CheckAuthRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(again.kind, ErrorKind::Panicked, "{again:?}");
+    let f = reg.report_named("async_panic").unwrap().fault.unwrap();
+    assert_eq!(f.panics, 2);
+    assert_eq!(client.fault(), Some(f));
+
+    // A plugin that never panicked stays `loaded`, and its calls work.
+    let ok = reg.get("ok").unwrap();
+    ok.status(&req).await.unwrap();
+    let ok_report = reg.report_named("ok").unwrap();
+    assert_eq!(ok_report.status, PluginStatus::Loaded);
+    assert_eq!(ok_report.fault, None);
+    assert_eq!(ok_report.reason, None);
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::Context;
-use crate::plugins::{PluginReport, PluginStatus, ops};
+use crate::plugins::{PluginReport, ops};
 
 /// `clauderon plugins ...`
 #[derive(Debug, Subcommand)]
@@ -89,7 +89,8 @@ fn info(ctx: &Context, name: &str) -> anyhow::Result<ExitCode> {
     } else {
         print_info(&r);
     }
-    Ok(if r.status == PluginStatus::Loaded {
+    // `faulted` is informational (a call panicked, was caught, the plugin still works).
+    Ok(if r.status.is_usable() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(super::EXIT_FAILURE)

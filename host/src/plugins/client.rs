@@ -17,10 +17,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::discovery::DiscoverySource;
+use super::fault::{FaultLog, PluginFault};
 use super::host_services::EventRouter;
 use super::loader::PluginInfo;
 
 /// A loaded, initialized backend plugin. Cheap to share (`Arc`); lives for the whole process.
+/// A panic in one of its calls becomes a `Panicked` error and is recorded ([`Self::fault`]).
 pub struct PluginClient {
     pub(crate) info: PluginInfo,
     pub(crate) path: PathBuf,
@@ -28,6 +30,7 @@ pub struct PluginClient {
     pub(crate) module: PluginModule_Ref,
     pub(crate) backend: Arc<FfiBackendBox>,
     pub(crate) events: EventRouter,
+    pub(crate) faults: FaultLog,
 }
 
 impl std::fmt::Debug for PluginClient {
@@ -78,6 +81,12 @@ impl PluginClient {
     /// The plugin's capabilities.
     pub fn capabilities(&self) -> Capabilities {
         self.info.capabilities
+    }
+
+    /// The panics caught from this plugin's calls so far (`None`: it never panicked). Only
+    /// informational: a caught panic leaves the plugin's runtime serving later calls.
+    pub fn fault(&self) -> Option<PluginFault> {
+        self.faults.snapshot()
     }
 
     /// Whether the plugin implements `op`.
@@ -197,11 +206,29 @@ impl PluginClient {
         let joined = AbortOnDrop(tokio::spawn(fut)).await;
         match joined {
             Ok(RResult::ROk(v)) => Ok(v),
-            Ok(RResult::RErr(e)) => Err(e.into()),
-            Err(e) if e.is_panic() => Err(PluginError::new(
-                ErrorKind::Panicked,
-                format!("plugin `{}` panicked during `{op}`", self.name()),
-            )),
+            Ok(RResult::RErr(e)) => {
+                let e: PluginError = e.into();
+                if e.kind == ErrorKind::Panicked {
+                    // The SDK caught it: "the plugin panicked in `op`: <message>".
+                    let prefix = format!("the plugin panicked in `{op}`: ");
+                    self.faults
+                        .record(op, e.message.strip_prefix(&prefix).unwrap_or(&e.message));
+                }
+                Err(e)
+            }
+            Err(e) if e.is_panic() => {
+                let payload = e.into_panic();
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
+                self.faults.record(op, &message);
+                Err(PluginError::new(
+                    ErrorKind::Panicked,
+                    format!("plugin `{}` panicked during `{op}`", self.name()),
+                ))
+            }
             Err(_) => Err(PluginError::new(
                 ErrorKind::Cancelled,
                 format!("`{op}` on plugin `{}` was cancelled", self.name()),

@@ -7,6 +7,7 @@
 mod backend_config;
 mod client;
 mod discovery;
+mod fault;
 mod host_services;
 mod loader;
 mod registry;
@@ -19,6 +20,7 @@ pub use client::PluginClient;
 pub use discovery::{
     Candidate, DiscoveryOptions, DiscoverySource, discover, plugin_file_name, plugin_name_from_file,
 };
+pub use fault::{MAX_PANIC_MESSAGE_CHARS, PluginFault};
 pub use host_services::{ResolverSecrets, SecretLookup};
 pub use loader::{LoadError, PluginInfo};
 pub use registry::{HostSetup, PluginRegistry, PluginReport, PluginStatus, RegistryError};

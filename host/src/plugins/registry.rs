@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::backend_config::PluginConfigSource;
 use super::client::PluginClient;
 use super::discovery::{Candidate, DiscoveryOptions, DiscoverySource, discover};
+use super::fault::{self, FaultLog, PluginFault};
 use super::host_services::{EventRouter, HostServices, ResolverSecrets, SecretLookup};
 use super::loader::{self, LoadError, PluginInfo};
 
@@ -27,6 +28,17 @@ pub enum PluginStatus {
     Incompatible,
     /// Could not be opened or its init failed or panicked.
     Failed,
+    /// Loaded, but one of its calls panicked since (see [`PluginReport::fault`]). Only
+    /// informational: the panic was caught, the plugin's runtime survives and later calls are
+    /// made as usual.
+    Faulted,
+}
+
+impl PluginStatus {
+    /// Whether the plugin can be called (`loaded` or `faulted`).
+    pub fn is_usable(self) -> bool {
+        matches!(self, PluginStatus::Loaded | PluginStatus::Faulted)
+    }
 }
 
 impl std::fmt::Display for PluginStatus {
@@ -35,6 +47,7 @@ impl std::fmt::Display for PluginStatus {
             PluginStatus::Loaded => "loaded",
             PluginStatus::Incompatible => "incompatible",
             PluginStatus::Failed => "failed",
+            PluginStatus::Faulted => "faulted",
         })
     }
 }
@@ -48,9 +61,9 @@ pub struct PluginReport {
     pub path: PathBuf,
     /// Where it was found.
     pub source: DiscoverySource,
-    /// loaded / incompatible / failed.
+    /// loaded / incompatible / failed / faulted.
     pub status: PluginStatus,
-    /// Why it is not loaded.
+    /// Why it is not loaded (or, when faulted, its last panic and the count).
     pub reason: Option<String>,
     /// The plugin's own version, when it could be read.
     pub version: Option<String>,
@@ -62,6 +75,24 @@ pub struct PluginReport {
     pub capabilities: Vec<String>,
     /// Declared config keys and secrets, when they could be read.
     pub details: Option<clauderon_plugin_api::PluginDetails>,
+    /// The panics caught from it in this process (init or calls), if any.
+    pub fault: Option<PluginFault>,
+}
+
+impl PluginReport {
+    /// This report with the panics caught since it was made: a `loaded` plugin with a fault
+    /// record becomes `faulted`, its reason the last panic and the count (informational: the
+    /// plugin still serves calls). Other statuses keep their reason.
+    pub fn with_fault(mut self, fault: Option<PluginFault>) -> Self {
+        if let Some(f) = fault {
+            if self.status == PluginStatus::Loaded {
+                self.status = PluginStatus::Faulted;
+                self.reason = Some(f.reason());
+            }
+            self.fault = Some(f);
+        }
+        self
+    }
 }
 
 /// Errors finding or loading a plugin.
@@ -136,6 +167,7 @@ struct Failure {
     error: Arc<LoadError>,
     info: Option<Box<PluginInfo>>,
     api_version: Option<String>,
+    fault: Option<PluginFault>,
 }
 
 type Slot = Arc<OnceLock<Result<Arc<PluginClient>, Box<Failure>>>>;
@@ -238,14 +270,15 @@ impl PluginRegistry {
             description: None,
             capabilities: Vec::new(),
             details: None,
+            fault: None,
         };
-        let info = match outcome {
-            Ok(client) => Some(&client.info),
+        let (info, fault) = match outcome {
+            Ok(client) => (Some(&client.info), client.fault()),
             Err(f) => {
                 report.status = f.error.status();
                 report.reason = Some(f.error.to_string());
                 report.api_version.clone_from(&f.api_version);
-                f.info.as_deref()
+                (f.info.as_deref(), f.fault.clone())
             }
         };
         if let Some(info) = info {
@@ -260,7 +293,7 @@ impl PluginRegistry {
                 .collect();
             report.details = Some(info.details.clone());
         }
-        report
+        report.with_fault(fault)
     }
 
     /// The report for `name`, if such a candidate exists.
@@ -303,11 +336,16 @@ impl PluginRegistry {
                 error: Arc::new(e),
                 info: None,
                 api_version,
+                fault: None,
             })
         })?;
         let info = opened.info;
         let fail = |error: LoadError, info: &PluginInfo| {
             Box::new(Failure {
+                fault: match &error {
+                    LoadError::InitPanicked { message, .. } => Some(fault::single("init", message)),
+                    _ => None,
+                },
                 error: Arc::new(error),
                 api_version: Some(info.api_version.clone()),
                 info: Some(Box::new(info.clone())),
@@ -376,6 +414,7 @@ impl PluginRegistry {
             module: opened.module,
             backend: Arc::new(backend),
             events,
+            faults: FaultLog::default(),
         }))
     }
 }

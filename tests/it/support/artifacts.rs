@@ -59,7 +59,8 @@ pub fn artifacts() -> &'static Artifacts {
         let release = dir.file_name().is_some_and(|n| n == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace_root())
+        without_test_env(&mut cmd)
+            .current_dir(workspace_root())
             .args(["build", "--workspace", "--quiet"]);
         if release {
             cmd.arg("--release");
@@ -68,6 +69,32 @@ pub fn artifacts() -> &'static Artifacts {
         assert!(status.success(), "cargo build --workspace failed: {status}");
         Artifacts { dir }
     })
+}
+
+/// Removes the variables cargo sets for this test process (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`,
+/// ...) from a nested cargo command. Build scripts such as ring's ask to be re-run when those
+/// change, and a top-level `cargo build` has them unset: inheriting them would make every test
+/// run rebuild ring and everything above it, and the next plain build rebuild it again.
+pub fn without_test_env(cmd: &mut Command) -> &mut Command {
+    const PREFIXES: [&str; 4] = [
+        "CARGO_MANIFEST_",
+        "CARGO_PKG_",
+        "CARGO_BIN_",
+        "CARGO_TARGET_TMPDIR",
+    ];
+    const EXACT: [&str; 4] = [
+        "CARGO_CRATE_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "OUT_DIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+    ];
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if EXACT.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p)) {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
 }
 
 /// The workspace root (the parent of this crate's directory).
