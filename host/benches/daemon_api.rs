@@ -215,6 +215,29 @@ fn bench_list() {
         "daemon_api list: ratio api/baseline = {:.2}x",
         a.as_secs_f64() / r.as_secs_f64()
     );
+    // The whole `clauderon list` command as a user runs it: process start, config, finding
+    // the daemon through daemon.json, the GET, rendering the table.
+    let mut cli_t = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_clauderon"))
+            .arg("list")
+            .env("CLAUDERON_HOME", home.path())
+            .env_remove("CLAUDERON_PLUGIN_PATH")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .expect("run clauderon list");
+        cli_t.push(t.elapsed());
+        assert!(out.status.success(), "clauderon list failed");
+        assert!(String::from_utf8_lossy(&out.stdout).lines().count() > SESSIONS);
+    }
+    let c = median(cli_t);
+    println!(
+        "daemon_api list: `clauderon list` (the whole command, {SESSIONS} rows): median {:.2} ms over 5 runs; ratio to the baseline = {:.2}x",
+        ms(c),
+        c.as_secs_f64() / r.as_secs_f64()
+    );
 }
 
 /// `target/<profile>` of this bench binary (`target/<profile>/deps/daemon_api-*`).

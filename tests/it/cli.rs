@@ -948,7 +948,7 @@ fn daemon_start_prefixes_json_listings_logs_follow_and_exit_codes() {
         assert_eq!(run.json()["name"], "second", "{r}");
     }
     let run = home.run(&["status", "abcdef"]);
-    assert_ne!(run.code, Some(0), "{run:?}");
+    assert_exit(&run, 2);
     assert!(
         run.stderr.contains("`abcdef` matches 2 sessions")
             && run.stderr.contains("first")
@@ -956,10 +956,9 @@ fn daemon_start_prefixes_json_listings_logs_follow_and_exit_codes() {
         "{}",
         run.stderr
     );
-    let ambiguous_code = run.code;
     for cmd in ["wake", "hibernate", "logs", "attach"] {
         let run = home.run(&[cmd, "abcdef"]);
-        assert_eq!(run.code, ambiguous_code, "{cmd}: {run:?}");
+        assert_exit(&run, 2);
         assert!(run.stderr.contains("matches 2 sessions"), "{cmd}: {run:?}");
         let run = home.run(&[cmd, "nobody"]);
         assert_exit(&run, 1);

@@ -832,6 +832,26 @@ async fn a_delete_during_a_slow_create_leaves_no_sandbox_behind() {
 }
 
 #[tokio::test]
+async fn a_restarted_daemon_reconciles_before_it_serves() {
+    let home = local_home("", AGENT);
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let s = create(&d, repo.path(), json!({"prompt": "p", "name": "vanish"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    d.wait_status(&id, "running", WAIT).await;
+    let mut d = d;
+    d.kill();
+    // While no daemon runs, the backend loses the sandbox.
+    std::fs::remove_dir_all(home.path().join("sandboxes").join("vanish")).unwrap();
+    let d = TestDaemon::start(&home);
+    // The very first answer of the new daemon already knows (no polling).
+    let (code, s) = d.get(&format!("/api/sessions/{id}")).await;
+    assert_eq!(code, 200, "{s}");
+    assert_eq!(s["status"], "failed", "{s}\n{}", d.log());
+    assert_eq!(s["status_reason"], "the sandbox no longer exists", "{s}");
+}
+
+#[tokio::test]
 async fn a_plugin_panic_marks_it_faulted_in_the_daemons_plugin_list_and_it_keeps_working() {
     let home = local_home("panic_on = \"hibernate\"", AGENT);
     let d = TestDaemon::start(&home);

@@ -47,9 +47,17 @@ impl UsageError {
     }
 }
 
-/// The exit code for an error returned by a command: 2 for usage errors, else 1.
+/// The exit code for an error returned by a command: 2 for usage errors (including the
+/// daemon's 400 answers: bad input, such as an ambiguous id prefix), else 1.
 pub fn exit_code_for(e: &anyhow::Error) -> u8 {
-    if e.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+    let usage = |c: &(dyn std::error::Error + 'static)| {
+        c.downcast_ref::<UsageError>().is_some()
+            || matches!(
+                c.downcast_ref::<api::ApiError>(),
+                Some(api::ApiError::Api { status: 400, .. })
+            )
+    };
+    if e.chain().any(usage) {
         EXIT_USAGE
     } else {
         EXIT_FAILURE
