@@ -678,7 +678,8 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
     let deadline = Instant::now() + Duration::from_secs(30);
     let log = loop {
         let run = home.run(&["logs", "tun"]);
-        if run.stdout.contains("agent-waiting") || Instant::now() > deadline {
+        // (Not "agent-waiting": the log's `[agent] starting` line quotes the command.)
+        if run.stdout.contains("agent-request:200/200") || Instant::now() > deadline {
             break run.stdout;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
