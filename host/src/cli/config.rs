@@ -9,7 +9,7 @@ use clap::Subcommand;
 use super::{Context, output};
 use crate::config::BackendSchema;
 use crate::config::render::{self, CredentialView};
-use crate::plugins::{PluginStatus, ops, schema_from_details};
+use crate::plugins::{ops, schema_from_details};
 
 /// How long one plugin's `check_auth` may take in `config credentials`.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -95,7 +95,7 @@ async fn credentials(ctx: &Context) -> anyhow::Result<ExitCode> {
             }
         };
         resolver.declare(&report.name, &schema);
-        if report.status == PluginStatus::Loaded && !schema.secrets.is_empty() {
+        if report.status.is_usable() && !schema.secrets.is_empty() {
             plugins.push((report.name.clone(), schema));
         }
     }

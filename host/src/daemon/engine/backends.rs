@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::plugins::{PluginClient, PluginRegistry, PluginReport, PluginStatus};
+use crate::plugins::{PluginClient, PluginRegistry, PluginReport};
 
 use super::super::error::EngineError;
 
@@ -24,7 +24,7 @@ impl Backends {
         let mut loaded = BTreeMap::new();
         let mut failed = BTreeMap::new();
         for r in &reports {
-            if r.status == PluginStatus::Loaded {
+            if r.status.is_usable() {
                 match registry.get(&r.name) {
                     Ok(c) => {
                         loaded.insert(r.name.clone(), c);
