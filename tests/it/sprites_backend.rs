@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,9 +19,8 @@ use clauderon::plugins::{
 };
 use serde_json::{Value, json};
 
-use crate::support::artifacts::workspace_root;
 use crate::support::emulator::Emulator;
-use crate::support::sprites_plugin::{self, Rig, call, create_request, session_id};
+use crate::support::sprites_plugin::{self, Rig, call, create_request, session_id, visible_dir};
 
 const AGENT: &str = "/home/sprite/.clauderon/bin/clauderon-demo-agent";
 const WORKSPACE: &str = "/home/sprite/workspace";
@@ -214,23 +213,6 @@ fn repo(origin_dir: Option<&Path>) -> (tempfile::TempDir, String) {
     }
     let head = git(local.path(), &["rev-parse", "HEAD"]);
     (local, head)
-}
-
-/// A directory the sprite can see (read-only): under the workspace's `target/`, which the
-/// emulator's sandbox mounts read-only like every top-level host directory except /home, /tmp,
-/// /run and /root. Temporary directories under /tmp are invisible to the sprite.
-fn visible_dir() -> PathBuf {
-    // A sprite has its own /tmp and /home/sprite, so a checkout under either is invisible inside
-    // it: then use /var/tmp, which the sprite sees read-only like the rest of the host.
-    let target = workspace_root().join("target");
-    let base = if target.starts_with("/tmp") || target.starts_with("/home/sprite") {
-        PathBuf::from("/var/tmp").join("clauderon-sprites-it")
-    } else {
-        target.join("sprites-it")
-    };
-    let dir = base.join(session_id());
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn clone_req(

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
@@ -12,6 +13,7 @@ use crate::support::attached::Attached;
 use crate::support::daemon::TestDaemon;
 use crate::support::emulator::Emulator;
 use crate::support::home::{Run, TempHome};
+use crate::support::sprites_plugin::visible_dir;
 
 fn assert_exit(run: &Run, code: i32) {
     assert_eq!(
@@ -45,23 +47,36 @@ fn sprites_home(emu: &Emulator) -> TempHome {
     home
 }
 
+/// Runs `git -C dir args` with a test identity; panics when it fails.
+fn git_in(dir: &Path, args: &[&str]) {
+    let st = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+        .args(args)
+        .status()
+        .unwrap();
+    assert!(st.success(), "git {args:?}");
+}
+
 fn git_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let git = |args: &[&str]| {
-        let st = Command::new("git")
-            .arg("-C")
-            .arg(dir.path())
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "git {args:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
+    git_in(dir.path(), &["init", "-q", "-b", "main"]);
     std::fs::write(dir.path().join("README.md"), "original\n").unwrap();
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "first"]);
+    git_in(dir.path(), &["add", "."]);
+    git_in(dir.path(), &["commit", "-q", "-m", "first"]);
     dir
+}
+
+/// Pushes `repo`'s main into a new bare `origin.git` under `dir` (a directory the sprite can
+/// read) and makes it `repo`'s origin: a clone in the sprite can then come from the origin.
+fn add_visible_origin(repo: &Path, dir: &Path) {
+    let origin = dir.join("origin.git");
+    let origin = origin.to_str().unwrap();
+    git_in(Path::new("/"), &["init", "-q", "--bare", origin]);
+    git_in(repo, &["remote", "add", "origin", origin]);
+    git_in(repo, &["push", "-q", "origin", "main"]);
+    git_in(repo, &["fetch", "-q", "origin"]);
 }
 
 async fn sprite_names(emu: &Emulator) -> Vec<String> {
@@ -409,36 +424,9 @@ async fn sprites_delete_warns_about_unpushed_commits() {
     let home = sprites_home(&emu);
     let d = TestDaemon::start(&home);
     // An origin the sprite can reach (read-only), which has the base commit: a remote clone.
-    let target = crate::support::artifacts::workspace_root().join("target");
-    let base = if target.starts_with("/tmp") || target.starts_with("/home/sprite") {
-        std::path::PathBuf::from("/var/tmp").join("clauderon-sprites-it")
-    } else {
-        target.join("sprites-it")
-    };
-    let visible = base.join(format!("cli-unpushed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&visible);
-    std::fs::create_dir_all(&visible).unwrap();
-    let origin = visible.join("origin.git");
+    let visible = visible_dir();
     let repo = git_repo();
-    let git = |dir: &std::path::Path, args: &[&str]| {
-        let st = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "git {args:?}");
-    };
-    git(
-        std::path::Path::new("/"),
-        &["init", "-q", "--bare", origin.to_str().unwrap()],
-    );
-    git(
-        repo.path(),
-        &["remote", "add", "origin", origin.to_str().unwrap()],
-    );
-    git(repo.path(), &["push", "-q", "origin", "main"]);
-    git(repo.path(), &["fetch", "-q", "origin"]);
+    add_visible_origin(repo.path(), &visible);
     let repo_s = repo.path().to_str().unwrap();
 
     // Plan mode: the demo agent commits nothing.
@@ -709,40 +697,12 @@ async fn sprites_clone_depth_checkpoint_restore_and_failed_creates() {
     add_sprites_config(&home, "clone_depth = 1\n");
     let d = TestDaemon::start(&home);
     // An origin the sprite can reach (read-only) with two commits: a remote clone, one deep.
-    let target = crate::support::artifacts::workspace_root().join("target");
-    let base = if target.starts_with("/tmp") || target.starts_with("/home/sprite") {
-        std::path::PathBuf::from("/var/tmp").join("clauderon-sprites-it")
-    } else {
-        target.join("sprites-it")
-    };
-    let visible = base.join(format!("cli-depth-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&visible);
-    std::fs::create_dir_all(&visible).unwrap();
-    let origin = visible.join("origin.git");
+    let visible = visible_dir();
     let repo = git_repo();
-    let git = |dir: &std::path::Path, args: &[&str]| {
-        let st = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-            .args(args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "git {args:?}");
-    };
     std::fs::write(repo.path().join("second.txt"), "two\n").unwrap();
-    git(repo.path(), &["add", "."]);
-    git(repo.path(), &["commit", "-q", "-m", "second"]);
-    git(
-        std::path::Path::new("/"),
-        &["init", "-q", "--bare", origin.to_str().unwrap()],
-    );
-    git(
-        repo.path(),
-        &["remote", "add", "origin", origin.to_str().unwrap()],
-    );
-    git(repo.path(), &["push", "-q", "origin", "main"]);
-    git(repo.path(), &["fetch", "-q", "origin"]);
+    git_in(repo.path(), &["add", "."]);
+    git_in(repo.path(), &["commit", "-q", "-m", "second"]);
+    add_visible_origin(repo.path(), &visible);
     let repo_s = repo.path().to_str().unwrap();
 
     // Plan mode: the demo agent commits nothing, so HEAD stays the base commit.

@@ -152,3 +152,20 @@ pub async fn exec(
         code,
     )
 }
+
+/// A new directory the sprite can see (read-only): under the workspace's `target/`, which the
+/// emulator's sandbox mounts read-only like every top-level host directory except /home, /tmp,
+/// /run and /root. Temporary directories under /tmp are invisible to the sprite.
+pub fn visible_dir() -> std::path::PathBuf {
+    // A sprite has its own /tmp and /home/sprite, so a checkout under either is invisible inside
+    // it: then use /var/tmp, which the sprite sees read-only like the rest of the host.
+    let target = super::artifacts::workspace_root().join("target");
+    let base = if target.starts_with("/tmp") || target.starts_with("/home/sprite") {
+        std::path::PathBuf::from("/var/tmp").join("clauderon-sprites-it")
+    } else {
+        target.join("sprites-it")
+    };
+    let dir = base.join(session_id());
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
