@@ -9,6 +9,7 @@ use std::process::Command;
 
 use crate::support::artifacts::artifacts;
 use crate::support::attached::Attached;
+use crate::support::git::git_repo;
 use crate::support::home::{Run, TempHome};
 
 fn assert_exit(run: &Run, code: i32) {
@@ -25,31 +26,6 @@ fn fixture(lib: &str) -> PathBuf {
     let p = artifacts().cdylib(lib);
     assert!(p.exists(), "fixture {} was not built", p.display());
     p
-}
-
-/// A git repository with one commit, in its own temporary directory.
-fn git_repo() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("clauderon-repo-")
-        .tempdir()
-        .unwrap();
-    let git = |args: &[&str]| {
-        let st = Command::new("git")
-            .current_dir(dir.path())
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(st.status.success(), "git {args:?}: {st:?}");
-    };
-    git(&["init", "-q", "-b", "main"]);
-    std::fs::write(dir.path().join("README.md"), "hello\n").unwrap();
-    git(&["add", "."]);
-    git(&["commit", "-q", "-m", "init"]);
-    dir
 }
 
 /// Nothing was made: no daemon started (no daemon.json, no log), no database.

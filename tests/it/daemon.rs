@@ -10,32 +10,8 @@ use serde_json::{Value, json};
 
 use crate::support::artifacts::artifacts;
 use crate::support::daemon::TestDaemon;
+use crate::support::git::git_repo;
 use crate::support::home::TempHome;
-
-/// A git repository with one commit (the `repo` of a create request).
-fn git_repo() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("clauderon-repo-")
-        .tempdir()
-        .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["commit", "-q", "--allow-empty", "-m", "first"][..],
-    ] {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir.path())
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    }
-    dir
-}
 
 fn ok_fixture() -> PathBuf {
     let p = artifacts().cdylib("fixture_ok");

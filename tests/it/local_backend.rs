@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use clauderon::plugins::{
 };
 
 use crate::support::artifacts::{artifacts, dylib_file_name};
+use crate::support::git::git;
 
 /// Bounds every wait on the plugin.
 const WAIT: Duration = Duration::from_secs(20);
@@ -44,17 +44,6 @@ fn local_registry(config: serde_json::Value) -> (PluginRegistry, tempfile::TempD
         setup,
     );
     (reg, dir)
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 /// A repository with two commits; returns its HEAD.

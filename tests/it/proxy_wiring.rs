@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use crate::support::artifacts::artifacts;
 use crate::support::daemon::TestDaemon;
 use crate::support::files::files_containing;
+use crate::support::git::git_repo;
 use crate::support::home::TempHome;
 use crate::support::upstream::Upstream;
 
@@ -53,30 +54,6 @@ fn local_fixture() -> PathBuf {
     let p = artifacts().cdylib("fixture_local_backend");
     assert!(p.exists(), "fixture {} was not built", p.display());
     p
-}
-
-fn git_repo() -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("clauderon-repo-")
-        .tempdir()
-        .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["commit", "-q", "--allow-empty", "-m", "first"][..],
-    ] {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir.path())
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {out:?}");
-    }
-    dir
 }
 
 /// A home with the local backend, the curl agent, and proxy.toml pointing api.anthropic.com

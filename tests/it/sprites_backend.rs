@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +19,7 @@ use clauderon::plugins::{
 use serde_json::{Value, json};
 
 use crate::support::emulator::Emulator;
+use crate::support::git::git;
 use crate::support::sprites_plugin::{self, Rig, call, create_request, session_id, visible_dir};
 
 const AGENT: &str = "/home/sprite/.clauderon/bin/clauderon-demo-agent";
@@ -50,25 +50,6 @@ async fn create(plugin: &PluginClient, name: &str) -> (ops::Instance, Vec<Value>
     };
     let (r, events): (Result<ops::InstanceResponse, _>, _) = call(plugin, ops::CREATE, &req).await;
     (r.unwrap().instance, events)
-}
-
-async fn sprite_json(emu: &Emulator, name: &str) -> Option<Value> {
-    let list: Value = emu
-        .http_client()
-        .get(format!("{}/v1/sprites?max_results=50", emu.base_url()))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list["sprites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
 }
 
 async fn status(plugin: &PluginClient, inst: &ops::Instance) -> ops::InstanceStatus {
@@ -168,29 +149,6 @@ async fn start_agent(
         .unwrap()
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// A local repository with one commit on `main`, and (when `origin_dir` is given) a bare origin
 /// there holding that commit.
 fn repo(origin_dir: Option<&Path>) -> (tempfile::TempDir, String) {
@@ -270,9 +228,7 @@ async fn a_session_from_create_to_delete_through_the_real_plugin() {
     let (inst, events) = create(p, "My Demo").await;
     assert!(inst.id.starts_with("my-demo-"), "{}", inst.id);
     assert!(!messages(&events, "create").is_empty(), "{events:?}");
-    let sprite = sprite_json(&rig.emu, &inst.id)
-        .await
-        .expect("the sprite exists");
+    let sprite = rig.emu.sprite(&inst.id).await.expect("the sprite exists");
     let labels: Vec<&str> = sprite["labels"]
         .as_array()
         .unwrap()
@@ -515,7 +471,7 @@ async fn a_session_from_create_to_delete_through_the_real_plugin() {
     })
     .await
     .unwrap();
-    assert!(sprite_json(&rig.emu, &inst.id).await.is_none());
+    assert!(rig.emu.sprite(&inst.id).await.is_none());
     assert_eq!(status(p, &inst).await, ops::InstanceStatus::Gone);
     let _ = std::fs::remove_dir_all(visible);
 }
@@ -626,7 +582,7 @@ async fn a_rate_limited_create_waits_and_says_so() {
         create_msgs.iter().any(|m| m.contains("rate limited")),
         "{events:?}"
     );
-    assert!(sprite_json(&rig.emu, &inst.id).await.is_some());
+    assert!(rig.emu.sprite(&inst.id).await.is_some());
 
     // Creating the same session again (a retried create) adopts its own sprite.
     let again = ops::CreateRequest {
@@ -645,7 +601,7 @@ async fn a_rate_limited_create_waits_and_says_so() {
         call(&rig.plugin, ops::CREATE, &other).await;
     assert_eq!(r.unwrap_err().kind, ErrorKind::Conflict);
     assert!(
-        sprite_json(&rig.emu, &inst.id).await.is_some(),
+        rig.emu.sprite(&inst.id).await.is_some(),
         "the existing sprite is kept"
     );
 }

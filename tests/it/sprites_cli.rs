@@ -5,13 +5,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 use crate::support::attached::Attached;
 use crate::support::daemon::TestDaemon;
 use crate::support::emulator::Emulator;
+use crate::support::git::{git, git_repo};
 use crate::support::home::{Run, TempHome};
 use crate::support::sprites_plugin::visible_dir;
 
@@ -47,52 +47,48 @@ fn sprites_home(emu: &Emulator) -> TempHome {
     home
 }
 
-/// Runs `git -C dir args` with a test identity; panics when it fails.
-fn git_in(dir: &Path, args: &[&str]) {
-    let st = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(st.success(), "git {args:?}");
-}
-
-fn git_repo() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    git_in(dir.path(), &["init", "-q", "-b", "main"]);
-    std::fs::write(dir.path().join("README.md"), "original\n").unwrap();
-    git_in(dir.path(), &["add", "."]);
-    git_in(dir.path(), &["commit", "-q", "-m", "first"]);
-    dir
-}
-
 /// Pushes `repo`'s main into a new bare `origin.git` under `dir` (a directory the sprite can
 /// read) and makes it `repo`'s origin: a clone in the sprite can then come from the origin.
 fn add_visible_origin(repo: &Path, dir: &Path) {
     let origin = dir.join("origin.git");
     let origin = origin.to_str().unwrap();
-    git_in(Path::new("/"), &["init", "-q", "--bare", origin]);
-    git_in(repo, &["remote", "add", "origin", origin]);
-    git_in(repo, &["push", "-q", "origin", "main"]);
-    git_in(repo, &["fetch", "-q", "origin"]);
+    git(Path::new("/"), &["init", "-q", "--bare", origin]);
+    git(repo, &["remote", "add", "origin", origin]);
+    git(repo, &["push", "-q", "origin", "main"]);
+    git(repo, &["fetch", "-q", "origin"]);
+}
+
+/// `clauderon create --plan-mode` of session `name` on `repo` (which has a visible origin);
+/// asserts it succeeded and cloned from the origin, and returns the session's log.
+fn create_from_origin_in_plan_mode(
+    home: &TempHome,
+    d: &TestDaemon,
+    repo: &Path,
+    name: &str,
+) -> String {
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--name",
+        name,
+        "--plan-mode",
+    ]);
+    assert_exit(&run, 0);
+    let log = logs(home, name);
+    assert!(
+        log.contains("[clone] cloned from the origin"),
+        "{log}\n{}",
+        d.log()
+    );
+    log
 }
 
 async fn sprite_names(emu: &Emulator) -> Vec<String> {
-    let list: Value = emu
-        .http_client()
-        .get(format!("{}/v1/sprites", emu.base_url()))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list["sprites"]
-        .as_array()
-        .unwrap()
+    let sprites = emu.sprites().await;
+    sprites
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect()
@@ -427,26 +423,9 @@ async fn sprites_delete_warns_about_unpushed_commits() {
     let visible = visible_dir();
     let repo = git_repo();
     add_visible_origin(repo.path(), &visible);
-    let repo_s = repo.path().to_str().unwrap();
 
     // Plan mode: the demo agent commits nothing.
-    let run = home.run(&[
-        "create",
-        "--repo",
-        repo_s,
-        "--prompt",
-        "hi",
-        "--name",
-        "up",
-        "--plan-mode",
-    ]);
-    assert_exit(&run, 0);
-    let log = logs(&home, "up");
-    assert!(
-        log.contains("[clone] cloned from the origin"),
-        "{log}\n{}",
-        d.log()
-    );
+    create_from_origin_in_plan_mode(&home, &d, repo.path(), "up");
     let sprite = sprite_of(&emu, "up").await;
 
     // Nothing unpushed: no warning; without --yes on a non-terminal, a refusal naming --yes.
@@ -541,27 +520,6 @@ fn add_sprites_config(home: &TempHome, lines: &str) {
     home.write_config(&format!("{config}{lines}"));
 }
 
-/// The emulator's JSON for sprite `name` (from the list, which does not wake it).
-async fn sprite_entry(emu: &Emulator, name: &str) -> Value {
-    let list: Value = emu
-        .http_client()
-        .get(format!("{}/v1/sprites", emu.base_url()))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    list["sprites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .cloned()
-        .unwrap_or_else(|| panic!("no sprite {name} in {list:#}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
     let emu = Emulator::start_args(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
@@ -589,7 +547,7 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
     ]);
     assert_exit(&run, 0);
     let sprite = sprite_of(&emu, "idle").await;
-    let entry = sprite_entry(&emu, &sprite).await;
+    let entry = emu.sprite(&sprite).await.expect("the session's sprite");
     assert_eq!(entry["config"]["cpus"].as_f64(), Some(2.0), "{entry:#}");
     assert_eq!(entry["config"]["ram_mb"], 512, "{entry:#}");
     // The agent's start is shown as the plugin reports it (the stream op has an event sink).
@@ -700,29 +658,13 @@ async fn sprites_clone_depth_checkpoint_restore_and_failed_creates() {
     let visible = visible_dir();
     let repo = git_repo();
     std::fs::write(repo.path().join("second.txt"), "two\n").unwrap();
-    git_in(repo.path(), &["add", "."]);
-    git_in(repo.path(), &["commit", "-q", "-m", "second"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "second"]);
     add_visible_origin(repo.path(), &visible);
-    let repo_s = repo.path().to_str().unwrap();
 
     // Plan mode: the demo agent commits nothing, so HEAD stays the base commit.
-    let run = home.run(&[
-        "create",
-        "--repo",
-        repo_s,
-        "--prompt",
-        "hi",
-        "--name",
-        "cp",
-        "--plan-mode",
-    ]);
-    assert_exit(&run, 0);
-    let log = logs(&home, "cp");
-    assert!(
-        log.contains("[clone] cloned from the origin"),
-        "{log}\n{}",
-        d.log()
-    );
+    let log = create_from_origin_in_plan_mode(&home, &d, repo.path(), "cp");
+    let repo_s = repo.path().to_str().unwrap();
     assert!(log.contains("plan=yes"), "the [agent] plan_args: {log}");
     let sprite = sprite_of(&emu, "cp").await;
     let ws = "/home/sprite/workspace";

@@ -70,27 +70,7 @@ impl Sessions {
     /// placeholder for every secret the policy's rules use.
     pub fn register(&self, id: SessionId, policy: &Policy) -> ProxyCredential {
         let password = Secret::new(random_hex(24));
-        let placeholders = policy
-            .secret_names()
-            .into_iter()
-            .map(|s| {
-                let p = format!("{PLACEHOLDER_PREFIX}{s}-{}", random_hex(12));
-                (s, p)
-            })
-            .collect();
-        if let Ok(mut m) = self.map.write() {
-            m.insert(
-                id,
-                Entry {
-                    password: password.clone(),
-                    placeholders,
-                },
-            );
-        }
-        ProxyCredential {
-            username: id.to_string(),
-            password,
-        }
+        self.restore(id, password, &BTreeMap::new(), policy)
     }
 
     /// Registers `id` with a credential and placeholders made earlier (kept across a daemon

@@ -270,6 +270,26 @@ impl Emulator {
         (out, code)
     }
 
+    /// Every sprite's JSON, from `GET /v1/sprites` (a list does not wake them).
+    pub async fn sprites(&self) -> Vec<Value> {
+        let list: Value = self
+            .http_client()
+            .get(format!("{}/v1/sprites?max_results=50", self.base_url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET /v1/sprites")
+            .json()
+            .await
+            .expect("sprite list JSON");
+        list["sprites"].as_array().expect("a sprites array").clone()
+    }
+
+    /// Sprite `name`'s JSON from the list (`None`: no such sprite).
+    pub async fn sprite(&self, name: &str) -> Option<Value> {
+        self.sprites().await.into_iter().find(|s| s["name"] == name)
+    }
+
     /// Reads the admin state of a sprite (does not wake it).
     pub async fn state(&self, name: &str) -> Value {
         self.http_client()
