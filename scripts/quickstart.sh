@@ -66,6 +66,8 @@ model_args = ["--model", "{model}"]
 plan_args = ["--plan"]
 print_args = ["--print"]
 resume_args = ["--resume", "{resume}"]
+# The host installs the demo agent into each sprite before it starts.
+files = { ".clauderon/bin/clauderon-demo-agent" = "$root/examples/demo-agent/clauderon-demo-agent" }
 
 [sprites]
 api_url = "http://$addr"

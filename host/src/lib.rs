@@ -1,6 +1,7 @@
 //! clauderon: the host. It owns config, secrets, the session store, the daemon's API and the
 //! CLI; sandbox backends are plugins loaded through `clauderon-plugin-api`.
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod daemon;

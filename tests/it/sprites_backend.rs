@@ -22,7 +22,6 @@ use crate::support::emulator::Emulator;
 use crate::support::git::git;
 use crate::support::sprites_plugin::{self, Rig, call, create_request, session_id, visible_dir};
 
-const AGENT: &str = "/home/sprite/.clauderon/bin/clauderon-demo-agent";
 const WORKSPACE: &str = "/home/sprite/workspace";
 
 /// The plugin against its own emulator, with the reconnect attempts these tests count on.
@@ -133,7 +132,7 @@ async fn start_agent(
     inst: &ops::Instance,
     args: &[&str],
 ) -> (ops::StreamStarted, FrameStream) {
-    let mut command = vec![AGENT.to_owned()];
+    let mut command = vec![demo_agent()];
     command.extend(args.iter().map(|s| (*s).to_owned()));
     plugin
         .attach(&ops::AttachRequest {
@@ -147,6 +146,24 @@ async fn start_agent(
         })
         .await
         .unwrap()
+}
+
+/// The demo agent at a path the sprites see (the host installs it for a config that names it;
+/// these tests drive the plugin directly).
+fn demo_agent() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = crate::support::sprites_plugin::visible_dir();
+        let to = dir.join("clauderon-demo-agent");
+        std::fs::copy(
+            crate::support::artifacts::workspace_root()
+                .join("examples/demo-agent/clauderon-demo-agent"),
+            &to,
+        )
+        .unwrap();
+        to.to_string_lossy().into_owned()
+    })
+    .clone()
 }
 
 /// A local repository with one commit on `main`, and (when `origin_dir` is given) a bare origin

@@ -36,12 +36,9 @@ fn sprites_home(emu: &Emulator) -> TempHome {
     std::fs::write(&key, emu.token()).unwrap();
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     home.write_config(&format!(
-        "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
-         [agent]\npreset = \"custom\"\n\
-         command = [\"/home/sprite/.clauderon/bin/clauderon-demo-agent\"]\n\
-         prompt_args = [\"{{prompt}}\"]\nmodel_args = [\"--model\", \"{{model}}\"]\n\
-         plan_args = [\"--plan\"]\nprint_args = [\"--print\"]\nresume_args = [\"--resume\", \"{{resume}}\"]\n\
+        "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n{}\
          [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\n",
+        crate::support::demo_agent_toml(),
         emu.base_url()
     ));
     home
@@ -346,11 +343,13 @@ async fn sprites_plugin_progress_reaches_logs_and_events() {
     )
     .await;
     // The agent started again after the wake loses its socket once: the plugin's reconnect
-    // events show as agent progress. The wake also re-opens the credential proxy's tunnel (one
-    // more exec socket, which recovers from a drop by itself), so the fault is armed for both.
+    // events show as agent progress. The wake first re-opens the credential proxy's tunnel (an
+    // exec socket that recovers from a drop by itself) and reads the agent's files in the
+    // sandbox (an exec whose ~90 bytes of output stay under the limit), so the fault is armed
+    // for those three execs; the agent's first lines pass 100 bytes.
     emu.add_fault(
         serde_json::json!({"kind": "drop_ws", "path": format!("/v1/sprites/{sprite}/exec*"),
-        "after_bytes": 40, "times": 2}),
+        "after_bytes": 100, "times": 3}),
     )
     .await;
     // On a terminal, `wake` shows the wake's own progress live (and none of the history).
@@ -620,7 +619,7 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
         "{log}"
     );
     assert!(
-        log.contains("[agent] the agent's session is gone; starting it again with resume"),
+        log.contains("[agent] the agent's process is gone; starting it again"),
         "{log}"
     );
     assert!(

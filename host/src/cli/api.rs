@@ -120,6 +120,10 @@ pub struct Session {
     pub agent_session: Option<String>,
     /// The agent's exit code, once it exited.
     pub agent_exit_code: Option<i32>,
+    /// What the agent is doing.
+    pub agent: Option<crate::agent::AgentState>,
+    /// The agent's own conversation id.
+    pub agent_conversation: Option<String>,
     /// When it was created (RFC 3339).
     pub created_at: String,
     /// When it last changed (RFC 3339).

@@ -18,6 +18,7 @@ mod output;
 pub mod plugins;
 pub mod proxy;
 mod reconcile;
+mod restart;
 mod status;
 mod wake;
 
@@ -95,6 +96,8 @@ pub enum Command {
     Attach(attach::AttachArgs),
     /// Wake a hibernated session.
     Wake(wake::WakeArgs),
+    /// Start a session's agent again (its conversation continues; --fresh for a new one).
+    Restart(restart::RestartArgs),
     /// List (and with --delete destroy) sandboxes labelled as ours that no session owns.
     Reconcile(reconcile::ReconcileArgs),
     /// Hibernate a session now.
@@ -139,6 +142,7 @@ impl Cli {
             Command::Status(a) => a.run(&ctx).await,
             Command::Attach(a) => a.run(&ctx).await,
             Command::Wake(a) => a.run(&ctx).await,
+            Command::Restart(a) => a.run(&ctx).await,
             Command::Reconcile(a) => a.run(&ctx).await,
             Command::Hibernate(a) => a.run(&ctx).await,
             Command::Delete(a) => a.run(&ctx).await,

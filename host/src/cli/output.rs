@@ -42,6 +42,7 @@ pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String
     let mut rows = vec![[
         "NAME".to_owned(),
         "STATUS".to_owned(),
+        "AGENT".to_owned(),
         "BACKEND".to_owned(),
         "AGE".to_owned(),
         "ID".to_owned(),
@@ -51,13 +52,14 @@ pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String
         rows.push([
             s.name.clone(),
             s.status.clone(),
+            s.agent.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             s.backend.clone(),
             age(&s.created_at, now),
             s.id.chars().take(8).collect(),
             s.repository.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
@@ -65,7 +67,7 @@ pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String
         for (i, w) in widths.iter().enumerate() {
             out.push_str(&format!("{:<w$}  ", r[i]));
         }
-        out.push_str(&r[5]);
+        out.push_str(&r[6]);
         out.push('\n');
     }
     out
@@ -94,8 +96,13 @@ pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
     if let Some(i) = &s.instance_id {
         lines.push(("instance", i.clone()));
     }
-    if let Some(c) = s.agent_exit_code {
-        lines.push(("agent exit", c.to_string()));
+    if let Some(a) = s.agent {
+        lines.push(("agent", a.to_string()));
+    } else if let Some(c) = s.agent_exit_code {
+        lines.push(("agent", format!("exited({c})")));
+    }
+    if let Some(c) = &s.agent_conversation {
+        lines.push(("conversation", c.clone()));
     }
     if let Some(o) = s.options.as_object().filter(|o| !o.is_empty()) {
         let opts: Vec<String> = o
@@ -110,7 +117,7 @@ pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
     lines.push(("prompt", s.prompt.clone()));
     let mut out = String::new();
     for (k, v) in lines {
-        out.push_str(&format!("{:<11} {v}\n", format!("{k}:")));
+        out.push_str(&format!("{:<13} {v}\n", format!("{k}:")));
     }
     out
 }
@@ -141,8 +148,8 @@ mod tests {
         };
         assert_eq!(
             sessions_table(&[s], now),
-            "NAME    STATUS   BACKEND  AGE  ID        REPOSITORY\n\
-             fix-it  running  local    5m   01234567  /r\n"
+            "NAME    STATUS   AGENT  BACKEND  AGE  ID        REPOSITORY\n\
+             fix-it  running  -      local    5m   01234567  /r\n"
         );
     }
 }

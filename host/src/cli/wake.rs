@@ -9,7 +9,7 @@ use super::create::Progress;
 use super::{Context, output};
 
 /// Shows each progress event of `stream` on the spinner until the stream ends.
-async fn show_progress(mut stream: EventStream, progress: Progress) {
+pub(super) async fn show_progress(mut stream: EventStream, progress: Progress) {
     while let Ok(Some(ev)) = stream.next().await {
         let s = |k: &str| {
             ev.data

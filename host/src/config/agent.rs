@@ -1,5 +1,9 @@
 //! `[agent]`: the agent command and how prompt, model, plan mode, print mode and resume are
-//! passed to it. Presets: `claude` (the default), `codex`, and `custom` (command required).
+//! passed to it, plus files to install in the sandbox before it starts. Presets: `claude`
+//! (the default), `codex`, and `custom` (command required).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// The file form of `[agent]`: a preset plus optional overrides of each piece.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -12,6 +16,8 @@ pub(crate) struct AgentFile {
     pub plan_args: Option<Vec<String>>,
     pub print_args: Option<Vec<String>>,
     pub resume_args: Option<toml::Spanned<Vec<String>>>,
+    pub continue_args: Option<Vec<String>>,
+    pub files: Option<toml::Spanned<BTreeMap<String, toml::Spanned<String>>>>,
 }
 
 /// Which agent the preset describes.
@@ -42,9 +48,34 @@ pub struct AgentConfig {
     pub plan_args: Vec<String>,
     /// How non-interactive print mode is turned on (placed right after `command`).
     pub print_args: Vec<String>,
-    /// How an earlier conversation is resumed.
+    /// How an earlier conversation is resumed (`{resume}`: the agent's conversation id).
     pub resume_args: Vec<String>,
+    /// How the workspace's latest conversation is resumed when its id is unknown.
+    pub continue_args: Vec<String>,
+    /// Files installed in the sandbox before every start (`[agent] files`).
+    pub files: Vec<SandboxFile>,
+    /// Variables the preset's agent gets besides the proxy's.
+    pub env: BTreeMap<String, String>,
+    /// Whether the agent reports its state through hooks (Claude Code); without, the daemon
+    /// only knows whether its process runs.
+    pub reports_state: bool,
 }
+
+/// A file copied from the host into the sandbox before the agent starts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SandboxFile {
+    /// Where it goes: absolute, or relative to the sandbox user's home.
+    pub sandbox_path: String,
+    /// The file on the host (absolute).
+    pub host_path: PathBuf,
+}
+
+/// The Codex CLI reaches api.openai.com through the credential proxy over plain HTTPS: its
+/// built-in provider first tries a WebSocket, which the proxy does not carry, and falls back
+/// only after retries; this provider is the same API without WebSockets.
+const CODEX_PROVIDER: &str = "model_providers.clauderon={name=\"OpenAI\",\
+base_url=\"https://api.openai.com/v1\",env_key=\"OPENAI_API_KEY\",wire_api=\"responses\",\
+supports_websockets=false}";
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
@@ -66,10 +97,25 @@ impl AgentConfig {
                 plan_args: strings(&["--permission-mode", "plan"]),
                 print_args: strings(&["-p"]),
                 resume_args: strings(&["--resume", "{resume}"]),
+                continue_args: strings(&["--continue"]),
+                files: Vec::new(),
+                env: if p == AgentPreset::Claude {
+                    // clauderon pins the agent it tested; the sandbox's install is the image's.
+                    BTreeMap::from([("DISABLE_AUTOUPDATER".to_owned(), "1".to_owned())])
+                } else {
+                    BTreeMap::new()
+                },
+                reports_state: p == AgentPreset::Claude,
             },
             AgentPreset::Codex => Self {
                 preset: p,
-                command: strings(&["codex"]),
+                command: strings(&[
+                    "codex",
+                    "-c",
+                    "model_provider=clauderon",
+                    "-c",
+                    CODEX_PROVIDER,
+                ]),
                 prompt_args: strings(&["{prompt}"]),
                 model_args: strings(&["--model", "{model}"]),
                 // Codex has no plan mode; a read-only sandbox is the nearest (it can look, not
@@ -77,6 +123,10 @@ impl AgentConfig {
                 plan_args: strings(&["--sandbox", "read-only"]),
                 print_args: strings(&["exec"]),
                 resume_args: strings(&["resume", "{resume}"]),
+                continue_args: strings(&["resume", "--last"]),
+                files: Vec::new(),
+                env: BTreeMap::new(),
+                reports_state: false,
             },
         }
     }
@@ -89,7 +139,7 @@ impl AgentConfig {
         model: Option<&str>,
         plan: bool,
         print: bool,
-        resume: Option<&str>,
+        resume: Option<&Resume>,
     ) -> Vec<String> {
         let mut out = self.command.clone();
         let mut add = |args: &[String], placeholder: &str, value: &str| {
@@ -98,8 +148,10 @@ impl AgentConfig {
         if print {
             add(&self.print_args, "", "");
         }
-        if let Some(r) = resume {
-            add(&self.resume_args, "{resume}", r);
+        match resume {
+            Some(Resume::Conversation(r)) => add(&self.resume_args, "{resume}", r),
+            Some(Resume::Latest) => add(&self.continue_args, "", ""),
+            None => {}
         }
         if let Some(m) = model {
             add(&self.model_args, "{model}", m);
@@ -112,6 +164,15 @@ impl AgentConfig {
         }
         out
     }
+}
+
+/// How an agent start continues an earlier conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// This conversation (the agent's own id, from its hooks): `resume_args`.
+    Conversation(String),
+    /// The workspace's latest conversation: `continue_args`.
+    Latest,
 }
 
 impl Default for AgentConfig {
@@ -132,7 +193,13 @@ mod tests {
             ["claude", "fix it"]
         );
         assert_eq!(
-            a.argv(Some("fix it"), Some("opus"), true, true, Some("abc")),
+            a.argv(
+                Some("fix it"),
+                Some("opus"),
+                true,
+                true,
+                Some(&Resume::Conversation("abc".into()))
+            ),
             [
                 "claude",
                 "-p",
@@ -146,21 +213,31 @@ mod tests {
             ]
         );
         assert_eq!(
-            a.argv(None, None, false, false, Some("s1")),
+            a.argv(
+                None,
+                None,
+                false,
+                false,
+                Some(&Resume::Conversation("s1".into()))
+            ),
             ["claude", "--resume", "s1"]
+        );
+        assert_eq!(
+            a.argv(None, None, false, false, Some(&Resume::Latest)),
+            ["claude", "--continue"]
         );
     }
 
     #[test]
     fn codex_argv() {
         let a = AgentConfig::preset(AgentPreset::Codex);
+        let argv = a.argv(Some("go"), Some("o3"), false, true, None);
+        assert_eq!(argv[..3], ["codex", "-c", "model_provider=clauderon"]);
+        assert!(argv[4].contains("supports_websockets=false"), "{argv:?}");
+        assert_eq!(argv[5..], ["exec", "--model", "o3", "go"]);
         assert_eq!(
-            a.argv(Some("go"), Some("o3"), false, true, None),
-            ["codex", "exec", "--model", "o3", "go"]
-        );
-        assert_eq!(
-            a.argv(Some("go"), None, true, false, None),
-            ["codex", "--sandbox", "read-only", "go"]
+            a.argv(Some("go"), None, true, false, None)[5..],
+            ["--sandbox", "read-only", "go"]
         );
     }
 

@@ -10,7 +10,7 @@ pub mod render;
 mod schema;
 mod source;
 
-pub use agent::{AgentConfig, AgentPreset};
+pub use agent::{AgentConfig, AgentPreset, Resume, SandboxFile};
 pub use proxy::{OnePasswordConfig, ProxyConfig};
 pub use schema::{BackendSchema, ConfigKey, KeyType, SchemaError, SecretDecl};
 
@@ -293,7 +293,7 @@ impl Config {
             proxy.listen = addr;
         }
 
-        let agent = Self::agent_from(raw.agent.unwrap_or_default(), &at_span)?;
+        let agent = Self::agent_from(raw.agent.unwrap_or_default(), home_root, &at_span)?;
 
         let mut warnings = Vec::new();
         let mut literal_secrets = BTreeMap::new();
@@ -358,6 +358,7 @@ impl Config {
 
     fn agent_from(
         f: agent::AgentFile,
+        home_root: &Path,
         at_span: &dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError,
     ) -> Result<AgentConfig, ConfigError> {
         let preset = match &f.preset {
@@ -431,6 +432,35 @@ impl Config {
         }
         if let Some(v) = f.print_args {
             a.print_args = v;
+        }
+        if let Some(v) = f.continue_args {
+            a.continue_args = v;
+        }
+        for (sandbox_path, host) in f.files.map(toml::Spanned::into_inner).unwrap_or_default() {
+            let span = host.span();
+            let host_path = home_root.join(host.into_inner());
+            if sandbox_path.trim().is_empty() || sandbox_path.contains('\0') {
+                return Err(at_span(
+                    span,
+                    "agent.files",
+                    "expected `\"<path in the sandbox>\" = \"<file on this machine>\"`".into(),
+                ));
+            }
+            if !host_path.is_file() {
+                return Err(at_span(
+                    span,
+                    &format!("agent.files.{sandbox_path}"),
+                    format!(
+                        "{} is not a file on this machine (relative paths are relative to {})",
+                        host_path.display(),
+                        home_root.display()
+                    ),
+                ));
+            }
+            a.files.push(agent::SandboxFile {
+                sandbox_path,
+                host_path,
+            });
         }
         Ok(a)
     }

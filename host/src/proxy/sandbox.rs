@@ -16,6 +16,10 @@ pub struct SandboxOptions {
     pub bundle_path: String,
     /// Hosts the agent reaches directly (`NO_PROXY`).
     pub no_proxy: Vec<String>,
+    /// The secrets that have a value on the host now. Where several rules serve one host
+    /// (an API key and a subscription token), only the first of them with a value gets its
+    /// variables, so the agent takes the matching path ([`Policy::chosen_rules`]).
+    pub available_secrets: std::collections::BTreeSet<String>,
 }
 
 impl SandboxOptions {
@@ -25,6 +29,7 @@ impl SandboxOptions {
             proxy_addr: proxy_addr.into(),
             bundle_path: bundle_path.into(),
             no_proxy: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            available_secrets: std::collections::BTreeSet::new(),
         }
     }
 }
@@ -72,10 +77,11 @@ pub(crate) fn build(
     opts: &SandboxOptions,
 ) -> SandboxSetup {
     let mut env = BTreeMap::new();
-    for rule in &policy.rules {
+    for rule in policy.chosen_rules(&opts.available_secrets) {
         if let Some(p) = placeholders.get(&rule.secret) {
             for var in &rule.env {
-                env.entry(var.clone()).or_insert_with(|| p.clone());
+                env.entry(var.clone())
+                    .or_insert_with(|| format!("{}{p}", rule.env_prefix));
             }
         }
     }

@@ -1,9 +1,10 @@
 //! The proxy server: HTTP/1.1 with CONNECT, TLS interception, injection, scrubbing, audit.
 
 use super::ProxyError;
+use super::agent_reports::{self, AGENT_REPORT_HOST, AgentReport};
 use super::audit::{AuditEntry, AuditLog};
 use super::ca::CertificateAuthority;
-use super::rules::Policy;
+use super::rules::{Policy, Rule};
 use super::sandbox::{SandboxOptions, SandboxSetup};
 use super::scrub::{ScrubBody, Scrubber};
 use super::sessions::{PLACEHOLDER_PREFIX, ProxyCredential, Sessions};
@@ -81,6 +82,8 @@ struct Inner {
     secrets: Mutex<SecretCache>,
     default_tls: Arc<rustls::ClientConfig>,
     override_tls: HashMap<String, Arc<rustls::ClientConfig>>,
+    /// Where agent reports go (see `agent_reports`), once the daemon listens.
+    reports: Mutex<Option<tokio::sync::mpsc::Sender<AgentReport>>>,
 }
 
 /// The running credential proxy. Dropping it stops accepting connections.
@@ -142,6 +145,23 @@ fn body_text(status: StatusCode, msg: &str) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
+}
+
+/// The length of the placeholder token at the start of `bytes`.
+fn placeholder_len(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'-')
+        .count()
+}
+
+/// Why a host is refused, with the line that would admit it.
+fn outside_policy(host: &str) -> String {
+    format!(
+        "{host} is outside the proxy policy; to allow it, add `allow = [\"{host}\"]` to \
+         proxy.toml in the clauderon home (or add \"{host}\" to its existing `allow` list) and \
+         restart the daemon"
+    )
 }
 
 fn proxy_auth_required() -> Response<ProxyBody> {
@@ -253,6 +273,43 @@ impl Inner {
             .unwrap_or_else(|_| Arc::new(Scrubber::new([])))
     }
 
+    /// The rule whose credential a request to `host` gets, and that credential (`None` when
+    /// no source has it): of the host's rules, the one whose placeholder the request carries
+    /// (the agent chose it), else the first whose secret has a value, else the first.
+    async fn credential_for<'a>(
+        &'a self,
+        session: SessionId,
+        host: &'a str,
+        headers: &HeaderMap,
+    ) -> Option<(&'a Rule, Option<Secret>)> {
+        let first = self.policy.rule_for(host)?;
+        let presented = self.presented_secret(session, headers);
+        if let Some(r) = presented.and_then(|s| self.policy.rules_for(host).find(|r| r.secret == s))
+        {
+            return Some((r, self.secret(&r.secret).await));
+        }
+        for r in self.policy.rules_for(host) {
+            if let Some(v) = self.secret(&r.secret).await {
+                return Some((r, Some(v)));
+            }
+        }
+        Some((first, None))
+    }
+
+    /// The secret whose placeholder (of this session) a header carries, if any.
+    fn presented_secret(&self, session: SessionId, headers: &HeaderMap) -> Option<String> {
+        headers.values().find_map(|v| {
+            let bytes = v.as_bytes();
+            let at = self.placeholder_finder.find(bytes)?;
+            let len = placeholder_len(&bytes[at..]);
+            let token = std::str::from_utf8(&bytes[at..at + len]).ok()?;
+            match self.sessions.owner_of(token) {
+                Some((owner, secret)) if owner == session => Some(secret),
+                _ => None,
+            }
+        })
+    }
+
     /// Why `token` (a `clauderon-placeholder-…` token) must not go to `host` in a request of
     /// `session`: another session's, an unknown one, or one whose secret's rule does not match
     /// `host`. `None` when it is this session's placeholder for `host`'s rule.
@@ -262,16 +319,9 @@ impl Inner {
             Some((owner, _)) if owner != session => Some(format!(
                 "a placeholder of another session was sent to {host}"
             )),
-            Some((_, secret))
-                if self
-                    .policy
-                    .rule_for(host)
-                    .is_none_or(|r| r.secret != secret) =>
-            {
-                Some(format!(
-                    "the placeholder for `{secret}` was sent to {host}, which is not a host of its rule"
-                ))
-            }
+            Some((_, secret)) if !self.policy.secret_serves(&secret, host) => Some(format!(
+                "the placeholder for `{secret}` was sent to {host}, which is not a host of its rule"
+            )),
             Some(_) => None,
             None => Some(format!(
                 "an unknown or revoked clauderon placeholder was sent to {host}"
@@ -285,10 +335,7 @@ impl Inner {
         let finder = &self.placeholder_finder;
         let check = |bytes: &[u8]| -> Option<String> {
             for at in finder.find_iter(bytes) {
-                let len = bytes[at..]
-                    .iter()
-                    .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_' || **b == b'-')
-                    .count();
+                let len = placeholder_len(&bytes[at..]);
                 if let Some(why) = self.judge_token(session, host, &bytes[at..at + len]) {
                     return Some(why);
                 }
@@ -531,11 +578,13 @@ async fn intercepted(
     };
     strip_hop_by_hop(req.headers_mut());
     let mut injected = false;
-    if let Some(rule) = inner.policy.rule_for(host) {
-        for h in rule.strip_headers() {
-            req.headers_mut().remove(h);
+    if let Some((rule, secret)) = inner.credential_for(t.session, host, req.headers()).await {
+        for r in inner.policy.rules_for(host) {
+            for h in r.strip_headers() {
+                req.headers_mut().remove(h);
+            }
         }
-        if let Some(secret) = inner.secret(&rule.secret).await {
+        if let Some(secret) = secret {
             let (name, value) = rule.header_for(secret.expose());
             match HeaderValue::from_str(&value) {
                 Ok(mut v) => {
@@ -651,6 +700,14 @@ async fn plain_http(
     };
     let host = auth.host().trim_matches(['[', ']']).to_ascii_lowercase();
     let port = auth.port_u16().unwrap_or(80);
+    if host == AGENT_REPORT_HOST {
+        let sink = inner.reports.lock().ok().and_then(|r| r.clone());
+        return agent_reports::receive(session, req, sink).await.map(|b| {
+            Full::new(Bytes::from(b))
+                .map_err(|never| match never {})
+                .boxed()
+        });
+    }
     let seen = Seen {
         session,
         host: &host,
@@ -662,7 +719,7 @@ async fn plain_http(
         inner.record(&seen, status, false, violation);
     };
     if !inner.policy.allows(&host) {
-        let why = format!("{host} is outside the proxy policy");
+        let why = outside_policy(&host);
         rec(StatusCode::FORBIDDEN, Some(why.clone()));
         return body_text(StatusCode::FORBIDDEN, &why);
     }
@@ -758,9 +815,7 @@ async fn outer(
         let why = if port != 443 {
             format!("CONNECT to {host}:{port} refused: only port 443 is carried")
         } else {
-            format!(
-                "CONNECT to {host} refused: it is outside the proxy policy (add it to `allow` in proxy.toml)"
-            )
+            format!("CONNECT to {host} refused: {}", outside_policy(&host))
         };
         inner.record(
             &Seen {
@@ -842,6 +897,7 @@ impl CredentialProxy {
             }),
             default_tls: client_tls(&[])?,
             override_tls,
+            reports: Mutex::new(None),
         });
         let listener = TcpListener::bind(listen)
             .await
@@ -928,6 +984,27 @@ impl CredentialProxy {
     /// daemon calls this when it deletes the session. Returns whether it was registered.
     pub fn revoke_session(&self, id: SessionId) -> bool {
         self.inner.sessions.revoke(id)
+    }
+
+    /// The rule secrets that have a value now (resolved like an injection would, cached).
+    pub async fn available_secrets(&self) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        for name in self.inner.policy.secret_names() {
+            if self.inner.secret(&name).await.is_some() {
+                out.insert(name);
+            }
+        }
+        out
+    }
+
+    /// Where agent reports (see [`AGENT_REPORT_HOST`]) go from now on; replaces an earlier
+    /// receiver. Reports arriving while there is none are answered 503.
+    pub fn agent_reports(&self) -> tokio::sync::mpsc::Receiver<AgentReport> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        if let Ok(mut r) = self.inner.reports.lock() {
+            *r = Some(tx);
+        }
+        rx
     }
 
     /// `id`'s placeholders (secret name → placeholder).

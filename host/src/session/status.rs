@@ -111,6 +111,8 @@ pub enum Event {
     DeleteRequested,
     /// The backend finished deleting.
     Deleted,
+    /// The agent was started again in a failed session's sandbox (`clauderon restart`).
+    Restarted,
     /// The backend reported the sandbox's real state.
     Observed(Observed),
 }
@@ -137,6 +139,7 @@ fn action(event: Event) -> &'static str {
         Event::Failed => "mark failed",
         Event::DeleteRequested => "delete",
         Event::Deleted => "finish deleting",
+        Event::Restarted => "restart the agent",
         Event::Observed(_) => "record the backend's state",
     }
 }
@@ -154,6 +157,7 @@ pub fn transition(from: Status, event: Event) -> Result<Status, TransitionError>
         (S::Hibernating, E::Hibernated) => S::Hibernated,
         (S::Hibernated | S::Failed, E::WakeRequested) => S::Waking,
         (S::Waking, E::Woke) => S::Running,
+        (S::Failed | S::Running, E::Restarted) => S::Running,
         (S::Creating | S::Running | S::Hibernating | S::Waking | S::Deleting, E::Failed) => {
             S::Failed
         }

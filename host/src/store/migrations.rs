@@ -52,6 +52,10 @@ const MIGRATIONS: &[&str] = &[
         exit_code     INTEGER,
         workspace     TEXT
     );",
+    // v3: the agent's state as its hooks report it (`starting`, `working`, ...; `exited`
+    // with `exit_code`) and its own conversation id, which resuming hands back to it.
+    "ALTER TABLE daemon_agents ADD COLUMN state TEXT;
+    ALTER TABLE daemon_agents ADD COLUMN conversation TEXT;",
 ];
 
 /// The schema version this build writes.

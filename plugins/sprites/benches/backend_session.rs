@@ -1,8 +1,10 @@
 //! The Sprites backend through the host's plugin loader against the emulator, next to the same
 //! Sprites API calls made directly with `clauderon_sprites::client`, in one run:
 //!
-//! - create to agent running: `create` (POST sprite, the two fs writes that prepare it) then
-//!   `attach` with the demo agent until it prints its prompt line;
+//! - create to agent running: `create` (POST sprite, the fs write that prepares it), the demo
+//!   agent written with one fs write (on both sides the same direct client call: the host
+//!   installs it for a config that names it), then `attach` with the demo agent until it
+//!   prints its prompt line;
 //! - wake: a cold sprite woken by `wake` (GET sprite, then the exec-session list that wakes it).
 //!
 //! The ratio is (host + plugin) / direct client: the overhead of the plugin boundary, the JSON
@@ -10,6 +12,12 @@
 //!
 //! `cargo bench -p clauderon-sprites --bench backend_session` (`BACKEND_BENCH_ITERS` changes N).
 //! Run without `--bench` it is a quick smoke run (2 iterations).
+
+/// The demo agent (`examples/demo-agent`), which this bench writes into its sprites itself,
+/// as the host does for a config that names it in `[agent] files`.
+const DEMO_AGENT: &str = include_str!("../../../examples/demo-agent/clauderon-demo-agent");
+/// Where the bench puts it.
+const DEMO_AGENT_PATH: &str = "/home/sprite/.clauderon/bin/clauderon-demo-agent";
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -22,7 +30,6 @@ use clauderon::plugins::{
     Candidate, DiscoverySource, FrameKind, HostSetup, PluginClient, PluginRegistry, SecretDecl,
     SecretLookup, ops,
 };
-use clauderon_sprites::backend::{DEMO_AGENT, DEMO_AGENT_PATH};
 use clauderon_sprites::client::{CreateSprite, SpritesClient, Token, WriteOptions};
 
 const TOKEN: &str = "bench-token";
@@ -136,7 +143,7 @@ async fn run(base: &str, lib: &Path, iters: u32) -> Result<(), BoxError> {
         for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
             let name = format!("bench-{i}-{side}");
             if side == 0 {
-                let (inst, took) = plugin_create_to_agent(&plugin, &name).await?;
+                let (inst, took) = plugin_create_to_agent(&plugin, &client, &name).await?;
                 p_create += took;
                 force_cold(&http, base, &inst.id).await?;
                 let t = Instant::now();
@@ -191,6 +198,7 @@ async fn force_cold(http: &reqwest::Client, base: &str, name: &str) -> Result<()
 
 async fn plugin_create_to_agent(
     plugin: &PluginClient,
+    client: &SpritesClient,
     name: &str,
 ) -> Result<(ops::Instance, Duration), BoxError> {
     let t = Instant::now();
@@ -201,6 +209,7 @@ async fn plugin_create_to_agent(
             ..Default::default()
         })
         .await?;
+    write_demo_agent(client, &created.instance.id).await?;
     let (started, stream) = plugin
         .attach(&ops::AttachRequest {
             instance: created.instance,
@@ -225,6 +234,18 @@ async fn plugin_create_to_agent(
     Ok((instance, took))
 }
 
+async fn write_demo_agent(client: &SpritesClient, sprite: &str) -> Result<(), BoxError> {
+    let exe = WriteOptions {
+        mode: Some(0o755),
+        mkdir_parents: true,
+    };
+    client
+        .sprite(sprite)
+        .write_file(DEMO_AGENT_PATH, DEMO_AGENT.as_bytes().to_vec(), &exe)
+        .await?;
+    Ok(())
+}
+
 async fn client_create_to_agent(client: &SpritesClient, name: &str) -> Result<Duration, BoxError> {
     let t = Instant::now();
     let mut req = CreateSprite::new(name);
@@ -245,13 +266,7 @@ async fn client_create_to_agent(client: &SpritesClient, name: &str) -> Result<Du
             &opts,
         )
         .await?;
-    let exe = WriteOptions {
-        mode: Some(0o755),
-        mkdir_parents: true,
-    };
-    sprite
-        .write_file(DEMO_AGENT_PATH, DEMO_AGENT.as_bytes().to_vec(), &exe)
-        .await?;
+    write_demo_agent(client, name).await?;
     let mut child = sprite
         .command(DEMO_AGENT_PATH)
         .args(["--plan", "bench"])

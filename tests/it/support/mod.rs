@@ -11,3 +11,18 @@ pub mod git;
 pub mod home;
 pub mod sprites_plugin;
 pub mod upstream;
+
+/// The `[agent]` table that runs the demo agent (`examples/demo-agent`), installed into each
+/// sandbox by the host through `[agent] files`, as the quick start does.
+pub fn demo_agent_toml() -> String {
+    let script = artifacts::workspace_root().join("examples/demo-agent/clauderon-demo-agent");
+    format!(
+        "[agent]\npreset = \"custom\"\n\
+         command = [\"/home/sprite/.clauderon/bin/clauderon-demo-agent\"]\n\
+         prompt_args = [\"{{prompt}}\"]\nmodel_args = [\"--model\", \"{{model}}\"]\n\
+         plan_args = [\"--plan\"]\nprint_args = [\"--print\"]\n\
+         resume_args = [\"--resume\", \"{{resume}}\"]\n\
+         files = {{ \".clauderon/bin/clauderon-demo-agent\" = \"{}\" }}\n",
+        script.display()
+    )
+}

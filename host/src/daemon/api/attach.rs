@@ -119,11 +119,27 @@ async fn live_agent(engine: &Arc<Engine>, id: SessionId) -> Result<Arc<LiveAgent
     }
     match engine.ensure_agent(id).await {
         Ok(Some(a)) => Ok(a),
-        Ok(None) => Err(
-            "this session's agent runs without a terminal (--print) or has exited; follow its \
-             output with the events stream"
-                .into(),
-        ),
+        Ok(None) => {
+            let rec = engine.store().get(id).await.map_err(|e| e.to_string())?;
+            if rec.options.print {
+                Err(
+                    "this session's agent runs without a terminal (--print); follow its output \
+                     with `clauderon logs -f`"
+                        .into(),
+                )
+            } else {
+                let code = crate::daemon::engine::agents::get(engine.store(), id)
+                    .await
+                    .ok()
+                    .and_then(|r| r.exit_code)
+                    .map_or(String::new(), |c| format!(" with code {c}"));
+                Err(format!(
+                    "the agent exited{code}; `clauderon restart {}` starts it again (its \
+                     conversation continues; --fresh for a new one)",
+                    rec.name
+                ))
+            }
+        }
         Err(e) => Err(e.to_string()),
     }
 }

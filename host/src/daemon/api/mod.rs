@@ -45,6 +45,7 @@ pub fn router(state: AppState, guard: GuardConfig) -> Router {
             get(sessions::get_one).delete(sessions::delete),
         )
         .route("/api/sessions/{session}/wake", post(sessions::wake))
+        .route("/api/sessions/{session}/restart", post(sessions::restart))
         .route("/api/sessions/{session}/unpushed", get(sessions::unpushed))
         .route(
             "/api/sessions/{session}/hibernate",
@@ -70,7 +71,7 @@ async fn not_found() -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such API route; see DESIGN.md §9 for the routes",
+        "no such API route; the routes are listed in docs/DESIGN.md (the daemon's REST API)",
     )
 }
 

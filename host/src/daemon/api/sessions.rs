@@ -92,6 +92,36 @@ pub async fn wake(
     ))
 }
 
+/// The body of `POST /api/sessions/{ref}/restart`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartBody {
+    /// Start a new conversation with the session's prompt instead of resuming.
+    #[serde(default)]
+    fresh: bool,
+}
+
+/// `POST /api/sessions/{ref}/restart` (`{"fresh"?: bool}`, body optional): `{"session"}` once
+/// the agent started again.
+pub async fn restart(
+    State(st): State<AppState>,
+    Path(session): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, EngineError> {
+    let req: RestartBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RestartBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            EngineError::BadRequest(format!(
+                "invalid restart request: {e}; expected {{\"fresh\": true|false}} or no body"
+            ))
+        })?
+    };
+    let rec = st.engine.find(&session).await?;
+    let rec = st.engine.restart(rec.id, req.fresh).await?;
+    Ok(Json(serde_json::json!({"session": view(&st, rec).await?})))
+}
+
 /// `POST /api/sessions/{ref}/hibernate`: `{"session"}` once hibernated.
 pub async fn hibernate(
     State(st): State<AppState>,

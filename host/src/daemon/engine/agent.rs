@@ -81,6 +81,10 @@ impl OutputFanout {
         let rx = self.live.subscribe();
         (recent.iter().copied().collect(), rx)
     }
+
+    fn recent(&self) -> Vec<u8> {
+        super::lock(&self.recent).iter().copied().collect()
+    }
 }
 
 /// A running agent task.
@@ -91,6 +95,8 @@ pub struct LiveAgent {
     done: watch::Receiver<bool>,
     /// Whether this is a `--print` run (exec, no TTY).
     pub print: bool,
+    /// How many hook reports the session had when this agent started.
+    reports_before: u64,
 }
 
 impl LiveAgent {
@@ -103,6 +109,17 @@ impl LiveAgent {
     /// everything after it, with no gap and no byte twice.
     pub fn subscribe(&self) -> (Vec<u8>, broadcast::Receiver<AgentOutput>) {
         self.output.subscribe()
+    }
+
+    /// The agent's most recent output (at most [`RECENT_OUTPUT`] bytes).
+    pub fn recent_output(&self) -> Vec<u8> {
+        self.output.recent()
+    }
+
+    /// How many hook reports the session had when this agent started (its own reports are
+    /// the ones after).
+    pub fn started_after(&self) -> u64 {
+        self.reports_before
     }
 
     /// Whether the task has ended.
@@ -137,23 +154,26 @@ enum Ended {
     Lost(String),
 }
 
-/// Starts the task owning `stream` for session `id` and registers it in the session's runtime.
+/// Starts the task owning `stream` for session `id` and registers it in the session's runtime
+/// (`reports_before`: the session's hook report count just before the agent's process started).
 pub fn spawn(
     engine: &Arc<Engine>,
     id: SessionId,
     stream: FrameStream,
     print: bool,
+    reports_before: u64,
 ) -> Arc<LiveAgent> {
     let (input_tx, input_rx) = mpsc::channel(256);
     let output = Arc::new(OutputFanout::new());
     let (done_tx, done_rx) = watch::channel(false);
+    let rt = engine.runtime(id);
     let live = Arc::new(LiveAgent {
         input: input_tx,
         output: Arc::clone(&output),
         done: done_rx,
         print,
+        reports_before,
     });
-    let rt = engine.runtime(id);
     *super::lock(&rt.agent) = Some(Arc::clone(&live));
     let engine = Arc::clone(engine);
     tokio::spawn(async move {
@@ -306,11 +326,16 @@ async fn handle_control(
     match frame.kind {
         FrameKind::Exit => {
             let code = frame.exit_code().unwrap_or(-1);
-            if let Err(e) =
-                agents::update(engine.store(), id, move |r| r.exit_code = Some(code)).await
+            let exited = crate::agent::AgentState::Exited { code };
+            if let Err(e) = agents::update(engine.store(), id, move |r| {
+                r.exit_code = Some(code);
+                r.state = Some(exited);
+            })
+            .await
             {
                 tracing::warn!(session = %id, error = %e, "cannot record the exit code");
             }
+            engine.emit_agent_state(id, Some(exited)).await;
             engine
                 .emit(id, "agent_exited", serde_json::json!({"code": code}))
                 .await;

@@ -1,12 +1,13 @@
 //! What the daemon remembers about each session's agent beside the store's session row: the
-//! plugin's detachable session id, the workspace path inside the sandbox, and the exit code of
-//! a `--print` run. Kept in the table `daemon_agents` of the same SQLite file (made by the
-//! store's migration v2; rows go away with their session).
+//! plugin's detachable session id, the workspace path inside the sandbox, the agent's state
+//! and exit code, and its own conversation id. Kept in the table `daemon_agents` of the same
+//! SQLite file (made by the store's migrations v2 and v3; rows go away with their session).
 
 use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension as _, params};
 
+use crate::agent::AgentState;
 use crate::session::SessionId;
 use crate::store::{Store, StoreError};
 
@@ -19,27 +20,38 @@ pub struct AgentRow {
     pub exit_code: Option<i32>,
     /// The workspace path inside the sandbox.
     pub workspace: Option<String>,
+    /// What the agent is doing (`None`: no agent process is expected, e.g. hibernated).
+    pub state: Option<AgentState>,
+    /// The agent's own conversation id (from its hooks), which resuming hands back to it.
+    pub conversation: Option<String>,
+}
+
+const COLUMNS: &str = "agent_session, exit_code, workspace, state, conversation";
+
+fn row(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<AgentRow> {
+    let exit_code: Option<i32> = r.get(at + 1)?;
+    let state: Option<String> = r.get(at + 3)?;
+    Ok(AgentRow {
+        agent_session: r.get(at)?,
+        exit_code,
+        workspace: r.get(at + 2)?,
+        state: state.and_then(|s| AgentState::from_parts(&s, exit_code)),
+        conversation: r.get(at + 4)?,
+    })
 }
 
 /// The row of one session (default when none was written).
 pub async fn get(store: &Store, id: SessionId) -> Result<AgentRow, StoreError> {
     store
         .run(move |db| {
-            let row = db
+            let found = db
                 .connection()
-                .prepare_cached(
-                    "SELECT agent_session, exit_code, workspace FROM daemon_agents \
-                     WHERE session_id = ?1",
-                )?
-                .query_row([id.to_string()], |r| {
-                    Ok(AgentRow {
-                        agent_session: r.get(0)?,
-                        exit_code: r.get(1)?,
-                        workspace: r.get(2)?,
-                    })
-                })
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM daemon_agents WHERE session_id = ?1"
+                ))?
+                .query_row([id.to_string()], |r| row(r, 0))
                 .optional()?;
-            Ok(row.unwrap_or_default())
+            Ok(found.unwrap_or_default())
         })
         .await
 }
@@ -48,19 +60,10 @@ pub async fn get(store: &Store, id: SessionId) -> Result<AgentRow, StoreError> {
 pub async fn all(store: &Store) -> Result<HashMap<SessionId, AgentRow>, StoreError> {
     store
         .run(|db| {
-            let mut stmt = db.connection().prepare_cached(
-                "SELECT session_id, agent_session, exit_code, workspace FROM daemon_agents",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    AgentRow {
-                        agent_session: r.get(1)?,
-                        exit_code: r.get(2)?,
-                        workspace: r.get(3)?,
-                    },
-                ))
-            })?;
+            let mut stmt = db
+                .connection()
+                .prepare_cached(&format!("SELECT session_id, {COLUMNS} FROM daemon_agents"))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, row(r, 1)?)))?;
             let mut out = HashMap::new();
             for r in rows {
                 let (id, row) = r?;
@@ -77,30 +80,35 @@ pub async fn all(store: &Store) -> Result<HashMap<SessionId, AgentRow>, StoreErr
 pub async fn put(store: &Store, id: SessionId, row: AgentRow) -> Result<(), StoreError> {
     store
         .run(move |db| {
+            let exit_code = row.exit_code.or(row.state.and_then(AgentState::exit_code));
             db.connection()
-                .prepare_cached(
-                    "INSERT INTO daemon_agents (session_id, agent_session, exit_code, workspace) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT(session_id) DO UPDATE SET \
-                     agent_session = ?2, exit_code = ?3, workspace = ?4",
-                )?
+                .prepare_cached(&format!(
+                    "INSERT INTO daemon_agents (session_id, {COLUMNS}) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(session_id) DO UPDATE SET \
+                     agent_session = ?2, exit_code = ?3, workspace = ?4, state = ?5, \
+                     conversation = ?6"
+                ))?
                 .execute(params![
                     id.to_string(),
                     row.agent_session,
-                    row.exit_code,
-                    row.workspace
+                    exit_code,
+                    row.workspace,
+                    row.state.map(AgentState::name),
+                    row.conversation,
                 ])?;
             Ok(())
         })
         .await
 }
 
-/// Reads, changes and writes a session's row.
+/// Reads, changes and writes a session's row; returns the row as written.
 pub async fn update(
     store: &Store,
     id: SessionId,
     f: impl FnOnce(&mut AgentRow) + Send + 'static,
-) -> Result<(), StoreError> {
+) -> Result<AgentRow, StoreError> {
     let mut row = get(store, id).await?;
     f(&mut row);
-    put(store, id, row).await
+    put(store, id, row.clone()).await?;
+    Ok(row)
 }

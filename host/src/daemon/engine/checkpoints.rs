@@ -191,10 +191,8 @@ impl Engine {
             self.proxy_reconnect(id, true).await;
             let rec = self.store().get(id).await?;
             if !rec.options.print {
-                let row = agents::get(self.store(), id).await?;
-                let resume = row.agent_session.unwrap_or_else(|| id.to_string());
                 self.progress(id, "agent", "restarting the agent").await;
-                self.start_agent(&rec, Some(&resume)).await?;
+                self.resume_agent(&rec, false).await?;
             }
             Ok::<_, EngineError>(())
         }

@@ -6,21 +6,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::plugins::ops::{self, AttachRequest, CloneRepoRequest, CreateRequest, ExecRequest};
+use crate::plugins::ops::{self, CloneRepoRequest, CreateRequest};
 use crate::plugins::{Capabilities, PluginClient};
-use crate::session::{Event, SessionId, SessionName, SessionOptions, Status};
+use crate::session::{Event, SessionId, SessionName, SessionOptions};
 use crate::store::{NewSession, SessionRecord};
 
 use super::super::error::EngineError;
-use super::{Engine, LiveAgent, agent, agents, git};
+use super::{Engine, git};
 
 /// Where the repository goes inside the sandbox unless the backend's config says otherwise
 /// (`workspace` in its table).
 pub const DEFAULT_WORKSPACE: &str = "/home/sprite/workspace";
-
-/// Terminal size of the agent's detached session when no client is attached.
-const DEFAULT_COLS: u16 = 120;
-const DEFAULT_ROWS: u16 = 40;
 
 /// The body of `POST /api/sessions`.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -279,7 +275,15 @@ impl Engine {
         self.proxy_prepare(rec, client, instance, "create").await?;
         let rec = self.store().get(id).await?;
         self.progress(id, "agent", "starting the agent").await;
-        self.start_agent(&rec, None).await?;
+        let agent = self.start_agent(&rec, None).await?;
+        if !rec.options.print
+            && let Err(e) = self.confirm_start(id, &agent).await
+        {
+            // The sandbox stays (the clone is done): `clauderon restart` can start the agent
+            // again once the cause is fixed.
+            self.fail(id, &e.to_string()).await;
+            return Ok(());
+        }
         self.set_status(id, Event::Created, None).await?;
         self.arm_idle_timer(id, &rec);
         Ok(())
@@ -293,181 +297,5 @@ impl Engine {
             .and_then(|v| v.as_str())
             .unwrap_or(DEFAULT_WORKSPACE)
             .to_owned()
-    }
-
-    /// Starts the agent afresh (`resume`: continue an earlier conversation) and its task.
-    pub(super) async fn start_agent(
-        self: &Arc<Self>,
-        rec: &SessionRecord,
-        resume: Option<&str>,
-    ) -> Result<Arc<LiveAgent>, EngineError> {
-        let client = self.backends().get(&rec.backend)?;
-        let instance = Engine::instance_of(rec)
-            .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
-        let row = agents::get(self.store(), rec.id).await?;
-        let cwd = row
-            .workspace
-            .clone()
-            .unwrap_or_else(|| self.workspace_for(&rec.backend));
-        let cwd_kept = cwd.clone();
-        let o = &rec.options;
-        let prompt = if resume.is_some() {
-            None
-        } else {
-            Some(rec.prompt.as_str())
-        };
-        let argv =
-            self.config()
-                .agent
-                .argv(prompt, o.model.as_deref(), o.plan_mode, o.print, resume);
-        if argv.is_empty() {
-            return Err(EngineError::BadRequest(
-                "the agent command is empty; set [agent] command in config.toml".into(),
-            ));
-        }
-        let env = self.agent_env(rec.id)?;
-        let (started, stream) = if o.print {
-            self.plugin_stream(
-                rec.id,
-                &client,
-                ops::EXEC,
-                &ExecRequest {
-                    instance,
-                    command: argv,
-                    env,
-                    cwd: Some(cwd),
-                    tty: false,
-                },
-            )
-            .await
-            .map_err(|e| EngineError::backend(client.name(), ops::EXEC, e))?
-        } else {
-            self.plugin_stream(
-                rec.id,
-                &client,
-                ops::ATTACH,
-                &AttachRequest {
-                    instance,
-                    session: None,
-                    command: argv,
-                    cols: DEFAULT_COLS,
-                    rows: DEFAULT_ROWS,
-                    cwd: Some(cwd),
-                    env,
-                },
-            )
-            .await
-            .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
-        };
-        if let Some(inst) = &started.instance
-            && Engine::instance_of(rec).as_ref() != Some(inst)
-        {
-            self.save_instance(rec.id, inst).await?;
-        }
-        agents::put(
-            self.store(),
-            rec.id,
-            agents::AgentRow {
-                agent_session: started.session.clone(),
-                exit_code: None,
-                workspace: Some(cwd_kept),
-            },
-        )
-        .await?;
-        Ok(agent::spawn(self, rec.id, stream, o.print))
-    }
-
-    /// The live agent of a running session: the task if one runs, else a re-attach to the
-    /// agent's detached session, else (the plugin says it is gone) the agent restarted with
-    /// resume. `None` for a `--print` run, whose output stream cannot be re-joined.
-    pub async fn ensure_agent(
-        self: &Arc<Self>,
-        id: SessionId,
-    ) -> Result<Option<Arc<LiveAgent>>, EngineError> {
-        let rt = self.runtime(id);
-        if let Some(a) = rt.agent() {
-            return Ok(Some(a));
-        }
-        let _starting = rt.agent_start.lock().await;
-        if let Some(a) = rt.agent() {
-            return Ok(Some(a));
-        }
-        let rec = self.store().get(id).await?;
-        if rec.status != Status::Running {
-            return Err(EngineError::Conflict(format!(
-                "the session is {}; the agent runs only while it is running",
-                rec.status
-            )));
-        }
-        let row = agents::get(self.store(), id).await?;
-        if rec.options.print || row.exit_code.is_some() {
-            return Ok(None);
-        }
-        self.reattach(&rec, row.agent_session.as_deref())
-            .await
-            .map(Some)
-    }
-
-    /// Attaches to the agent's detached session; restarts it with resume when it is gone.
-    pub(super) async fn reattach(
-        self: &Arc<Self>,
-        rec: &SessionRecord,
-        agent_session: Option<&str>,
-    ) -> Result<Arc<LiveAgent>, EngineError> {
-        let client = self.backends().get(&rec.backend)?;
-        let resume_value = agent_session
-            .map(str::to_owned)
-            .unwrap_or_else(|| rec.id.to_string());
-        if let (Some(sess), Some(instance)) = (agent_session, Engine::instance_of(rec)) {
-            let row = agents::get(self.store(), rec.id).await?;
-            let cwd = row
-                .workspace
-                .unwrap_or_else(|| self.workspace_for(&rec.backend));
-            let o = &rec.options;
-            let argv = self.config().agent.argv(
-                None,
-                o.model.as_deref(),
-                o.plan_mode,
-                false,
-                Some(&resume_value),
-            );
-            match self
-                .plugin_stream(
-                    rec.id,
-                    &client,
-                    ops::ATTACH,
-                    &AttachRequest {
-                        instance,
-                        session: Some(sess.to_owned()),
-                        command: argv,
-                        cols: DEFAULT_COLS,
-                        rows: DEFAULT_ROWS,
-                        cwd: Some(cwd),
-                        env: self.agent_env(rec.id)?,
-                    },
-                )
-                .await
-            {
-                Ok((started, stream)) => {
-                    if let Some(inst) = &started.instance {
-                        self.save_instance(rec.id, inst).await?;
-                    }
-                    if let Some(s) = started.session.filter(|s| s != sess) {
-                        agents::update(self.store(), rec.id, move |r| r.agent_session = Some(s))
-                            .await?;
-                    }
-                    return Ok(agent::spawn(self, rec.id, stream, false));
-                }
-                Err(e) if e.kind == crate::plugins::ErrorKind::NotFound => {}
-                Err(e) => return Err(EngineError::backend(client.name(), ops::ATTACH, e)),
-            }
-        }
-        self.progress(
-            rec.id,
-            "agent",
-            "the agent's session is gone; starting it again with resume",
-        )
-        .await;
-        self.start_agent(rec, Some(&resume_value)).await
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::home::Home;
-use crate::plugins::ops::{self, ExecRequest, Instance, OpenTunnelRequest};
-use crate::plugins::{Capabilities, Frame, FrameKind, PluginClient};
+use crate::plugins::ops::{self, Instance, OpenTunnelRequest};
+use crate::plugins::{Capabilities, PluginClient};
 use crate::proxy::persist::{self, SessionFile};
 use crate::proxy::{CredentialProxy, Policy, ProxyError, SandboxOptions};
 use crate::secrets::SecretResolver;
@@ -21,7 +21,7 @@ use crate::session::{SessionId, Status};
 use crate::store::SessionRecord;
 
 use super::super::error::EngineError;
-use super::Engine;
+use super::{Engine, sandbox_exec};
 
 /// The port inside a tunnelled sandbox where the backend's relay listens for the agent.
 pub const TUNNEL_PORT: u16 = 18080;
@@ -127,76 +127,6 @@ fn host_machine_id() -> String {
     std::fs::read_to_string("/etc/machine-id")
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
-}
-
-/// Runs `argv` through the plugin's `exec` with `stdin`; returns (exit code, stdout, stderr).
-async fn run_in_sandbox(
-    client: &PluginClient,
-    instance: &Instance,
-    argv: Vec<String>,
-    stdin: &[u8],
-) -> Result<(i32, String, String), EngineError> {
-    let (_, stream) = client
-        .exec(&ExecRequest {
-            instance: instance.clone(),
-            command: argv,
-            env: BTreeMap::new(),
-            cwd: None,
-            tty: false,
-        })
-        .await
-        .map_err(|e| EngineError::backend(client.name(), ops::EXEC, e))?;
-    let (mut reader, mut writer) = stream.split();
-    let io_err =
-        |e: std::io::Error| EngineError::Internal(format!("the sandbox command's stream: {e}"));
-    // The write half is kept until the exit arrives: closing it early stops the command.
-    let write = async {
-        for chunk in stdin.chunks(64 * 1024) {
-            writer
-                .write_frame(&Frame::new(FrameKind::Stdin, chunk.to_vec()))
-                .await?;
-        }
-        writer
-            .write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
-            .await?;
-        Ok::<_, std::io::Error>(())
-    };
-    let read = async {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        loop {
-            match reader.read_frame().await? {
-                None => return Ok((-1, out, err)),
-                Some(f) => match f.kind {
-                    FrameKind::Stdout => out.extend_from_slice(&f.payload),
-                    FrameKind::Stderr => err.extend_from_slice(&f.payload),
-                    FrameKind::Exit => return Ok((f.exit_code().unwrap_or(-1), out, err)),
-                    FrameKind::Error => {
-                        err.extend_from_slice(&f.payload);
-                        return Ok((-1, out, err));
-                    }
-                    _ => {}
-                },
-            }
-        }
-    };
-    let both = async {
-        let (w, r) = tokio::join!(write, read);
-        w.map_err(io_err)?;
-        r.map_err(io_err)
-    };
-    let (code, out, err) = tokio::time::timeout(SETUP_TIMEOUT, both)
-        .await
-        .map_err(|_| {
-            EngineError::Internal(format!(
-                "installing the proxy's trust bundle in the sandbox took longer than {}s",
-                SETUP_TIMEOUT.as_secs()
-            ))
-        })??;
-    Ok((
-        code,
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-    ))
 }
 
 impl Engine {
@@ -347,7 +277,16 @@ impl Engine {
             ca.cert_pem().to_owned(),
             host_machine_id(),
         ];
-        let (code, out, err) = run_in_sandbox(client, instance, argv, bundle.as_bytes()).await?;
+        let ran = sandbox_exec::run(
+            client,
+            instance,
+            argv,
+            bundle.as_bytes(),
+            SETUP_TIMEOUT,
+            "installing the proxy's trust bundle in the sandbox",
+        )
+        .await?;
+        let (code, out, err) = (ran.code, ran.stdout_text(), ran.stderr_text());
         let path = out
             .lines()
             .find_map(|l| l.strip_prefix("bundle="))
@@ -370,7 +309,10 @@ impl Engine {
     /// The proxy part of the agent's environment: placeholders, `HTTPS_PROXY` & co with the
     /// session's credential, trust-bundle variables. Empty when the session has no proxy
     /// access (no proxy, or a backend that cannot run commands).
-    pub(super) fn agent_env(&self, id: SessionId) -> Result<BTreeMap<String, String>, EngineError> {
+    pub(super) async fn agent_env(
+        &self,
+        id: SessionId,
+    ) -> Result<BTreeMap<String, String>, EngineError> {
         let Some(p) = self.credential_proxy() else {
             return Ok(BTreeMap::new());
         };
@@ -380,9 +322,11 @@ impl Engine {
             return Ok(BTreeMap::new());
         };
         p.proxy.restore_session(id, f.password, &f.placeholders);
+        let mut opts = SandboxOptions::new(f.proxy_addr, f.bundle_path);
+        opts.available_secrets = p.proxy.available_secrets().await;
         let setup = p
             .proxy
-            .sandbox_env(id, &SandboxOptions::new(f.proxy_addr, f.bundle_path))
+            .sandbox_env(id, &opts)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         Ok(setup.env)
     }

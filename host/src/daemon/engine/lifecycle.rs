@@ -46,6 +46,7 @@ impl Engine {
             Ok(r) => {
                 self.save_instance(id, &r.instance).await?;
                 self.set_status(id, Event::Hibernated, None).await?;
+                self.clear_agent_state(id).await;
                 Ok(self.store().get(id).await?)
             }
             Err(e) => {
@@ -71,28 +72,17 @@ impl Engine {
                 "cannot wake: the session is running already".into(),
             ));
         }
-        let client = self.backends().get(&rec.backend)?;
-        let instance = Engine::instance_of(&rec).ok_or_else(|| {
-            EngineError::Conflict(
+        self.backends().get(&rec.backend)?;
+        if Engine::instance_of(&rec).is_none() {
+            return Err(EngineError::Conflict(
                 "the session's sandbox was never made; delete it and create a new one".into(),
-            )
-        })?;
+            ));
+        }
         self.set_status(id, Event::WakeRequested, None).await?;
         self.progress(id, "wake", "waking the sandbox").await;
-        let woke: Result<ops::InstanceResponse, _> =
-            if client.capabilities().contains(Capabilities::HIBERNATE) {
-                self.plugin_call(id, &client, ops::WAKE, &InstanceRequest { instance })
-                    .await
-                    .map_err(|e| EngineError::backend(client.name(), ops::WAKE, e))
-            } else {
-                self.plugin_call(id, &client, ops::START, &InstanceRequest { instance })
-                    .await
-                    .map_err(|e| EngineError::backend(client.name(), ops::START, e))
-            };
+        let woke = self.start_sandbox(&rec).await;
         let result = async {
-            let woke = woke?;
-            self.save_instance(id, &woke.instance).await?;
-            self.proxy_reconnect(id, false).await;
+            woke?;
             let rec = self.store().get(id).await?;
             let row = agents::get(self.store(), id).await?;
             if !rec.options.print && row.exit_code.is_none() {
@@ -114,6 +104,31 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Wakes (or starts) a session's sandbox through the plugin, stores the instance the plugin
+    /// returns and brings back the sandbox's way to the credential proxy.
+    pub(super) async fn start_sandbox(
+        self: &Arc<Self>,
+        rec: &SessionRecord,
+    ) -> Result<(), EngineError> {
+        let id = rec.id;
+        let client = self.backends().get(&rec.backend)?;
+        let instance = Engine::instance_of(rec)
+            .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
+        let woke: ops::InstanceResponse = if client.capabilities().contains(Capabilities::HIBERNATE)
+        {
+            self.plugin_call(id, &client, ops::WAKE, &InstanceRequest { instance })
+                .await
+                .map_err(|e| EngineError::backend(client.name(), ops::WAKE, e))?
+        } else {
+            self.plugin_call(id, &client, ops::START, &InstanceRequest { instance })
+                .await
+                .map_err(|e| EngineError::backend(client.name(), ops::START, e))?
+        };
+        self.save_instance(id, &woke.instance).await?;
+        self.proxy_reconnect(id, false).await;
+        Ok(())
     }
 
     /// Deletes a session's sandbox and marks it deleted (any status but deleted).
@@ -163,6 +178,7 @@ impl Engine {
         }
         self.proxy_forget(id);
         self.set_status(id, Event::Deleted, None).await?;
+        self.clear_agent_state(id).await;
         // Nothing runs for a deleted session any more; its runtime goes with it.
         self.forget_runtime(id);
         Ok(self.store().get(id).await?)

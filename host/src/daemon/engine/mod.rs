@@ -3,6 +3,9 @@
 //! state every flow uses.
 
 pub mod agent;
+mod agent_setup;
+mod agent_start;
+mod agent_state;
 pub mod agents;
 pub mod backends;
 mod checkpoints;
@@ -13,6 +16,8 @@ pub mod idle;
 mod lifecycle;
 pub mod plugin_events;
 mod reconcile;
+mod restart;
+mod sandbox_exec;
 pub mod unpushed;
 
 use std::collections::HashMap;
@@ -47,6 +52,8 @@ pub struct Runtime {
     agent: Mutex<Option<Arc<LiveAgent>>>,
     timer: Mutex<Option<tokio::task::AbortHandle>>,
     create_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Counts the agent's hook reports (a start waits for the first one after it).
+    reports: tokio::sync::watch::Sender<u64>,
 }
 
 impl Runtime {
@@ -60,7 +67,24 @@ impl Runtime {
             agent: Mutex::new(None),
             timer: Mutex::new(None),
             create_task: Mutex::new(None),
+            reports: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// How many hook reports the agent has sent so far.
+    pub fn report_count(&self) -> u64 {
+        *self.reports.borrow()
+    }
+
+    /// Counts one hook report.
+    fn count_report(&self) {
+        self.reports.send_modify(|n| *n += 1);
+    }
+
+    /// Resolves once more than `after` reports have arrived.
+    pub async fn wait_first_report(&self, after: u64) {
+        let mut rx = self.reports.subscribe();
+        let _ = rx.wait_for(|n| *n > after).await;
     }
 
     /// Records activity (agent output, attached input): the idle timer starts over.

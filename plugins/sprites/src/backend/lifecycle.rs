@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use clauderon_plugin_api::ops::{self, InstanceStatus};
 use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
 
+use super::SpritesBackend;
 use super::errors::{ctx as err_ctx, plugin_error};
 use super::names;
 use super::state::{STATE_VERSION, SpriteState};
-use super::{DEMO_AGENT, DEMO_AGENT_PATH, SpritesBackend};
 use crate::client::{
     CreateSprite, ListOptions, SpriteConfig, SpriteHandle, SpriteStatus, SpritesClient,
     WriteOptions,
@@ -93,7 +93,7 @@ pub async fn create(
     })
 }
 
-/// The first calls into a new sprite (they also wake it): the session marker and the demo agent.
+/// The first call into a new sprite (it also wakes it): the session marker.
 async fn prepare(sprite: &SpriteHandle, state: &SpriteState) -> Result<(), PluginError> {
     let marker = serde_json::json!({
         "session_id": state.session_id,
@@ -113,14 +113,6 @@ async fn prepare(sprite: &SpriteHandle, state: &SpriteState) -> Result<(), Plugi
         )
         .await
         .map_err(err_ctx("writing the session marker into the sprite"))?;
-    let exe = WriteOptions {
-        mode: Some(0o755),
-        mkdir_parents: true,
-    };
-    sprite
-        .write_file(DEMO_AGENT_PATH, DEMO_AGENT.as_bytes().to_vec(), &exe)
-        .await
-        .map_err(err_ctx("writing the demo agent into the sprite"))?;
     Ok(())
 }
 

@@ -23,12 +23,6 @@ use crate::client::{SpriteHandle, SpritesClient, Token};
 /// Where the workspace is cloned when the request names no destination.
 pub const DEFAULT_WORKSPACE: &str = "/home/sprite/workspace";
 
-/// Where the demo agent is written in every sprite (see `examples/demo-agent`).
-pub const DEMO_AGENT_PATH: &str = "/home/sprite/.clauderon/bin/clauderon-demo-agent";
-
-/// The demo agent script, written into each sprite at create.
-pub const DEMO_AGENT: &str = include_str!("../../../../examples/demo-agent/clauderon-demo-agent");
-
 /// The backend's settings from `[plugins.sprites]`.
 #[derive(Debug, Clone)]
 pub struct Settings {

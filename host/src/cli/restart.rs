@@ -1,0 +1,72 @@
+//! `clauderon restart NAME [--fresh]`: start a session's agent again.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::api::{ApiClient, Autostart, Session, encode};
+use super::create::Progress;
+use super::wake::show_progress;
+use super::{Context, output};
+
+/// `clauderon restart NAME [--fresh]`
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// The session's name or a unique prefix of its id.
+    name: String,
+    /// Start a new conversation with the session's prompt instead of resuming the last one.
+    #[arg(long)]
+    fresh: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct Restarted {
+    session: Session,
+}
+
+impl RestartArgs {
+    /// Runs `restart`: returns once the agent started again (or says why it did not).
+    pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
+        let api = ApiClient::connect(ctx, Autostart::Yes).await?;
+        let progress = Progress::new(ctx.json, &self.name);
+        let follower = if progress.is_shown() {
+            progress.set("restarting the agent");
+            api.follow_new_events(&self.name)
+                .await
+                .ok()
+                .map(|stream| tokio::spawn(show_progress(stream, progress.clone())))
+        } else {
+            None
+        };
+        let answer = api
+            .post::<serde_json::Value>(
+                &format!("/api/sessions/{}/restart", encode(&self.name)),
+                &serde_json::json!({ "fresh": self.fresh }),
+            )
+            .await;
+        if let Some(task) = follower {
+            task.abort();
+        }
+        progress.finish();
+        let v = answer?;
+        if ctx.json {
+            output::print_json(&v)?;
+        } else {
+            let r: Restarted = serde_json::from_value(v)?;
+            let how = match (&r.session.agent_conversation, self.fresh) {
+                (_, true) => "in a new conversation".to_owned(),
+                (Some(c), false) => format!("resuming conversation {c}"),
+                (None, false) => "continuing its latest conversation".to_owned(),
+            };
+            let state = r
+                .session
+                .agent
+                .map_or_else(|| "started".to_owned(), |a| a.to_string());
+            println!(
+                "{}: the agent is {state} ({how}); attach with `clauderon attach {}`",
+                r.session.name, r.session.name
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
