@@ -435,9 +435,9 @@ fn session_lifecycle_through_the_cli_with_an_autostarted_daemon() {
     // status by name and by id prefix.
     let st = home.run(&["status", "demo"]);
     assert_exit(&st, 0);
-    assert!(st.stdout.contains("status:     running"), "{}", st.stdout);
+    assert!(st.stdout.contains("status:       running"), "{}", st.stdout);
     assert!(
-        st.stdout.contains("branch:     clauderon/demo"),
+        st.stdout.contains("branch:       clauderon/demo"),
         "{}",
         st.stdout
     );
@@ -690,7 +690,11 @@ fn a_failed_create_says_why_and_exits_1() {
     assert_eq!(list[0]["status"], "failed", "{list:#}");
     let st = home.run(&["status", "doomed"]);
     assert_exit(&st, 0);
-    assert!(st.stdout.contains("status:     failed: "), "{}", st.stdout);
+    assert!(
+        st.stdout.contains("status:       failed: "),
+        "{}",
+        st.stdout
+    );
 }
 
 #[test]

@@ -255,6 +255,7 @@ preset = "custom"
 command = ["sh", "-c", "echo agent-started:$0:$1; exec cat"]
 prompt_args = ["{prompt}"]
 resume_args = ["resume", "{resume}"]
+continue_args = ["resume", "latest"]
 "#;
 
 fn local_fixture() -> PathBuf {
@@ -881,4 +882,71 @@ async fn a_plugin_panic_marks_it_faulted_in_the_daemons_plugin_list_and_it_keeps
     let (_, list) = d.get("/api/plugins").await;
     assert_eq!(plugin(&list, "local")["fault"]["panics"], 1, "{list:#}");
     assert_eq!(d.get("/api/health").await.0, 200);
+}
+
+/// An agent without hooks that dies within its first seconds fails the create with its last
+/// output and keeps the sandbox; `restart` starts it again (failing again while the cause
+/// stays), and a running agent's `restart --fresh` starts it anew with the prompt.
+#[tokio::test]
+async fn an_agent_that_exits_at_start_fails_the_create_and_restart_starts_it_again() {
+    let agent = r#"
+[agent]
+preset = "custom"
+command = ["sh", "-c", "if [ -f \"$HOME/fixed\" ]; then echo agent-up:$0; exec cat; fi; echo 'cannot start: no fixed file' >&2; exit 3"]
+prompt_args = ["{prompt}"]
+resume_args = ["resume", "{resume}"]
+continue_args = ["resume", "latest"]
+"#;
+    let home = local_home("", agent);
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let s = create(&d, repo.path(), json!({"prompt": "go", "name": "dies"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let failed = d.wait_status(&id, "failed", WAIT).await;
+    let reason = failed["status_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the agent exited with code 3 before it started working"),
+        "{reason}"
+    );
+    assert!(reason.contains("cannot start: no fixed file"), "{reason}");
+    assert!(reason.contains("clauderon restart dies"), "{reason}");
+    assert_eq!(failed["agent"], json!({"state": "exited", "code": 3}));
+    assert!(
+        failed["instance_id"].is_string(),
+        "the sandbox stays: {failed:#}"
+    );
+
+    // Still broken: restart says why (502 agent_exited), the session stays failed.
+    let (code, v) = d.post("/api/sessions/dies/restart", &json!({})).await;
+    assert_eq!(code, 502, "{v}");
+    assert_eq!(v["error"]["code"], "agent_exited");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start: no fixed file"),
+        "{v}"
+    );
+    // Fixed: restart brings it back (continuing its conversation) and the session runs.
+    std::fs::write(home.path().join("sandboxes/dies/home/fixed"), "").unwrap();
+    let (code, v) = d.post("/api/sessions/dies/restart", &json!({})).await;
+    assert_eq!(code, 200, "{v}\n{}", d.log());
+    assert_eq!(v["session"]["status"], "running");
+    assert_eq!(v["session"]["agent"]["state"], "running");
+    let out = wait_output(&d, &id, "agent-up:resume").await;
+    assert!(out.contains("agent-up:resume"), "{out}");
+    // A fresh restart stops the running agent and starts one with the prompt.
+    let (code, v) = d
+        .post("/api/sessions/dies/restart", &json!({"fresh": true}))
+        .await;
+    assert_eq!(code, 200, "{v}");
+    wait_output(&d, &id, "agent-up:go").await;
+    let (code, v) = d
+        .post_raw("/api/sessions/dies/restart", "{\"fresh\": 1}")
+        .await;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("fresh"),
+        "{v}"
+    );
 }

@@ -15,6 +15,7 @@ mod local_backend;
 mod plugins;
 mod proxy;
 mod proxy_wiring;
+mod real_agents;
 mod sprites_backend;
 mod sprites_cli;
 mod sprites_tunnel;

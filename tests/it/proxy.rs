@@ -407,6 +407,12 @@ async fn connect_outside_policy_and_non_tls_tunnels_are_refused() {
         .filter_map(|e| e.violation.as_deref())
         .collect();
     assert_eq!(violations.len(), 3, "{audit:?}");
+    // The refusal names the line that would admit the host.
+    assert_eq!(audit[0].host, "evil.example");
+    assert!(
+        violations[0].contains(r#"add `allow = ["evil.example"]` to proxy.toml"#),
+        "{violations:?}"
+    );
     assert!(
         violations[2].contains("did not start with TLS"),
         "{violations:?}"
@@ -1094,4 +1100,46 @@ async fn the_proxy_listens_only_on_loopback_unless_forced() {
             .is_none_or(|e| !e.to_string().contains("non-loopback")),
         "a v4-mapped loopback address is loopback"
     );
+}
+
+#[tokio::test]
+async fn agent_reports_are_tagged_with_the_session_that_authenticated_them() {
+    let f = Fixture::new().await;
+    let a = SessionId::new();
+    let b = SessionId::new();
+    let cred_a = f.proxy.register_session(a);
+    f.proxy.register_session(b);
+    let mut reports = f.proxy.agent_reports();
+    let url = format!(
+        "http://{}{}",
+        clauderon::proxy::AGENT_REPORT_HOST,
+        clauderon::proxy::AGENT_REPORT_PATH
+    );
+    let body = format!(r#"{{"hook_event_name":"Stop","session":"{b}"}}"#);
+    let post = |auth: Option<&ProxyCredential>| {
+        let auth = auth
+            .map(|c| format!("Proxy-Authorization: {}\r\n", c.header_value()))
+            .unwrap_or_default();
+        format!(
+            "POST {url} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            clauderon::proxy::AGENT_REPORT_HOST,
+            body.len()
+        )
+    };
+    // Without the session's credential: refused like any request, nothing passed on.
+    let r = raw(&f.proxy, &post(None)).await;
+    assert!(r.starts_with("HTTP/1.1 407"), "{r}");
+    assert!(reports.try_recv().is_err());
+    // With A's credential: the report is A's, whatever its body claims.
+    let r = raw(&f.proxy, &post(Some(&cred_a))).await;
+    assert!(r.starts_with("HTTP/1.1 204"), "{r}");
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), reports.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.session, a);
+    assert_eq!(got.body["hook_event_name"], "Stop");
+    // The report never reaches any upstream, nor the audit log as a host.
+    assert_eq!(f.upstream.connections(), 0);
 }

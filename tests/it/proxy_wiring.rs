@@ -67,6 +67,7 @@ fn wired_home(upstream: &Upstream) -> TempHome {
         "default_backend = \"local\"\n\
          [agent]\npreset = \"custom\"\ncommand = [\"sh\", \"{}\"]\n\
          prompt_args = [\"{{prompt}}\"]\nresume_args = [\"resume\", \"{{resume}}\"]\n\
+         continue_args = [\"resume\", \"latest\"]\n\
          [local]\nroot = \"{}\"\nkill_grace_ms = 500\n",
         script.display(),
         home.path().join("sandboxes").display()

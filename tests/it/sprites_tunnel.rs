@@ -539,51 +539,6 @@ const REAL_KEY: &str = "sk-ant-api03-TUNNEL-real-key-do-not-leak-9876543210";
 /// relay), then it waits on its terminal so its process (and environment) stays inspectable.
 const TUNNEL_AGENT: &str = r#"curl -sS --max-time 30 --cacert "$SSL_CERT_FILE" -o "$HOME/resp.txt" -w "agent-request:%{http_code}/%{http_connect}" -H "x-api-key: $ANTHROPIC_API_KEY" -H "content-type: application/json" --data "{}" https://api.anthropic.com/v1/messages 2>"$HOME/curl.err"; echo; echo agent-waiting; exec cat"#;
 
-/// Every process inside the emulator's sprites: descendants of the emulator process that live
-/// in another PID namespace than this test (the emulator runs each sprite's processes in a PID
-/// namespace of their own). (pid, environ, cmdline), NULs as newlines.
-fn processes_in_sprites_of(emu_pid: u32) -> Vec<(u32, String, String)> {
-    let read = |pid: u32, f: &str| {
-        std::fs::read(format!("/proc/{pid}/{f}"))
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
-            .unwrap_or_default()
-    };
-    let parent = |pid: u32| -> Option<u32> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
-        stat.rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()
-    };
-    let own_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let mut p = pid;
-        let mut descends = false;
-        for _ in 0..64 {
-            match parent(p) {
-                Some(pp) if pp == emu_pid => {
-                    descends = true;
-                    break;
-                }
-                Some(pp) if pp > 1 => p = pp,
-                _ => break,
-            }
-        }
-        let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
-        if descends && ns.is_some_and(|n| n != own_ns) {
-            out.push((pid, read(pid, "environ"), read(pid, "cmdline")));
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tunnel() {
     use std::os::unix::fs::PermissionsExt;
@@ -688,7 +643,7 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
 
     // Inside the sprite: the agent holds only a placeholder and the proxy address of the relay;
     // no process there (agent, relay, shell) has the real key in its environment or arguments.
-    let procs = processes_in_sprites_of(emu.pid().unwrap());
+    let procs = crate::support::emulator::processes_in_sprites(&emu);
     assert!(
         procs
             .iter()
@@ -763,7 +718,7 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
     wait_for_requests(3, "the restore").await;
     // After the wake and the restore (the agent started again, the bundle written again) the
     // sprite's processes and files still never hold the real key.
-    let procs = processes_in_sprites_of(emu.pid().unwrap());
+    let procs = crate::support::emulator::processes_in_sprites(&emu);
     assert!(
         procs
             .iter()

@@ -355,11 +355,10 @@ fn agent_files_and_continue_args() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("agent.sh");
     std::fs::write(&script, "#!/bin/sh\n").unwrap();
-    let text = format!(
-        "[agent]\npreset = \"custom\"\ncommand = [\"/x/agent\"]\n\
+    let text = "[agent]\npreset = \"custom\"\ncommand = [\"/x/agent\"]\n\
          continue_args = [\"--again\"]\n\
-         files = {{ \".clauderon/bin/agent\" = \"agent.sh\" }}\n"
-    );
+         files = { \".clauderon/bin/agent\" = \"agent.sh\" }\n"
+        .to_owned();
     let c = Config::parse(Path::new(FILE), text.clone(), dir.path()).unwrap();
     assert_eq!(
         c.agent.files,

@@ -560,6 +560,60 @@ mod tests {
     }
 
     #[test]
+    fn the_default_policy_lets_claude_code_start_and_work() {
+        let p = Policy::default();
+        // Its connectivity check and sign-in, its model catalog and plugin marketplace, its
+        // release notes; the API through its rule.
+        for host in [
+            "platform.claude.com",
+            "claude.ai",
+            "downloads.claude.ai",
+            "raw.githubusercontent.com",
+            "api.anthropic.com",
+        ] {
+            assert!(p.allows(host), "{host}");
+        }
+        assert!(!p.allows("example.com"));
+    }
+
+    #[test]
+    fn an_api_key_comes_before_a_subscription_token_and_either_serves_the_host() {
+        let p = Policy::default();
+        let secrets: Vec<&str> = p
+            .rules_for("api.anthropic.com")
+            .map(|r| r.secret.as_str())
+            .collect();
+        assert_eq!(secrets, ["anthropic_api_key", CLAUDE_OAUTH_SECRET]);
+        assert!(p.secret_serves(CLAUDE_OAUTH_SECRET, "api.anthropic.com"));
+        assert!(!p.secret_serves(CLAUDE_OAUTH_SECRET, "api.openai.com"));
+        let pick = |have: &[&str]| -> Vec<String> {
+            let available = have.iter().map(|s| s.to_string()).collect();
+            p.chosen_rules(&available)
+                .iter()
+                .map(|r| r.secret.clone())
+                .collect()
+        };
+        // One rule per host pattern: the first with a value, else the first.
+        assert_eq!(
+            pick(&[]),
+            [
+                "anthropic_api_key",
+                "openai_api_key",
+                "github_token",
+                "github_token"
+            ]
+        );
+        assert_eq!(pick(&[CLAUDE_OAUTH_SECRET])[0], CLAUDE_OAUTH_SECRET);
+        assert_eq!(
+            pick(&[CLAUDE_OAUTH_SECRET, "anthropic_api_key"])[0],
+            "anthropic_api_key"
+        );
+        let oauth = p.rules_for("api.anthropic.com").nth(1).unwrap();
+        assert_eq!(oauth.env, ["CLAUDE_CODE_OAUTH_TOKEN"]);
+        assert_eq!(oauth.env_prefix, "sk-ant-oat01-");
+    }
+
+    #[test]
     fn builtins_and_formats() {
         let p = Policy::default();
         let a = p.rule_for("api.anthropic.com").unwrap();

@@ -312,3 +312,49 @@ impl Drop for Emulator {
         self.kill();
     }
 }
+
+/// Every process inside the emulator's sprites: descendants of the emulator process that live
+/// in another PID namespace than this test (the emulator runs each sprite's processes in a PID
+/// namespace of their own). (pid, environ, cmdline), NULs as newlines.
+pub fn processes_in_sprites(emu: &Emulator) -> Vec<(u32, String, String)> {
+    let emu_pid = emu.pid().expect("the emulator runs");
+    let read = |pid: u32, f: &str| {
+        std::fs::read(format!("/proc/{pid}/{f}"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', "\n"))
+            .unwrap_or_default()
+    };
+    let parent = |pid: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid ...: comm may hold spaces, so parse after the last ')'.
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let own_ns = std::fs::read_link("/proc/self/ns/pid").expect("this process's PID namespace");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let mut p = pid;
+        let mut descends = false;
+        for _ in 0..64 {
+            match parent(p) {
+                Some(pp) if pp == emu_pid => {
+                    descends = true;
+                    break;
+                }
+                Some(pp) if pp > 1 => p = pp,
+                _ => break,
+            }
+        }
+        let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+        if descends && ns.is_some_and(|n| n != own_ns) {
+            out.push((pid, read(pid, "environ"), read(pid, "cmdline")));
+        }
+    }
+    out
+}

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod artifacts;
 pub mod attached;
 pub mod daemon;

@@ -7,6 +7,11 @@
 //! `/gzip` answers with `content-encoding: gzip`; anything else reads the body and answers
 //! `ok <body length>`.
 //!
+//! Started with [`Upstream::start_model_api`] it also answers like the model APIs the real agent
+//! CLIs call (see [`model_api`]): Anthropic's `/v1/messages` (streamed with server-sent events
+//! when asked) and Claude Code's start-up endpoints, OpenAI's `/v1/responses` (streamed), each
+//! 401 without a credential or with a clauderon placeholder instead of one, like the real API.
+//!
 //! Also used by `host/benches/proxy.rs` (through `#[path]`), so it uses only crates that the
 //! host crate depends on too.
 
@@ -60,6 +65,146 @@ struct State {
     seen: Mutex<Vec<SeenRequest>>,
     recorded: tokio::sync::Notify,
     accepted: AtomicUsize,
+    model_api: bool,
+}
+
+/// The text every model reply of the fake model API carries.
+pub const MODEL_REPLY: &str = "Hello from the fake upstream.";
+
+/// The answer of the fake model APIs to a request for `path`, if it is one of theirs.
+fn model_api(
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Option<Response<Full<Bytes>>> {
+    let header = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
+    // A real credential: present, and not a clauderon placeholder (the proxy replaces those).
+    let credential = header("x-api-key")
+        .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
+        .filter(|v| !v.is_empty() && !v.contains("clauderon-placeholder"));
+    let json = |status: u16, v: serde_json::Value| {
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(v.to_string())))
+            .expect("response")
+    };
+    let unauthorized = || {
+        json(
+            401,
+            serde_json::json!({"type": "error", "error": {"type": "authentication_error",
+                "message": "invalid x-api-key"}}),
+        )
+    };
+    let sse = |events: Vec<(String, serde_json::Value)>| {
+        let text: String = events
+            .into_iter()
+            .map(|(e, d)| format!("event: {e}\ndata: {d}\n\n"))
+            .collect();
+        Response::builder()
+            .status(200)
+            .header("content-type", "text/event-stream")
+            .body(Full::new(Bytes::from(text)))
+            .expect("response")
+    };
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    Some(match (method, path) {
+        // Claude Code's connectivity check (before onboarding) and sign-in host.
+        ("GET", "/api/hello") | ("GET", "/v1/oauth/hello") => {
+            json(200, serde_json::json!({"message": "hello"}))
+        }
+        ("POST", p) if p.starts_with("/api/event_logging/") => json(200, serde_json::json!({})),
+        ("POST", "/v1/messages/count_tokens") if credential.is_some() => {
+            json(200, serde_json::json!({"input_tokens": 10}))
+        }
+        ("POST", "/v1/messages") if credential.is_some() => {
+            let message = serde_json::json!({"id": "msg_fake", "type": "message",
+                "role": "assistant", "model": "claude-fake", "content": [],
+                "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 10, "output_tokens": 1}});
+            if request["stream"] == true {
+                sse(vec![
+                    (
+                        "message_start".into(),
+                        serde_json::json!({"type": "message_start", "message": message}),
+                    ),
+                    (
+                        "content_block_start".into(),
+                        serde_json::json!({"type": "content_block_start", "index": 0,
+                        "content_block": {"type": "text", "text": ""}}),
+                    ),
+                    (
+                        "content_block_delta".into(),
+                        serde_json::json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": MODEL_REPLY}}),
+                    ),
+                    (
+                        "content_block_stop".into(),
+                        serde_json::json!({"type": "content_block_stop", "index": 0}),
+                    ),
+                    (
+                        "message_delta".into(),
+                        serde_json::json!({"type": "message_delta",
+                        "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                        "usage": {"output_tokens": 5}}),
+                    ),
+                    (
+                        "message_stop".into(),
+                        serde_json::json!({"type": "message_stop"}),
+                    ),
+                ])
+            } else {
+                let mut m = message;
+                m["content"] = serde_json::json!([{"type": "text", "text": MODEL_REPLY}]);
+                m["stop_reason"] = "end_turn".into();
+                json(200, m)
+            }
+        }
+        ("POST", "/v1/responses") if credential.is_some() => {
+            let item = serde_json::json!({"id": "msg_1", "type": "message", "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": MODEL_REPLY, "annotations": []}]});
+            let events = [
+                serde_json::json!({"type": "response.created", "response": {"id": "resp_1",
+                    "object": "response", "status": "in_progress", "output": []}}),
+                serde_json::json!({"type": "response.output_item.added", "output_index": 0,
+                    "item": {"id": "msg_1", "type": "message", "role": "assistant",
+                    "status": "in_progress", "content": []}}),
+                serde_json::json!({"type": "response.output_text.delta", "item_id": "msg_1",
+                    "output_index": 0, "content_index": 0, "delta": MODEL_REPLY}),
+                serde_json::json!({"type": "response.output_item.done", "output_index": 0, "item": item}),
+                serde_json::json!({"type": "response.completed", "response": {"id": "resp_1",
+                    "object": "response", "status": "completed", "output": [],
+                    "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}}}),
+            ];
+            sse(events
+                .into_iter()
+                .map(|e| (e["type"].as_str().unwrap_or_default().to_owned(), e))
+                .collect())
+        }
+        ("POST", "/v1/messages" | "/v1/messages/count_tokens" | "/v1/responses") => unauthorized(),
+        // Everything else of the agents' services (settings, plugins, model catalog, release
+        // notes): nothing here.
+        (_, p)
+            if p.starts_with("/api/")
+                || p.starts_with("/v1/")
+                || p.starts_with("/model-catalog/")
+                || p.starts_with("/claude-code-releases/")
+                || p.starts_with("/anthropics/") =>
+        {
+            json(
+                404,
+                serde_json::json!({"type": "error", "error": {"type": "not_found_error", "message": "not found"}}),
+            )
+        }
+        _ => return None,
+    })
 }
 
 /// A running upstream; stopped on drop.
@@ -147,13 +292,18 @@ async fn respond(
     }
     let body = Bytes::from(received);
     state.seen.lock().unwrap().push(SeenRequest {
-        method,
+        method: method.clone(),
         target,
         headers: headers.clone(),
         body: body.clone(),
         body_complete,
     });
     state.recorded.notify_waiters();
+    if state.model_api
+        && let Some(r) = model_api(&method, &path, &headers, &body)
+    {
+        return Ok(r);
+    }
     let mut resp = Response::builder().status(200);
     let bytes: Bytes = match path.as_str() {
         "/echo" => {
@@ -188,6 +338,15 @@ impl Upstream {
     /// Starts an HTTPS upstream on 127.0.0.1:0 whose certificate names every host in `names`,
     /// signed by a fresh test CA.
     pub async fn start(names: &[&str]) -> Upstream {
+        Self::start_tls(names, false).await
+    }
+
+    /// Like [`Upstream::start`], answering like the model APIs too (see [`model_api`]).
+    pub async fn start_model_api(names: &[&str]) -> Upstream {
+        Self::start_tls(names, true).await
+    }
+
+    async fn start_tls(names: &[&str], model_api: bool) -> Upstream {
         let (issuer, ca_pem) = test_ca();
         let key = rcgen::KeyPair::generate().expect("leaf key");
         let params =
@@ -206,20 +365,32 @@ impl Upstream {
         )
         .expect("server config");
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Self::serve(Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))), ca_pem).await
+        Self::serve(
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg))),
+            ca_pem,
+            model_api,
+        )
+        .await
     }
 
     /// Starts a plain-HTTP upstream on 127.0.0.1:0.
     pub async fn start_plain() -> Upstream {
-        Self::serve(None, String::new()).await
+        Self::serve(None, String::new(), false).await
     }
 
-    async fn serve(tls: Option<tokio_rustls::TlsAcceptor>, ca_pem: String) -> Upstream {
+    async fn serve(
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        ca_pem: String,
+        model_api: bool,
+    ) -> Upstream {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            model_api,
+            ..State::default()
+        });
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {

@@ -177,8 +177,8 @@ impl Engine {
             }
         }
         self.proxy_forget(id);
-        self.set_status(id, Event::Deleted, None).await?;
         self.clear_agent_state(id).await;
+        self.set_status(id, Event::Deleted, None).await?;
         // Nothing runs for a deleted session any more; its runtime goes with it.
         self.forget_runtime(id);
         Ok(self.store().get(id).await?)
