@@ -40,12 +40,7 @@ fn chmod(p: &Path, mode: u32) {
 }
 
 fn secret_file(home: &TempHome, name: &str, value: &str, mode: u32) {
-    let dir = home.path().join("secrets");
-    std::fs::create_dir_all(&dir).unwrap();
-    chmod(&dir, 0o700);
-    let p = dir.join(name);
-    std::fs::write(&p, value).unwrap();
-    chmod(&p, mode);
+    home.write_secret(name, value, mode);
 }
 
 /// `config credentials --json` with the fake `op` first on PATH and `env` set.

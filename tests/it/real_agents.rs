@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -50,12 +49,7 @@ async fn rig(agent: &str, secrets: &[(&str, &str)]) -> Rig {
     let emu = Emulator::start();
     let upstream = Upstream::start_model_api(&HOSTS).await;
     let home = TempHome::new();
-    let dir = home.path().join("secrets");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let key = dir.join("sprites_api_key");
-    std::fs::write(&key, emu.token()).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    home.write_secret("sprites_api_key", emu.token(), 0o600);
     home.write_config(&format!(
         "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n{agent}\n\
          [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\n",

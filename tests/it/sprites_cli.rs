@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde_json::Value;
@@ -29,12 +28,7 @@ fn assert_exit(run: &Run, code: i32) {
 /// the emulator's token stored as the `sprites_api_key` secret file.
 fn sprites_home(emu: &Emulator) -> TempHome {
     let home = TempHome::new();
-    let secrets = home.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let key = secrets.join("sprites_api_key");
-    std::fs::write(&key, emu.token()).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    home.write_secret("sprites_api_key", emu.token(), 0o600);
     home.write_config(&format!(
         "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n{}\
          [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\n",

@@ -541,8 +541,6 @@ const TUNNEL_AGENT: &str = r#"curl -sS --max-time 30 --cacert "$SSL_CERT_FILE" -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tunnel() {
-    use std::os::unix::fs::PermissionsExt;
-
     use crate::support::daemon::TestDaemon;
     use crate::support::home::TempHome;
     use crate::support::upstream::Upstream;
@@ -550,12 +548,7 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
     let emu = Emulator::start();
     let upstream = Upstream::start(&["api.anthropic.com"]).await;
     let home = TempHome::new();
-    let secrets = home.path().join("secrets");
-    std::fs::create_dir_all(&secrets).unwrap();
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let key = secrets.join("sprites_api_key");
-    std::fs::write(&key, emu.token()).unwrap();
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    home.write_secret("sprites_api_key", emu.token(), 0o600);
     home.write_config(&format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n\
          [agent]\npreset = \"custom\"\ncommand = [\"sh\", \"-c\", '''{TUNNEL_AGENT}''']\n\

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::api::{ApiClient, Autostart, Session, encode};
-use super::create::Progress;
-use super::wake::show_progress;
+use super::wake::post_showing_progress;
 use super::{Context, output};
 
 /// `clauderon restart NAME [--fresh]`
@@ -28,27 +27,15 @@ impl RestartArgs {
     /// Runs `restart`: returns once the agent started again (or says why it did not).
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let api = ApiClient::connect(ctx, Autostart::Yes).await?;
-        let progress = Progress::new(ctx.json, &self.name);
-        let follower = if progress.is_shown() {
-            progress.set("restarting the agent");
-            api.follow_new_events(&self.name)
-                .await
-                .ok()
-                .map(|stream| tokio::spawn(show_progress(stream, progress.clone())))
-        } else {
-            None
-        };
-        let answer = api
-            .post::<serde_json::Value>(
-                &format!("/api/sessions/{}/restart", encode(&self.name)),
-                &serde_json::json!({ "fresh": self.fresh }),
-            )
-            .await;
-        if let Some(task) = follower {
-            task.abort();
-        }
-        progress.finish();
-        let v = answer?;
+        let v = post_showing_progress(
+            &api,
+            ctx,
+            &self.name,
+            "restarting the agent",
+            &format!("/api/sessions/{}/restart", encode(&self.name)),
+            serde_json::json!({ "fresh": self.fresh }),
+        )
+        .await?;
         if ctx.json {
             output::print_json(&v)?;
         } else {

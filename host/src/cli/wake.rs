@@ -9,7 +9,7 @@ use super::create::Progress;
 use super::{Context, output};
 
 /// Shows each progress event of `stream` on the spinner until the stream ends.
-pub(super) async fn show_progress(mut stream: EventStream, progress: Progress) {
+async fn show_progress(mut stream: EventStream, progress: Progress) {
     while let Ok(Some(ev)) = stream.next().await {
         let s = |k: &str| {
             ev.data
@@ -44,29 +44,15 @@ impl WakeArgs {
     /// Runs `wake`: returns once the session runs, and says how long waking took.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let api = ApiClient::connect(ctx, Autostart::Yes).await?;
-        // On a terminal, the wake's progress events (a slow wake says so every second) drive a
-        // spinner while the request runs; `--json` and pipes stay quiet.
-        let progress = Progress::new(ctx.json, &self.name);
-        let follower = if progress.is_shown() {
-            progress.set("waking");
-            api.follow_new_events(&self.name)
-                .await
-                .ok()
-                .map(|stream| tokio::spawn(show_progress(stream, progress.clone())))
-        } else {
-            None
-        };
-        let woken = api
-            .post::<serde_json::Value>(
-                &format!("/api/sessions/{}/wake", encode(&self.name)),
-                &serde_json::json!({}),
-            )
-            .await;
-        if let Some(task) = follower {
-            task.abort();
-        }
-        progress.finish();
-        let v = woken?;
+        let v = post_showing_progress(
+            &api,
+            ctx,
+            &self.name,
+            "waking",
+            &format!("/api/sessions/{}/wake", encode(&self.name)),
+            serde_json::json!({}),
+        )
+        .await?;
         if ctx.json {
             output::print_json(&v)?;
         } else {
@@ -80,6 +66,35 @@ impl WakeArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// POSTs `body` to `path` for session `name`. On a terminal the request's progress events (a
+/// slow wake says so every second) drive a spinner starting with `what` while it runs;
+/// `--json` and pipes stay quiet.
+pub(super) async fn post_showing_progress(
+    api: &ApiClient,
+    ctx: &Context,
+    name: &str,
+    what: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let progress = Progress::new(ctx.json, name);
+    let follower = if progress.is_shown() {
+        progress.set(what);
+        api.follow_new_events(name)
+            .await
+            .ok()
+            .map(|stream| tokio::spawn(show_progress(stream, progress.clone())))
+    } else {
+        None
+    };
+    let answer = api.post::<serde_json::Value>(path, &body).await;
+    if let Some(task) = follower {
+        task.abort();
+    }
+    progress.finish();
+    Ok(answer?)
 }
 
 /// `clauderon hibernate NAME`

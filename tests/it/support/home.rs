@@ -70,6 +70,17 @@ impl TempHome {
         std::fs::write(self.path().join("config.toml"), toml).expect("write config.toml");
     }
 
+    /// Writes the secret file `<home>/secrets/<name>` with `mode` (the directory 0700).
+    pub fn write_secret(&self, name: &str, value: &str, mode: u32) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = self.path().join("secrets");
+        std::fs::create_dir_all(&dir).expect("mkdir secrets");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let p = dir.join(name);
+        std::fs::write(&p, value).expect("write the secret file");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
     /// Copies a library into `<home>/plugins` as `libclauderon_<name>.so`; returns the new path.
     pub fn install_plugin(&self, name: &str, library: &Path) -> PathBuf {
         let dest = self
