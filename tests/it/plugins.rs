@@ -1,9 +1,9 @@
 //! Plugin loading through the real loader: the Sprites plugin and the bad-plugin fixtures.
 //!
 //! Fixtures under `tests/fixtures/` are workspace members built by `support::artifacts`; the
-//! version fixtures (plugin-api 2.0.0, an older 1.x root-module layout) are built here from
-//! patched copies under `target/fixture-workspaces/` with `cargo build --offline` into
-//! `target/fixture-target/`. Tests install libraries into a temporary home under
+//! version fixtures (the ABI crate plugin-api at 2.0.0, an older 1.x root-module layout) are
+//! built here from patched copies under `target/fixture-workspaces/` with
+//! `cargo build --offline` into `target/fixture-target/`. Tests install libraries into a temporary home under
 //! `libclauderon_<name>` names and run the real `clauderon` binary.
 
 #![allow(clippy::unwrap_used)]
@@ -18,6 +18,9 @@ use clauderon::plugins::{
 };
 
 use crate::support::artifacts::{artifacts, dylib_file_name, workspace_root};
+
+/// The plugin API version this host speaks: the ABI crate's version.
+const API: &str = clauderon_plugin_api::API_VERSION;
 use crate::support::home::{Run, TempHome};
 
 fn fixture(lib: &str) -> PathBuf {
@@ -52,7 +55,7 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
     let list = run.json();
     let sprites = report(&list, "sprites");
     assert_eq!(sprites["status"], "loaded", "{sprites:#}");
-    assert_eq!(sprites["api_version"], clauderon_plugin_api::API_VERSION);
+    assert_eq!(sprites["api_version"], API);
     assert_eq!(sprites["source"], "exe_dir");
     assert!(sprites["capabilities"].is_array());
     assert_eq!(sprites["reason"], serde_json::Value::Null);
@@ -96,7 +99,7 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
         .find(|l| l.starts_with("sprites "))
         .expect("a sprites row");
     assert!(line.contains(" loaded "), "{line}");
-    assert!(line.contains(clauderon_plugin_api::API_VERSION), "{line}");
+    assert!(line.contains(API), "{line}");
 }
 
 #[test]
@@ -629,7 +632,20 @@ fn write_if_changed(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap();
 }
 
+/// Copies `from` to `to` (patching each file), removing what `from` no longer has.
 fn copy_tree(from: &Path, to: &Path, patch: &dyn Fn(&Path, String) -> String) {
+    if let Ok(existing) = std::fs::read_dir(to) {
+        for entry in existing {
+            let dest = entry.unwrap().path();
+            if !from.join(dest.file_name().unwrap()).exists() {
+                if dest.is_dir() {
+                    std::fs::remove_dir_all(&dest).unwrap();
+                } else {
+                    std::fs::remove_file(&dest).unwrap();
+                }
+            }
+        }
+    }
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let src = entry.path();
@@ -651,7 +667,8 @@ fn replace_once(text: &str, from: &str, to: &str, what: &str) -> String {
     text.replacen(from, to, 1)
 }
 
-/// Builds the ok fixture against a patched copy of plugin-api; returns the library path.
+/// Builds the ok fixture against the SDK over a patched copy of the ABI crate (plugin-api);
+/// returns the library path.
 fn build_variant(
     variant: &str,
     api_version: &str,
@@ -663,13 +680,14 @@ fn build_variant(
     let start = root_manifest.find("members = [").unwrap();
     let end = start + root_manifest[start..].find(']').unwrap() + 1;
     let mut manifest = format!(
-        "{}members = [\"plugin-api\", \"plugin\"]{}",
+        "{}members = [\"plugin-api\", \"plugin-sdk\", \"plugin\"]{}",
         &root_manifest[..start],
         &root_manifest[end..]
     );
+    let current = clauderon_plugin_api::API_VERSION;
     manifest = replace_once(
         &manifest,
-        "clauderon-plugin-api = { path = \"plugin-api\", version = \"1.0.0\" }",
+        &format!("clauderon-plugin-api = {{ path = \"plugin-api\", version = \"{current}\" }}"),
         &format!("clauderon-plugin-api = {{ path = \"plugin-api\", version = \"{api_version}\" }}"),
         "workspace manifest",
     );
@@ -688,7 +706,7 @@ fn build_variant(
         &ws.join("plugin-api/Cargo.toml"),
         &replace_once(
             &api_manifest,
-            "version = \"1.0.0\"",
+            &format!("version = \"{current}\""),
             &format!("version = \"{api_version}\""),
             "plugin-api manifest",
         ),
@@ -698,18 +716,24 @@ fn build_variant(
         &ws.join("plugin-api/src"),
         patch_api,
     );
-    copy_tree(
-        &root.join("plugin-api/examples"),
-        &ws.join("plugin-api/examples"),
-        &|_, text| text,
+    write_if_changed(
+        &ws.join("plugin-sdk/Cargo.toml"),
+        &std::fs::read_to_string(root.join("plugin-sdk/Cargo.toml")).unwrap(),
     );
+    for dir in ["src", "examples"] {
+        copy_tree(
+            &root.join("plugin-sdk").join(dir),
+            &ws.join("plugin-sdk").join(dir),
+            &|_, text| text,
+        );
+    }
     let lib = format!("fixture_{variant}");
     write_if_changed(
         &ws.join("plugin/Cargo.toml"),
         &format!(
             "[package]\nname = \"fixture-{variant}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
              [lib]\nname = \"{lib}\"\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n\
-             clauderon-plugin-api.workspace = true\nserde_json.workspace = true\n\
+             clauderon-plugin-sdk.workspace = true\nserde_json.workspace = true\n\
              tokio.workspace = true\ntracing.workspace = true\n"
         ),
     );
@@ -756,7 +780,12 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
                  pub extension: extern \"C\" fn(RStr<'_>, u32) -> ROption<FfiExtension>,\n",
                 "ffi.rs",
             ),
-            Some("export.rs") => replace_once(&text, "        shutdown,\n", "", "export.rs"),
+            Some("mod.rs") if path.ends_with("export/mod.rs") => replace_once(
+                &text,
+                "        shutdown: shutdown::<E>,\n",
+                "",
+                "export/mod.rs",
+            ),
             _ => text,
         }
     });
@@ -779,7 +808,7 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     assert_eq!(r["api_version"], "2.0.0");
     let reason = r["reason"].as_str().unwrap();
     assert!(
-        reason.contains("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api 1.0.0: rebuild the plugin against clauderon-plugin-api 1.x"),
+        reason.contains(&format!("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api {API}: rebuild the plugin with a clauderon-plugin-sdk on clauderon-plugin-api 1.x")),
         "{reason}"
     );
 
@@ -790,11 +819,13 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     assert_eq!(r["api_version"], "1.0.0");
     let reason = r["reason"].as_str().unwrap();
     assert!(
-        reason.contains("declares clauderon-plugin-api 1.0.0, but its ABI layout does not match this host's clauderon-plugin-api 1.0.0"),
+        reason.contains(&format!("declares clauderon-plugin-api 1.0.0, but its ABI layout does not match this host's clauderon-plugin-api {API}")),
         "{reason}"
     );
     assert!(
-        reason.contains("rebuild the plugin against clauderon-plugin-api 1.0.0"),
+        reason.contains(&format!(
+            "rebuild the plugin with a clauderon-plugin-sdk on clauderon-plugin-api {API}"
+        )),
         "{reason}"
     );
     assert!(reason.contains("too many fields"), "{reason}");
@@ -805,7 +836,7 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     assert!(
         use_it
             .stderr
-            .contains("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api 1.0.0"),
+            .contains(&format!("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api {API}")),
         "{}",
         use_it.stderr
     );
@@ -828,9 +859,9 @@ fn the_guide_example_builds_and_loads() {
     // The guide shows the example file itself (after its `//!` header), so what is built here is
     // what a reader copies.
     let root = workspace_root();
-    let guide = std::fs::read_to_string(root.join("plugin-api/README.md")).unwrap();
+    let guide = std::fs::read_to_string(root.join("plugin-sdk/README.md")).unwrap();
     let example =
-        std::fs::read_to_string(root.join("plugin-api/examples/clauderon_hello.rs")).unwrap();
+        std::fs::read_to_string(root.join("plugin-sdk/examples/clauderon_hello.rs")).unwrap();
     let body: String = example
         .lines()
         .skip_while(|l| l.starts_with("//!") || l.is_empty())
@@ -838,7 +869,7 @@ fn the_guide_example_builds_and_loads() {
         .collect();
     assert!(
         guide.contains(&format!("```rust\n{body}```\n")),
-        "plugin-api/README.md section 2 no longer shows examples/clauderon_hello.rs verbatim"
+        "plugin-sdk/README.md section 2 no longer shows examples/clauderon_hello.rs verbatim"
     );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -848,7 +879,7 @@ fn the_guide_example_builds_and_loads() {
             "build",
             "--quiet",
             "-p",
-            "clauderon-plugin-api",
+            "clauderon-plugin-sdk",
             "--example",
             "clauderon_hello",
         ])
@@ -938,14 +969,20 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn only_plugin_api_and_the_host_loader_name_the_ffi_crates() {
+fn only_the_abi_crate_and_the_host_loader_name_the_ffi_crates() {
+    // The ABI crate (plugin-api/) is the one place that defines FFI types; the SDK, plugins,
+    // fixtures and the rest of the host must not name them.
     let root = workspace_root();
     let mut files = Vec::new();
-    for dir in ["host", "plugins", "tests", "examples"] {
+    for dir in ["host", "plugin-sdk", "plugins", "tests", "examples"] {
         if root.join(dir).is_dir() {
             sources(&root.join(dir), &mut files);
         }
     }
+    assert!(
+        files.contains(&root.join("plugin-sdk/src/lib.rs")),
+        "the scan must cover the SDK"
+    );
     let allowed = |p: &Path| {
         p.starts_with(root.join("host/src/plugins")) || p == root.join("host/Cargo.toml")
     };
@@ -976,7 +1013,8 @@ fn only_plugin_api_and_the_host_loader_name_the_ffi_crates() {
     }
     assert!(
         offenders.is_empty(),
-        "only plugin-api and host/src/plugins may name the FFI crates (authors use the SDK):\n{}",
+        "only plugin-api (the ABI crate) and host/src/plugins may name the FFI crates (the SDK \
+         wraps them; authors use the SDK):\n{}",
         offenders.join("\n")
     );
 }

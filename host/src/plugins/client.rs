@@ -10,7 +10,9 @@ use std::time::Duration;
 use abi_stable::std_types::{RResult, RStr, RString};
 use clauderon_plugin_api::ffi::{FfiBackendBox, FfiExtension, PluginModule_Ref};
 use clauderon_plugin_api::ops::{self, Capabilities};
+use clauderon_plugin_api::panic::{panic_message, panic_reason};
 use clauderon_plugin_api::stream::FrameStream;
+use clauderon_plugin_api::task::AbortOnDrop;
 use clauderon_plugin_api::{ErrorKind, PluginError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -210,19 +212,13 @@ impl PluginClient {
                 let e: PluginError = e.into();
                 if e.kind == ErrorKind::Panicked {
                     // The SDK caught it: "the plugin panicked in `op`: <message>".
-                    let prefix = format!("the plugin panicked in `{op}`: ");
-                    self.faults
-                        .record(op, e.message.strip_prefix(&prefix).unwrap_or(&e.message));
+                    let what = format!("`{op}`");
+                    self.faults.record(op, panic_reason(&what, &e.message));
                 }
                 Err(e)
             }
             Err(e) if e.is_panic() => {
-                let payload = e.into_panic();
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
+                let message = panic_message(e.into_panic().as_ref());
                 self.faults.record(op, &message);
                 Err(PluginError::new(
                     ErrorKind::Panicked,
@@ -234,24 +230,6 @@ impl PluginClient {
                 format!("`{op}` on plugin `{}` was cancelled", self.name()),
             )),
         }
-    }
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> std::future::Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

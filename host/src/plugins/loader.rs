@@ -47,7 +47,7 @@ pub enum LoadError {
     /// A shared library without our declaration symbol.
     #[error(
         "{path} is not a clauderon plugin: it does not export {DECLARATION_SYMBOL} (plugins call \
-         clauderon_plugin_api::export_plugin!); remove it or rename it so it does not match \
+         clauderon_plugin_sdk::export_plugin!); remove it or rename it so it does not match \
          libclauderon_<name>"
     )]
     NotAPlugin {
@@ -65,8 +65,8 @@ pub enum LoadError {
     /// Built against another plugin-api major (or ABI epoch).
     #[error(
         "{path} was built against clauderon-plugin-api {plugin}, but this clauderon speaks \
-         clauderon-plugin-api {host}: rebuild the plugin against clauderon-plugin-api {host_major}.x \
-         (or use a clauderon release that speaks {plugin})"
+         clauderon-plugin-api {host}: rebuild the plugin with a clauderon-plugin-sdk on \
+         clauderon-plugin-api {host_major}.x (or use a clauderon release that speaks {plugin})"
     )]
     ApiIncompatible {
         /// The file.
@@ -81,8 +81,8 @@ pub enum LoadError {
     /// Same major declared, but abi_stable found a different root-module layout.
     #[error(
         "{path} declares clauderon-plugin-api {plugin}, but its ABI layout does not match this \
-         host's clauderon-plugin-api {host} ({summary}); rebuild the plugin against \
-         clauderon-plugin-api {host}"
+         host's clauderon-plugin-api {host} ({summary}); rebuild the plugin with a \
+         clauderon-plugin-sdk on clauderon-plugin-api {host}"
     )]
     Layout {
         /// The file.

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use clauderon_plugin_api::ops::{self, InstanceStatus};
-use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
+use clauderon_plugin_sdk::ops::{self, InstanceStatus};
+use clauderon_plugin_sdk::{CallContext, ErrorKind, PluginError};
 
 use super::SpritesBackend;
 use super::errors::{ctx as err_ctx, plugin_error};

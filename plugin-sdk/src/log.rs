@@ -5,13 +5,12 @@
 use std::fmt::Write as _;
 use std::sync::Once;
 
-use abi_stable::std_types::RStr;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 
-use super::HostContext;
+use crate::context::HostContext;
 
 static INSTALL: Once = Once::new();
 
@@ -54,9 +53,9 @@ impl<S: Subscriber> Layer<S> for ForwardLayer {
         let meta = event.metadata();
         self.host.services().log(
             level_number(meta.level()),
-            RStr::from_str(meta.target()),
-            RStr::from_str(&v.message),
-            RStr::from_str(&fields),
+            meta.target(),
+            &v.message,
+            &fields,
         );
     }
 }

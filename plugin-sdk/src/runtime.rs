@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::runtime::{Handle, Runtime};
 
-use crate::error::PluginError;
+use clauderon_plugin_api::PluginError;
 
 static HANDLE: OnceLock<Handle> = OnceLock::new();
 static OWNED: Mutex<Option<Runtime>> = Mutex::new(None);

@@ -1,13 +1,13 @@
 //! The guide's example plugin: `hello`, a backend that only answers `check_auth` and `status`.
-//! Build it with `cargo build -p clauderon-plugin-api --example clauderon_hello`; the library is
+//! Build it with `cargo build -p clauderon-plugin-sdk --example clauderon_hello`; the library is
 //! `target/debug/examples/libclauderon_hello.so`.
 
-use clauderon_plugin_api::ops::{
+use clauderon_plugin_sdk::ops::{
     CheckAuthRequest, CheckAuthResponse, InstanceRequest, InstanceStatus, StatusResponse,
 };
-use clauderon_plugin_api::{
-    Backend, CallContext, Capabilities, ConfigKey, HostContext, Plugin, PluginDetails, PluginError,
-    SecretDecl,
+use clauderon_plugin_sdk::{
+    Backend, CallContext, Capabilities, ConfigKeyBuilder, DetailsBuilder, HostContext, Plugin,
+    PluginDetails, PluginError, SecretDeclBuilder,
 };
 
 /// The plugin type: identity, declarations and `init`.
@@ -53,27 +53,26 @@ impl Backend for HelloBackend {
 impl Plugin for Hello {
     const NAME: &'static str = "hello";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str = "The plugin-api guide's example";
+    const DESCRIPTION: &'static str = "The plugin SDK guide's example";
     // Only what the backend implements; everything else answers Unsupported.
     const CAPABILITIES: Capabilities = Capabilities::CHECK_AUTH.union(Capabilities::LIFECYCLE);
 
     type Backend = HelloBackend;
 
     fn details() -> PluginDetails {
-        PluginDetails {
-            config_keys: vec![ConfigKey {
-                name: "greeting".into(),
-                ty: "string".into(),
-                description: "What check_auth reports as the account".into(),
-                default: Some("hello".into()),
-            }],
-            secrets: vec![SecretDecl {
-                name: "hello_token".into(),
-                env: Some("HELLO_TOKEN".into()),
-                config_key: None,
-                description: "An optional token".into(),
-            }],
-        }
+        DetailsBuilder::new()
+            .config_key(
+                ConfigKeyBuilder::new(
+                    "greeting",
+                    "string",
+                    "What check_auth reports as the account",
+                )
+                .with_default("hello"),
+            )
+            .secret(
+                SecretDeclBuilder::new("hello_token", "An optional token").with_env("HELLO_TOKEN"),
+            )
+            .build()
     }
 
     fn init(_host: HostContext, config: serde_json::Value) -> Result<HelloBackend, PluginError> {
@@ -90,4 +89,4 @@ impl Plugin for Hello {
     }
 }
 
-clauderon_plugin_api::export_plugin!(Hello);
+clauderon_plugin_sdk::export_plugin!(Hello);

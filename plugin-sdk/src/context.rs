@@ -1,12 +1,8 @@
 //! What the SDK hands to author code: the host services (as [`HostContext`]), the per-call
 //! [`CallContext`], and the redacting [`Secret`] type.
 
-use std::sync::Arc;
-
-use abi_stable::std_types::{RResult, RStr};
-
-use crate::error::{ErrorKind, PluginError};
-use crate::ffi::FfiHostServicesBox;
+use clauderon_plugin_api::export::HostServices;
+use clauderon_plugin_api::{ErrorKind, PluginError};
 
 /// A secret value. `Debug` and `Display` print `[redacted]`; read it with [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]
@@ -37,39 +33,28 @@ impl std::fmt::Display for Secret {
 }
 
 /// The host's services, as handed to [`crate::Plugin::init`]. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HostContext {
-    services: Arc<FfiHostServicesBox>,
-}
-
-impl std::fmt::Debug for HostContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostContext").finish_non_exhaustive()
-    }
+    services: HostServices,
 }
 
 impl HostContext {
-    pub(crate) fn new(services: FfiHostServicesBox) -> HostContext {
-        HostContext {
-            services: Arc::new(services),
-        }
+    pub(crate) fn new(services: HostServices) -> HostContext {
+        HostContext { services }
     }
 
-    pub(crate) fn services(&self) -> &FfiHostServicesBox {
+    pub(crate) fn services(&self) -> &HostServices {
         &self.services
     }
 
     /// The host's version.
     pub fn host_version(&self) -> String {
-        self.services.host_version().into_string()
+        self.services.host_version()
     }
 
     /// Looks up a secret this plugin declared; `Ok(None)` when it is not set.
     pub async fn secret(&self, name: &str) -> Result<Option<Secret>, PluginError> {
-        match self.services.secret(RStr::from_str(name)).await {
-            RResult::ROk(v) => Ok(v.into_option().map(|s| Secret(s.into_string()))),
-            RResult::RErr(e) => Err(e.into()),
-        }
+        Ok(self.services.secret(name).await?.map(Secret))
     }
 
     /// A call context with this request id (the SDK makes one per call).
@@ -101,11 +86,9 @@ impl CallContext {
 
     /// Emits a JSON event for this call (shown by the host as progress or an event).
     pub fn emit(&self, event: serde_json::Value) {
-        let text = event.to_string();
-        self.host.services.emit(
-            RStr::from_str(&self.request_id),
-            RStr::from_str(text.as_str()),
-        );
+        self.host
+            .services
+            .emit(&self.request_id, event.to_string().as_str());
     }
 
     /// Reports progress: a stage name, a message and an optional fraction in `0.0..=1.0`.

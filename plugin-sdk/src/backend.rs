@@ -1,0 +1,72 @@
+//! [`Backend`]: one `async fn` per operation, generated from the op table
+//! (`for_each_call_op!`) that also generates the host's typed client, and the dispatch of a
+//! named op to it.
+
+use std::future::Future;
+
+use clauderon_plugin_api::PluginError;
+use clauderon_plugin_api::ops;
+use clauderon_plugin_api::stream::FrameStream;
+
+use crate::adapter;
+use crate::context::CallContext;
+
+macro_rules! backend_ops {
+    ($($(#[$doc:meta])* $method:ident($req:ty) -> $resp:ty = $op:path;)*) => {
+        /// The operations of a sandbox backend. Every method defaults to `Unsupported`; implement
+        /// the ones your plugin supports (with `async fn`) and list them in
+        /// [`crate::Plugin::CAPABILITIES`].
+        pub trait Backend: Send + Sync + 'static {
+            $(
+                $(#[$doc])*
+                fn $method(
+                    &self,
+                    _ctx: CallContext,
+                    _req: $req,
+                ) -> impl Future<Output = Result<$resp, PluginError>> + Send {
+                    async { Err(PluginError::unsupported($op)) }
+                }
+            )*
+
+            /// `exec`: run a command; drive `stream` (spawn a task) and return once started.
+            fn exec(
+                &self,
+                _ctx: CallContext,
+                _req: ops::ExecRequest,
+                _stream: FrameStream,
+            ) -> impl Future<Output = Result<ops::StreamStarted, PluginError>> + Send {
+                async { Err(PluginError::unsupported(ops::EXEC)) }
+            }
+
+            /// `attach`: an interactive TTY session over `stream`; return once started.
+            fn attach(
+                &self,
+                _ctx: CallContext,
+                _req: ops::AttachRequest,
+                _stream: FrameStream,
+            ) -> impl Future<Output = Result<ops::StreamStarted, PluginError>> + Send {
+                async { Err(PluginError::unsupported(ops::ATTACH)) }
+            }
+        }
+
+        /// Runs a non-stream op by name.
+        pub(crate) async fn dispatch_call<B: Backend>(
+            backend: &B,
+            ctx: CallContext,
+            op: &str,
+            json: &str,
+        ) -> Result<String, PluginError> {
+            match op {
+                $(
+                    $op => {
+                        let req: $req = adapter::decode(op, json)?;
+                        adapter::encode(&backend.$method(ctx, req).await?)
+                    }
+                )*
+                _ => Err(PluginError::unsupported(op)),
+            }
+        }
+    };
+}
+
+clauderon_plugin_api::for_each_call_op!(backend_ops);
