@@ -375,7 +375,10 @@ pub async fn list_instances(
                 v: STATE_VERSION,
                 sprite: s.name.clone(),
                 sprite_id: Some(s.id.clone()),
-                session_id: labels.get("clauderon.session").cloned().unwrap_or_default(),
+                session_id: labels
+                    .get(clauderon_plugin_sdk::labels::SESSION)
+                    .cloned()
+                    .unwrap_or_default(),
                 labels: s.labels.clone(),
                 ..SpriteState::default()
             };
