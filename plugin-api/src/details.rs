@@ -1,10 +1,13 @@
 //! What a plugin declares about itself beyond name and version, as the info's `details_json`:
-//! its config keys and the secrets it may ask for.
+//! its config keys, the secrets it may ask for, and facts about its sandboxes the host needs
+//! (the workspace directory, the default idle time before hibernation).
 //!
 //! Every field added after 1.0 is optional and serde-defaulted, so details from older plugins
 //! parse.
 //! The types are `#[non_exhaustive]`: authors build them with the SDK's builders, so a field
 //! added here never breaks a plugin's source.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +54,21 @@ pub struct PluginDetails {
     /// Secrets.
     #[serde(default)]
     pub secrets: Vec<SecretDecl>,
+    /// Since 1.1: the absolute directory inside each sandbox where the repository is cloned
+    /// and the agent runs; `None` when the plugin does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// Since 1.1: how long a session may sit idle before it hibernates when the user sets
+    /// nothing, in seconds; `None` when the plugin does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_idle_seconds: Option<u64>,
+}
+
+impl PluginDetails {
+    /// The declared default idle time before hibernation.
+    pub fn default_idle(&self) -> Option<Duration> {
+        self.default_idle_seconds.map(Duration::from_secs)
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +84,23 @@ mod tests {
         .unwrap();
         assert_eq!(d.config_keys[0].ty, "string");
         assert_eq!(d.secrets[0].env, None);
+        assert_eq!((d.workspace.as_deref(), d.default_idle()), (None, None));
+    }
+
+    #[test]
+    fn backend_facts_round_trip_and_are_left_out_when_unset() {
+        let d = PluginDetails {
+            workspace: Some("/home/x/workspace".into()),
+            default_idle_seconds: Some(1800),
+            ..PluginDetails::default()
+        };
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["workspace"], "/home/x/workspace");
+        assert_eq!(json["default_idle_seconds"], 1800);
+        let back: PluginDetails = serde_json::from_value(json).unwrap();
+        assert_eq!(back.default_idle(), Some(Duration::from_secs(1800)));
+        // What a 1.0 host parses: exactly the 1.0 fields when nothing new is declared.
+        let empty = serde_json::to_value(PluginDetails::default()).unwrap();
+        assert_eq!(empty, serde_json::json!({"config_keys": [], "secrets": []}));
     }
 }

@@ -1,6 +1,9 @@
-//! Builders for what a plugin declares in [`crate::Plugin::details`]: config keys and secrets. The declared types belong to the contract and
+//! Builders for what a plugin declares in [`crate::Plugin::details`]: config keys, secrets and
+//! the facts about its sandboxes the host needs. The declared types belong to the contract and
 //! may gain optional fields in a minor release; building them here keeps plugin code compiling
 //! when they do.
+
+use std::time::Duration;
 
 use clauderon_plugin_api::{ConfigKey, PluginDetails, SecretDecl};
 
@@ -101,6 +104,21 @@ impl DetailsBuilder {
         self
     }
 
+    /// The absolute directory inside each sandbox where the repository is cloned and the
+    /// agent runs (hosts speaking plugin API 1.1 or later read it).
+    pub fn workspace(mut self, dir: impl Into<String>) -> DetailsBuilder {
+        self.0.workspace = Some(dir.into());
+        self
+    }
+
+    /// How long a session may sit idle before it hibernates when the user sets nothing (whole
+    /// seconds; meaningful with the `HIBERNATE` capability; hosts speaking plugin API 1.1 or
+    /// later read it).
+    pub fn default_idle(mut self, idle: Duration) -> DetailsBuilder {
+        self.0.default_idle_seconds = Some(idle.as_secs());
+        self
+    }
+
     /// The details.
     pub fn build(self) -> PluginDetails {
         self.0
@@ -123,6 +141,8 @@ mod tests {
                     .with_env("TOKEN")
                     .with_config_key("api_key"),
             )
+            .workspace("/home/u/workspace")
+            .default_idle(Duration::from_secs(30 * 60))
             .build();
         assert_eq!(
             serde_json::to_value(&d).unwrap(),
@@ -134,6 +154,8 @@ mod tests {
                 "secrets": [
                     {"name": "token", "env": "TOKEN", "config_key": "api_key", "description": "API token"},
                 ],
+                "workspace": "/home/u/workspace",
+                "default_idle_seconds": 1800,
             })
         );
     }

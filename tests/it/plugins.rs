@@ -83,6 +83,9 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
         ]
     );
     assert_eq!(sprites["details"]["config_keys"][0]["type"], "string");
+    // Backend facts the plugin declares (plugin API 1.1), so the host names no backend.
+    assert_eq!(sprites["details"]["workspace"], "/home/sprite/workspace");
+    assert_eq!(sprites["details"]["default_idle_seconds"], 30 * 60);
     // Fixture libraries sit beside the executable too, but are not named libclauderon_*.
     for entry in list.as_array().unwrap() {
         // The file name only: the checkout's own directory may contain "fixture".
@@ -356,6 +359,12 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
     let client = reg.get("ok").unwrap();
     let again = reg.get("ok").unwrap();
     assert!(Arc::ptr_eq(&client, &again), "loaded once");
+    // The backend facts it declares, typed.
+    assert_eq!(client.workspace(), Some("/srv/ok-workspace"));
+    assert_eq!(
+        client.default_idle(),
+        Some(std::time::Duration::from_secs(90))
+    );
 
     // Progress events reach the caller of that request.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

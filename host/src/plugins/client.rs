@@ -85,6 +85,19 @@ impl PluginClient {
         self.info.capabilities
     }
 
+    /// The absolute directory inside each sandbox where the plugin clones the repository and
+    /// the agent runs, as the plugin declares it (`None`: it does not say, as no plugin built
+    /// before plugin API 1.1 does).
+    pub fn workspace(&self) -> Option<&str> {
+        self.info.details.workspace.as_deref()
+    }
+
+    /// How long a session may sit idle before it hibernates when the user sets nothing, as the
+    /// plugin declares it (`None`: it does not say).
+    pub fn default_idle(&self) -> Option<Duration> {
+        self.info.details.default_idle()
+    }
+
     /// The panics caught from this plugin's calls so far (`None`: it never panicked). Only
     /// informational: a caught panic leaves the plugin's runtime serving later calls.
     pub fn fault(&self) -> Option<PluginFault> {

@@ -1,6 +1,7 @@
 //! The host glue: `clauderon-sprites` as the clauderon plugin `sprites`. It describes itself
-//! (config keys, the `sprites_api_key` secret, its capabilities), validates its config at init
-//! and hands the operations to [`crate::backend::SpritesBackend`].
+//! (config keys, the `sprites_api_key` secret, its capabilities, its workspace directory and
+//! default idle time), validates its config at init and hands the operations to
+//! [`crate::backend::SpritesBackend`].
 
 use std::time::Duration;
 
@@ -14,6 +15,9 @@ pub use crate::backend::SpritesBackend;
 
 /// The default Sprites API endpoint.
 pub const DEFAULT_API_URL: &str = "https://api.sprites.dev";
+
+/// How long a sprite may sit idle before it hibernates when the user sets nothing.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
 
 /// The `sprites` plugin.
 #[derive(Debug)]
@@ -96,7 +100,7 @@ impl Plugin for SpritesPlugin {
                     "duration",
                     "Idle time before a sprite hibernates",
                 )
-                .with_default("30m"),
+                .with_default(format!("{}m", DEFAULT_IDLE.as_secs() / 60)),
             )
             .config_key(
                 ConfigKeyBuilder::new(
@@ -142,6 +146,8 @@ impl Plugin for SpritesPlugin {
                 .with_env("SPRITES_API_KEY")
                 .with_config_key("api_key"),
             )
+            .workspace(crate::backend::DEFAULT_WORKSPACE)
+            .default_idle(DEFAULT_IDLE)
             .build()
     }
 
