@@ -3,8 +3,10 @@
 //! Fixtures under `tests/fixtures/` are workspace members built by `support::artifacts`; the
 //! version fixtures (the ABI crate plugin-api at 2.0.0, an older 1.x root-module layout) are
 //! built here from patched copies under `target/fixture-workspaces/` with
-//! `cargo build --offline` into `target/fixture-target/`. Tests install libraries into a temporary home under
-//! `libclauderon_<name>` names and run the real `clauderon` binary.
+//! `cargo build --offline` into `target/fixture-target/`, and so is `tests/compat-1.0` (a plugin
+//! built against the frozen plugin API 1.0.0 crate, which this host must keep loading). Tests
+//! install libraries into a temporary home under `libclauderon_<name>` names and run the real
+//! `clauderon` binary.
 
 #![allow(clippy::unwrap_used)]
 
@@ -863,6 +865,190 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     }
 }
 
+/// The versions of `krate` in a Cargo.lock.
+fn locked_versions(lock: &str, krate: &str) -> Vec<String> {
+    lock.split("[[package]]")
+        .filter(|block| block.lines().any(|l| l == format!("name = \"{krate}\"")))
+        .filter_map(|block| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix("version = \""))
+                .map(|v| v.trim_end_matches('"').to_owned())
+        })
+        .collect()
+}
+
+/// Builds `tests/compat-1.0` once per test binary: a plugin written against the frozen copy of
+/// the plugin API 1.0.0 crate, in a workspace of its own (the frozen crate has the ABI crate's
+/// package name), with the main Cargo.lock so it uses the host's dependency versions.
+fn compat_1_0() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let root = workspace_root();
+        let src = root.join("tests/compat-1.0");
+        let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+        // The library and the host must share abi_stable's ABI: the pins of the frozen build are
+        // the versions the host links.
+        let manifest = std::fs::read_to_string(src.join("Cargo.toml")).unwrap();
+        for krate in ["abi_stable", "async-ffi"] {
+            let pinned = manifest
+                .lines()
+                .find(|l| l.starts_with(&format!("{krate} = ")))
+                .and_then(|l| l.split("\"=").nth(1))
+                .and_then(|v| v.split('"').next())
+                .unwrap_or_else(|| panic!("tests/compat-1.0/Cargo.toml pins no {krate}"));
+            assert_eq!(
+                locked_versions(&lock, krate),
+                [pinned],
+                "the host links another {krate} than plugins built against plugin API 1.0.0"
+            );
+        }
+        let ws = root.join("target/fixture-workspaces/compat-1.0");
+        copy_tree(&src, &ws, &|_, text| text);
+        write_if_changed(&ws.join("Cargo.lock"), &lock);
+        let target = root.join("target/fixture-target");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let out = crate::support::artifacts::without_test_env(&mut Command::new(cargo))
+            .current_dir(&ws)
+            .args(["build", "--offline", "--quiet", "-p", "fixture-compat-1-0"])
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building tests/compat-1.0 failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target
+            .join("debug")
+            .join(dylib_file_name("fixture_compat_1_0"))
+    })
+}
+
+#[test]
+fn a_plugin_built_against_plugin_api_1_0_0_loads_and_answers_through_the_cli() {
+    // Meaningful because this host is a later 1.x: its root module, vtables and payloads are
+    // the ones 1.0.0 froze, reached through another crate layout.
+    assert!(API.starts_with("1.") && API != "1.0.0", "host speaks {API}");
+    let home = TempHome::new();
+    home.install_plugin("compat", compat_1_0());
+    home.write_config("[compat]\ngreeting = \"hi\"\n");
+    let run = home.run(&["plugins", "info", "compat", "--json"]);
+    assert_exit(&run, 0);
+    let info = run.json();
+    assert_eq!(info["status"], "loaded", "{info:#}");
+    assert_eq!(info["api_version"], "1.0.0");
+    assert_eq!(
+        info["capabilities"],
+        serde_json::json!(["lifecycle", "exec", "check_auth"])
+    );
+    let details = &info["details"];
+    assert_eq!(details["config_keys"][0]["name"], "greeting");
+    assert_eq!(details["secrets"][0]["env"], "COMPAT_FIXTURE_TOKEN");
+    // Details from before 1.1 carry no backend facts.
+    assert_eq!(details.get("workspace"), None, "{details:#}");
+
+    // A real async call: the host's secret service, a timer on the plugin's runtime, the
+    // plugin's log forwarded into the host's log, the config table handed to init.
+    let check = home.run_with(&["plugins", "check", "compat"], |c| {
+        c.env("COMPAT_FIXTURE_TOKEN", "abc")
+            .env("CLAUDERON_LOG", "info");
+    });
+    assert_exit(&check, 0);
+    assert!(
+        check.stdout.contains("compat: credentials ok (hi-1.0)"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stderr.contains("compat check_auth called")
+            && check.stderr.contains("plugin=\"compat\""),
+        "{}",
+        check.stderr
+    );
+    let missing = home.run(&["plugins", "check", "compat"]);
+    assert_exit(&missing, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("(unauthenticated): secret `compat_token` is not set"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_built_against_plugin_api_1_0_0_runs_calls_and_streams_in_process() {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let lib = dir.join(dylib_file_name("clauderon_compat"));
+    std::fs::copy(compat_1_0(), &lib).unwrap();
+    let reg = registry_with("compat", &lib);
+    let client = reg.get("compat").unwrap();
+    assert_eq!(client.info().api_version, "1.0.0");
+    assert_eq!((client.workspace(), client.default_idle()), (None, None));
+
+    // A call through the typed client, with the progress event it emits routed back.
+    let req = ops::InstanceRequest {
+        instance: ops::Instance {
+            id: "c-1".into(),
+            state: serde_json::Value::Null,
+        },
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let resp: ops::StatusResponse = client.call(ops::STATUS, &req, Some(tx)).await.unwrap();
+    assert_eq!(resp.status, ops::InstanceStatus::Running);
+    assert_eq!(resp.instance.id, "c-1");
+    assert_eq!(resp.instance.state["built_against"], "1.0.0");
+    let ev = rx.try_recv().expect("a progress event");
+    assert_eq!(
+        (ev["type"].as_str(), ev["stage"].as_str()),
+        (Some("progress"), Some("compat"))
+    );
+
+    // Errors keep their kind and causes; an op outside its capabilities is refused by its SDK.
+    let err = client.start(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
+    assert_eq!(err.message, "compat sandboxes never start");
+    assert_eq!(err.causes, ["by design of the fixture"]);
+    let err = client.hibernate(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported, "{err:?}");
+
+    // A stream: the fd handed over and the 1.0 frame codec, both ways.
+    let (_started, stream) = client
+        .exec(&ops::ExecRequest {
+            instance: req.instance.clone(),
+            command: vec!["echo".into(), "hi".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut r, mut w) = stream.split();
+    w.write_frame(&Frame::new(FrameKind::Stdin, b"ping".to_vec()))
+        .await
+        .unwrap();
+    w.write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut exit = None;
+    for _ in 0..16 {
+        let Some(f) = r.read_frame().await.unwrap() else {
+            break;
+        };
+        match f.kind {
+            FrameKind::Stdout => out.extend_from_slice(&f.payload),
+            FrameKind::Exit => {
+                exit = f.exit_code();
+                break;
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    assert_eq!(String::from_utf8(out).unwrap(), "echo hi\nping");
+    assert_eq!(exit, Some(3));
+}
+
 #[test]
 fn the_guide_example_builds_and_loads() {
     // The guide shows the example file itself (after its `//!` header), so what is built here is
@@ -993,7 +1179,11 @@ fn only_the_abi_crate_and_the_host_loader_name_the_ffi_crates() {
         "the scan must cover the SDK"
     );
     let allowed = |p: &Path| {
-        p.starts_with(root.join("host/src/plugins")) || p == root.join("host/Cargo.toml")
+        p.starts_with(root.join("host/src/plugins"))
+            || p == root.join("host/Cargo.toml")
+            // The frozen plugin API 1.0.0 crate (ABI and SDK in one, as it shipped) and the
+            // workspace that builds it.
+            || p.starts_with(root.join("tests/compat-1.0"))
     };
     // Spelled in pieces so that this file does not name them itself.
     let crates = [["abi", "stable"].join("_"), ["async", "ffi"].join("_")];
