@@ -7,8 +7,6 @@
 //! The types are `#[non_exhaustive]`: authors build them with the SDK's builders, so a field
 //! added here never breaks a plugin's source.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 /// A configuration key the plugin reads from its own `[<name>]` table in config.toml (the
@@ -64,13 +62,6 @@ pub struct PluginDetails {
     pub default_idle_seconds: Option<u64>,
 }
 
-impl PluginDetails {
-    /// The declared default idle time before hibernation.
-    pub fn default_idle(&self) -> Option<Duration> {
-        self.default_idle_seconds.map(Duration::from_secs)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,7 +75,7 @@ mod tests {
         .unwrap();
         assert_eq!(d.config_keys[0].ty, "string");
         assert_eq!(d.secrets[0].env, None);
-        assert_eq!((d.workspace.as_deref(), d.default_idle()), (None, None));
+        assert_eq!((d.workspace, d.default_idle_seconds), (None, None));
     }
 
     #[test]
@@ -98,7 +89,7 @@ mod tests {
         assert_eq!(json["workspace"], "/home/x/workspace");
         assert_eq!(json["default_idle_seconds"], 1800);
         let back: PluginDetails = serde_json::from_value(json).unwrap();
-        assert_eq!(back.default_idle(), Some(Duration::from_secs(1800)));
+        assert_eq!(back, d);
         // What a 1.0 host parses: exactly the 1.0 fields when nothing new is declared.
         let empty = serde_json::to_value(PluginDetails::default()).unwrap();
         assert_eq!(empty, serde_json::json!({"config_keys": [], "secrets": []}));

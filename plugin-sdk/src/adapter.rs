@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::backend::{Backend, dispatch_call};
+use crate::context::CallContext;
 use crate::context::HostContext;
 
 /// Decodes an op's JSON request.
@@ -71,22 +72,31 @@ impl<B: Backend> BackendAdapter<B> {
         }
     }
 
-    fn gate(&self, op: &str) -> Result<(), PluginError> {
-        match Capabilities::for_op(op) {
-            Some(c) if self.caps.contains(c) => Ok(()),
-            _ => Err(PluginError::unsupported(op)),
+    /// Runs `body` for `op` on the plugin runtime, if the plugin's capabilities allow `op`.
+    fn run<T, Fut>(
+        &self,
+        op: &str,
+        request_id: &str,
+        body: impl FnOnce(Arc<B>, CallContext, String) -> Fut,
+    ) -> BoxedCall<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T, PluginError>> + Send + 'static,
+    {
+        let allowed = Capabilities::for_op(op).is_some_and(|c| self.caps.contains(c));
+        if !allowed {
+            let refused = PluginError::unsupported(op);
+            return Box::pin(async move { Err(refused) });
         }
+        let ctx = self.host.call(request_id.to_owned());
+        let fut = body(Arc::clone(&self.backend), ctx, op.to_owned());
+        spawn(format!("`{op}`"), fut)
     }
 }
 
 impl<B: Backend> BackendObject for BackendAdapter<B> {
     fn call(&self, op: &str, request_id: &str, request_json: String) -> BoxedCall<String> {
-        let op = op.to_owned();
-        let gate = self.gate(&op);
-        let backend = Arc::clone(&self.backend);
-        let ctx = self.host.call(request_id.to_owned());
-        spawn(format!("`{op}`"), async move {
-            gate?;
+        self.run(op, request_id, |backend, ctx, op| async move {
             dispatch_call(&*backend, ctx, &op, &request_json).await
         })
     }
@@ -97,12 +107,7 @@ impl<B: Backend> BackendObject for BackendAdapter<B> {
         request_id: &str,
         request_json: String,
     ) -> BoxedCall<StreamOpened> {
-        let op = op.to_owned();
-        let gate = self.gate(&op);
-        let backend = Arc::clone(&self.backend);
-        let ctx = self.host.call(request_id.to_owned());
-        spawn(format!("`{op}`"), async move {
-            gate?;
+        self.run(op, request_id, |backend, ctx, op| async move {
             let (host_end, plugin_end) = FrameStream::pair().map_err(|e| {
                 PluginError::internal(format!("cannot create the stream socketpair: {e}"))
             })?;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clauderon_plugin_api::{ConfigKey, PluginDetails, SecretDecl};
 
-/// Builds a [`ConfigKey`]: a key of the plugin's own `[<name>]` table in config.toml.
+/// Builds a [`ConfigKey`]: a key of the plugin's own `[<name>]` table in config.toml. Pass it
+/// to [`DetailsBuilder::config_key`] (or turn it into the key with `.into()`).
 #[derive(Debug, Clone)]
 pub struct ConfigKeyBuilder(ConfigKey);
 
@@ -32,20 +33,16 @@ impl ConfigKeyBuilder {
         self.0.default = Some(value.into());
         self
     }
-
-    /// The key.
-    pub fn build(self) -> ConfigKey {
-        self.0
-    }
 }
 
 impl From<ConfigKeyBuilder> for ConfigKey {
     fn from(b: ConfigKeyBuilder) -> ConfigKey {
-        b.build()
+        b.0
     }
 }
 
-/// Builds a [`SecretDecl`]: a secret the plugin may ask the host for.
+/// Builds a [`SecretDecl`]: a secret the plugin may ask the host for. Pass it to
+/// [`DetailsBuilder::secret`] (or turn it into the declaration with `.into()`).
 #[derive(Debug, Clone)]
 pub struct SecretDeclBuilder(SecretDecl);
 
@@ -69,16 +66,11 @@ impl SecretDeclBuilder {
         self.0.config_key = Some(key.into());
         self
     }
-
-    /// The declaration.
-    pub fn build(self) -> SecretDecl {
-        self.0
-    }
 }
 
 impl From<SecretDeclBuilder> for SecretDecl {
     fn from(b: SecretDeclBuilder) -> SecretDecl {
-        b.build()
+        b.0
     }
 }
 

@@ -15,21 +15,16 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use clauderon::plugins::{
-    Candidate, DiscoverySource, ErrorKind, Frame, FrameKind, HostSetup, PluginRegistry,
-    PluginStatus, RegistryError, ops,
+    Candidate, DiscoverySource, ErrorKind, Frame, FrameKind, HostSetup, PluginClient,
+    PluginRegistry, PluginStatus, RegistryError, ops,
 };
 
-use crate::support::artifacts::{artifacts, dylib_file_name, workspace_root};
+use crate::support::artifacts::{artifacts, dylib_file_name, fixture, workspace_root};
+use crate::support::frames::exec_with_stdin;
 
 /// The plugin API version this host speaks: the ABI crate's version.
 const API: &str = clauderon_plugin_api::API_VERSION;
-use crate::support::home::{Run, TempHome};
-
-fn fixture(lib: &str) -> PathBuf {
-    let p = artifacts().cdylib(lib);
-    assert!(p.exists(), "fixture {} was not built", p.display());
-    p
-}
+use crate::support::home::{TempHome, assert_exit};
 
 fn report<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     list.as_array()
@@ -37,16 +32,6 @@ fn report<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .iter()
         .find(|p| p["name"] == name)
         .unwrap_or_else(|| panic!("{name} not in {list:#}"))
-}
-
-fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(
-        run.code,
-        Some(code),
-        "exit code (None = killed by a signal)\nstdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
 }
 
 #[test]
@@ -344,15 +329,19 @@ fn registry_with(name: &str, lib: &Path) -> PluginRegistry {
     )
 }
 
+/// A registry of one plugin `name` loaded from a fresh copy of `lib` (kept: libraries are never
+/// unloaded), so what a test does to it (panics, shutdown) stays with that copy.
+fn registry_of_copy(name: &str, lib: &Path) -> PluginRegistry {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let copy = dir.join(dylib_file_name(&format!("clauderon_{name}")));
+    std::fs::copy(lib, &copy).unwrap();
+    registry_with(name, &copy)
+}
+
 fn ok_registry() -> &'static PluginRegistry {
-    // One copy of the library per test binary: libraries are never unloaded.
+    // One copy of the library per test binary.
     static REG: OnceLock<PluginRegistry> = OnceLock::new();
-    REG.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let lib = dir.join(dylib_file_name("clauderon_ok"));
-        std::fs::copy(fixture("fixture_ok"), &lib).unwrap();
-        registry_with("ok", &lib)
-    })
+    REG.get_or_init(|| registry_of_copy("ok", &fixture("fixture_ok")))
 }
 
 #[tokio::test]
@@ -384,38 +373,8 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
     assert_eq!(ev["stage"], "probe");
 
     // Exec over the socketpair: the plugin echoes stdin and ends with Exit.
-    let (_started, stream) = client
-        .exec(&ops::ExecRequest {
-            instance: req.instance.clone(),
-            command: vec!["echo".into(), "hi".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let (mut r, mut w) = stream.split();
-    w.write_frame(&Frame::new(FrameKind::Stdin, b"ping".to_vec()))
-        .await
-        .unwrap();
-    w.write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let mut exit = None;
-    for _ in 0..16 {
-        let Some(f) = r.read_frame().await.unwrap() else {
-            break;
-        };
-        match f.kind {
-            FrameKind::Stdout => out.extend_from_slice(&f.payload),
-            FrameKind::Exit => {
-                exit = f.exit_code();
-                break;
-            }
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-    assert_eq!(String::from_utf8(out).unwrap(), "echo hi\nping");
-    assert_eq!(exit, Some(7));
+    let (out, code) = echo_hi(&client, &req.instance).await;
+    assert_eq!((out.as_str(), code), ("echo hi\nping", 7));
 
     // Attach: resize and detach travel host→plugin, output and events come back.
     let (_started, stream) = client
@@ -477,6 +436,19 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
     let hello = unsafe { &*ext.cast::<HelloV1>() };
     assert_eq!((hello.answer)(), 42);
     assert!(client.extension("hello", 2).is_none());
+}
+
+/// Runs `echo hi` through `client`'s exec stream with `ping` on stdin; returns the stdout and
+/// the exit code.
+async fn echo_hi(client: &PluginClient, instance: &ops::Instance) -> (String, i32) {
+    let req = ops::ExecRequest {
+        instance: instance.clone(),
+        command: vec!["echo".into(), "hi".into()],
+        ..Default::default()
+    };
+    let (out, err, code) = exec_with_stdin(client, &req, b"ping").await;
+    assert_eq!(err, "");
+    (out, code)
 }
 
 #[tokio::test]
@@ -598,10 +570,7 @@ fn loading_is_lazy_and_happens_once() {
 #[tokio::test]
 async fn shutdown_stops_the_plugins_runtime_and_later_calls_are_cancelled() {
     // A copy of its own: the runtime of this library is stopped for the rest of the process.
-    let dir = tempfile::tempdir().unwrap().keep();
-    let lib = dir.join(dylib_file_name("clauderon_ok"));
-    std::fs::copy(fixture("fixture_ok"), &lib).unwrap();
-    let reg = registry_with("ok", &lib);
+    let reg = registry_of_copy("ok", &fixture("fixture_ok"));
     let client = reg.get("ok").unwrap();
     let req = ops::InstanceRequest {
         instance: ops::Instance {
@@ -951,16 +920,17 @@ fn a_plugin_built_against_plugin_api_1_0_0_loads_and_answers_through_the_cli() {
 
     // A real async call: the host's secret service, a timer on the plugin's runtime, the
     // plugin's log forwarded into the host's log, the config table handed to init.
-    let check = home.run_with(&["plugins", "check", "compat"], |c| {
+    let check = home.run_with(&["plugins", "check", "compat", "--json"], |c| {
         c.env("COMPAT_FIXTURE_TOKEN", "abc")
             .env("CLAUDERON_LOG", "info");
     });
     assert_exit(&check, 0);
-    assert!(
-        check.stdout.contains("compat: credentials ok (hi-1.0)"),
-        "{}",
-        check.stdout
-    );
+    let answer = check.json();
+    assert_eq!(answer["account"], "hi-1.0");
+    // The secret's length and the host's version, as the plugin saw them.
+    let detail = answer["detail"].as_str().unwrap_or_default();
+    let host = detail.strip_prefix("token of 3 bytes, host ");
+    assert!(host.is_some_and(|v| !v.is_empty()), "{answer:#}");
     assert!(
         check.stderr.contains("compat check_auth called")
             && check.stderr.contains("plugin=\"compat\""),
@@ -980,10 +950,7 @@ fn a_plugin_built_against_plugin_api_1_0_0_loads_and_answers_through_the_cli() {
 
 #[tokio::test]
 async fn a_plugin_built_against_plugin_api_1_0_0_runs_calls_and_streams_in_process() {
-    let dir = tempfile::tempdir().unwrap().keep();
-    let lib = dir.join(dylib_file_name("clauderon_compat"));
-    std::fs::copy(compat_1_0(), &lib).unwrap();
-    let reg = registry_with("compat", &lib);
+    let reg = registry_of_copy("compat", compat_1_0());
     let client = reg.get("compat").unwrap();
     assert_eq!(client.info().api_version, "1.0.0");
     assert_eq!((client.workspace(), client.default_idle()), (None, None));
@@ -1015,38 +982,8 @@ async fn a_plugin_built_against_plugin_api_1_0_0_runs_calls_and_streams_in_proce
     assert_eq!(err.kind, ErrorKind::Unsupported, "{err:?}");
 
     // A stream: the fd handed over and the 1.0 frame codec, both ways.
-    let (_started, stream) = client
-        .exec(&ops::ExecRequest {
-            instance: req.instance.clone(),
-            command: vec!["echo".into(), "hi".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let (mut r, mut w) = stream.split();
-    w.write_frame(&Frame::new(FrameKind::Stdin, b"ping".to_vec()))
-        .await
-        .unwrap();
-    w.write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let mut exit = None;
-    for _ in 0..16 {
-        let Some(f) = r.read_frame().await.unwrap() else {
-            break;
-        };
-        match f.kind {
-            FrameKind::Stdout => out.extend_from_slice(&f.payload),
-            FrameKind::Exit => {
-                exit = f.exit_code();
-                break;
-            }
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-    assert_eq!(String::from_utf8(out).unwrap(), "echo hi\nping");
-    assert_eq!(exit, Some(3));
+    let (out, code) = echo_hi(&client, &req.instance).await;
+    assert_eq!((out.as_str(), code), ("echo hi: ping\n", 3));
 }
 
 #[test]

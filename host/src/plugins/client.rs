@@ -95,7 +95,10 @@ impl PluginClient {
     /// How long a session may sit idle before it hibernates when the user sets nothing, as the
     /// plugin declares it (`None`: it does not say).
     pub fn default_idle(&self) -> Option<Duration> {
-        self.info.details.default_idle()
+        self.info
+            .details
+            .default_idle_seconds
+            .map(Duration::from_secs)
     }
 
     /// The panics caught from this plugin's calls so far (`None`: it never panicked). Only
@@ -123,15 +126,7 @@ impl PluginClient {
                     .call(RStr::from_str(op), RStr::from_str(rid), json)
             })
             .await?;
-        serde_json::from_str(&out).map_err(|e| {
-            PluginError::new(
-                ErrorKind::Internal,
-                format!(
-                    "plugin `{}` answered `{op}` with an invalid response: {e}",
-                    self.name()
-                ),
-            )
-        })
+        self.decode(op, &out)
     }
 
     /// `exec`: runs a command; returns the response and the framed stream of its I/O.
@@ -168,12 +163,7 @@ impl PluginClient {
         let fd = unsafe { OwnedFd::from_raw_fd(opened.fd) };
         let stream = FrameStream::from_fd(fd)
             .map_err(|e| PluginError::internal(format!("cannot use the stream of `{op}`: {e}")))?;
-        let resp = serde_json::from_str(&opened.response_json).map_err(|e| {
-            PluginError::internal(format!(
-                "plugin `{}` answered `{op}` with an invalid response: {e}",
-                self.name()
-            ))
-        })?;
+        let resp = self.decode(op, &opened.response_json)?;
         Ok((resp, stream))
     }
 
@@ -187,6 +177,15 @@ impl PluginClient {
     pub fn shutdown(&self, deadline: Duration) {
         let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         (self.module.shutdown())(ms);
+    }
+
+    fn decode<Resp: DeserializeOwned>(&self, op: &str, json: &str) -> Result<Resp, PluginError> {
+        serde_json::from_str(json).map_err(|e| {
+            PluginError::internal(format!(
+                "plugin `{}` answered `{op}` with an invalid response: {e}",
+                self.name()
+            ))
+        })
     }
 
     fn encode<Req: Serialize>(&self, op: &str, req: &Req) -> Result<RString, PluginError> {

@@ -360,10 +360,12 @@ mod tests {
     fn details_parse_with_or_without_the_1_1_fields_and_bad_ones_are_refused() {
         let p = Path::new("/p/libclauderon_x.so");
         let old = parse_details(p, r#"{"config_keys":[],"secrets":[]}"#).unwrap();
-        assert_eq!((old.workspace.as_deref(), old.default_idle()), (None, None));
+        assert_eq!((old.workspace, old.default_idle_seconds), (None, None));
         let new = parse_details(p, r#"{"workspace":"/w","default_idle_seconds":60}"#).unwrap();
-        assert_eq!(new.workspace.as_deref(), Some("/w"));
-        assert_eq!(new.default_idle(), Some(std::time::Duration::from_secs(60)));
+        assert_eq!(
+            (new.workspace.as_deref(), new.default_idle_seconds),
+            (Some("/w"), Some(60))
+        );
         for (json, needle) in [
             (r#"{"default_idle_seconds":"30m"}"#, "invalid type"),
             (

@@ -73,25 +73,24 @@ impl Backend for CompatBackend {
         req: ExecRequest,
         stream: FrameStream,
     ) -> Result<StreamStarted, PluginError> {
-        tokio::spawn(async move {
-            let (mut rx, mut tx) = stream.split();
-            let line = format!("{}\n", req.command.join(" "));
-            let _ = tx.write_frame(&Frame::new(FrameKind::Stdout, line)).await;
-            while let Ok(Some(f)) = rx.read_frame().await {
-                match f.kind {
-                    FrameKind::Stdin => {
-                        let _ = tx
-                            .write_frame(&Frame::new(FrameKind::Stdout, f.payload))
-                            .await;
-                    }
-                    FrameKind::StdinEof => break,
-                    _ => {}
-                }
-            }
-            let _ = tx.write_frame(&Frame::exit(3)).await;
-        });
+        tokio::spawn(reply_once(req.command.join(" "), stream));
         Ok(StreamStarted::default())
     }
+}
+
+/// Answers an exec once its stdin ends: `<command>: <stdin>`, then exits 3.
+async fn reply_once(command: String, stream: FrameStream) {
+    let (mut rx, mut tx) = stream.split();
+    let mut stdin = Vec::new();
+    while let Ok(Some(frame)) = rx.read_frame().await {
+        if frame.kind == FrameKind::StdinEof {
+            break;
+        }
+        stdin.extend(frame.payload);
+    }
+    let reply = format!("{command}: {}\n", String::from_utf8_lossy(&stdin));
+    let _ = tx.write_frame(&Frame::new(FrameKind::Stdout, reply)).await;
+    let _ = tx.write_frame(&Frame::exit(3)).await;
 }
 
 impl Plugin for CompatPlugin {
