@@ -6,7 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use clauderon_plugin_api::export::{BackendObject, BoxedCall, StreamOpened};
-use clauderon_plugin_api::ops::{self, Capabilities};
+use clauderon_plugin_api::ops::Capabilities;
 use clauderon_plugin_api::panic::panicked;
 use clauderon_plugin_api::stream::FrameStream;
 use clauderon_plugin_api::task::AbortOnDrop;
@@ -15,7 +15,7 @@ use futures::FutureExt as _;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{Backend, dispatch_call};
+use crate::backend::{Backend, dispatch_call, dispatch_stream};
 use crate::context::CallContext;
 use crate::context::HostContext;
 
@@ -111,17 +111,8 @@ impl<B: Backend> BackendObject for BackendAdapter<B> {
             let (host_end, plugin_end) = FrameStream::pair().map_err(|e| {
                 PluginError::internal(format!("cannot create the stream socketpair: {e}"))
             })?;
-            let response_json = match op.as_str() {
-                ops::EXEC => {
-                    let req = decode(&op, &request_json)?;
-                    encode(&backend.exec(ctx, req, plugin_end).await?)?
-                }
-                ops::ATTACH => {
-                    let req = decode(&op, &request_json)?;
-                    encode(&backend.attach(ctx, req, plugin_end).await?)?
-                }
-                _ => return Err(PluginError::unsupported(&op)),
-            };
+            let response_json =
+                dispatch_stream(&*backend, ctx, &op, &request_json, plugin_end).await?;
             let fd = host_end
                 .into_fd()
                 .map_err(|e| PluginError::internal(format!("cannot hand over the stream: {e}")))?;

@@ -1,6 +1,6 @@
-//! [`Backend`]: one `async fn` per operation, generated from the op table
-//! (`for_each_call_op!`) that also generates the host's typed client, and the dispatch of a
-//! named op to it.
+//! [`Backend`]: one `async fn` per operation, generated from the op tables
+//! (`for_each_call_op!`, `for_each_stream_op!`) that also generate the host's typed client, and
+//! the dispatch of a named op to it.
 
 use std::future::Future;
 
@@ -28,25 +28,7 @@ macro_rules! backend_ops {
                 }
             )*
 
-            /// `exec`: run a command; drive `stream` (spawn a task) and return once started.
-            fn exec(
-                &self,
-                _ctx: CallContext,
-                _req: ops::ExecRequest,
-                _stream: FrameStream,
-            ) -> impl Future<Output = Result<ops::StreamStarted, PluginError>> + Send {
-                async { Err(PluginError::unsupported(ops::EXEC)) }
-            }
-
-            /// `attach`: an interactive TTY session over `stream`; return once started.
-            fn attach(
-                &self,
-                _ctx: CallContext,
-                _req: ops::AttachRequest,
-                _stream: FrameStream,
-            ) -> impl Future<Output = Result<ops::StreamStarted, PluginError>> + Send {
-                async { Err(PluginError::unsupported(ops::ATTACH)) }
-            }
+            clauderon_plugin_api::for_each_stream_op!(stream_methods);
         }
 
         /// Runs a non-stream op by name.
@@ -69,4 +51,46 @@ macro_rules! backend_ops {
     };
 }
 
+/// The stream methods of [`Backend`], and their dispatch by name.
+macro_rules! stream_methods {
+    ($($(#[$doc:meta])* $method:ident($req:ty) = $op:path;)*) => {
+        $(
+            $(#[$doc])*
+            /// Drive `stream` (spawn a task that owns it) and return once started.
+            fn $method(
+                &self,
+                _ctx: CallContext,
+                _req: $req,
+                _stream: FrameStream,
+            ) -> impl Future<Output = Result<ops::StreamStarted, PluginError>> + Send {
+                async { Err(PluginError::unsupported($op)) }
+            }
+        )*
+    };
+}
+
+macro_rules! stream_dispatch {
+    ($($(#[$doc:meta])* $method:ident($req:ty) = $op:path;)*) => {
+        /// Runs a stream op by name over `stream` (the plugin's end).
+        pub(crate) async fn dispatch_stream<B: Backend>(
+            backend: &B,
+            ctx: CallContext,
+            op: &str,
+            json: &str,
+            stream: FrameStream,
+        ) -> Result<String, PluginError> {
+            match op {
+                $(
+                    $op => {
+                        let req: $req = adapter::decode(op, json)?;
+                        adapter::encode(&backend.$method(ctx, req, stream).await?)
+                    }
+                )*
+                _ => Err(PluginError::unsupported(op)),
+            }
+        }
+    };
+}
+
 clauderon_plugin_api::for_each_call_op!(backend_ops);
+clauderon_plugin_api::for_each_stream_op!(stream_dispatch);

@@ -57,7 +57,25 @@ macro_rules! typed_ops {
     };
 }
 
+macro_rules! typed_stream_ops {
+    ($($(#[$doc:meta])* $method:ident($req:ty) = $op:path;)*) => {
+        impl PluginClient {
+            $(
+                $(#[$doc])*
+                /// Returns the response and the framed stream of its I/O.
+                pub async fn $method(
+                    &self,
+                    req: &$req,
+                ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
+                    self.open_stream($op, req, None).await
+                }
+            )*
+        }
+    };
+}
+
 clauderon_plugin_api::for_each_call_op!(typed_ops);
+clauderon_plugin_api::for_each_stream_op!(typed_stream_ops);
 
 impl PluginClient {
     /// The plugin's name.
@@ -127,22 +145,6 @@ impl PluginClient {
             })
             .await?;
         self.decode(op, &out)
-    }
-
-    /// `exec`: runs a command; returns the response and the framed stream of its I/O.
-    pub async fn exec(
-        &self,
-        req: &ops::ExecRequest,
-    ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
-        self.open_stream(ops::EXEC, req, None).await
-    }
-
-    /// `attach`: an interactive TTY session; returns the response and the framed stream.
-    pub async fn attach(
-        &self,
-        req: &ops::AttachRequest,
-    ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
-        self.open_stream(ops::ATTACH, req, None).await
     }
 
     /// Opens a stream op by name.
