@@ -4,29 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::support::artifacts::artifacts;
+use crate::support::artifacts::{artifacts, fixture};
 use crate::support::attached::Attached;
 use crate::support::git::git_repo;
-use crate::support::home::{Run, TempHome};
-
-fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(
-        run.code,
-        Some(code),
-        "exit code (None = killed by a signal)\nstdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-}
-
-fn fixture(lib: &str) -> PathBuf {
-    let p = artifacts().cdylib(lib);
-    assert!(p.exists(), "fixture {} was not built", p.display());
-    p
-}
+use crate::support::home::{Run, TempHome, assert_exit};
 
 /// Nothing was made: no daemon started (no daemon.json, no log), no database.
 fn assert_nothing_created(home: &TempHome) {

@@ -15,6 +15,7 @@ use clauderon::plugins::{
 };
 
 use crate::support::artifacts::{artifacts, dylib_file_name};
+use crate::support::frames::{exec_with_stdin, read_to_exit};
 use crate::support::git::git;
 
 /// Bounds every wait on the plugin.
@@ -83,33 +84,6 @@ async fn read_until(r: &mut FrameReader, needle: &str) -> String {
         )
     });
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Reads to the Exit frame; returns (stdout, stderr, code).
-async fn read_to_exit(r: &mut FrameReader) -> (String, String, i32) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = tokio::time::timeout(WAIT, async {
-        loop {
-            let f = r
-                .read_frame()
-                .await
-                .unwrap()
-                .expect("stream ended before Exit");
-            match f.kind {
-                FrameKind::Stdout => out.extend_from_slice(&f.payload),
-                FrameKind::Stderr => err.extend_from_slice(&f.payload),
-                FrameKind::Exit => return f.exit_code().unwrap(),
-                other => panic!("unexpected {other:?} frame"),
-            }
-        }
-    })
-    .await
-    .expect("timed out waiting for Exit");
-    (
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-        code,
-    )
 }
 
 fn alive(pid: i32) -> bool {
@@ -297,27 +271,17 @@ async fn local_backend_full_lifecycle_through_the_real_loader() {
     assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
 
     // exec without a TTY: stdin in, stdout/stderr and the exit code out.
-    let (_s, stream) = client
-        .exec(&ops::ExecRequest {
-            instance: inst.clone(),
-            command: vec![
-                "sh".into(),
-                "-c".into(),
-                "cat; echo \"err $(pwd)\" >&2; exit 3".into(),
-            ],
-            cwd: Some("/home/sprite/workspace".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let (mut r, mut w) = stream.split();
-    w.write_frame(&Frame::new(FrameKind::Stdin, b"abc".to_vec()))
-        .await
-        .unwrap();
-    w.write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
-        .await
-        .unwrap();
-    let (out, err, code) = read_to_exit(&mut r).await;
+    let req = ops::ExecRequest {
+        instance: inst.clone(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "cat; echo \"err $(pwd)\" >&2; exit 3".into(),
+        ],
+        cwd: Some("/home/sprite/workspace".into()),
+        ..Default::default()
+    };
+    let (out, err, code) = exec_with_stdin(&client, &req, b"abc").await;
     assert_eq!((out.as_str(), code), ("abc", 3));
     assert_eq!(err.trim(), format!("err {}", ws.display()));
 

@@ -11,18 +11,8 @@ use crate::support::attached::Attached;
 use crate::support::daemon::TestDaemon;
 use crate::support::emulator::Emulator;
 use crate::support::git::{git, git_repo};
-use crate::support::home::{Run, TempHome};
+use crate::support::home::{TempHome, assert_exit};
 use crate::support::sprites_plugin::visible_dir;
-
-fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(
-        run.code,
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-}
 
 /// A home whose default backend is `sprites` pointed at `emu`, with the demo agent configured and
 /// the emulator's token stored as the `sprites_api_key` secret file.

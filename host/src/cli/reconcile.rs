@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::api::{ApiClient, Autostart, Session};
 use super::{Context, output};
-use crate::plugins::ops;
+use crate::plugins::{labels, ops};
 
 /// `clauderon reconcile [--delete]`
 #[derive(Debug, Args)]
@@ -41,7 +41,10 @@ impl ReconcileArgs {
             .collect();
         let listed = client
             .list_instances(&ops::ListInstancesRequest {
-                labels: BTreeMap::from([("clauderon".to_owned(), "1".to_owned())]),
+                labels: BTreeMap::from([(
+                    labels::MARKER.to_owned(),
+                    labels::MARKER_VALUE.to_owned(),
+                )]),
             })
             .await
             .map_err(|e| anyhow::anyhow!("backend `{}`: {e}", client.name()))?;
@@ -49,7 +52,7 @@ impl ReconcileArgs {
             .instances
             .into_iter()
             .filter(|i| {
-                let owner = i.labels.get("clauderon.session").map(String::as_str);
+                let owner = i.labels.get(labels::SESSION).map(String::as_str);
                 !owner.is_some_and(|o| ids.contains(o))
                     && !instances.contains(i.instance.id.as_str())
             })
@@ -57,11 +60,7 @@ impl ReconcileArgs {
         let mut failed = 0;
         let mut rows = Vec::new();
         for o in &orphans {
-            let owner = o
-                .labels
-                .get("clauderon.session")
-                .cloned()
-                .unwrap_or_default();
+            let owner = o.labels.get(labels::SESSION).cloned().unwrap_or_default();
             let mut outcome = if self.delete { "deleted" } else { "orphaned" }.to_owned();
             if self.delete
                 && let Err(e) = client

@@ -38,6 +38,13 @@ impl Artifacts {
     }
 }
 
+/// A fixture plugin library built from `tests/fixtures/` (library name `lib`).
+pub fn fixture(lib: &str) -> PathBuf {
+    let p = artifacts().cdylib(lib);
+    assert!(p.exists(), "fixture {} was not built", p.display());
+    p
+}
+
 /// The platform's file name for a cdylib called `lib_name`.
 pub fn dylib_file_name(lib_name: &str) -> String {
     format!(

@@ -34,6 +34,17 @@ impl Run {
     }
 }
 
+/// Asserts `run` exited with `code`, showing both streams when it did not.
+pub fn assert_exit(run: &Run, code: i32) {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "exit code (None = killed by a signal)\nstdout:\n{}\nstderr:\n{}",
+        run.stdout,
+        run.stderr
+    );
+}
+
 impl From<Output> for Run {
     fn from(o: Output) -> Run {
         Run {

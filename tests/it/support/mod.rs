@@ -8,6 +8,7 @@ pub mod attached;
 pub mod daemon;
 pub mod emulator;
 pub mod files;
+pub mod frames;
 pub mod git;
 pub mod home;
 pub mod sprites_plugin;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::plugins::ops::{self, CloneRepoRequest, CreateRequest};
-use crate::plugins::{Capabilities, PluginClient};
+use crate::plugins::{Capabilities, PluginClient, labels};
 use crate::session::{Event, SessionId, SessionName, SessionOptions};
 use crate::store::{NewSession, SessionRecord};
 
@@ -172,8 +172,8 @@ impl Engine {
         )
         .await;
         let labels = BTreeMap::from([
-            ("clauderon".to_owned(), "1".to_owned()),
-            ("clauderon.session".to_owned(), id.to_string()),
+            (labels::MARKER.to_owned(), labels::MARKER_VALUE.to_owned()),
+            (labels::SESSION.to_owned(), id.to_string()),
         ]);
         let req = CreateRequest {
             session_id: id.to_string(),

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use clauderon_plugin_api::ops;
-use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
+use clauderon_plugin_sdk::ops;
+use clauderon_plugin_sdk::{CallContext, ErrorKind, PluginError};
 
 use super::errors::ctx as err_ctx;
 use super::state::{CloneRecord, SpriteState};

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use clauderon_plugin_api::ops::{self, InstanceStatus};
-use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
+use clauderon_plugin_sdk::ops::{self, InstanceStatus};
+use clauderon_plugin_sdk::{CallContext, ErrorKind, PluginError};
 
 use super::SpritesBackend;
 use super::errors::{ctx as err_ctx, plugin_error};
@@ -375,7 +375,10 @@ pub async fn list_instances(
                 v: STATE_VERSION,
                 sprite: s.name.clone(),
                 sprite_id: Some(s.id.clone()),
-                session_id: labels.get("clauderon.session").cloned().unwrap_or_default(),
+                session_id: labels
+                    .get(clauderon_plugin_sdk::labels::SESSION)
+                    .cloned()
+                    .unwrap_or_default(),
                 labels: s.labels.clone(),
                 ..SpriteState::default()
             };

@@ -14,16 +14,16 @@ pub mod state;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clauderon_plugin_api::ops;
-use clauderon_plugin_api::stream::FrameStream;
-use clauderon_plugin_api::{Backend, CallContext, ErrorKind, HostContext, PluginError};
+use clauderon_plugin_sdk::ops;
+use clauderon_plugin_sdk::stream::FrameStream;
+use clauderon_plugin_sdk::{Backend, CallContext, ErrorKind, HostContext, PluginError};
 
 use crate::client::{SpriteHandle, SpritesClient, Token};
 
 /// Where the workspace is cloned when the request names no destination.
 pub const DEFAULT_WORKSPACE: &str = "/home/sprite/workspace";
 
-/// The backend's settings from `[plugins.sprites]`.
+/// The backend's settings from `[sprites]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The API base URL.

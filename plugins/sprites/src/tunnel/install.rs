@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use clauderon_plugin_api::{ErrorKind, PluginError};
+use clauderon_plugin_sdk::{ErrorKind, PluginError};
 use sha2::{Digest, Sha256};
 
 use crate::backend::errors::ctx as err_ctx;

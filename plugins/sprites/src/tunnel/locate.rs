@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clauderon_plugin_api::{ErrorKind, PluginError};
+use clauderon_plugin_sdk::{ErrorKind, PluginError};
 
 /// The relay's file name.
 pub const RELAY_FILE: &str = "clauderon-relay";

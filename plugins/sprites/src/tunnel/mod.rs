@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clauderon_plugin_api::ops;
-use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
+use clauderon_plugin_sdk::ops;
+use clauderon_plugin_sdk::{CallContext, ErrorKind, PluginError};
 
 use crate::backend::SpritesBackend;
 use crate::backend::errors::plugin_error;
