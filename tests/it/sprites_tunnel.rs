@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::artifacts::artifacts;
+use crate::support::elf;
 use crate::support::emulator::Emulator;
 use crate::support::files::files_containing;
 use crate::support::sprites_plugin::{self, Rig, call, create_request};
@@ -390,6 +391,33 @@ async fn a_missing_relay_binary_is_an_error_naming_where_it_looked() {
     )
     .await;
     assert!(r.unwrap_err().message.contains("host_addr"));
+}
+
+#[test]
+fn the_relay_the_plugin_uploads_is_static_and_at_most_1_mib() {
+    let path = artifacts().relay();
+    let bytes = std::fs::read(&path).unwrap();
+    let note = clauderon_sprites::tunnel::embedded::build_note();
+    let linkage = elf::linkage(&bytes);
+    // No loader and no shared library: it starts on any Linux, whatever its C library.
+    assert_eq!(linkage, elf::Linkage::default(), "{note}");
+    assert!(
+        bytes.len() <= 1024 * 1024,
+        "the relay is {} bytes, over 1 MiB ({note}; a musl build is ~0.5 MB: \
+         `rustup target add x86_64-unknown-linux-musl`)",
+        bytes.len()
+    );
+    // It runs on its own: a clean environment and no library search path.
+    let out = Command::new(&path)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("clauderon-relay "));
+    // The check itself tells a dynamic executable apart (this test binary is one).
+    let me = elf::linkage(&std::fs::read(std::env::current_exe().unwrap()).unwrap());
+    assert!(me.interpreter.is_some() && me.needed > 0, "{me:?}");
 }
 
 /// Reads the relay's READY frame from its stdout (kind 7, conn 0).

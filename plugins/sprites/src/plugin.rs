@@ -120,9 +120,8 @@ impl Plugin for SpritesPlugin {
                 ConfigKey {
                     name: "relay_path".into(),
                     ty: "string".into(),
-                    description: "The clauderon-relay binary uploaded into sprites for tunnels \
-                                  (default: beside the plugin, beside clauderon, or in \
-                                  $CLAUDERON_HOME/plugins)"
+                    description: "A statically linked clauderon-relay binary to upload into \
+                                  sprites for tunnels instead of the one built into the plugin"
                         .into(),
                     default: None,
                 },

@@ -5,6 +5,7 @@
 pub mod artifacts;
 pub mod attached;
 pub mod daemon;
+pub mod elf;
 pub mod emulator;
 pub mod files;
 pub mod git;

@@ -3,14 +3,9 @@
 //! written under a temporary name and renamed into place, so a relay still running from the old
 //! file is not disturbed.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use clauderon_plugin_api::PluginError;
 
-use bytes::Bytes;
-use clauderon_plugin_api::{ErrorKind, PluginError};
-use sha2::{Digest, Sha256};
-
+use super::locate::LocalRelay;
 use crate::backend::errors::ctx as err_ctx;
 use crate::client::{SpriteHandle, WriteOptions};
 
@@ -18,70 +13,6 @@ use crate::client::{SpriteHandle, WriteOptions};
 pub const REMOTE_PATH: &str = "/.sprite/bin/clauderon-relay";
 /// The checksum written beside it.
 const REMOTE_SUM: &str = "/.sprite/bin/clauderon-relay.sha256";
-
-/// The relay binary read from the host, with its checksum.
-#[derive(Clone)]
-pub struct LocalRelay {
-    /// Where it was read from.
-    pub path: PathBuf,
-    /// Its bytes.
-    pub bytes: Bytes,
-    /// Lowercase hex SHA-256 of the bytes.
-    pub sha256: String,
-}
-
-impl std::fmt::Debug for LocalRelay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalRelay")
-            .field("path", &self.path)
-            .field("len", &self.bytes.len())
-            .field("sha256", &self.sha256)
-            .finish()
-    }
-}
-
-type CacheKey = (PathBuf, u64, Option<SystemTime>);
-
-/// Reads (and hashes) the relay at `path`; the result is reused while the file is unchanged.
-pub fn load(path: &Path) -> Result<Arc<LocalRelay>, PluginError> {
-    static CACHE: Mutex<Option<(CacheKey, Arc<LocalRelay>)>> = Mutex::new(None);
-    let io_err = |e: std::io::Error| {
-        PluginError::new(
-            ErrorKind::Internal,
-            format!("cannot read the tunnel relay {}: {e}", path.display()),
-        )
-    };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
-    if let Ok(g) = CACHE.lock()
-        && let Some((k, r)) = g.as_ref()
-        && *k == key
-    {
-        return Ok(Arc::clone(r));
-    }
-    let bytes = std::fs::read(path).map_err(io_err)?;
-    if !bytes.starts_with(b"\x7fELF") {
-        return Err(PluginError::invalid_request(format!(
-            "{} is not a Linux executable (no ELF header); point `relay_path` at the \
-             clauderon-relay binary built by `cargo build -p clauderon-relay`",
-            path.display()
-        )));
-    }
-    let sha256 = hex(&Sha256::digest(&bytes));
-    let relay = Arc::new(LocalRelay {
-        path: path.to_path_buf(),
-        bytes: Bytes::from(bytes),
-        sha256,
-    });
-    if let Ok(mut g) = CACHE.lock() {
-        *g = Some((key, Arc::clone(&relay)));
-    }
-    Ok(relay)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// Whether the sprite already holds this relay (checksum file and size both match).
 async fn present(sprite: &SpriteHandle, relay: &LocalRelay) -> bool {

@@ -7,6 +7,7 @@
 //! (killed, the sprite hibernated or was restored) ends the tunnel until `open_tunnel` is called
 //! again.
 
+pub mod embedded;
 pub mod install;
 pub mod locate;
 pub mod relay;
@@ -211,8 +212,7 @@ async fn open(
 ) -> Result<ops::OpenTunnelResponse, PluginError> {
     check_request(&req)?;
     let state = SpriteState::of(&req.instance)?;
-    let relay_path = locate::find_relay(b.settings().relay_path.as_deref())?;
-    let local = install::load(&relay_path)?;
+    let local = locate::find_relay(b.settings().relay_path.as_deref())?;
     let sprite = b.sprite(&state).await?;
     let port = req.remote_port;
     // One tunnel per sprite and port: opening again (after a wake or restore) replaces it.
