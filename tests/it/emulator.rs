@@ -424,6 +424,63 @@ async fn quirk_flags_switch_to_the_other_documented_forms() {
     assert!(run.texts[0]["session_id"].is_u64(), "{:?}", run.texts);
 }
 
+/// `PUT fs/write` of `body` to `path` in sprite `name`: the status.
+async fn fs_write(emu: &Emulator, name: &str, path: &str, body: Vec<u8>) -> u16 {
+    http(emu)
+        .put(qurl(
+            emu,
+            &format!("/v1/sprites/{name}/fs/write"),
+            &[("path", path), ("mkdir", "true")],
+        ))
+        .bearer_auth(emu.token())
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn the_fs_write_limits_quirk_refuses_binary_and_bodies_over_1_mb() {
+    let binary = |n: usize| {
+        (0..n)
+            .map(|i| (i * 7 % 251) as u8 | 0x80)
+            .collect::<Vec<u8>>()
+    };
+    // The spec's form (default): 16 MiB of anything.
+    let emu = Emulator::start();
+    create(&emu, "fsw").await;
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/b", binary(2_000_000)).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/big", vec![b'a'; 16 << 20]).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/big", vec![b'a'; (16 << 20) + 1]).await,
+        413
+    );
+    // As observed in Jan 2026: binary is a 400 at any size, text above 1 MB a 413.
+    let emu = Emulator::start_args(&["--quirk", "fs-write-limits"]);
+    create(&emu, "fsq").await;
+    assert_eq!(fs_write(&emu, "fsq", "/tmp/b", binary(10)).await, 400);
+    assert_eq!(
+        fs_write(&emu, "fsq", "/tmp/t", vec![b'a'; 1_000_000]).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsq", "/tmp/t", vec![b'a'; 1_000_001]).await,
+        413
+    );
+    assert_eq!(fs_write(&emu, "fsq", "/tmp/u", "héllo\n".into()).await, 200);
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    assert_eq!(info["quirks"], json!(["fs-write-limits"]), "{info}");
+}
+
 #[tokio::test]
 async fn non_tty_exec_uses_stream_byte_framing() {
     let emu = Emulator::start();

@@ -18,4 +18,5 @@ mod proxy_wiring;
 mod sprites_backend;
 mod sprites_cli;
 mod sprites_tunnel;
+mod sprites_upload;
 mod support;

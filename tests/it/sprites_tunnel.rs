@@ -20,7 +20,7 @@ use crate::support::artifacts::artifacts;
 use crate::support::elf;
 use crate::support::emulator::Emulator;
 use crate::support::files::files_containing;
-use crate::support::sprites_plugin::{self, Rig, call, create_request};
+use crate::support::sprites_plugin::{self, Rig, Uploads, call, create_request};
 
 /// The plugin against its own emulator; `extra` adds `[sprites]` keys.
 fn rig(args: &[&str], extra: Value) -> Rig {
@@ -155,9 +155,10 @@ fn progress_text(events: &[Value]) -> String {
 
 const PORT: u16 = 3128;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tunnel_carries_concurrent_large_bodies_from_the_sprite_to_the_host() {
-    let rig = rig(&[], json!({}));
+/// The big tunnel exchange with the relay uploaded under one [`Uploads`] variant.
+async fn concurrent_large_bodies(uploads: Uploads) {
+    let rig = rig(uploads.args(), json!({}));
+    uploads.arm(&rig.emu).await;
     let p = &*rig.plugin;
     assert!(p.capabilities().names().contains(&"tunnel"));
     let inst = create(p, "tunnel big").await;
@@ -176,7 +177,8 @@ async fn the_tunnel_carries_concurrent_large_bodies_from_the_sprite_to_the_host(
     let (t, events) = open(p, &inst, PORT, &server.addr).await;
     assert!(t.tunnel_id.starts_with("tunnel-"), "{}", t.tunnel_id);
     assert!(
-        progress_text(&events).contains("uploaded the tunnel relay"),
+        progress_text(&events).contains("uploaded the tunnel relay")
+            && progress_text(&events).contains(uploads.transport()),
         "{events:?}"
     );
     // The relay is installed once, executable, with its checksum beside it.
@@ -252,6 +254,21 @@ echo "intact=$n""#
     )
     .await;
     assert_eq!(out, "hello from the host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_carries_concurrent_large_bodies_from_the_sprite_to_the_host() {
+    concurrent_large_bodies(Uploads::Spec).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_works_under_the_observed_fs_write_limits() {
+    concurrent_large_bodies(Uploads::Observed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_relay_arrives_through_the_fs_write_fallback_under_the_observed_limits() {
+    concurrent_large_bodies(Uploads::ObservedFallback).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,11 +522,11 @@ async fn a_dropped_relay_socket_is_recovered_by_restarting_the_relay() {
     let p = &*rig.plugin;
     let inst = create(p, "tunnel drop").await;
     let server = host_server().await;
-    // The next exec socket (the relay's) vanishes after 200 kB of its output.
+    // The relay's exec socket vanishes after 200 kB of its output (once).
     rig.emu
         .add_fault(
             json!({"kind": "drop_ws", "method": "GET", "path": "/v1/sprites/*/exec",
-                          "times": 1, "after_bytes": 200_000}),
+            "query": "*cmd=--listen*", "times": 1, "after_bytes": 200_000}),
         )
         .await;
     open(p, &inst, PORT, &server.addr).await;

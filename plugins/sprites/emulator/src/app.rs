@@ -206,6 +206,7 @@ impl App {
                 &FaultKind::SlowWake,
                 "",
                 &format!("/v1/sprites/{}", sprite.name),
+                "",
             )
             .iter()
             .map(|f| f.ms.unwrap_or(1000))

@@ -34,6 +34,9 @@ pub enum Quirk {
     Checkpoint404,
     /// Sprites carry `org_slug` instead of `organization` (older list examples).
     OrgSlug,
+    /// `fs/write` as observed in Jan 2026 (sprites-docs #116): 400 for a body that is not UTF-8
+    /// text, 413 above 1 MB (1,000,000 bytes), instead of the spec's 16 MiB of anything.
+    FsWriteLimits,
 }
 
 impl Quirk {
@@ -50,6 +53,7 @@ impl Quirk {
             Quirk::Policy200 => "policy200",
             Quirk::Checkpoint404 => "checkpoint404",
             Quirk::OrgSlug => "org-slug",
+            Quirk::FsWriteLimits => "fs-write-limits",
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod names;
 mod overlap;
 pub mod progress;
 pub mod state;
+pub mod upload;
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -1,12 +1,13 @@
-//! Putting the relay into the sprite: `/.sprite/bin/clauderon-relay` (mode 0755) through the fs
-//! API, skipped when the checksum file beside it already names the same SHA-256. The binary is
-//! written under a temporary name and renamed into place, so a relay still running from the old
-//! file is not disturbed.
+//! Putting the relay into the sprite: `/.sprite/bin/clauderon-relay` (mode 0755) through
+//! [`upload`] (verified parts, joined under a temporary name and renamed into place, so a relay
+//! still running from the old file is not disturbed), skipped when the checksum file beside it
+//! already names the same SHA-256 and the size matches.
 
 use clauderon_plugin_api::PluginError;
 
 use super::locate::LocalRelay;
 use crate::backend::errors::ctx as err_ctx;
+use crate::backend::upload::{self, Uploaded};
 use crate::client::{SpriteHandle, WriteOptions};
 
 /// Where the relay lives inside every sprite.
@@ -25,29 +26,27 @@ async fn present(sprite: &SpriteHandle, relay: &LocalRelay) -> bool {
     matches!(sprite.stat(REMOTE_PATH).await, Ok(Some(e)) if e.size == relay.bytes.len() as u64)
 }
 
-/// Uploads the relay unless the same one is there; true when it was uploaded.
-pub async fn install(sprite: &SpriteHandle, relay: &LocalRelay) -> Result<bool, PluginError> {
+/// Uploads the relay unless the same one is there; what the upload did, or `None` when the
+/// sprite already had it.
+pub async fn install(
+    sprite: &SpriteHandle,
+    relay: &LocalRelay,
+    progress: &(dyn Fn(&str, f64) + Send + Sync),
+) -> Result<Option<Uploaded>, PluginError> {
     if present(sprite, relay).await {
-        return Ok(false);
+        return Ok(None);
     }
-    let tmp = format!("/.sprite/bin/.clauderon-relay.{}.tmp", &relay.sha256[..12]);
-    let opts = WriteOptions {
-        mode: Some(0o755),
-        mkdir_parents: true,
-    };
-    sprite
-        .write_file(&tmp, relay.bytes.clone(), &opts)
+    let done = upload::upload(sprite, REMOTE_PATH, &relay.bytes, 0o755, progress)
         .await
-        .map_err(err_ctx(&format!(
-            "uploading the tunnel relay to {tmp} in sprite {}",
-            sprite.name()
-        )))?;
-    sprite
-        .rename(&tmp, REMOTE_PATH)
-        .await
-        .map_err(err_ctx(&format!(
-            "moving the tunnel relay to {REMOTE_PATH}"
-        )))?;
+        .map_err(|mut e| {
+            e.message = format!(
+                "uploading the tunnel relay to {REMOTE_PATH} in sprite {}: {}",
+                sprite.name(),
+                e.message
+            );
+            e
+        })?;
+    // A short text file: fs/write takes it under every observed limit.
     sprite
         .write_file(
             REMOTE_SUM,
@@ -59,5 +58,5 @@ pub async fn install(sprite: &SpriteHandle, relay: &LocalRelay) -> Result<bool, 
         )
         .await
         .map_err(err_ctx(&format!("writing {REMOTE_SUM}")))?;
-    Ok(true)
+    Ok(Some(done))
 }

@@ -226,12 +226,15 @@ async fn open(
         stop(old).await;
     }
     ctx.progress("tunnel", "installing the tunnel relay", Some(0.1));
-    if install::install(&sprite, &local).await? {
+    let report = |msg: &str, f: f64| ctx.progress("tunnel", msg, Some(0.1 + 0.4 * f));
+    if let Some(done) = install::install(&sprite, &local, &report).await? {
         ctx.progress(
             "tunnel",
             &format!(
-                "uploaded the tunnel relay ({} bytes) to {}",
+                "uploaded the tunnel relay ({} bytes, {} part(s) through {}) to {}",
                 local.bytes.len(),
+                done.parts,
+                done.transport,
                 install::REMOTE_PATH
             ),
             Some(0.5),
