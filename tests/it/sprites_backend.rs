@@ -635,6 +635,93 @@ async fn bundle_clones_through_the_fs_write_fallback_under_the_observed_limits()
     bundle_clones(Uploads::ObservedFallback).await;
 }
 
+/// `GET .../policy/resources` of sprite `name`, straight from the emulator.
+async fn resources_policy(emu: &Emulator, name: &str) -> Value {
+    emu.http_client()
+        .get(format!(
+            "{}/v1/sprites/{name}/policy/resources",
+            emu.base_url()
+        ))
+        .bearer_auth(emu.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limits_go_through_the_resources_policy_and_cpu_limits_warn() {
+    let rig = rig(&[]);
+    let p = &*rig.plugin;
+    // cpu 1.5, memory 512 MiB.
+    let (inst, events) = create(p, "limits").await;
+    let warnings: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "warning")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        warnings.len() == 1
+            && warnings[0].contains("--cpu-limit 1.5 is not applied")
+            && warnings[0].contains("sizes a sprite's CPUs itself"),
+        "{events:?}"
+    );
+    // Memory: the resources policy, enforced on the sprite's processes; no legacy config.
+    assert_eq!(
+        resources_policy(&rig.emu, &inst.id).await,
+        json!({"memory": {"limit_mb": 512, "autoscale": true}})
+    );
+    let sprite = rig.emu.sprite(&inst.id).await.unwrap();
+    assert!(sprite.get("config").is_none(), "{sprite}");
+    let (kib, _, code) = exec(p, &inst, &["sh", "-c", "ulimit -d"]).await;
+    assert_eq!((kib.trim(), code), ("524288", 0));
+
+    // No limits asked: no warning, no policy, no limit.
+    let (r, events): (Result<ops::InstanceResponse, _>, _) =
+        call(p, ops::CREATE, &create_request("free")).await;
+    let free = r.unwrap().instance;
+    assert!(!events.iter().any(|e| e["type"] == "warning"), "{events:?}");
+    assert_eq!(resources_policy(&rig.emu, &free.id).await, json!({}));
+    let (kib, _, _) = exec(p, &free, &["sh", "-c", "ulimit -d"]).await;
+    assert_eq!(kib.trim(), "unlimited");
+
+    // A limit the service refuses fails the create, names the flag, and leaves no sprite.
+    rig.emu
+        .add_fault(json!({"kind": "error", "status": 400, "method": "POST",
+            "path": "/v1/sprites/*/policy/resources", "times": 1,
+            "body": {"error": "invalid resources policy"}}))
+        .await;
+    let (r, _): (Result<ops::InstanceResponse, _>, _) = call(
+        p,
+        ops::CREATE,
+        &ops::CreateRequest {
+            memory_limit_mib: Some(64),
+            ..create_request("refused")
+        },
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(
+        e.message.contains("--memory-limit") && e.message.contains("invalid resources policy"),
+        "{e:?}"
+    );
+    let names: Vec<Value> = rig
+        .emu
+        .sprites()
+        .await
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("refused-")),
+        "{names:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_create_waits_and_says_so() {
     let rig = rig(&[]);

@@ -102,9 +102,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sprites/{name}/fs/rename", post(crate::fsops::rename))
         .route(
             "/v1/sprites/{name}/policy/network",
-            get(crate::sprites::policy_get)
-                .post(crate::sprites::policy_set)
-                .put(crate::sprites::policy_set),
+            get(crate::policy::policy_get)
+                .post(crate::policy::policy_set)
+                .put(crate::policy::policy_set),
+        )
+        .route(
+            "/v1/sprites/{name}/policy/resources",
+            get(crate::policy::resources_get)
+                .post(crate::policy::resources_set)
+                .delete(crate::policy::resources_clear),
         )
         .route("/v1/sprites/{name}/proxy", get(crate::proxy::proxy))
         .route("/_emulator/info", get(crate::admin::info))

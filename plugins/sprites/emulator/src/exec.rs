@@ -142,9 +142,13 @@ async fn start_session_once(
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let weak = Arc::downgrade(sprite);
+    let record = sprite.record();
     let limits = app
         .limits
-        .prepare(&sprite.name, &sprite.record().config)
+        .prepare(
+            &sprite.name,
+            &crate::limits::effective(&record.config, &record.resources),
+        )
         .map_err(|e| format!("cannot apply the sprite's limits: {e}"))?;
     let ctx = SpawnCtx {
         id,

@@ -28,6 +28,7 @@ pub mod fsops;
 pub mod lifecycle;
 pub mod limits;
 pub mod ndjson;
+pub mod policy;
 pub mod proxy;
 pub mod sandbox;
 pub mod server;
