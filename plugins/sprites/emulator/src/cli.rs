@@ -102,6 +102,11 @@ pub struct Args {
     /// (the real service lingers about 5 s; clients should close at once).
     #[arg(long, default_value = "5s")]
     pub exit_linger: String,
+    /// Pause before the exit frame of an HTTP exec (`POST .../exec`), after the output went out,
+    /// like the real service's process exit: clients that take each network read for one frame
+    /// (the official JS SDK) then never see output and exit in one read.
+    #[arg(long, default_value = "5ms")]
+    pub http_exit_delay: String,
     /// Default `max_run_after_disconnect` for non-TTY execs.
     #[arg(long, default_value = "10s")]
     pub non_tty_disconnect: String,
@@ -138,6 +143,8 @@ pub struct Config {
     pub wake_delay_cold: Duration,
     /// Linger after the exit frame.
     pub exit_linger: Duration,
+    /// Pause before an HTTP exec's exit frame.
+    pub http_exit_delay: Duration,
     /// Default survival of non-TTY execs after disconnect.
     pub non_tty_disconnect: Duration,
     /// Replay buffer size.
@@ -215,6 +222,7 @@ impl Args {
             wake_delay_warm: dur("wake-delay-warm", &self.wake_delay_warm)?,
             wake_delay_cold: dur("wake-delay-cold", &self.wake_delay_cold)?,
             exit_linger: dur("exit-linger", &self.exit_linger)?,
+            http_exit_delay: dur("http-exit-delay", &self.http_exit_delay)?,
             non_tty_disconnect: dur("non-tty-disconnect", &self.non_tty_disconnect)?,
             replay_bytes: self.replay_bytes,
             sandbox: self.sandbox,
