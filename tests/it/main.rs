@@ -9,6 +9,7 @@ mod client;
 mod core;
 mod daemon;
 mod emulator;
+mod emulator_egress;
 mod emulator_limits;
 mod emulator_tty;
 mod local_backend;

@@ -377,6 +377,44 @@ async fn the_tunnel_opens_again_after_hibernate_and_wake() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_all_network_policy_leaves_the_tunnel_working() {
+    // The credential proxy reaches a sprite through the relay on its loopback and the exec
+    // stream, never through the sprite's egress: a policy that denies everything must not matter.
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel deny").await;
+    let r = rig
+        .emu
+        .http_client()
+        .post(format!(
+            "{}/v1/sprites/{}/policy/network",
+            rig.emu.base_url(),
+            inst.id
+        ))
+        .bearer_auth(rig.emu.token())
+        .json(&json!({"rules": [{"domain": "*", "action": "deny"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let server = host_server().await;
+    open(p, &inst, PORT, &server.addr).await;
+    let (out, err, code) = sh(
+        p,
+        &inst,
+        &format!("curl -sS -m 30 --noproxy '*' http://127.0.0.1:{PORT}/through"),
+    )
+    .await;
+    assert_eq!((out.as_str(), code), ("hello from the host", 0), "{err}");
+    // The policy itself holds for everything else.
+    let (out, _, _) = sh(p, &inst, "curl -sS -m 10 http://example.com/").await;
+    assert!(
+        out.contains("blocked by the sprite's network policy: example.com is denied"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_relay_binary_is_an_error_naming_where_it_looked() {
     let rig = rig(&[], json!({"relay_path": "/nonexistent/clauderon-relay"}));
     let p = &*rig.plugin;

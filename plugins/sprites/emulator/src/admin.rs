@@ -37,6 +37,14 @@ pub async fn info(State(app): State<Arc<App>>) -> Response {
             "faults": app.faults.list().len(),
             "sprites": app.all().len(),
             "limits": app.limits.describe(),
+            "egress": if app.sandboxed && c.egress.port != 0 {
+                json!({"enforced": true, "port": c.egress.port,
+                       "hosts": c.egress.hosts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()})
+            } else {
+                json!({"enforced": false, "port": c.egress.port,
+                       "note": if c.egress.port == 0 { "--egress-port 0: sprites have no egress" }
+                               else { "without namespaces sprites use the host's network: network policies are stored only" }})
+            },
         }),
     )
 }

@@ -116,6 +116,14 @@ pub struct Args {
     /// Isolation of sprite processes.
     #[arg(long, value_enum, default_value = "auto")]
     pub sandbox: SandboxArg,
+    /// Port of the egress proxy on each sprite's loopback, through which sprites reach the
+    /// outside under their network policy (0: no egress at all; needs namespaces).
+    #[arg(long, default_value_t = 3129)]
+    pub egress_port: u16,
+    /// Resolve NAME to IP for sprites' egress, private addresses allowed (repeatable; for local
+    /// test servers: `--egress-host api.test=127.0.0.1`).
+    #[arg(long = "egress-host", value_name = "NAME=IP")]
+    pub egress_hosts: Vec<String>,
     /// Pick the other form of a behaviour where the sources disagree (repeatable).
     #[arg(long = "quirk", value_enum)]
     pub quirks: Vec<Quirk>,
@@ -151,6 +159,8 @@ pub struct Config {
     pub replay_bytes: usize,
     /// Requested isolation.
     pub sandbox: SandboxArg,
+    /// Sprites' egress proxy.
+    pub egress: crate::egress::EgressConfig,
     /// Enabled quirks.
     pub quirks: BTreeSet<Quirk>,
     /// Faults from the command line.
@@ -213,6 +223,17 @@ impl Args {
                 .extend(crate::faults::parse_faults(f).with_context(|| format!("--fault {f:?}"))?);
         }
         let helper = std::env::current_exe().context("cannot locate this executable")?;
+        let mut hosts = crate::egress::forward::HostMap::new();
+        for h in &self.egress_hosts {
+            let (name, ip) = h
+                .split_once('=')
+                .and_then(|(n, ip)| Some((n.trim(), ip.trim().parse::<std::net::IpAddr>().ok()?)))
+                .filter(|(n, _)| !n.is_empty())
+                .with_context(|| {
+                    format!("--egress-host {h:?}: expected NAME=IP such as api.test=127.0.0.1")
+                })?;
+            hosts.insert(name.trim_end_matches('.').to_ascii_lowercase(), ip);
+        }
         Ok(Config {
             listen: self.listen,
             data,
@@ -226,6 +247,10 @@ impl Args {
             non_tty_disconnect: dur("non-tty-disconnect", &self.non_tty_disconnect)?,
             replay_bytes: self.replay_bytes,
             sandbox: self.sandbox,
+            egress: crate::egress::EgressConfig {
+                port: self.egress_port,
+                hosts: std::sync::Arc::new(hosts),
+            },
             quirks: self.quirks.into_iter().collect(),
             faults,
             helper,

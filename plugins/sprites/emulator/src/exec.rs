@@ -153,6 +153,11 @@ async fn start_session_once(
     let ctx = SpawnCtx {
         id,
         limits,
+        env_extra: if app.sandboxed {
+            app.cfg.egress.env()
+        } else {
+            Vec::new()
+        },
         map: (!app.sandboxed).then(|| PathMap {
             root: sprite.paths.root(),
         }),

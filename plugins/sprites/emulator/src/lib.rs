@@ -21,6 +21,7 @@ pub mod app;
 pub mod checkpoint;
 pub mod cli;
 pub mod duration;
+pub mod egress;
 pub mod error;
 pub mod exec;
 pub mod faults;

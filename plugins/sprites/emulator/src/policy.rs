@@ -1,6 +1,7 @@
-//! The sprite's policies (sprite-env): `policy/network` (DNS-style egress rules, stored, written
-//! to `/.sprite/policy/network.json`) and `policy/resources` (a memory limit, enforced by
-//! [`crate::limits`] on every process started afterwards).
+//! The sprite's policies (sprite-env): `policy/network` (egress rules, stored, written to
+//! `/.sprite/policy/network.json`, enforced by [`crate::egress`] from the next connection on)
+//! and `policy/resources` (a memory limit, enforced by [`crate::limits`] on every process
+//! started afterwards).
 
 use std::sync::Arc;
 
@@ -48,7 +49,8 @@ fn check_policy(v: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// `POST .../policy/network` (stored, written to `/.sprite/policy/network.json`; not enforced).
+/// `POST .../policy/network`: stored, written to `/.sprite/policy/network.json`, and applied by
+/// the egress proxy at once (open connections it now denies are dropped).
 pub async fn policy_set(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -60,6 +62,7 @@ pub async fn policy_set(
     check_policy(&v).map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
     let stored = json!({"rules": v["rules"].clone()});
     s.update(|r| r.network_policy = stored.clone())?;
+    s.egress.set_policy(&stored);
     let file = s.paths.root().join(".sprite/policy/network.json");
     let _ = std::fs::create_dir_all(s.paths.root().join(".sprite/policy"));
     std::fs::write(&file, stored.to_string())
