@@ -77,18 +77,8 @@ async fn sh(emu: &Emulator, sprite: &str, script: &str) -> String {
 }
 
 async fn set_policy(emu: &Emulator, sprite: &str, rules: Value) {
-    let r = emu
-        .http_client()
-        .post(format!(
-            "{}/v1/sprites/{sprite}/policy/network",
-            emu.base_url()
-        ))
-        .bearer_auth(emu.token())
-        .json(&json!({ "rules": rules }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let path = format!("/v1/sprites/{sprite}/policy/network");
+    assert_eq!(emu.post_json(&path, &json!({ "rules": rules })).await, 204);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,16 +90,7 @@ async fn the_network_policy_decides_what_a_sprite_reaches() {
         "--egress-host",
         "denied.test=127.0.0.1",
     ]);
-    let info: Value = emu
-        .http_client()
-        .get(format!("{}/_emulator/info", emu.base_url()))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = emu.get_json("/_emulator/info").await;
     if info["sandbox"] != "namespaces" {
         // Without namespaces sprites use the host's network: the policy cannot be enforced,
         // and the emulator says so.
@@ -123,15 +104,10 @@ async fn the_network_policy_decides_what_a_sprite_reaches() {
         return;
     }
     assert_eq!(info["egress"]["enforced"], true, "{info}");
-    let emu_create = emu
-        .http_client()
-        .post(format!("{}/v1/sprites", emu.base_url()))
-        .bearer_auth(emu.token())
-        .json(&json!({"name": "net"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(emu_create.status(), 201);
+    assert_eq!(
+        emu.post_json("/v1/sprites", &json!({"name": "net"})).await,
+        201
+    );
     let get = |host: &str| format!("curl -sS -m 10 http://{host}:{port}/hi; echo \" rc=$?\"");
 
     // No rules: unrestricted, through the proxy in the default environment.

@@ -23,15 +23,7 @@ async fn create(emu: &Emulator, body: Value) -> (u16, Value) {
 }
 
 async fn info(emu: &Emulator) -> Value {
-    emu.http_client()
-        .get(format!("{}/_emulator/info", emu.base_url()))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    emu.get_json("/_emulator/info").await
 }
 
 /// Runs argv through `POST .../exec` (stream framing); returns (stdout+stderr text, exit code).

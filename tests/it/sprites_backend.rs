@@ -635,22 +635,6 @@ async fn bundle_clones_through_the_fs_write_fallback_under_the_observed_limits()
     bundle_clones(Uploads::ObservedFallback).await;
 }
 
-/// `GET .../policy/resources` of sprite `name`, straight from the emulator.
-async fn resources_policy(emu: &Emulator, name: &str) -> Value {
-    emu.http_client()
-        .get(format!(
-            "{}/v1/sprites/{name}/policy/resources",
-            emu.base_url()
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limits_go_through_the_resources_policy_and_cpu_limits_warn() {
     let rig = rig(&[]);
@@ -670,7 +654,9 @@ async fn memory_limits_go_through_the_resources_policy_and_cpu_limits_warn() {
     );
     // Memory: the resources policy, enforced on the sprite's processes; no legacy config.
     assert_eq!(
-        resources_policy(&rig.emu, &inst.id).await,
+        rig.emu
+            .get_json(&format!("/v1/sprites/{}/policy/resources", inst.id))
+            .await,
         json!({"memory": {"limit_mb": 512, "autoscale": true}})
     );
     let sprite = rig.emu.sprite(&inst.id).await.unwrap();
@@ -683,7 +669,12 @@ async fn memory_limits_go_through_the_resources_policy_and_cpu_limits_warn() {
         call(p, ops::CREATE, &create_request("free")).await;
     let free = r.unwrap().instance;
     assert!(!events.iter().any(|e| e["type"] == "warning"), "{events:?}");
-    assert_eq!(resources_policy(&rig.emu, &free.id).await, json!({}));
+    assert_eq!(
+        rig.emu
+            .get_json(&format!("/v1/sprites/{}/policy/resources", free.id))
+            .await,
+        json!({})
+    );
     let (kib, _, _) = exec(p, &free, &["sh", "-c", "ulimit -d"]).await;
     assert_eq!(kib.trim(), "unlimited");
 

@@ -383,20 +383,9 @@ async fn a_deny_all_network_policy_leaves_the_tunnel_working() {
     let rig = rig(&[], json!({}));
     let p = &*rig.plugin;
     let inst = create(p, "tunnel deny").await;
-    let r = rig
-        .emu
-        .http_client()
-        .post(format!(
-            "{}/v1/sprites/{}/policy/network",
-            rig.emu.base_url(),
-            inst.id
-        ))
-        .bearer_auth(rig.emu.token())
-        .json(&json!({"rules": [{"domain": "*", "action": "deny"}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let deny_all = json!({"rules": [{"domain": "*", "action": "deny"}]});
+    let path = format!("/v1/sprites/{}/policy/network", inst.id);
+    assert_eq!(rig.emu.post_json(&path, &deny_all).await, 204);
     let server = host_server().await;
     open(p, &inst, PORT, &server.addr).await;
     let (out, err, code) = sh(

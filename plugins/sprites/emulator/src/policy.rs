@@ -16,6 +16,18 @@ use crate::cli::Quirk;
 use crate::error::{ApiError, json_response};
 use crate::limits::ResourcesPolicy;
 
+/// A JSON body checked by `check`; either failure is 400 `invalid <what>: <why>`.
+fn parsed<T>(
+    body: &[u8],
+    what: &str,
+    check: impl FnOnce(&Value) -> Result<T, String>,
+) -> Result<T, ApiError> {
+    serde_json::from_slice::<Value>(body)
+        .map_err(|e| e.to_string())
+        .and_then(|v| check(&v))
+        .map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
 /// `GET .../policy/network`.
 pub async fn policy_get(
     State(app): State<Arc<App>>,
@@ -57,9 +69,7 @@ pub async fn policy_set(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let s = app.sprite_env(&name).await?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
-    check_policy(&v).map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
+    let v = parsed(&body, "policy", |v| check_policy(v).map(|()| v.clone()))?;
     let stored = json!({"rules": v["rules"].clone()});
     s.update(|r| r.network_policy = stored.clone())?;
     s.egress.set_policy(&stored);
@@ -91,10 +101,7 @@ pub async fn resources_set(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let s = app.sprite_env(&name).await?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid resources policy: {e}")))?;
-    let policy = ResourcesPolicy::parse(&v)
-        .map_err(|e| ApiError::bad_request(format!("invalid resources policy: {e}")))?;
+    let policy = parsed(&body, "resources policy", ResourcesPolicy::parse)?;
     s.update(|r| r.resources = policy.clone())?;
     Ok(json_response(StatusCode::OK, &json!(policy)))
 }
