@@ -2029,6 +2029,16 @@ async fn unprivileged_emulator_isolates_with_user_namespaces() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(String::from_utf8_lossy(&run.stderr).contains("Read-only file system"));
+    // The egress proxy listens inside the sprite here too (made by a forked child that joins
+    // the sprite's user and network namespaces) and applies the policy.
+    let run = sh(&emu, "unpriv", "curl -sS -m 10 http://10.0.0.1/").await;
+    assert!(
+        run.out()
+            .contains("blocked by the sprite's network policy: 10.0.0.1 is a private address"),
+        "{} {}",
+        run.out(),
+        String::from_utf8_lossy(&run.stderr)
+    );
     let (s, v) = get_json(&emu, "/v1/sprites/unpriv/fs/list?path=/home/sprite").await;
     assert_eq!((s, v["count"].as_u64()), (200, Some(1)));
     let r = http(&emu)
