@@ -424,6 +424,63 @@ async fn quirk_flags_switch_to_the_other_documented_forms() {
     assert!(run.texts[0]["session_id"].is_u64(), "{:?}", run.texts);
 }
 
+/// `PUT fs/write` of `body` to `path` in sprite `name`: the status.
+async fn fs_write(emu: &Emulator, name: &str, path: &str, body: Vec<u8>) -> u16 {
+    http(emu)
+        .put(qurl(
+            emu,
+            &format!("/v1/sprites/{name}/fs/write"),
+            &[("path", path), ("mkdir", "true")],
+        ))
+        .bearer_auth(emu.token())
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn the_fs_write_limits_quirk_refuses_binary_and_bodies_over_1_mb() {
+    let binary = |n: usize| {
+        (0..n)
+            .map(|i| (i * 7 % 251) as u8 | 0x80)
+            .collect::<Vec<u8>>()
+    };
+    // The spec's form (default): 16 MiB of anything.
+    let emu = Emulator::start();
+    create(&emu, "fsw").await;
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/b", binary(2_000_000)).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/big", vec![b'a'; 16 << 20]).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/big", vec![b'a'; (16 << 20) + 1]).await,
+        413
+    );
+    // As observed in Jan 2026: binary is a 400 at any size, text above 1 MB a 413.
+    let emu = Emulator::start_args(&["--quirk", "fs-write-limits"]);
+    create(&emu, "fsq").await;
+    assert_eq!(fs_write(&emu, "fsq", "/tmp/b", binary(10)).await, 400);
+    assert_eq!(
+        fs_write(&emu, "fsq", "/tmp/t", vec![b'a'; 1_000_000]).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsq", "/tmp/t", vec![b'a'; 1_000_001]).await,
+        413
+    );
+    assert_eq!(fs_write(&emu, "fsq", "/tmp/u", "héllo\n".into()).await, 200);
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    assert_eq!(info["quirks"], json!(["fs-write-limits"]), "{info}");
+}
+
 #[tokio::test]
 async fn non_tty_exec_uses_stream_byte_framing() {
     let emu = Emulator::start();
@@ -968,6 +1025,93 @@ async fn exec_over_http_post() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+}
+
+/// One HTTP exec over a raw socket: every `read()` of the answer as it arrived.
+fn raw_http_exec(addr: &str, token: &str, sprite: &str, query: &str) -> Vec<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1/sprites/{sprite}/exec?{query} HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reads = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            return reads;
+        }
+        reads.push(buf[..n].to_vec());
+    }
+}
+
+/// The chunks of a chunked HTTP/1.1 body as (offset in the whole answer, data), up to the last.
+fn chunks(answer: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut at = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut out = Vec::new();
+    loop {
+        let line_end = at + answer[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&answer[at..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        let data = line_end + 2;
+        out.push((at, answer[data..data + size].to_vec()));
+        at = data + size + 2;
+    }
+}
+
+#[tokio::test]
+async fn http_exec_writes_its_exit_frame_in_a_read_of_its_own() {
+    // The official JS SDK takes each network read of the answer for one frame.
+    let emu = Emulator::start_args(&["--http-exit-delay", "150ms"]);
+    create(&emu, "hx1").await;
+    let addr = emu.base_url().trim_start_matches("http://").to_owned();
+    let token = emu.token().to_owned();
+    for (query, output, code) in [
+        ("cmd=printf&cmd=hello", b"\x01hello".to_vec(), 0u8),
+        (
+            "cmd=sh&cmd=-c&cmd=printf%20oops%3E%262;exit%203",
+            b"\x02oops".to_vec(),
+            3,
+        ),
+    ] {
+        let (addr, token) = (addr.clone(), token.clone());
+        let reads = tokio::task::spawn_blocking(move || raw_http_exec(&addr, &token, "hx1", query))
+            .await
+            .unwrap();
+        let answer = reads.concat();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        let frames: Vec<(usize, Vec<u8>)> = chunks(&answer);
+        let data: Vec<&[u8]> = frames.iter().map(|(_, d)| d.as_slice()).collect();
+        assert_eq!(data, [&output[..], &[3, code][..]], "{query}");
+        // The exit frame begins a read: no output shares it.
+        let starts: Vec<usize> = reads
+            .iter()
+            .scan(0, |at, r| {
+                let s = *at;
+                *at += r.len();
+                Some(s)
+            })
+            .collect();
+        assert!(
+            starts.contains(&frames[1].0),
+            "the exit frame shares a read with output: reads {:?}",
+            reads
+                .iter()
+                .map(|r| String::from_utf8_lossy(r).into_owned())
+                .collect::<Vec<_>>()
+        );
+    }
 }
 
 #[tokio::test]
@@ -1885,6 +2029,16 @@ async fn unprivileged_emulator_isolates_with_user_namespaces() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(String::from_utf8_lossy(&run.stderr).contains("Read-only file system"));
+    // The egress proxy listens inside the sprite here too (made by a forked child that joins
+    // the sprite's user and network namespaces) and applies the policy.
+    let run = sh(&emu, "unpriv", "curl -sS -m 10 http://10.0.0.1/").await;
+    assert!(
+        run.out()
+            .contains("blocked by the sprite's network policy: 10.0.0.1 is a private address"),
+        "{} {}",
+        run.out(),
+        String::from_utf8_lossy(&run.stderr)
+    );
     let (s, v) = get_json(&emu, "/v1/sprites/unpriv/fs/list?path=/home/sprite").await;
     assert_eq!((s, v["count"].as_u64()), (200, Some(1)));
     let r = http(&emu)
@@ -1971,5 +2125,7 @@ async fn defaults_follow_the_documented_service() {
     assert_eq!(info["idle_to_warm_ms"], 30_000, "{info}");
     assert_eq!(info["non_tty_disconnect_ms"], 10_000, "{info}");
     assert_eq!(info["exit_linger_ms"], 5_000, "{info}");
+    // A few ms between an HTTP exec's output and its exit frame, as the real process exit shows.
+    assert_eq!(info["http_exit_delay_ms"], 5, "{info}");
     assert_eq!(info["quirks"], json!([]), "{info}");
 }

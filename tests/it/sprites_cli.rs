@@ -513,8 +513,8 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
     let repo = git_repo();
     let repo_s = repo.path().to_str().unwrap();
 
-    // Resources go into the sprite's config, and the emulator enforces the memory limit on
-    // what runs in it.
+    // The memory limit goes into the sprite's resources policy (the emulator enforces it on
+    // what runs in it); the CPU limit is not applied on Sprites, and create says so.
     let run = home.run(&[
         "create",
         "--repo",
@@ -531,10 +531,19 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
     assert_exit(&run, 0);
     let sprite = sprite_of(&emu, "idle").await;
     let entry = emu.sprite(&sprite).await.expect("the session's sprite");
-    assert_eq!(entry["config"]["cpus"].as_f64(), Some(2.0), "{entry:#}");
-    assert_eq!(entry["config"]["ram_mb"], 512, "{entry:#}");
-    // The agent's start is shown as the plugin reports it (the stream op has an event sink).
+    assert!(entry.get("config").is_none(), "{entry:#}");
+    let policy = emu
+        .get_json(&format!("/v1/sprites/{sprite}/policy/resources"))
+        .await;
+    assert_eq!(policy["memory"]["limit_mb"], 512, "{policy}");
     let log = logs(&home, "idle");
+    assert!(
+        log.contains(
+            "[create] --cpu-limit 2 is not applied: sprites.dev sizes a sprite's CPUs itself"
+        ),
+        "{log}"
+    );
+    // The agent's start is shown as the plugin reports it (the stream op has an event sink).
     assert!(
         log.contains("[agent] starting `/home/sprite/.clauderon/bin/clauderon-demo-agent"),
         "{log}"

@@ -129,8 +129,8 @@ impl Plugin for SpritesPlugin {
             .config_key(ConfigKeyBuilder::new(
                 "relay_path",
                 "string",
-                "The clauderon-relay binary uploaded into sprites for tunnels \
-                 (default: beside the plugin, beside clauderon, or in $CLAUDERON_HOME/plugins)",
+                "A statically linked clauderon-relay binary to upload into sprites for tunnels \
+                 instead of the one built into the plugin",
             ))
             .config_key(ConfigKeyBuilder::new(
                 "clone_depth",

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod artifacts;
 pub mod attached;
 pub mod daemon;
+pub mod elf;
 pub mod emulator;
 pub mod files;
 pub mod frames;

@@ -10,6 +10,7 @@ pub mod names;
 mod overlap;
 pub mod progress;
 pub mod state;
+pub mod upload;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -36,8 +37,8 @@ pub struct Settings {
     pub stop_grace: Duration,
     /// Reconnect attempts for a dropped attach socket (and a dropped tunnel relay socket).
     pub reconnect_attempts: u32,
-    /// The `clauderon-relay` binary to upload for tunnels (`relay_path`; else found beside the
-    /// plugin, the executable or in `$CLAUDERON_HOME/plugins`).
+    /// A static `clauderon-relay` binary to upload for tunnels instead of the one built into
+    /// the plugin (`relay_path`).
     pub relay_path: Option<std::path::PathBuf>,
     /// Depth of clones from the origin when the request gives none (`clone_depth`; unset: the
     /// full history).
