@@ -155,6 +155,38 @@ impl Home {
     }
 }
 
+/// An exclusive `flock` on a file of the home (made 0600 when missing), held until dropped;
+/// the kernel releases it when the process dies, however it dies. The descriptor is
+/// close-on-exec, so a child does not inherit the lock.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: fs::File,
+}
+
+impl FileLock {
+    /// Takes the lock on `path` if it is free; `Ok(None)` when another process holds it.
+    pub fn try_acquire(path: &Path) -> io::Result<Option<FileLock>> {
+        use std::os::fd::AsRawFd as _;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(FileLock { _file: file }));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(err)
+        }
+    }
+}
+
 /// Writes `bytes` to `path` as a 0600 file, atomically: a temporary file in the same directory
 /// is created 0600 (never chmod-ed after the fact), written, synced and renamed over `path`.
 /// A reader sees either the old content or the new, never a partial or world-readable file.

@@ -2,6 +2,8 @@
 //! CLI; sandbox backends are plugins loaded through `clauderon-plugin-api`.
 
 pub mod agent;
+pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod daemon;

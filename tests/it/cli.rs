@@ -34,7 +34,7 @@ fn every_bad_create_value_is_a_usage_error_naming_the_flag_and_nothing_is_create
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["--cpu-limit", "0"],
-            &["--cpu-limit", "`0`", "from 1 to 256"],
+            &["--cpu-limit", "`0`", "more than 0 and at most 256"],
         ),
         (&["--cpu-limit", "two"], &["--cpu-limit", "whole number"]),
         (

@@ -132,7 +132,7 @@ async fn bad_create_bodies_are_400_with_the_fix_and_create_nothing() {
         (json!({"repo": "rel/path", "prompt": "p"}), "absolute path"),
         (
             json!({"repo": repo_s, "prompt": "  "}),
-            "\"prompt\" is empty",
+            "invalid value for prompt: the prompt is empty",
         ),
         (
             json!({"repo": repo_s, "prompt": "p", "name": "Bad Name"}),
@@ -140,11 +140,11 @@ async fn bad_create_bodies_are_400_with_the_fix_and_create_nothing() {
         ),
         (
             json!({"repo": repo_s, "prompt": "p", "options": {"memory_limit": "lots"}}),
-            "--memory-limit",
+            "for options.memory_limit",
         ),
         (
             json!({"repo": repo_s, "prompt": "p", "options": {"hibernation_timeout": "3m"}}),
-            "--hibernation-timeout",
+            "for options.hibernation_timeout",
         ),
         (
             json!({"repo": repo_s, "prompt": "p", "colour": "red"}),
@@ -177,6 +177,22 @@ async fn bad_create_bodies_are_400_with_the_fix_and_create_nothing() {
         assert_eq!(resp["error"]["code"], "bad_request", "{resp}");
         let msg = resp["error"]["message"].as_str().unwrap();
         assert!(msg.contains(want), "{body}: `{msg}` lacks `{want}`");
+        assert!(
+            !msg.contains("--"),
+            "the API speaks of fields, not flags: {msg}"
+        );
+    }
+    // A field the request names wrongly is named in the answer, for a form to show it there.
+    for (body, field) in [
+        (json!({"repo": repo_s, "prompt": "  "}), "prompt"),
+        (json!({"repo": "rel", "prompt": "p"}), "repo"),
+        (
+            json!({"repo": repo_s, "prompt": "p", "name": "Bad Name"}),
+            "name",
+        ),
+    ] {
+        let (_, resp) = d.post("/api/sessions", &body).await;
+        assert_eq!(resp["error"]["field"], field, "{resp}");
     }
     let (code, resp) = d.post_raw("/api/sessions", "{not json").await;
     assert_eq!(code, 400, "{resp}");

@@ -61,8 +61,6 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
         [
             "api_url",
             "api_key",
-            "hibernation_timeout",
-            "workspace",
             "hibernate_wait_seconds",
             "reconnect_attempts",
             "relay_path",
@@ -1069,7 +1067,7 @@ fn sprites_refuses_a_bad_config_with_a_clear_error() {
             .contains("config.toml:2:1: `sprites.api_ur`: unknown key `api_ur`")
             && run
                 .stdout
-                .contains("accepted keys: api_key, api_url, clone_depth, hibernate_wait_seconds, hibernation_timeout, reconnect_attempts, relay_path, workspace"),
+                .contains("accepted keys: api_key, api_url, clone_depth, hibernate_wait_seconds, reconnect_attempts, relay_path"),
         "{}",
         run.stdout
     );

@@ -507,8 +507,11 @@ fn add_sprites_config(home: &TempHome, lines: &str) {
 async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
     let emu = Emulator::start_args(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
     let home = sprites_home(&emu);
-    // The backend's configured idle time (the flag allows 5m at least; config any duration).
-    add_sprites_config(&home, "hibernation_timeout = \"3s\"\n");
+    // The configured idle time (the flag allows 5m at least; config any duration).
+    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    home.write_config(&format!(
+        "{config}\n[sessions]\nhibernation_timeout = \"3s\"\n"
+    ));
     let d = TestDaemon::start(&home);
     let repo = git_repo();
     let repo_s = repo.path().to_str().unwrap();

@@ -50,7 +50,7 @@ impl DaemonArgs {
 
 /// The daemon in the foreground: the server is the daemon module's.
 async fn foreground(ctx: &Context) -> anyhow::Result<ExitCode> {
-    crate::daemon::run(ctx).await
+    crate::daemon::run(ctx.app(), ctx.backend.clone()).await
 }
 
 async fn start(ctx: &Context) -> anyhow::Result<ExitCode> {

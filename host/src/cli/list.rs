@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, Session};
+use super::api::{ApiClient, Autostart};
 use super::{Context, output};
+use crate::api::SessionList;
 
 /// `clauderon list [--all]`
 #[derive(Debug, Args)]
@@ -13,11 +14,6 @@ pub struct ListArgs {
     /// Include deleted sessions.
     #[arg(long)]
     all: bool,
-}
-
-#[derive(serde::Deserialize)]
-struct Sessions {
-    sessions: Vec<serde_json::Value>,
 }
 
 impl ListArgs {
@@ -29,7 +25,7 @@ impl ListArgs {
         } else {
             "/api/sessions"
         };
-        let list: Sessions = api.get(path).await?;
+        let list: SessionList = api.get(path).await?;
         if ctx.json {
             output::print_json(&list.sessions)?;
             return Ok(ExitCode::SUCCESS);
@@ -38,14 +34,9 @@ impl ListArgs {
             println!("no sessions; create one with `clauderon create --repo PATH --prompt TEXT`");
             return Ok(ExitCode::SUCCESS);
         }
-        let sessions: Vec<Session> = list
-            .sessions
-            .into_iter()
-            .map(serde_json::from_value)
-            .collect::<Result<_, _>>()?;
         print!(
             "{}",
-            output::sessions_table(&sessions, time::OffsetDateTime::now_utc())
+            output::sessions_table(&list.sessions, time::OffsetDateTime::now_utc())
         );
         Ok(ExitCode::SUCCESS)
     }

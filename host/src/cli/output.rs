@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use super::api::Session;
+use crate::api::SessionView as Session;
 
 /// Prints `v` as pretty JSON on stdout.
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -33,7 +33,7 @@ pub fn age(rfc3339: &str, now: time::OffsetDateTime) -> String {
 pub fn status_with_reason(s: &Session) -> String {
     match &s.status_reason {
         Some(r) if !r.is_empty() => format!("{}: {r}", s.status),
-        _ => s.status.clone(),
+        _ => s.status.to_string(),
     }
 }
 
@@ -50,12 +50,12 @@ pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String
     ]];
     for s in sessions {
         rows.push([
-            s.name.clone(),
-            s.status.clone(),
+            s.name.to_string(),
+            s.status.to_string(),
             s.agent.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             s.backend.clone(),
             age(&s.created_at, now),
-            s.id.chars().take(8).collect(),
+            s.id.to_string().chars().take(8).collect(),
             s.repository.clone(),
         ]);
     }
@@ -76,8 +76,8 @@ pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String
 /// `status` as `key: value` lines.
 pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
     let mut lines: Vec<(&str, String)> = vec![
-        ("name", s.name.clone()),
-        ("id", s.id.clone()),
+        ("name", s.name.to_string()),
+        ("id", s.id.to_string()),
         ("status", status_with_reason(s)),
         ("backend", s.backend.clone()),
         ("repository", s.repository.clone()),
@@ -104,7 +104,8 @@ pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
     if let Some(c) = &s.agent_conversation {
         lines.push(("conversation", c.clone()));
     }
-    if let Some(o) = s.options.as_object().filter(|o| !o.is_empty()) {
+    let options = serde_json::to_value(&s.options).unwrap_or_default();
+    if let Some(o) = options.as_object().filter(|o| !o.is_empty()) {
         let opts: Vec<String> = o
             .iter()
             .map(|(k, v)| match v {
@@ -137,15 +138,19 @@ mod tests {
         assert_eq!(age("2026-01-01T09:00:00Z", now), "3h");
         assert_eq!(age("2025-12-30T12:00:00Z", now), "2d");
         assert_eq!(age("yesterday", now), "-");
-        let s = Session {
-            id: "0123456789abcdef".into(),
-            name: "fix-it".into(),
-            backend: "local".into(),
-            repository: "/r".into(),
-            status: "running".into(),
-            created_at: "2026-01-01T11:55:00Z".into(),
-            ..Session::default()
-        };
+        let s: Session = serde_json::from_value(serde_json::json!({
+            "id": "01234567-89ab-4def-8123-456789abcdef",
+            "name": "fix-it",
+            "backend": "local",
+            "repository": "/r",
+            "branch": null,
+            "prompt": "p",
+            "options": {},
+            "status": "running",
+            "created_at": "2026-01-01T11:55:00Z",
+            "updated_at": "2026-01-01T11:55:00Z"
+        }))
+        .unwrap();
         assert_eq!(
             sessions_table(&[s], now),
             "NAME    STATUS   AGENT  BACKEND  AGE  ID        REPOSITORY\n\

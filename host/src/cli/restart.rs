@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, Session, encode};
-use super::wake::post_showing_progress;
+use super::api::{ApiClient, Autostart, encode};
+use super::progress::post_showing_progress;
 use super::{Context, output};
+use crate::api::SessionAnswer;
 
 /// `clauderon restart NAME [--fresh]`
 #[derive(Debug, Args)]
@@ -16,11 +17,6 @@ pub struct RestartArgs {
     /// Start a new conversation with the session's prompt instead of resuming the last one.
     #[arg(long)]
     fresh: bool,
-}
-
-#[derive(serde::Deserialize)]
-struct Restarted {
-    session: Session,
 }
 
 impl RestartArgs {
@@ -39,7 +35,7 @@ impl RestartArgs {
         if ctx.json {
             output::print_json(&v)?;
         } else {
-            let r: Restarted = serde_json::from_value(v)?;
+            let r: SessionAnswer = serde_json::from_value(v)?;
             let how = match (&r.session.agent_conversation, self.fresh) {
                 (_, true) => "in a new conversation".to_owned(),
                 (Some(c), false) => format!("resuming conversation {c}"),

@@ -25,13 +25,14 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3030";
 
 /// Host tables: every other top-level key must be a backend table, so no plugin may be named
 /// like one of these (the loader refuses such a plugin).
-pub const HOST_KEYS: [&str; 6] = [
+pub const HOST_KEYS: [&str; 7] = [
     "default_backend",
     "plugins",
     "server",
     "agent",
     "secrets",
     "proxy",
+    "sessions",
 ];
 
 /// Errors from reading a config file.
@@ -90,6 +91,35 @@ struct ServerFile {
     listen: Option<toml::Spanned<String>>,
 }
 
+/// The file form of `[sessions]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsFile {
+    hibernation_timeout: Option<toml::Spanned<String>>,
+}
+
+/// `[sessions]`: defaults for every session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionsConfig {
+    /// Idle time before a session hibernates when its create sets none (`30m`, `90s`; `never`
+    /// is `Some(None)`); unset: the backend's declared default.
+    pub hibernation_timeout: Option<Option<std::time::Duration>>,
+}
+
+/// An idle time as config and the API write it: a duration (`30m`, `90s`) or `never` (`None`).
+pub fn parse_idle(v: &str) -> Result<Option<std::time::Duration>, String> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(format!(
+            "`{v}` is not an idle time; expected a duration such as 30m or 90s, or never"
+        )),
+    }
+}
+
 /// `[proxy]`: where the daemon's credential proxy listens.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProxyServerConfig {
@@ -114,6 +144,7 @@ struct RawConfig {
     plugins: BTreeMap<String, PluginConfig>,
     server: Option<ServerFile>,
     proxy: Option<ServerFile>,
+    sessions: Option<SessionsFile>,
     agent: Option<agent::AgentFile>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
@@ -133,6 +164,8 @@ pub struct Config {
     plugins: BTreeMap<String, PluginConfig>,
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[sessions]`.
+    pub sessions: SessionsConfig,
     /// `[proxy]`: the credential proxy's listener.
     pub proxy: ProxyServerConfig,
     /// `[agent]`, with the preset applied.
@@ -149,6 +182,7 @@ impl std::fmt::Debug for Config {
             .field("default_backend", &self.default_backend)
             .field("plugins", &self.plugins)
             .field("server", &self.server)
+            .field("sessions", &self.sessions)
             .field("proxy", &self.proxy)
             .field("agent", &self.agent)
             .field("literal_secrets", &self.literal_secrets)
@@ -293,6 +327,14 @@ impl Config {
             proxy.listen = addr;
         }
 
+        let mut sessions = SessionsConfig::default();
+        if let Some(t) = raw.sessions.and_then(|s| s.hibernation_timeout) {
+            sessions.hibernation_timeout = Some(
+                parse_idle(t.get_ref())
+                    .map_err(|e| at_span(t.span(), "sessions.hibernation_timeout", e))?,
+            );
+        }
+
         let agent = Self::agent_from(raw.agent.unwrap_or_default(), home_root, &at_span)?;
 
         let mut warnings = Vec::new();
@@ -348,6 +390,7 @@ impl Config {
             default_backend,
             plugins,
             server,
+            sessions,
             proxy,
             agent,
             literal_secrets,

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::Context;
+use crate::app::App;
 use crate::store::Store;
 
 use super::api::{self, AppState};
@@ -20,14 +20,16 @@ use super::bus::Recorder;
 use super::engine::credentials::SessionProxy;
 use super::engine::idle::{IDLE_ENV, parse_idle};
 use super::engine::{Backends, Engine};
-use super::files::{self, DaemonInfo, DaemonLock};
+use super::files::{self, DaemonLock};
 use super::guard::GuardConfig;
+use crate::api::DaemonInfo;
 
 /// How long open streams get to finish once a stop signal arrived.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// Runs the daemon in the foreground until SIGINT or SIGTERM.
-pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+/// Runs the daemon in the foreground until SIGINT or SIGTERM; `backend`: the default backend
+/// chosen on the command line, if any.
+pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode> {
     let home = ctx.home().clone();
     home.ensure()?;
     let _lock = DaemonLock::acquire(&home)?;
@@ -36,10 +38,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         tracing::warn!("{w}");
     }
     let registry = ctx.registry()?;
-    let default_backend = ctx
-        .backend
-        .clone()
-        .or_else(|| config.default_backend().map(str::to_owned));
+    let default_backend = backend.or_else(|| config.default_backend().map(str::to_owned));
     let backends = Backends::load(registry, default_backend);
     for r in backends.reports() {
         match &r.reason {

@@ -44,6 +44,35 @@ impl std::fmt::Debug for PluginClient {
     }
 }
 
+/// A plugin client whose calls hand every event the plugin emits during them to a sink (the
+/// daemon turns them into a session's progress). It has the same typed methods as
+/// [`PluginClient`], generated from the same op table.
+#[derive(Debug, Clone)]
+pub struct EventedClient {
+    client: Arc<PluginClient>,
+    events: UnboundedSender<serde_json::Value>,
+}
+
+impl EventedClient {
+    /// The plugin.
+    pub fn client(&self) -> &PluginClient {
+        &self.client
+    }
+}
+
+impl PluginClient {
+    /// This plugin with every call's events going to `events`.
+    pub fn with_events(
+        self: &Arc<Self>,
+        events: UnboundedSender<serde_json::Value>,
+    ) -> EventedClient {
+        EventedClient {
+            client: Arc::clone(self),
+            events,
+        }
+    }
+}
+
 macro_rules! typed_ops {
     ($($(#[$doc:meta])* $method:ident($req:ty) -> $resp:ty = $op:path;)*) => {
         impl PluginClient {
@@ -51,6 +80,14 @@ macro_rules! typed_ops {
                 $(#[$doc])*
                 pub async fn $method(&self, req: &$req) -> Result<$resp, PluginError> {
                     self.call($op, req, None).await
+                }
+            )*
+        }
+        impl EventedClient {
+            $(
+                $(#[$doc])*
+                pub async fn $method(&self, req: &$req) -> Result<$resp, PluginError> {
+                    self.client.call($op, req, Some(self.events.clone())).await
                 }
             )*
         }
@@ -68,6 +105,18 @@ macro_rules! typed_stream_ops {
                     req: &$req,
                 ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
                     self.open_stream($op, req, None).await
+                }
+            )*
+        }
+        impl EventedClient {
+            $(
+                $(#[$doc])*
+                /// Returns the response and the framed stream of its I/O.
+                pub async fn $method(
+                    &self,
+                    req: &$req,
+                ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
+                    self.client.open_stream($op, req, Some(self.events.clone())).await
                 }
             )*
         }

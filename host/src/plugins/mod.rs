@@ -16,7 +16,7 @@ pub use backend_config::{ConfigTables, PluginConfigSource, schema_from_details};
 pub use clauderon_plugin_api::stream::{Frame, FrameKind, FrameReader, FrameStream, FrameWriter};
 pub use clauderon_plugin_api::{Capabilities, ErrorKind, PluginError, SecretDecl};
 pub use clauderon_plugin_api::{labels, ops};
-pub use client::PluginClient;
+pub use client::{EventedClient, PluginClient};
 pub use discovery::{
     Candidate, DiscoveryOptions, DiscoverySource, discover, plugin_file_name, plugin_name_from_file,
 };

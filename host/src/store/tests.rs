@@ -15,7 +15,7 @@ fn new_session(name: &str) -> NewSession {
         branch: Some("clauderon/x".into()),
         prompt: "fix it".into(),
         options: SessionOptions {
-            cpu_limit: Some(2),
+            cpu_limit: Some(crate::session::parse_cpu_limit("2").unwrap()),
             plan_mode: true,
             ..Default::default()
         },

@@ -13,9 +13,6 @@ use clauderon_plugin_sdk::{
 use crate::backend::Settings;
 pub use crate::backend::SpritesBackend;
 
-/// The default Sprites API endpoint.
-pub const DEFAULT_API_URL: &str = "https://api.sprites.dev";
-
 /// How long a sprite may sit idle before it hibernates when the user sets nothing.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
 
@@ -87,29 +84,13 @@ impl Plugin for SpritesPlugin {
         DetailsBuilder::new()
             .config_key(
                 ConfigKeyBuilder::new("api_url", "string", "Base URL of the Sprites API")
-                    .with_default(DEFAULT_API_URL),
+                    .with_default(crate::client::DEFAULT_BASE_URL),
             )
             .config_key(ConfigKeyBuilder::new(
                 "api_key",
                 "string",
                 "Sprites API token (prefer the sprites_api_key secret)",
             ))
-            .config_key(
-                ConfigKeyBuilder::new(
-                    "hibernation_timeout",
-                    "duration",
-                    "Idle time before a sprite hibernates",
-                )
-                .with_default(format!("{}m", DEFAULT_IDLE.as_secs() / 60)),
-            )
-            .config_key(
-                ConfigKeyBuilder::new(
-                    "workspace",
-                    "string",
-                    "Where the repository is cloned inside each sprite",
-                )
-                .with_default(crate::backend::DEFAULT_WORKSPACE),
-            )
             .config_key(
                 ConfigKeyBuilder::new(
                     "hibernate_wait_seconds",
@@ -152,21 +133,14 @@ impl Plugin for SpritesPlugin {
     }
 
     fn init(host: HostContext, config: serde_json::Value) -> Result<SpritesBackend, PluginError> {
-        let api_url = string_key(&config, "api_url")?.unwrap_or_else(|| DEFAULT_API_URL.into());
+        let api_url = string_key(&config, "api_url")?
+            .unwrap_or_else(|| crate::client::DEFAULT_BASE_URL.into());
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
             return Err(PluginError::invalid_request(format!(
                 "[sprites] api_url `{api_url}` must start with http:// or https://"
             )));
         }
         string_key(&config, "api_key")?;
-        let hibernation_timeout = string_key(&config, "hibernation_timeout")?;
-        if let Some(w) = string_key(&config, "workspace")?
-            && !w.starts_with('/')
-        {
-            return Err(PluginError::invalid_request(format!(
-                "[sprites] workspace `{w}` must be an absolute path inside the sprite"
-            )));
-        }
         let hibernate_wait = int_key(&config, "hibernate_wait_seconds", 0, 3600)?.unwrap_or(45);
         let reconnect_attempts = int_key(&config, "reconnect_attempts", 0, 100)?.unwrap_or(5);
         let clone_depth = int_key(&config, "clone_depth", 1, 1_000_000)?
@@ -184,7 +158,6 @@ impl Plugin for SpritesPlugin {
         Ok(SpritesBackend::new(
             Settings {
                 api_url,
-                hibernation_timeout,
                 hibernate_wait: Duration::from_secs(hibernate_wait),
                 stop_grace: Duration::from_secs(5),
                 reconnect_attempts: u32::try_from(reconnect_attempts).unwrap_or(5),

@@ -6,7 +6,7 @@ pub mod agent;
 mod agent_setup;
 mod agent_start;
 mod agent_state;
-pub mod agents;
+
 pub mod backends;
 mod checkpoints;
 mod create;
@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod git;
 pub mod idle;
 mod lifecycle;
+mod orphans;
 pub mod plugin_events;
 mod reconcile;
 mod restart;
@@ -26,8 +27,8 @@ use std::time::Instant;
 
 pub use agent::{AgentInput, AgentOutput, LiveAgent};
 pub use backends::Backends;
-pub use create::CreateSession;
 
+use crate::api::{ProgressEvent, SessionEvent};
 use crate::config::Config;
 use crate::plugins::ops::Instance;
 use crate::session::{Event, SessionId, Status};
@@ -205,8 +206,9 @@ impl Engine {
 
     /// Appends an event and publishes it; failures are logged, never fatal (the engine keeps
     /// going when only the log could not be written).
-    pub async fn emit(&self, id: SessionId, kind: &str, data: serde_json::Value) {
-        if let Err(e) = self.recorder.append(id, kind, data).await {
+    pub async fn emit(&self, id: SessionId, event: SessionEvent) {
+        let (kind, data) = event.into_parts();
+        if let Err(e) = self.recorder.append(id, &kind, data).await {
             tracing::warn!(session = %id, kind, error = %e, "cannot record an event");
         }
     }
@@ -217,8 +219,20 @@ impl Engine {
         tracing::info!(session = %id, stage, "{message}");
         self.emit(
             id,
-            "progress",
-            serde_json::json!({"stage": stage, "message": message}),
+            SessionEvent::Progress(ProgressEvent::new(stage, message)),
+        )
+        .await;
+    }
+
+    /// Records a warning for the user (a `log` event) and logs it.
+    pub(super) async fn warn(&self, id: SessionId, message: String) {
+        tracing::warn!(session = %id, "{message}");
+        self.emit(
+            id,
+            SessionEvent::Log {
+                level: "warn".into(),
+                message,
+            },
         )
         .await;
     }
@@ -236,8 +250,13 @@ impl Engine {
     /// Marks a session failed with `reason` (logged when even that is impossible).
     pub async fn fail(&self, id: SessionId, reason: &str) {
         tracing::warn!(session = %id, "session failed: {reason}");
-        self.emit(id, "error", serde_json::json!({"message": reason}))
-            .await;
+        self.emit(
+            id,
+            SessionEvent::Error {
+                message: reason.to_owned(),
+            },
+        )
+        .await;
         if let Err(e) = self
             .set_status(id, Event::Failed, Some(reason.to_owned()))
             .await

@@ -29,8 +29,6 @@ pub const DEFAULT_WORKSPACE: &str = "/home/sprite/workspace";
 pub struct Settings {
     /// The API base URL.
     pub api_url: String,
-    /// Idle time before a sprite hibernates, as configured (the host's timer uses it).
-    pub hibernation_timeout: Option<String>,
     /// How long `hibernate` waits for the sprite to leave `running`.
     pub hibernate_wait: Duration,
     /// Grace period between TERM and KILL when stopping the agent.

@@ -1,0 +1,102 @@
+//! Showing long work on a terminal: a spinner whose line follows the session's events while a
+//! request runs; nothing with `--json` or when stderr is not a terminal.
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use super::Context;
+use super::api::{ApiClient, EventStream};
+use crate::api::render;
+
+/// A spinner on a terminal's stderr; nothing otherwise (`--json` or not a TTY).
+#[derive(Clone)]
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// A spinner for session `name`, or nothing with `--json` or off a terminal.
+    pub fn new(json: bool, name: &str) -> Progress {
+        if json || !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_prefix(name.to_owned());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg}") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(100));
+        bar.set_message("creating");
+        Progress { bar: Some(bar) }
+    }
+
+    /// Whether anything is shown (a terminal, without `--json`).
+    pub fn is_shown(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// Replaces the spinner's message.
+    pub fn set(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(msg.to_owned());
+        }
+    }
+
+    /// Prints a line above the spinner.
+    pub fn note(&self, msg: &str) {
+        if let Some(b) = &self.bar {
+            b.println(msg);
+        }
+    }
+
+    /// Removes the spinner.
+    pub fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Shows each progress and status event of `stream` on the spinner until the stream ends.
+async fn show_progress(mut stream: EventStream, progress: Progress) {
+    while let Ok(Some(ev)) = stream.next().await {
+        if let Some(event) = ev.event()
+            && matches!(
+                event,
+                crate::api::SessionEvent::Progress(_) | crate::api::SessionEvent::Status(_)
+            )
+            && let Some(line) = render::line(&event)
+        {
+            progress.set(&line);
+        }
+    }
+}
+
+/// POSTs `body` to `path` for session `name`. On a terminal the request's progress events (a
+/// slow wake says so every second) drive a spinner starting with `what` while it runs;
+/// `--json` and pipes stay quiet.
+pub async fn post_showing_progress(
+    api: &ApiClient,
+    ctx: &Context,
+    name: &str,
+    what: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let progress = Progress::new(ctx.json, name);
+    let follower = if progress.is_shown() {
+        progress.set(what);
+        api.follow_new_events(name)
+            .await
+            .ok()
+            .map(|stream| tokio::spawn(show_progress(stream, progress.clone())))
+    } else {
+        None
+    };
+    let answer = api.post::<serde_json::Value>(path, &body).await;
+    if let Some(task) = follower {
+        task.abort();
+    }
+    progress.finish();
+    Ok(answer?)
+}
