@@ -113,7 +113,8 @@ fn unknown_keys_in_host_tables() {
     assert_eq!(
         err("\ndefualt_backend = \"sprites\"\n"),
         "/h/config.toml:2:1: `defualt_backend`: unknown key `defualt_backend`; top-level keys are \
-         default_backend, plugins, server, agent, secrets, proxy or a backend table such as [sprites]"
+         default_backend, plugins, server, agent, secrets, proxy, sessions or a backend table such \
+         as [sprites]"
     );
 }
 

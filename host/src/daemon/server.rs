@@ -17,8 +17,8 @@ use crate::store::Store;
 
 use super::api::{self, AppState};
 use super::bus::Recorder;
-use super::engine::credentials::SessionProxy;
 use super::engine::idle::{IDLE_ENV, parse_idle};
+use super::engine::proxy_link::SessionProxy;
 use super::engine::{Backends, Engine};
 use super::files::{self, DaemonLock};
 use super::guard::GuardConfig;

@@ -14,7 +14,7 @@ use crate::session::{SessionId, Status};
 use crate::store::SessionRecord;
 
 use super::super::error::EngineError;
-use super::{Engine, LiveAgent, agent};
+use super::{Engine, LiveAgent, agent_task};
 
 /// Terminal size of the agent's detached session when no client is attached.
 pub(super) const DEFAULT_COLS: u16 = 120;
@@ -132,7 +132,13 @@ impl Engine {
             )
             .await?;
         self.emit_agent_state(rec.id, Some(state)).await;
-        Ok(agent::spawn(self, rec.id, stream, o.print, reports_before))
+        Ok(agent_task::spawn(
+            self,
+            rec.id,
+            stream,
+            o.print,
+            reports_before,
+        ))
     }
 
     /// Waits until `agent` has really started: its first hook report (an agent with hooks) or
@@ -353,7 +359,7 @@ impl Engine {
                         .update_agent(rec.id, move |r| r.agent_session = Some(s))
                         .await?;
                 }
-                Ok(Some(agent::spawn(self, rec.id, stream, false, before)))
+                Ok(Some(agent_task::spawn(self, rec.id, stream, false, before)))
             }
             Err(e) if e.kind == crate::plugins::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(EngineError::backend(client.name(), ops::ATTACH, e)),

@@ -1,21 +1,30 @@
-//! The session engine: the create flow, one task per live agent, hibernation timers, wake,
-//! checkpoints and reconcile (DESIGN §9). One concept per module; this one holds the shared
-//! state every flow uses.
+//! The session manager (DESIGN §9, §12): one concept per module, each adding its part to
+//! [`Engine`]; this one holds the state every part uses (the recorder, the loaded backends, the
+//! per-session runtimes).
+//!
+//! - `create`: the create flow; `lifecycle`: hibernate, wake, delete; `restart`; `checkpoints`;
+//!   `reconcile` (daemon start) and `orphans` (`POST /api/reconcile`);
+//! - the agent: `agent_start` (start, confirm, resume, re-attach), `agent_setup` (its unattended
+//!   start in the sandbox), `agent_task` (the task owning its stream), `agent_state` (its hook
+//!   reports);
+//! - `idle`: the hibernation timers; `proxy_link`: the credential proxy's side of a session;
+//! - `plugin_calls`: typed plugin calls with their event sink; `sandbox_exec`: one short
+//!   command in a sandbox; `backends`: the loaded plugins; `git`, `unpushed`: the repository.
 
-pub mod agent;
 mod agent_setup;
 mod agent_start;
 mod agent_state;
+pub mod agent_task;
 
 pub mod backends;
 mod checkpoints;
 mod create;
-pub mod credentials;
 pub mod git;
 pub mod idle;
 mod lifecycle;
 mod orphans;
-pub mod plugin_events;
+pub mod plugin_calls;
+pub mod proxy_link;
 mod reconcile;
 mod restart;
 mod sandbox_exec;
@@ -25,7 +34,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use agent::{AgentInput, AgentOutput, LiveAgent};
+pub use agent_task::{AgentInput, AgentOutput, LiveAgent};
 pub use backends::Backends;
 
 use crate::api::{ProgressEvent, SessionEvent};
@@ -134,7 +143,7 @@ pub struct Engine {
     config: Config,
     default_idle: Option<std::time::Duration>,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
-    proxy: std::sync::OnceLock<Arc<credentials::SessionProxy>>,
+    proxy: std::sync::OnceLock<Arc<proxy_link::SessionProxy>>,
 }
 
 impl Engine {
