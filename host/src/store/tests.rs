@@ -45,6 +45,8 @@ fn insert_get_list_round_trip() {
     let rec = db.get(n.id).unwrap();
     assert_eq!(rec.instance_id.as_deref(), Some("sb-1"));
     assert_eq!(rec.instance_state, Some(serde_json::json!({"v":1,"x":"y"})));
+    // Oldest first; sessions made within the same millisecond are ordered by id.
+    std::thread::sleep(std::time::Duration::from_millis(3));
     db.insert_session(&new_session("beta")).unwrap();
     let names: Vec<_> = db
         .list(false)
