@@ -220,7 +220,7 @@ async fn clone(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_from_create_to_delete_through_the_real_plugin() {
+async fn a_sprite_is_created_labelled_cloned_from_its_origin_and_runs_commands() {
     let t0 = Instant::now();
     let rig = rig(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
     let p = &*rig.plugin;
@@ -324,6 +324,26 @@ async fn a_session_from_create_to_delete_through_the_real_plugin() {
     // Exec: output, stderr and the exit code come back.
     let (out, err, code) = exec(p, &inst, &["sh", "-c", "echo out; echo err >&2; exit 3"]).await;
     assert_eq!((out.as_str(), err.as_str(), code), ("out\n", "err\n", 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_lives_through_attach_checkpoint_hibernate_wake_and_delete() {
+    let t0 = Instant::now();
+    let rig = rig(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
+    let p = &*rig.plugin;
+    let (inst, _) = create(p, "My Demo").await;
+    let visible = visible_dir();
+    let origin = visible.join("origin.git");
+    let (local, head) = repo(Some(&origin));
+    let req = clone_req(
+        &inst,
+        origin.to_str().unwrap(),
+        local.path(),
+        &head,
+        WORKSPACE,
+    );
+    let (resp, _) = clone(p, &req).await;
+    let inst = resp.instance;
 
     eprintln!("[{:?}] The agent in a detached", t0.elapsed());
     // The agent in a detached TTY session: output, input, detach.
