@@ -352,7 +352,7 @@ async fn local_backend_clones_with_progress_on_the_session_branch_and_by_depth()
 #[tokio::test]
 async fn local_backend_exec_and_attach_with_detach_and_replay() {
     let sb = sandbox().await;
-    let (client, inst, ws) = (&sb.client, sb.inst.clone(), sb.ws.clone());
+    let (client, inst, ws) = (sb.client.clone(), sb.inst.clone(), sb.ws.clone());
     // exec without a TTY: stdin in, stdout/stderr and the exit code out.
     let req = ops::ExecRequest {
         instance: inst.clone(),
@@ -433,7 +433,7 @@ async fn local_backend_exec_and_attach_with_detach_and_replay() {
 #[tokio::test]
 async fn local_backend_hibernate_stops_every_process_and_wake_comes_back() {
     let sb = sandbox().await;
-    let (client, inst, sdir) = (&sb.client, sb.inst.clone(), sb.sdir.clone());
+    let (client, inst, sdir) = (sb.client.clone(), sb.inst.clone(), sb.sdir.clone());
     // hibernate stops every process of the sandbox, background children included.
     let (started, stream) = attach(
         &client,
@@ -490,7 +490,12 @@ async fn local_backend_hibernate_stops_every_process_and_wake_comes_back() {
 #[tokio::test]
 async fn local_backend_checkpoints_roll_back_and_delete_removes_everything() {
     let sb = sandbox().await;
-    let (client, inst, sdir, ws) = (&sb.client, sb.inst.clone(), sb.sdir.clone(), sb.ws.clone());
+    let (client, inst, sdir, ws) = (
+        sb.client.clone(),
+        sb.inst.clone(),
+        sb.sdir.clone(),
+        sb.ws.clone(),
+    );
     let home = sdir.join("home");
     // checkpoint create / list / restore rolls a file back.
     let note = ws.join("note.txt");
