@@ -36,7 +36,7 @@ fn every_bad_create_value_is_a_usage_error_naming_the_flag_and_nothing_is_create
             &["--cpu-limit", "0"],
             &["--cpu-limit", "`0`", "more than 0 and at most 256"],
         ),
-        (&["--cpu-limit", "two"], &["--cpu-limit", "whole number"]),
+        (&["--cpu-limit", "two"], &["--cpu-limit", "a number of CPUs"]),
         (
             &["--memory-limit", "512"],
             &["--memory-limit", "missing unit", "512M"],
