@@ -36,7 +36,10 @@ fn every_bad_create_value_is_a_usage_error_naming_the_flag_and_nothing_is_create
             &["--cpu-limit", "0"],
             &["--cpu-limit", "`0`", "more than 0 and at most 256"],
         ),
-        (&["--cpu-limit", "two"], &["--cpu-limit", "a number of CPUs"]),
+        (
+            &["--cpu-limit", "two"],
+            &["--cpu-limit", "a number of CPUs"],
+        ),
         (
             &["--memory-limit", "512"],
             &["--memory-limit", "missing unit", "512M"],
@@ -249,14 +252,7 @@ fn config_credentials_names_sources_checks_the_plugin_and_never_prints_values() 
         run.stdout
     );
     let rows = run.json();
-    let row = |name: &str| {
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap_or_else(|| panic!("{name} not in {rows:#}"))
-            .clone()
-    };
+    let row = |name: &str| crate::support::row_named(&rows, name);
     let ok = row("ok_token");
     assert_eq!(ok["source"]["kind"], "env", "{ok:#}");
     assert_eq!(ok["source"]["var"], "OK_FIXTURE_TOKEN");

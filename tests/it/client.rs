@@ -502,16 +502,7 @@ async fn checkpoints_really_restore_files() {
     assert_eq!(progress.last().map(String::as_str), Some("complete"));
 
     // The wire order itself: newest first, the Current pseudo-entry on top.
-    let raw: serde_json::Value = emu
-        .http_client()
-        .get(format!("{}/v1/sprites/ckpt/checkpoints", emu.base_url()))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = emu.get_json("/v1/sprites/ckpt/checkpoints").await;
     let ids: Vec<&str> = raw
         .as_array()
         .unwrap()

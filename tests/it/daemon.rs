@@ -301,46 +301,6 @@ async fn create(d: &TestDaemon, repo: &Path, body: Value) -> Value {
     s
 }
 
-async fn events(d: &TestDaemon, id: &str, after: i64) -> Vec<Value> {
-    let (code, v) = d
-        .get(&format!(
-            "/api/sessions/{id}/events?after={after}&limit=10000"
-        ))
-        .await;
-    assert_eq!(code, 200, "{v}");
-    v["events"].as_array().unwrap().clone()
-}
-
-fn output_text(events: &[Value]) -> String {
-    use base64::Engine as _;
-    let mut out = Vec::new();
-    for e in events.iter().filter(|e| e["kind"] == "output") {
-        out.extend(
-            base64::engine::general_purpose::STANDARD
-                .decode(e["data"]["b64"].as_str().unwrap())
-                .unwrap(),
-        );
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Polls the event log until the agent output contains `needle` (bounded).
-async fn wait_output(d: &TestDaemon, id: &str, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = output_text(&events(d, id, 0).await);
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the agent output: {text:?}\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -415,8 +375,8 @@ async fn a_session_lives_through_create_attach_checkpoint_hibernate_wake_restore
     assert!(s["agent_session"].is_string(), "{s}");
     assert!(s["instance_id"].is_string(), "{s}");
     // The agent started with the prompt; its output is in the event log.
-    wait_output(&d, &id, "agent-started:fix-it:").await;
-    let evs = events(&d, &id, 0).await;
+    d.wait_output(&id, "agent-started:fix-it:").await;
+    let evs = d.events_after(&id, 0).await;
     let stages: Vec<&str> = evs
         .iter()
         .filter(|e| e["kind"] == "progress")
@@ -474,7 +434,7 @@ async fn a_session_lives_through_create_attach_checkpoint_hibernate_wake_restore
     assert_eq!(code, 200, "{w}\n{}", d.log());
     assert_eq!(w["session"]["status"], "running");
     assert!(w["elapsed_ms"].is_u64(), "{w}");
-    wait_output(&d, &id, "agent-started:resume:").await;
+    d.wait_output(&id, "agent-started:resume:").await;
 
     // Restore: a safety checkpoint first, the files back as they were, the agent restarted.
     let (code, r) = d
@@ -579,7 +539,7 @@ async fn the_event_stream_gives_history_then_live_events_without_gap_or_duplicat
     let (code, _) = d.delete(&format!("/api/sessions/{id}")).await;
     assert_eq!(code, 200);
     let streamed = follower.await.unwrap();
-    let stored = events(&d, &id, 0).await;
+    let stored = d.events_after(&id, 0).await;
     let seqs = |v: &[Value]| {
         v.iter()
             .map(|e| e["seq"].as_i64().unwrap())
@@ -652,18 +612,18 @@ async fn a_daemon_killed_mid_session_restarts_with_nothing_lost() {
     .await;
     let id = s["id"].as_str().unwrap().to_owned();
     d.wait_status(&id, "running", WAIT).await;
-    wait_output(&d, &id, "agent-started:survive:").await;
-    let before = events(&d, &id, 0).await;
+    d.wait_output(&id, "agent-started:survive:").await;
+    let before = d.events_after(&id, 0).await;
     let d = d.crash_and_restart(&home);
     // Everything acknowledged before the kill is still there, in the same order.
-    let after = events(&d, &id, 0).await;
+    let after = d.events_after(&id, 0).await;
     assert!(after.len() >= before.len());
     assert_eq!(&after[..before.len()], &before[..]);
     let s = d.wait_status("survivor", "running", WAIT).await;
     assert_eq!(s["id"], json!(id));
     // The agent's session died with the old daemon: the new one started it again with resume,
     // and attaching works.
-    wait_output(&d, &id, "agent-started:resume:").await;
+    d.wait_output(&id, "agent-started:resume:").await;
     let mut ws = attach(&d, "survivor").await;
     ws.send(Message::Binary(b"still-here\n".to_vec().into()))
         .await
@@ -682,7 +642,7 @@ async fn an_idle_session_hibernates_and_attaching_wakes_it() {
     let id = s["id"].as_str().unwrap().to_owned();
     d.wait_status(&id, "running", WAIT).await;
     d.wait_status(&id, "hibernated", WAIT).await;
-    let evs = events(&d, &id, 0).await;
+    let evs = d.events_after(&id, 0).await;
     assert!(
         evs.iter()
             .any(|e| e["kind"] == "progress"
@@ -738,8 +698,8 @@ print_args = []
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     assert_eq!(s["agent_exit_code"], 3);
-    let evs = events(&d, &id, 0).await;
-    assert!(output_text(&evs).contains("printed:once"));
+    let evs = d.events_after(&id, 0).await;
+    assert!(crate::support::daemon::output_text(&evs).contains("printed:once"));
     let exited: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "agent_exited").collect();
     assert_eq!(exited.len(), 1);
     assert_eq!(exited[0]["data"]["code"], 3);
@@ -804,7 +764,7 @@ async fn a_delete_during_a_slow_create_leaves_no_sandbox_behind() {
     let sandbox = home.path().join("sandboxes").join("hasty");
     // The plugin's own progress event says the sandbox exists and it is still answering.
     let deadline = Instant::now() + WAIT;
-    while !events(&d, &id, 0).await.iter().any(|e| {
+    while !d.events_after(&id, 0).await.iter().any(|e| {
         e["data"]["message"]
             .as_str()
             .unwrap_or("")
@@ -949,14 +909,14 @@ continue_args = ["resume", "latest"]
     assert_eq!(code, 200, "{v}\n{}", d.log());
     assert_eq!(v["session"]["status"], "running");
     assert_eq!(v["session"]["agent"]["state"], "running");
-    let out = wait_output(&d, &id, "agent-up:resume").await;
+    let out = d.wait_output(&id, "agent-up:resume").await;
     assert!(out.contains("agent-up:resume"), "{out}");
     // A fresh restart stops the running agent and starts one with the prompt.
     let (code, v) = d
         .post("/api/sessions/dies/restart", &json!({"fresh": true}))
         .await;
     assert_eq!(code, 200, "{v}");
-    wait_output(&d, &id, "agent-up:go").await;
+    d.wait_output(&id, "agent-up:go").await;
     let (code, v) = d
         .post_raw("/api/sessions/dies/restart", "{\"fresh\": 1}")
         .await;

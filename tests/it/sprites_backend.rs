@@ -789,17 +789,7 @@ async fn a_failed_create_leaves_no_sprite_behind() {
     let (r, _): (Result<ops::InstanceResponse, _>, _) = call(&rig.plugin, ops::CREATE, &req).await;
     let err = r.unwrap_err();
     assert!(err.message.contains("session marker"), "{err:?}");
-    let list: Value = rig
-        .emu
-        .http_client()
-        .get(format!("{}/v1/sprites", rig.emu.base_url()))
-        .bearer_auth(rig.emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = rig.emu.get_json("/v1/sprites").await;
     assert_eq!(list["sprites"].as_array().unwrap().len(), 0, "{list}");
 }
 

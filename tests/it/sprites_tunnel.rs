@@ -574,21 +574,10 @@ echo ok=$ok"#
         "the first upload should have hit the dropped socket: {out}"
     );
     // The old relay was ended: one relay session remains.
-    let sessions: Value = rig
+    let sessions = rig
         .emu
-        .http_client()
-        .get(format!(
-            "{}/v1/sprites/{}/exec",
-            rig.emu.base_url(),
-            inst.id
-        ))
-        .bearer_auth(rig.emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/sprites/{}/exec", inst.id))
+        .await;
     let relays = sessions["sessions"]
         .as_array()
         .unwrap()
@@ -628,17 +617,7 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
          [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\n",
         emu.base_url()
     ));
-    let ca_file = home.path().join("upstream-ca.pem");
-    std::fs::write(&ca_file, upstream.ca_pem()).unwrap();
-    std::fs::write(
-        home.path().join("proxy.toml"),
-        format!(
-            "[upstreams.\"api.anthropic.com\"]\naddress = \"{}\"\nca_file = \"{}\"\n",
-            upstream.addr(),
-            ca_file.display()
-        ),
-    )
-    .unwrap();
+    upstream.write_overrides(home.path(), &["api.anthropic.com"], "");
     let d = TestDaemon::start_with(&home, |c| {
         c.env("ANTHROPIC_API_KEY", REAL_KEY)
             .env_remove("GITHUB_TOKEN")

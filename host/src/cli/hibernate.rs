@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, encode};
-use super::{Context, output};
+use super::Context;
+use super::progress::session_action;
 use crate::api::SessionAnswer;
 
 /// `clauderon hibernate NAME`
@@ -18,17 +18,15 @@ pub struct HibernateArgs {
 impl HibernateArgs {
     /// Runs `hibernate`: returns once the session is hibernated.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
-        let api = ApiClient::connect(ctx, Autostart::Yes).await?;
-        let v: serde_json::Value = api
-            .post(
-                &format!("/api/sessions/{}/hibernate", encode(&self.name)),
-                &serde_json::json!({}),
-            )
-            .await?;
-        if ctx.json {
-            output::print_json(&v)?;
-        } else {
-            let h: SessionAnswer = serde_json::from_value(v)?;
+        let answer: Option<SessionAnswer> = session_action(
+            ctx,
+            &self.name,
+            "hibernate",
+            "hibernating",
+            serde_json::json!({}),
+        )
+        .await?;
+        if let Some(h) = answer {
             println!(
                 "{} is {}; wake it with `clauderon wake {}` (attach wakes it too)",
                 h.session.name, h.session.status, h.session.name

@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use super::Context;
-use super::api::{ApiClient, EventStream};
+use super::api::{ApiClient, Autostart, EventStream, encode};
 use crate::api::render;
 
 /// A spinner on a terminal's stderr; nothing otherwise (`--json` or not a TTY).
@@ -72,17 +72,18 @@ async fn show_progress(mut stream: EventStream, progress: Progress) {
     }
 }
 
-/// POSTs `body` to `path` for session `name`. On a terminal the request's progress events (a
-/// slow wake says so every second) drive a spinner starting with `what` while it runs;
-/// `--json` and pipes stay quiet.
-pub async fn post_showing_progress(
-    api: &ApiClient,
+/// `POST /api/sessions/{name}/{action}` with `body`, on a terminal with a spinner (starting
+/// with `what`) that follows the session's events while it runs. With `--json` the answer is
+/// printed and `None` returned; otherwise it is returned decoded, for the command to say what
+/// happened.
+pub async fn session_action<T: serde::de::DeserializeOwned>(
     ctx: &Context,
     name: &str,
+    action: &str,
     what: &str,
-    path: &str,
     body: serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<Option<T>> {
+    let api = ApiClient::connect(ctx, Autostart::Yes).await?;
     let progress = Progress::new(ctx.json, name);
     let follower = if progress.is_shown() {
         progress.set(what);
@@ -93,10 +94,16 @@ pub async fn post_showing_progress(
     } else {
         None
     };
-    let answer = api.post::<serde_json::Value>(path, &body).await;
+    let path = format!("/api/sessions/{}/{action}", encode(name));
+    let answer = api.post::<serde_json::Value>(&path, &body).await;
     if let Some(task) = follower {
         task.abort();
     }
     progress.finish();
-    Ok(answer?)
+    let v = answer?;
+    if ctx.json {
+        super::output::print_json(&v)?;
+        return Ok(None);
+    }
+    Ok(Some(serde_json::from_value(v)?))
 }

@@ -4,9 +4,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, encode};
-use super::progress::post_showing_progress;
-use super::{Context, output};
+use super::Context;
+use super::progress::session_action;
 use crate::api::Woken;
 
 /// `clauderon wake NAME`
@@ -19,20 +18,9 @@ pub struct WakeArgs {
 impl WakeArgs {
     /// Runs `wake`: returns once the session runs, and says how long waking took.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
-        let api = ApiClient::connect(ctx, Autostart::Yes).await?;
-        let v = post_showing_progress(
-            &api,
-            ctx,
-            &self.name,
-            "waking",
-            &format!("/api/sessions/{}/wake", encode(&self.name)),
-            serde_json::json!({}),
-        )
-        .await?;
-        if ctx.json {
-            output::print_json(&v)?;
-        } else {
-            let w: Woken = serde_json::from_value(v)?;
+        let answer: Option<Woken> =
+            session_action(ctx, &self.name, "wake", "waking", serde_json::json!({})).await?;
+        if let Some(w) = answer {
             println!(
                 "{} is {} (woke in {:.1}s)",
                 w.session.name,

@@ -29,3 +29,12 @@ pub fn demo_agent_toml() -> String {
         script.display()
     )
 }
+
+/// The object named `name` (`"name"` field) in the JSON array `rows`; panics naming what is
+/// there when it is missing.
+pub fn row_named(rows: &serde_json::Value, name: &str) -> serde_json::Value {
+    rows.as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in {rows:#}"))
+}

@@ -107,15 +107,8 @@ impl Engine {
                 "removing the sandbox of an interrupted create",
             )
             .await;
-            let req = ops::InstanceRequest { instance: old };
-            let _ = self
-                .plugin(
-                    id,
-                    &client,
-                    "delete",
-                    |c| async move { c.delete(&req).await },
-                )
-                .await;
+            // Best effort: a sandbox already gone is fine, and create makes a new one anyway.
+            let _ = self.delete_sandbox(id, &client, old).await;
             self.store().set_instance(id, None, None).await?;
         }
         self.progress(
@@ -166,18 +159,7 @@ impl Engine {
             self.proxy_forget(id);
             self.progress(id, "delete", "removing the sandbox after the failure")
                 .await;
-            let req = ops::InstanceRequest {
-                instance: instance.clone(),
-            };
-            let deleted = self
-                .plugin(
-                    id,
-                    &client,
-                    "delete",
-                    |c| async move { c.delete(&req).await },
-                )
-                .await;
-            match deleted {
+            match self.delete_sandbox(id, &client, instance.clone()).await {
                 Ok(_) => self.store().set_instance(id, None, None).await?,
                 Err(de) => {
                     tracing::warn!(session = %id, error = %de, "cannot delete the sandbox of a failed create");

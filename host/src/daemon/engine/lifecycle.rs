@@ -154,6 +154,19 @@ impl Engine {
         self.finish_delete(id).await
     }
 
+    /// Plugin `delete` of a session's sandbox, its events recorded under `delete`.
+    pub(super) async fn delete_sandbox(
+        &self,
+        id: SessionId,
+        client: &Arc<crate::plugins::PluginClient>,
+        instance: crate::plugins::ops::Instance,
+    ) -> Result<crate::plugins::ops::Empty, crate::plugins::PluginError> {
+        self.plugin(id, client, "delete", |c| async move {
+            c.delete(&InstanceRequest { instance }).await
+        })
+        .await
+    }
+
     /// The part of delete after `deleting` is recorded (also run by reconcile).
     pub(super) async fn finish_delete(
         self: &Arc<Self>,
@@ -169,12 +182,7 @@ impl Engine {
         if let Some(instance) = Engine::instance_of(&rec) {
             self.progress(id, "delete", "deleting the sandbox").await;
             let client = self.backends().get(&rec.backend)?;
-            let deleted = self
-                .plugin(id, &client, "delete", |c| async move {
-                    c.delete(&InstanceRequest { instance }).await
-                })
-                .await;
-            match deleted {
+            match self.delete_sandbox(id, &client, instance).await {
                 Ok(_) => {}
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => {
