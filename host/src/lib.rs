@@ -13,3 +13,4 @@ pub mod proxy;
 pub mod secrets;
 pub mod session;
 pub mod store;
+pub mod sync;

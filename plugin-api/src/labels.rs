@@ -10,3 +10,14 @@ pub const MARKER_VALUE: &str = "1";
 
 /// The id of the host session that owns the sandbox.
 pub const SESSION: &str = "clauderon.session";
+
+/// Config keys the host reads from a backend's own table (`[<backend>]`), since 1.2. A plugin
+/// that supports the two-way sync declares them in its details; the host never names a
+/// backend, only these keys.
+pub mod config_keys {
+    /// `sync = true|false`: whether sessions get a synced local worktree by default
+    /// (`clauderon create --sync/--no-sync` decides per session).
+    pub const SYNC: &str = "sync";
+    /// `sync_ignore = ["pattern", ...]`: extra gitignore-style patterns neither side syncs.
+    pub const SYNC_IGNORE: &str = "sync_ignore";
+}

@@ -64,7 +64,7 @@ impl Hasher {
 }
 
 /// One path's state on one side.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Entry {
     /// A regular file.
     File {

@@ -11,6 +11,7 @@ mod overlap;
 pub mod progress;
 pub mod state;
 pub mod upload;
+mod sync;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -238,5 +239,14 @@ impl Backend for SpritesBackend {
         stream: FrameStream,
     ) -> Result<ops::StreamStarted, PluginError> {
         progress::with_sink(&ctx, "agent", agent::attach(self, &ctx, req, stream)).await
+    }
+
+    async fn sync_stream(
+        &self,
+        ctx: CallContext,
+        req: ops::SyncStreamRequest,
+        stream: FrameStream,
+    ) -> Result<ops::StreamStarted, PluginError> {
+        progress::with_sink(&ctx, "sync", sync::sync_stream(self, &ctx, req, stream)).await
     }
 }

@@ -1,0 +1,13 @@
+//! The host's side of the two-way sync (DESIGN §13): the pure three-way decision ([`plan`]),
+//! one cycle over two endpoints ([`cycle`]), conflict resolution ([`resolve`]). The daemon's
+//! per-session sync task (`daemon/engine/sync*.rs`) drives them with the local worktree and
+//! the sandbox's replica over the plugin's `sync_stream`.
+
+pub mod cycle;
+pub mod plan;
+pub mod resolve;
+#[cfg(test)]
+mod sim;
+
+pub use cycle::{Change, CycleOptions, Endpoint, EndpointError, Report, SyncState};
+pub use plan::{Conflict, Side};
