@@ -40,7 +40,10 @@ fn main() {
     // The relay's `sync` mode is the sync crate's server.
     let sync_dir = manifest_dir.join("../../sync");
     println!("cargo:rerun-if-changed={}", sync_dir.join("src").display());
-    println!("cargo:rerun-if-changed={}", sync_dir.join("Cargo.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        sync_dir.join("Cargo.toml").display()
+    );
     println!(
         "cargo:rerun-if-changed={}",
         relay_dir.join("Cargo.toml").display()

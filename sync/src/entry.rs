@@ -95,6 +95,32 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// A one-line text form for storage: `f <hash> <size> <0|1>` or `l <target>`.
+    pub fn to_text(&self) -> String {
+        match self {
+            Entry::File { hash, size, exec } => {
+                format!("f {} {size} {}", hash.to_hex(), u8::from(*exec))
+            }
+            Entry::Link { target } => format!("l {target}"),
+        }
+    }
+
+    /// Parses [`Entry::to_text`].
+    pub fn from_text(s: &str) -> Option<Entry> {
+        if let Some(t) = s.strip_prefix("l ") {
+            return Some(Entry::Link {
+                target: t.to_owned(),
+            });
+        }
+        let mut it = s.strip_prefix("f ")?.split(' ');
+        let hash = ContentHash::from_hex(it.next()?)?;
+        let size = it.next()?.parse().ok()?;
+        let exec = it.next()? == "1";
+        Some(Entry::File { hash, size, exec })
+    }
+}
+
 /// Every path of one side with its entry.
 pub type Tree = BTreeMap<String, Entry>;
 

@@ -517,6 +517,10 @@ pub struct SessionOptions {
     pub plan_mode: bool,
     /// Run the agent non-interactively and stream its output (`--print`).
     pub print: bool,
+    /// Keep a local worktree in two-way sync with the sandbox (`--sync`/`--no-sync`); `None`:
+    /// the backend table's `sync` key decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<bool>,
 }
 
 /// JSON (API bodies, stored rows) gets the same checks as the flags.
@@ -546,6 +550,8 @@ pub struct RawOptions<'a> {
     pub plan_mode: bool,
     /// `--print`.
     pub print: bool,
+    /// `--sync` (`Some(true)`) / `--no-sync` (`Some(false)`).
+    pub sync: Option<bool>,
 }
 
 impl RawOptions<'_> {
@@ -568,6 +574,7 @@ impl RawOptions<'_> {
             model: self.model.map(parse_model).transpose()?,
             plan_mode: self.plan_mode,
             print: self.print,
+            sync: self.sync,
         })
     }
 }
@@ -727,6 +734,7 @@ mod tests {
             model: Some("opus"),
             plan_mode: true,
             print: false,
+            sync: None,
         }
         .validate()
         .unwrap();

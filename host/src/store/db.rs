@@ -562,4 +562,9 @@ impl Db {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+
+    /// The raw connection for a transaction of another store module.
+    pub(super) fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }

@@ -81,6 +81,37 @@ impl Store {
         })
         .await
     }
+    /// See [`Db::sync_record`].
+    pub async fn sync_record(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<super::SyncRecord>, StoreError> {
+        self.run(move |db| db.sync_record(id)).await
+    }
+    /// See [`Db::put_sync_record`].
+    pub async fn put_sync_record(
+        &self,
+        id: SessionId,
+        rec: super::SyncRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.put_sync_record(id, &rec)).await
+    }
+    /// See [`Db::sync_state`].
+    pub async fn sync_state(&self, id: SessionId) -> Result<crate::sync::SyncState, StoreError> {
+        self.run(move |db| db.sync_state(id)).await
+    }
+    /// See [`Db::put_sync_state`].
+    pub async fn put_sync_state(
+        &self,
+        id: SessionId,
+        state: crate::sync::SyncState,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.put_sync_state(id, &state)).await
+    }
+    /// See [`Db::remove_sync`].
+    pub async fn remove_sync(&self, id: SessionId) -> Result<(), StoreError> {
+        self.run(move |db| db.remove_sync(id)).await
+    }
     /// See [`Db::insert_session`].
     pub async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError> {
         self.run(move |db| db.insert_session(&new)).await

@@ -56,6 +56,31 @@ const MIGRATIONS: &[&str] = &[
     // with `exit_code`) and its own conversation id, which resuming hands back to it.
     "ALTER TABLE daemon_agents ADD COLUMN state TEXT;
     ALTER TABLE daemon_agents ADD COLUMN conversation TEXT;",
+    // v4: the two-way sync (DESIGN §13): one row per synced session, the ancestor (last agreed
+    // entry of every path) and the held conflicts.
+    "CREATE TABLE sync_sessions (
+        session_id   TEXT PRIMARY KEY NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        worktree     TEXT NOT NULL,
+        running      INTEGER NOT NULL,
+        paused       TEXT,
+        new_epoch    INTEGER NOT NULL,
+        agreed_head  TEXT,
+        last_sync_at INTEGER
+    );
+    CREATE TABLE sync_paths (
+        session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        path        TEXT NOT NULL,
+        entry       TEXT NOT NULL,
+        PRIMARY KEY (session_id, path)
+    );
+    CREATE TABLE sync_conflicts (
+        session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        path        TEXT NOT NULL,
+        local       TEXT NOT NULL,
+        remote      TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        PRIMARY KEY (session_id, path)
+    );",
 ];
 
 /// The schema version this build writes.

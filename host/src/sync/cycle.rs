@@ -266,9 +266,7 @@ pub async fn run<L: Endpoint, R: Endpoint>(
     if !opts.allow_mass_deletion {
         // A side emptied: its own deletions would go to the other side.
         for (target, scan) in [(Side::Remote, &ls), (Side::Local, &rs)] {
-            if let Some(why) =
-                mass_deletion(target, 0, ancestor.len(), scan.entries.is_empty())
-            {
+            if let Some(why) = mass_deletion(target, 0, ancestor.len(), scan.entries.is_empty()) {
                 report.paused = Some(why);
                 return Ok(report);
             }
@@ -292,8 +290,7 @@ pub async fn run<L: Endpoint, R: Endpoint>(
     );
     if !opts.allow_mass_deletion {
         for side in [Side::Local, Side::Remote] {
-            if let Some(why) = mass_deletion(side, plan.deletions_on(side), ancestor.len(), false)
-            {
+            if let Some(why) = mass_deletion(side, plan.deletions_on(side), ancestor.len(), false) {
                 report.paused = Some(why);
                 return Ok(report);
             }

@@ -4,7 +4,9 @@
 //! the sandbox's replica over the plugin's `sync_stream`.
 
 pub mod cycle;
+pub mod local;
 pub mod plan;
+pub mod remote;
 pub mod resolve;
 #[cfg(test)]
 mod sim;

@@ -227,7 +227,11 @@ pub fn reconcile(
                 });
             }
         }
-        if plan.actions.last().is_some_and(|x| x.path() == path.as_str()) {
+        if plan
+            .actions
+            .last()
+            .is_some_and(|x| x.path() == path.as_str())
+        {
             continue;
         }
         let copy = |from: Side, entry: &Entry, expected: Option<&Entry>| Action::Copy {
@@ -372,7 +376,10 @@ mod tests {
         let l = tree(&[("a", "1"), ("b", "2")]);
         let r = tree(&[("a", "1"), ("c", "3")]);
         let p = plan(&Tree::new(), &l, &r);
-        assert_eq!(p.deletions_on(Side::Local) + p.deletions_on(Side::Remote), 0);
+        assert_eq!(
+            p.deletions_on(Side::Local) + p.deletions_on(Side::Remote),
+            0
+        );
         assert_eq!(p.actions.len(), 2);
     }
 

@@ -110,7 +110,10 @@ impl Mem {
             // create or modify
             0 | 1 => {
                 let c = self.fresh("v");
-                let exec = matches!(self.files.get(pa), Some((Entry::File { exec: true, .. }, _)));
+                let exec = matches!(
+                    self.files.get(pa),
+                    Some((Entry::File { exec: true, .. }, _))
+                );
                 self.user_put(pa, c, exec, false);
             }
             // delete
@@ -187,7 +190,11 @@ impl Endpoint for Mem {
             .iter()
             .map(|(p, e)| {
                 self.cas(p, Some(e))?;
-                Ok(self.files.get(p).map(|(_, c)| c.clone()).unwrap_or_default())
+                Ok(self
+                    .files
+                    .get(p)
+                    .map(|(_, c)| c.clone())
+                    .unwrap_or_default())
             })
             .collect())
     }
@@ -233,7 +240,10 @@ impl Endpoint for Mem {
 #[derive(Debug, Clone)]
 enum Step {
     Edit(Side, u8, usize, usize),
-    Cycle { fail: Option<(Side, usize)>, race: Option<(Side, usize, u8)> },
+    Cycle {
+        fail: Option<(Side, usize)>,
+        race: Option<(Side, usize, u8)>,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -284,7 +294,10 @@ fn run_cycle(
 }
 
 fn tree(m: &Mem) -> BTreeMap<String, Entry> {
-    m.files.iter().map(|(p, (e, _))| (p.clone(), e.clone())).collect()
+    m.files
+        .iter()
+        .map(|(p, (e, _))| (p.clone(), e.clone()))
+        .collect()
 }
 
 fn check(steps: Vec<Step>) -> Result<(), TestCaseError> {
@@ -387,4 +400,3 @@ proptest! {
         check(steps)?;
     }
 }
-

@@ -59,7 +59,13 @@ fn sync_mode(args: &[String]) -> ExitCode {
         eprintln!("clauderon-relay sync: --root needs an absolute directory\n{USAGE}");
         return ExitCode::from(EXIT_USAGE as u8);
     };
-    match clauderon_sync::serve::serve(root, &exclude, watch, std::io::stdin().lock(), std::io::stdout()) {
+    match clauderon_sync::serve::serve(
+        root,
+        &exclude,
+        watch,
+        std::io::stdin().lock(),
+        std::io::stdout(),
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("clauderon-relay sync: {e}");

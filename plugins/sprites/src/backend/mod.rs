@@ -10,8 +10,8 @@ pub mod names;
 mod overlap;
 pub mod progress;
 pub mod state;
-pub mod upload;
 mod sync;
+pub mod upload;
 
 use std::sync::Mutex;
 use std::time::Duration;
