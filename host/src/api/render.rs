@@ -30,6 +30,10 @@ pub fn line(ev: &SessionEvent) -> Option<String> {
         },
         SessionEvent::Log { level, message } => format!("{level}: {message}"),
         SessionEvent::Error { message } => format!("error: {message}"),
+        SessionEvent::SyncConflict { path, stored } => format!(
+            "[sync] conflict: {path} changed on both sides; each keeps its own, both versions \
+             are in {stored}; `clauderon sync NAME resolve {path} --take local|sprite`"
+        ),
     })
 }
 

@@ -186,6 +186,9 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::backend(client.name(), ops::CHECKPOINT_RESTORE, e))?;
             self.save_instance(id, &restored.instance).await?;
+            // The sandbox's files went back in time: a new epoch, so nothing missing there is
+            // taken for a deletion and local edits made since survive.
+            self.sync_send(id, super::sync::SyncCmd::NewEpoch);
             self.proxy_reconnect(id, true).await;
             let rec = self.store().get(id).await?;
             if !rec.options.print {

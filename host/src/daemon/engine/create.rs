@@ -215,6 +215,10 @@ impl Engine {
             self.save_instance(id, instance).await?;
         }
         self.proxy_prepare(rec, client, instance, "create").await?;
+        if self.sync_wanted(rec) {
+            let commit = cloned.commit.clone().unwrap_or_else(|| info.head.clone());
+            self.sync_setup(rec, &commit).await?;
+        }
         let rec = self.store().get(id).await?;
         self.progress(id, "agent", "starting the agent").await;
         let agent = self.start_agent(&rec, None).await?;
@@ -227,6 +231,7 @@ impl Engine {
             return Ok(());
         }
         self.set_status(id, Event::Created, None).await?;
+        self.sync_send(id, super::sync::SyncCmd::Nudge);
         self.arm_idle_timer(id, &rec);
         Ok(())
     }

@@ -9,7 +9,8 @@
 //!   reports);
 //! - `idle`: the hibernation timers; `proxy_link`: the credential proxy's side of a session;
 //! - `plugin_calls`: typed plugin calls with their event sink; `sandbox_exec`: one short
-//!   command in a sandbox; `backends`: the loaded plugins; `git`, `unpushed`: the repository.
+//!   command in a sandbox; `backends`: the loaded plugins; `git`, `unpushed`: the repository;
+//! - `sync`: the two-way sync of a session's local worktree with its sandbox.
 
 mod agent_setup;
 mod agent_start;
@@ -28,6 +29,7 @@ pub mod proxy_link;
 mod reconcile;
 mod restart;
 mod sandbox_exec;
+pub mod sync;
 pub mod unpushed;
 
 use std::collections::HashMap;
@@ -64,6 +66,8 @@ pub struct Runtime {
     create_task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Counts the agent's hook reports (a start waits for the first one after it).
     reports: tokio::sync::watch::Sender<u64>,
+    /// The session's sync task, when it syncs.
+    sync: Mutex<Option<sync::SyncTask>>,
 }
 
 impl Runtime {
@@ -78,6 +82,7 @@ impl Runtime {
             timer: Mutex::new(None),
             create_task: Mutex::new(None),
             reports: tokio::sync::watch::Sender::new(0),
+            sync: Mutex::new(None),
         }
     }
 
