@@ -12,9 +12,12 @@ pub mod views;
 
 pub use events::{AgentStateEvent, ApiEvent, ProgressEvent, SessionEvent, StatusEvent};
 pub use files::DaemonInfo;
-pub use requests::{CreateSession, FieldError, ReconcileRequest, RestartRequest, ValidCreate};
+pub use requests::{
+    CreateSession, FieldError, ReconcileRequest, ResolveRequest, RestartRequest, SyncAction,
+    SyncRequest, ValidCreate,
+};
 pub use responses::{
     CheckpointList, EventPage, Health, Orphan, ReconcileReport, Restored, SessionAnswer,
     SessionList, Unpushed, Woken,
 };
-pub use views::{CheckpointView, SessionView};
+pub use views::{CheckpointView, SessionView, SyncConflictView, SyncView};

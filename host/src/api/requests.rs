@@ -188,3 +188,35 @@ mod tests {
         assert!(e.for_flag.contains("for --cpu-limit"), "{}", e.for_flag);
     }
 }
+
+/// `POST /api/sessions/{ref}/sync`: what to do with a session's two-way sync (DESIGN §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncAction {
+    /// Start (or resume) it.
+    Start,
+    /// Stop it (the worktree stays; nothing is sent either way).
+    Stop,
+    /// One full reconcile now; answers once it finished.
+    Once,
+    /// A paused mass deletion is propagated.
+    ConfirmDeletions,
+    /// A new epoch: files missing on one side come back from the other, nothing is deleted.
+    Restore,
+}
+
+/// The body of `POST /api/sessions/{ref}/sync`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncRequest {
+    /// The action.
+    pub action: SyncAction,
+}
+
+/// The body of `POST /api/sessions/{ref}/sync/resolve`: take one side's version of a held path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResolveRequest {
+    /// The path, relative to the worktree.
+    pub path: String,
+    /// `local` or `sprite`.
+    pub take: String,
+}

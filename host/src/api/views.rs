@@ -59,3 +59,44 @@ pub struct CheckpointView {
     /// The workspace's git HEAD when it was taken.
     pub git_head: Option<String>,
 }
+
+/// A session's two-way sync as the API shows it (`GET /api/sessions/{ref}/sync`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncView {
+    /// `watching`, `idle` (stream closed after a quiet spell), `paused` (hibernated, or why),
+    /// `stopped`, `conflicts`.
+    pub state: String,
+    /// Why it is paused, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The local worktree.
+    pub worktree: String,
+    /// Local changes waiting for the sandbox (counted while it cannot be reached).
+    pub pending_local: usize,
+    /// Paths synced (the last agreed state).
+    pub synced: usize,
+    /// Held conflicts.
+    pub conflicts: Vec<SyncConflictView>,
+    /// Where the conflicting versions are stored.
+    pub conflict_store: String,
+    /// When a cycle last finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<String>,
+    /// The commit both sides last agreed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreed_head: Option<String>,
+    /// The last cycle's error, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// One held conflict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncConflictView {
+    /// The path.
+    pub path: String,
+    /// The local version (`file <hash> (N bytes)`, `link -> T`).
+    pub local: String,
+    /// The sandbox's version.
+    pub sprite: String,
+}

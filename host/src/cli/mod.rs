@@ -22,6 +22,7 @@ pub mod proxy;
 mod reconcile;
 mod restart;
 mod status;
+mod sync;
 mod wake;
 
 use std::process::ExitCode;
@@ -112,6 +113,8 @@ pub enum Command {
     /// Create, list and restore checkpoints of a session's sandbox.
     #[command(subcommand)]
     Checkpoint(checkpoint::CheckpointCommand),
+    /// A session's two-way sync (created with --sync): state, stop/start, once, resolve.
+    Sync(sync::SyncArgs),
     /// Show the configuration, file paths and credentials.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -150,6 +153,7 @@ impl Cli {
             Command::Delete(a) => a.run(&ctx).await,
             Command::Logs(a) => a.run(&ctx).await,
             Command::Checkpoint(c) => c.run(&ctx).await,
+            Command::Sync(a) => a.run(&ctx).await,
             Command::Config(c) => c.run(&ctx).await,
             Command::Plugins(cmd) => cmd.run(&ctx).await,
             Command::Daemon(a) => a.run(&ctx).await,

@@ -7,6 +7,7 @@ mod convert;
 mod events;
 mod info;
 mod sessions;
+mod sync;
 
 use std::sync::Arc;
 
@@ -49,6 +50,11 @@ pub fn router(state: AppState, guard: GuardConfig) -> Router {
         .route("/api/sessions/{session}/wake", post(sessions::wake))
         .route("/api/sessions/{session}/restart", post(sessions::restart))
         .route("/api/sessions/{session}/unpushed", get(sessions::unpushed))
+        .route(
+            "/api/sessions/{session}/sync",
+            get(sync::show).post(sync::act),
+        )
+        .route("/api/sessions/{session}/sync/resolve", post(sync::resolve))
         .route(
             "/api/sessions/{session}/hibernate",
             post(sessions::hibernate),

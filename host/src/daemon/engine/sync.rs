@@ -593,3 +593,141 @@ fn store_version(
     }
     .map_err(|e| format!("{}: {e}", full.display()))
 }
+
+impl Engine {
+    /// The sync of a session as the API shows it.
+    pub async fn sync_view(&self, id: SessionId) -> Result<crate::api::SyncView, EngineError> {
+        let srec = self.store().sync_record(id).await?.ok_or_else(|| {
+            EngineError::Conflict(
+                "the session has no synced worktree (create it with --sync)".into(),
+            )
+        })?;
+        let rec = self.store().get(id).await?;
+        let st = self.store().sync_state(id).await?;
+        let live = self.sync_live(id).unwrap_or_default();
+        let state = if !srec.running {
+            "stopped"
+        } else if srec.paused.is_some() {
+            "paused"
+        } else if rec.status != Status::Running {
+            "paused"
+        } else if !st.conflicts.is_empty() {
+            "conflicts"
+        } else if live.connected {
+            "watching"
+        } else {
+            "idle"
+        };
+        let reason = srec.paused.clone().or_else(|| {
+            (srec.running && rec.status != Status::Running)
+                .then(|| format!("the session is {}", rec.status))
+        });
+        let last_sync = srec.last_sync_at.and_then(|ms| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+        });
+        Ok(crate::api::SyncView {
+            state: state.to_owned(),
+            reason,
+            worktree: srec.worktree.clone(),
+            pending_local: live.pending_local,
+            synced: st.ancestor.len(),
+            conflicts: st
+                .conflicts
+                .values()
+                .map(|c| crate::api::SyncConflictView {
+                    path: c.path.clone(),
+                    local: c.local.describe(),
+                    sprite: c.remote.describe(),
+                })
+                .collect(),
+            conflict_store: self.sync_conflict_dir(id).display().to_string(),
+            last_sync,
+            agreed_head: srec.agreed_head.clone(),
+            last_error: live.last_error,
+        })
+    }
+
+    /// Starts, stops, runs once, confirms a mass deletion or restores (a new epoch).
+    pub async fn sync_action(
+        self: &Arc<Self>,
+        id: SessionId,
+        action: crate::api::SyncAction,
+    ) -> Result<crate::api::SyncView, EngineError> {
+        use crate::api::SyncAction;
+        let mut srec = self.store().sync_record(id).await?.ok_or_else(|| {
+            EngineError::Conflict(
+                "the session has no synced worktree (create it with --sync)".into(),
+            )
+        })?;
+        match action {
+            SyncAction::Start | SyncAction::Stop => {
+                srec.running = action == SyncAction::Start;
+                if srec.running {
+                    srec.paused = None;
+                }
+                self.store().put_sync_record(id, srec).await?;
+                self.sync_spawn(id);
+                self.sync_send(id, SyncCmd::Nudge);
+            }
+            SyncAction::ConfirmDeletions | SyncAction::Restore => {
+                srec.paused = None;
+                srec.running = true;
+                self.store().put_sync_record(id, srec).await?;
+                self.sync_spawn(id);
+                self.sync_send(
+                    id,
+                    if action == SyncAction::Restore {
+                        SyncCmd::NewEpoch
+                    } else {
+                        SyncCmd::ConfirmDeletions
+                    },
+                );
+            }
+            SyncAction::Once => {
+                self.sync_spawn(id);
+                let (tx, rx) = oneshot::channel();
+                self.sync_send(id, SyncCmd::Once(tx));
+                match tokio::time::timeout(Duration::from_secs(600), rx).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(e))) => return Err(EngineError::Conflict(format!("sync: {e}"))),
+                    _ => {
+                        return Err(EngineError::Internal(
+                            "the sync did not finish a cycle within 600 s".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        self.sync_view(id).await
+    }
+
+    /// Resolves a held conflict by taking `take` (`local` or `sprite`), then syncs.
+    pub async fn sync_resolve(
+        self: &Arc<Self>,
+        id: SessionId,
+        path: &str,
+        take: &str,
+    ) -> Result<crate::api::SyncView, EngineError> {
+        let side = match take {
+            "local" => Side::Local,
+            "sprite" | "remote" | "sandbox" => Side::Remote,
+            other => {
+                return Err(EngineError::BadRequest(format!(
+                    "take `{other}`: say `local` or `sprite`"
+                )));
+            }
+        };
+        let mut st = self.store().sync_state(id).await?;
+        crate::sync::resolve::resolve(&mut st, path, side)
+            .map_err(|e| EngineError::BadRequest(e.to_string()))?;
+        self.store().put_sync_state(id, st).await?;
+        self.sync_spawn(id);
+        self.sync_send(id, SyncCmd::Nudge);
+        self.sync_view(id).await
+    }
+}
