@@ -22,3 +22,4 @@ mod sprites_cli;
 mod sprites_tunnel;
 mod sprites_upload;
 mod support;
+mod sync;

@@ -1,0 +1,204 @@
+//! The two-way sync end to end (issue 14, DESIGN §13): the real `clauderon` binary and daemon,
+//! the Sprites plugin with its helper (`clauderon-relay sync`) in emulator sprites, the demo
+//! agent, a local worktree under `$CLAUDERON_HOME/worktrees`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::daemon::TestDaemon;
+use crate::support::emulator::Emulator;
+use crate::support::git::git_repo;
+use crate::support::home::{TempHome, assert_exit};
+
+const WS: &str = "/home/sprite/workspace";
+
+fn sync_home(emu: &Emulator) -> TempHome {
+    let home = TempHome::new();
+    home.write_secret("sprites_api_key", emu.token(), 0o600);
+    home.write_config(&format!(
+        "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n{}\
+         [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\nsync_ignore = [\"*.tmp\"]\n",
+        crate::support::demo_agent_toml(),
+        emu.base_url()
+    ));
+    home
+}
+
+async fn sprite_named(emu: &Emulator, name: &str) -> String {
+    let list = emu.sprites().await;
+    list.iter()
+        .filter_map(|s| s["name"].as_str())
+        .find(|n| n.starts_with(&format!("{name}-")))
+        .unwrap()
+        .to_owned()
+}
+
+/// Runs `sh -c script` in the sprite's workspace.
+async fn sh(emu: &Emulator, sprite: &str, script: &str) -> (String, i32) {
+    emu.exec_http(sprite, &["sh", "-c", &format!("cd {WS} && {script}")])
+        .await
+}
+
+/// Polls `check` every 50 ms for up to 20 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < until {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn create_synced(home: &TempHome, repo: &Path, name: &str) -> PathBuf {
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--name",
+        name,
+        "--sync",
+    ]);
+    assert_exit(&run, 0);
+    home.path().join("worktrees").join(name)
+}
+
+fn sync_json(home: &TempHome, name: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--json", "sync", name];
+    args.extend_from_slice(extra);
+    let run = home.run(&args);
+    assert_exit(&run, 0);
+    run.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_cross_both_ways_and_ignored_and_git_paths_never_do() {
+    let emu = Emulator::start();
+    let home = sync_home(&emu);
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    std::fs::write(repo.path().join(".gitignore"), "node_modules/\n").unwrap();
+    crate::support::git::git(repo.path(), &["add", ".gitignore"]);
+    crate::support::git::git(repo.path(), &["commit", "-qm", "ignore"]);
+    let wt = create_synced(&home, repo.path(), "sy");
+    let sprite = sprite_named(&emu, "sy").await;
+    assert!(wt.join(".gitignore").is_file(), "the worktree was made");
+
+    // A local edit appears in the sprite.
+    std::fs::write(wt.join("local.txt"), "from the laptop\n").unwrap();
+    eventually("local.txt in the sprite", || async {
+        sh(&emu, &sprite, "cat local.txt").await.0 == "from the laptop\n"
+    })
+    .await;
+    // An agent's commit-free edit appears locally (and an executable bit, and a link).
+    sh(&emu, &sprite, "printf 'agent work\\n' > agent.txt && printf '#!/bin/sh\\n' > run.sh && chmod +x run.sh && ln -s agent.txt link").await;
+    eventually("agent.txt locally", || async {
+        std::fs::read_to_string(wt.join("agent.txt")).is_ok_and(|s| s == "agent work\n")
+    })
+    .await;
+    eventually("run.sh and link locally", || async {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(wt.join("run.sh")).is_ok_and(|m| m.permissions().mode() & 0o100 != 0)
+            && std::fs::read_link(wt.join("link")).is_ok_and(|t| t == Path::new("agent.txt"))
+    })
+    .await;
+
+    // Ignored paths (git's and the extra pattern) and .git never cross.
+    std::fs::create_dir_all(wt.join("node_modules/x")).unwrap();
+    std::fs::write(wt.join("node_modules/x/big.js"), "local only").unwrap();
+    std::fs::write(wt.join("scratch.tmp"), "local only").unwrap();
+    sh(
+        &emu,
+        &sprite,
+        "mkdir -p node_modules && echo sprite-only > node_modules/s.js && echo x > notes.tmp",
+    )
+    .await;
+    std::fs::write(wt.join("marker.txt"), "after the ignored ones\n").unwrap();
+    eventually("marker.txt in the sprite", || async {
+        sh(&emu, &sprite, "cat marker.txt").await.0 == "after the ignored ones\n"
+    })
+    .await;
+    let (out, _) = sh(
+        &emu,
+        &sprite,
+        "ls node_modules; ls scratch.tmp 2>&1; git status --porcelain",
+    )
+    .await;
+    assert!(
+        !out.contains("x\n") && out.contains("No such file"),
+        "{out}"
+    );
+    assert!(!wt.join("node_modules/s.js").exists());
+    assert!(!wt.join("notes.tmp").exists());
+    // Each side's git stays its own: the sprite's HEAD and index are untouched by the worktree's.
+    let st = sync_json(&home, "sy", &[]);
+    assert_eq!(st["conflicts"], Value::Array(vec![]), "{st:#}");
+    assert!(st["synced"].as_u64().unwrap() >= 5, "{st:#}");
+
+    // Modify-vs-delete: the modification wins, the deleted side gets it back.
+    let _ = sync_json(&home, "sy", &["--once"]);
+    sh(&emu, &sprite, "rm local.txt").await;
+    std::fs::write(wt.join("local.txt"), "edited locally meanwhile\n").unwrap();
+    eventually("local.txt restored in the sprite", || async {
+        sh(&emu, &sprite, "cat local.txt").await.0 == "edited locally meanwhile\n"
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(wt.join("local.txt")).unwrap(),
+        "edited locally meanwhile\n"
+    );
+
+    // A simultaneous edit: both versions kept, a listed conflict, nothing lost.
+    let _ = home.run(&["sync", "sy", "--stop"]);
+    std::fs::write(wt.join("agent.txt"), "laptop version\n").unwrap();
+    sh(&emu, &sprite, "printf 'sprite version\\n' > agent.txt").await;
+    let _ = home.run(&["sync", "sy", "--start"]);
+    let st = sync_json(&home, "sy", &["--once"]);
+    let conflicts = st["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{st:#}");
+    assert_eq!(conflicts[0]["path"], "agent.txt");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("agent.txt")).unwrap(),
+        "laptop version\n"
+    );
+    assert_eq!(
+        sh(&emu, &sprite, "cat agent.txt").await.0,
+        "sprite version\n"
+    );
+    let store = PathBuf::from(st["conflict_store"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(store.join("sprite/agent.txt")).unwrap(),
+        "sprite version\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(store.join("local/agent.txt")).unwrap(),
+        "laptop version\n"
+    );
+    // Resolve: take the sprite's version everywhere.
+    let run = home.run(&["sync", "sy", "resolve", "agent.txt", "--take", "sprite"]);
+    assert_exit(&run, 0);
+    eventually("the sprite's version locally", || async {
+        std::fs::read_to_string(wt.join("agent.txt")).is_ok_and(|s| s == "sprite version\n")
+    })
+    .await;
+    let st = sync_json(&home, "sy", &["--once"]);
+    assert_eq!(st["conflicts"], Value::Array(vec![]), "{st:#}");
+    let log = d.log();
+    assert!(!log.contains("panicked"), "{log}");
+
+    // Delete removes the worktree.
+    let run = home.run(&["delete", "sy", "--yes"]);
+    assert_exit(&run, 0);
+    assert!(!wt.exists());
+}
