@@ -607,9 +607,7 @@ impl Engine {
         let live = self.sync_live(id).unwrap_or_default();
         let state = if !srec.running {
             "stopped"
-        } else if srec.paused.is_some() {
-            "paused"
-        } else if rec.status != Status::Running {
+        } else if srec.paused.is_some() || rec.status != Status::Running {
             "paused"
         } else if !st.conflicts.is_empty() {
             "conflicts"
