@@ -64,9 +64,13 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
             "hibernate_wait_seconds",
             "reconnect_attempts",
             "relay_path",
-            "clone_depth"
+            "clone_depth",
+            "sync",
+            "sync_ignore"
         ]
     );
+    let caps = sprites["capabilities"].as_array().unwrap();
+    assert!(caps.iter().any(|c| c == "sync_stream"), "{caps:?}");
     assert_eq!(sprites["details"]["config_keys"][0]["type"], "string");
     // Backend facts the plugin declares (plugin API 1.1), so the host names no backend.
     assert_eq!(sprites["details"]["workspace"], "/home/sprite/workspace");
