@@ -16,7 +16,7 @@ use crate::support::sprites_plugin::visible_dir;
 
 /// A home whose default backend is `sprites` pointed at `emu`, with the demo agent configured and
 /// the emulator's token stored as the `sprites_api_key` secret file.
-fn sprites_home(emu: &Emulator) -> TempHome {
+pub(crate) fn sprites_home(emu: &Emulator) -> TempHome {
     let home = TempHome::new();
     home.write_secret("sprites_api_key", emu.token(), 0o600);
     home.write_config(&format!(
@@ -497,7 +497,7 @@ async fn sprites_print_gives_the_agent_stdin_eof() {
 }
 
 /// Appends `lines` to the `[sprites]` table (the last table `sprites_home` writes).
-fn add_sprites_config(home: &TempHome, lines: &str) {
+pub(crate) fn add_sprites_config(home: &TempHome, lines: &str) {
     let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
     assert!(config.contains("[sprites]"), "{config}");
     home.write_config(&format!("{config}{lines}"));

@@ -16,15 +16,10 @@ use crate::support::home::{TempHome, assert_exit};
 
 const WS: &str = "/home/sprite/workspace";
 
+/// The Sprites test home with an extra ignore pattern for the sync.
 fn sync_home(emu: &Emulator) -> TempHome {
-    let home = TempHome::new();
-    home.write_secret("sprites_api_key", emu.token(), 0o600);
-    home.write_config(&format!(
-        "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n{}\
-         [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\nsync_ignore = [\"*.tmp\"]\n",
-        crate::support::demo_agent_toml(),
-        emu.base_url()
-    ));
+    let home = crate::sprites_cli::sprites_home(emu);
+    crate::sprites_cli::add_sprites_config(&home, "sync_ignore = [\"*.tmp\"]\n");
     home
 }
 
