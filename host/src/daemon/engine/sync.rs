@@ -54,6 +54,15 @@ pub enum SyncCmd {
     ConfirmDeletions,
     /// Close the helper's stream (the session hibernates).
     Pause,
+    /// Resolve a held conflict (done by the task, so no cycle's write can undo it).
+    Resolve {
+        /// The path.
+        path: String,
+        /// The side whose version wins.
+        take: Side,
+        /// The answer.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// The live part of a session's sync (the store holds the durable part).
@@ -422,6 +431,21 @@ impl Engine {
                         opts.allow_mass_deletion = true;
                         dirty = true;
                     }
+                    Some(SyncCmd::Resolve { path, take, reply }) => {
+                        let done = match self.store().sync_state(id).await {
+                            Ok(mut st) => match crate::sync::resolve::resolve(&mut st, &path, take) {
+                                Ok(()) => self
+                                    .store()
+                                    .put_sync_state(id, st)
+                                    .await
+                                    .map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            },
+                            Err(e) => Err(e.to_string()),
+                        };
+                        let _ = reply.send(done);
+                        dirty = true;
+                    }
                     Some(SyncCmd::Pause) => {
                         if let Some(r) = remote.take() {
                             r.close().await;
@@ -498,13 +522,18 @@ impl Engine {
             .await
             .map_err(|e| e.to_string())?;
         let report = result.map_err(|e| e.0)?;
-        let mut rec = srec.clone();
+        // Re-read: `sync --stop/--start` may have changed the record during the cycle.
+        let mut rec = match self.store().sync_record(id).await {
+            Ok(Some(r)) => r,
+            _ => srec.clone(),
+        };
+        let before = rec.clone();
         rec.paused = report.paused.clone();
         rec.last_sync_at = Some(now_ms());
         if report.local_head.is_some() && report.local_head == report.remote_head {
             rec.agreed_head = report.local_head.clone();
         }
-        if rec != *srec {
+        if rec != before {
             let _ = self.store().put_sync_record(id, rec).await;
         }
         if let Some(why) = &report.paused
@@ -720,12 +749,25 @@ impl Engine {
                 )));
             }
         };
-        let mut st = self.store().sync_state(id).await?;
-        crate::sync::resolve::resolve(&mut st, path, side)
-            .map_err(|e| EngineError::BadRequest(e.to_string()))?;
-        self.store().put_sync_state(id, st).await?;
         self.sync_spawn(id);
-        self.sync_send(id, SyncCmd::Nudge);
+        let (tx, rx) = oneshot::channel();
+        self.sync_send(
+            id,
+            SyncCmd::Resolve {
+                path: path.to_owned(),
+                take: side,
+                reply: tx,
+            },
+        );
+        match tokio::time::timeout(Duration::from_secs(600), rx).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(EngineError::BadRequest(e)),
+            _ => {
+                return Err(EngineError::Internal(
+                    "the sync task did not answer within 600 s".into(),
+                ));
+            }
+        }
         self.sync_view(id).await
     }
 }
