@@ -54,6 +54,8 @@ pub enum SyncCmd {
     ConfirmDeletions,
     /// Close the helper's stream (the session hibernates).
     Pause,
+    /// Stop or start the sync between two cycles; answers once it took effect.
+    SetRunning(bool, oneshot::Sender<()>),
     /// Resolve a held conflict (done by the task, so no cycle's write can undo it).
     Resolve {
         /// The path.
@@ -446,6 +448,21 @@ impl Engine {
                         let _ = reply.send(done);
                         dirty = true;
                     }
+                    Some(SyncCmd::SetRunning(on, reply)) => {
+                        if let Ok(Some(mut r)) = self.store().sync_record(id).await {
+                            r.running = on;
+                            if on {
+                                r.paused = None;
+                            }
+                            let _ = self.store().put_sync_record(id, r).await;
+                        }
+                        if !on && let Some(r) = remote.take() {
+                            r.close().await;
+                            set_live(&|l| l.connected = false);
+                        }
+                        let _ = reply.send(());
+                        dirty = true;
+                    }
                     Some(SyncCmd::Pause) => {
                         if let Some(r) = remote.take() {
                             r.close().await;
@@ -693,13 +710,15 @@ impl Engine {
         })?;
         match action {
             SyncAction::Start | SyncAction::Stop => {
-                srec.running = action == SyncAction::Start;
-                if srec.running {
-                    srec.paused = None;
-                }
-                self.store().put_sync_record(id, srec).await?;
+                // Through the task: it takes effect between two cycles, never inside one.
                 self.sync_spawn(id);
-                self.sync_send(id, SyncCmd::Nudge);
+                let (tx, rx) = oneshot::channel();
+                if self.sync_send(id, SyncCmd::SetRunning(action == SyncAction::Start, tx)) {
+                    let _ = tokio::time::timeout(Duration::from_secs(600), rx).await;
+                } else {
+                    srec.running = action == SyncAction::Start;
+                    self.store().put_sync_record(id, srec).await?;
+                }
             }
             SyncAction::ConfirmDeletions | SyncAction::Restore => {
                 srec.paused = None;
