@@ -20,3 +20,4 @@ mod sprites_backend;
 mod sprites_cli;
 mod sprites_tunnel;
 mod support;
+mod web;

@@ -26,7 +26,7 @@ fn assert_exit(run: &Run, code: i32) {
 
 /// A home whose default backend is `sprites` pointed at `emu`, with the demo agent configured and
 /// the emulator's token stored as the `sprites_api_key` secret file.
-fn sprites_home(emu: &Emulator) -> TempHome {
+pub(crate) fn sprites_home(emu: &Emulator) -> TempHome {
     let home = TempHome::new();
     home.write_secret("sprites_api_key", emu.token(), 0o600);
     home.write_config(&format!(

@@ -21,6 +21,7 @@ mod reconcile;
 mod restart;
 mod status;
 mod wake;
+mod web;
 
 use std::process::ExitCode;
 
@@ -123,6 +124,8 @@ pub enum Command {
     /// The credential proxy: audit logs and rules.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
+    /// Open the web UI: prints a one-time sign-in link and opens it in a browser.
+    Web(web::WebArgs),
 }
 
 impl Command {
@@ -153,6 +156,7 @@ impl Cli {
             Command::Daemon(a) => a.run(&ctx).await,
             Command::Completions(a) => a.run(),
             Command::Proxy(cmd) => cmd.run(&ctx).await,
+            Command::Web(a) => a.run(&ctx).await,
         };
         ctx.shutdown();
         result

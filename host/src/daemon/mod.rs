@@ -1,5 +1,5 @@
-//! The daemon: the REST API of DESIGN §9 behind the request guard, the session engine, and
-//! the files a CLI uses to find it (`daemon.json`, `api-token`).
+//! The daemon: the REST API of DESIGN §9 and the web UI behind the request guard, the session
+//! engine, and the files a CLI uses to find it (`daemon.json`, `api-token`).
 //!
 //! The CLI's entry is [`run`] (`clauderon daemon` in the foreground); clients find the daemon
 //! with [`files::read_info`] and authenticate with [`files::read_token`].
@@ -12,6 +12,7 @@ pub mod files;
 pub mod guard;
 mod server;
 pub mod views;
+pub mod web;
 
 pub use files::{DaemonInfo, read_info, read_token};
 pub use server::run;

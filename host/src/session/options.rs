@@ -412,12 +412,23 @@ pub struct SessionOptions {
     pub print: bool,
 }
 
-/// JSON (API bodies, stored rows) gets the same checks as the flags.
+/// JSON (API bodies, stored rows) gets the same checks as the flags. A number or the flag's
+/// text (`"2"`, what a form field holds) is accepted, so `"two"`, `-1` or `1.5` get the
+/// flag's message too.
 fn de_cpu_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    let v: Option<u64> = serde::Deserialize::deserialize(d)?;
-    v.map(|n| parse_cpu_limit(&n.to_string()))
-        .transpose()
-        .map_err(serde::de::Error::custom)
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Number(serde_json::Number),
+        Text(String),
+    }
+    let v: Option<Raw> = serde::Deserialize::deserialize(d)?;
+    v.map(|raw| match raw {
+        Raw::Number(n) => parse_cpu_limit(&n.to_string()),
+        Raw::Text(t) => parse_cpu_limit(&t),
+    })
+    .transpose()
+    .map_err(serde::de::Error::custom)
 }
 
 fn de_model<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -617,8 +628,17 @@ mod tests {
             let e = serde_json::from_str::<SessionOptions>(bad).unwrap_err();
             assert!(!e.to_string().is_empty(), "{bad}");
         }
-        let e = serde_json::from_str::<SessionOptions>(r#"{"cpu_limit":0}"#).unwrap_err();
-        assert!(e.to_string().contains("from 1 to 256"), "{e}");
+        for bad in [
+            r#"{"cpu_limit":0}"#,
+            r#"{"cpu_limit":-1}"#,
+            r#"{"cpu_limit":1.5}"#,
+            r#"{"cpu_limit":"two"}"#,
+        ] {
+            let e = serde_json::from_str::<SessionOptions>(bad).unwrap_err();
+            assert!(e.to_string().contains("for --cpu-limit"), "{bad}: {e}");
+        }
+        let o: SessionOptions = serde_json::from_str(r#"{"cpu_limit":"4"}"#).unwrap();
+        assert_eq!(o.cpu_limit, Some(4));
         assert_eq!(
             serde_json::from_str::<SessionOptions>("{}").unwrap(),
             SessionOptions::default()
