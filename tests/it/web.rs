@@ -417,6 +417,7 @@ async fn web_sessions_end_to_end() {
     assert_clean(&form).await;
 
     // Hibernate from the list: the Hibernated indicator and how long it has slept.
+    list.front().await;
     list.click(&format!("{} button[data-act=hibernate]", row("from-cli")))
         .await;
     list.wait_for(
@@ -472,7 +473,7 @@ async fn web_sessions_end_to_end() {
     // Attaching to a hibernated session wakes it, showing progress.
     page.click("#act-hibernate").await;
     page.wait_text("#action-note", "Hibernated", LONG).await;
-    page.wait_text("#term-status", "session is hibernated", SHORT)
+    page.wait_text("#term-status", "(the session is hibernat", SHORT)
         .await;
     page.click("#reattach").await;
     page.wait_text("#term-status", "Waking the session", SHORT)
@@ -494,14 +495,20 @@ async fn web_sessions_end_to_end() {
     assert_clean(&page).await;
 
     // Delete from the list, with the CLI's unpushed-commit warning (the demo agent committed).
+    list.front().await;
     list.click(&format!("{} button[data-act=delete]", row("from-cli")))
         .await;
-    list.wait_text("#dialog-body", "unpushed commit", LONG)
-        .await;
+    list.wait_for(
+        "!document.querySelector('#unpushed-check')",
+        "the unpushed-commit check",
+        LONG,
+    )
+    .await;
     let warning = list.text("#unpushed-warning").await;
     assert!(
-        warning.contains("branch clauderon/from-cli of session from-cli"),
-        "{warning}"
+        warning.contains("unpushed commits on branch clauderon/from-cli of session from-cli"),
+        "{warning} / {}",
+        list.text("#dialog-body").await
     );
     list.click("#dialog-ok").await;
     list.wait_for(
@@ -510,7 +517,14 @@ async fn web_sessions_end_to_end() {
         LONG,
     )
     .await;
-    assert_eq!(d.get("/api/sessions/from-cli").await.1["status"], "deleted");
+    let (_, all) = d.get("/api/sessions?all=true").await;
+    let gone = all["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "from-cli")
+        .unwrap();
+    assert_eq!(gone["status"], "deleted", "{gone}");
     assert_clean(&list).await;
 }
 

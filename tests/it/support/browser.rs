@@ -331,6 +331,11 @@ impl Page {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Makes this the visible tab (a hidden tab's timers and events may be held back).
+    pub async fn front(&self) {
+        self.call("Page.bringToFront", json!({})).await;
+    }
+
     /// Navigates and waits for the load event; returns the final URL.
     pub async fn goto(&self, url: &str) -> String {
         let mut events = self.conn.events.subscribe();

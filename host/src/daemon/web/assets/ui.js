@@ -15,7 +15,7 @@ export function h(tag, attrs, ...children) {
       else el.setAttribute(k, String(v));
     }
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : String(c));
   }
@@ -95,14 +95,32 @@ export function confirmDialog({ title, body, ok = 'OK', danger = false, prepare 
   const d = dialog();
   const bodyEl = document.getElementById('dialog-body');
   const okBtn = document.getElementById('dialog-ok');
+  const cancelBtn = document.getElementById('dialog-cancel');
   document.getElementById('dialog-title').textContent = title;
   bodyEl.replaceChildren(body instanceof Node ? body : h('p', null, body));
   okBtn.textContent = ok;
   okBtn.className = danger ? 'danger' : 'primary';
   okBtn.disabled = Boolean(prepare);
-  d.returnValue = '';
+  // The buttons answer directly: a hidden tab may hold the dialog's `close` event back.
   const answer = new Promise((resolve) => {
-    d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
+    const done = (yes) => {
+      okBtn.onclick = null;
+      cancelBtn.onclick = null;
+      d.oncancel = null;
+      d.onclose = null;
+      if (d.open) d.close();
+      resolve(yes);
+    };
+    okBtn.onclick = (e) => {
+      e.preventDefault();
+      done(true);
+    };
+    cancelBtn.onclick = (e) => {
+      e.preventDefault();
+      done(false);
+    };
+    d.oncancel = () => done(false);
+    d.onclose = () => done(false);
   });
   d.showModal();
   if (prepare) {
