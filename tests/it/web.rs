@@ -317,7 +317,7 @@ async fn web_sign_in_guards_and_serving() {
 
 /// The session row of `name` on the list page.
 fn row(name: &str) -> String {
-    format!("tr[data-name={}]", js_str(name))
+    format!(".row[data-name={}]", js_str(name))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -454,6 +454,7 @@ async fn web_sessions_end_to_end() {
     page.press("Enter", "Enter", 13, Some("\r"), 0).await;
     page.wait_text(".xterm-rows", "you said: ping from the browser", SHORT)
         .await;
+    page.screenshot(&docs("web-session.png")).await;
     page.wait_text("#event-log", "status creating → running", SHORT)
         .await;
 
@@ -603,7 +604,7 @@ async fn list_page_speed() {
     let p = signed_in(&browser, &full, &d).await;
     let t = list_time(&p, &d.url("/"), rounds).await;
     let rows = p
-        .eval("document.querySelectorAll('#sessions-body tr').length")
+        .eval("document.querySelectorAll('#sessions-body .row').length")
         .await;
     assert_eq!(rows, SESSIONS, "every session is on the page");
     let hibernated = p

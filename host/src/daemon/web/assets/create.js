@@ -97,6 +97,14 @@ export function createPage(main) {
   const progress = h('section', { id: 'create-progress', class: 'panel', hidden: true });
   main.replaceChildren(form, progress);
 
+  // Editing a field clears what the daemon said about it.
+  form.addEventListener('input', (e) => {
+    const wrap = e.target.closest('.field, #cache-options');
+    if (!wrap) return;
+    wrap.classList.remove('invalid');
+    for (const el of wrap.querySelectorAll('.field-error')) el.textContent = '';
+  });
+
   const cacheEnabled = form.querySelector('#cache_enabled');
   cacheEnabled.addEventListener('change', () => {
     form.querySelector('#cache-options').hidden = !cacheEnabled.checked;

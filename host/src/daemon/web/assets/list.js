@@ -1,6 +1,9 @@
 // The session list: one GET of every session, then live over the all-sessions event stream
 // (GET /api/web/events): a session whose status or agent changes is read again, progress shows
 // on its row. No polling; the ages are re-rendered locally every 30 s.
+//
+// Rows are grid rows, not a <table>: each lays out on its own (fixed column template) with
+// `content-visibility: auto`, so a thousand sessions cost the browser only the rows on screen.
 
 import { api, enc, Stream } from './api.js';
 import {
@@ -14,11 +17,12 @@ const byNewest = (a, b) => (a.created_at < b.created_at ? 1 : a.created_at > b.c
 /** Renders the list into `main` and keeps it live. */
 export function listPage(main) {
   const sessions = new Map(); // id → Session
-  const rows = new Map(); // id → <tr>
+  const rows = new Map(); // id → its row element
   const notes = new Map(); // id → {text, cls}: progress and what an action answered
-  const tbody = h('tbody', { id: 'sessions-body' });
-  const table = h('table', { class: 'sessions', id: 'sessions' },
-    h('thead', null, h('tr', null, COLUMNS.map((c) => h('th', null, c)))), tbody);
+  const tbody = h('div', { id: 'sessions-body', role: 'rowgroup' });
+  const table = h('div', { class: 'sessions', id: 'sessions', role: 'table', 'aria-label': 'Sessions' },
+    h('div', { class: 'row head', role: 'row' }, COLUMNS.map((c) => h('div', { class: 'cell', role: 'columnheader' }, c))),
+    tbody);
   const count = h('span', { id: 'count', class: 'muted' });
   const empty = h('p', { class: 'empty', id: 'empty', hidden: true },
     'No sessions yet. ', h('a', { href: '/new' }, 'Create one'), ' or run ', h('code', null, 'clauderon create'), '.');
@@ -29,15 +33,16 @@ export function listPage(main) {
     const a = allowed(s.status);
     const note = notes.get(s.id);
     const page = `/s/${enc(s.name)}`;
-    return h('tr', { class: `row status-${s.status}`, dataset: { id: s.id, name: s.name, status: s.status } },
-      h('td', { class: 'name' }, h('a', { href: page }, s.name)),
-      h('td', { class: 'status' }, statusBadge(s, now), note ? h('div', { class: `note ${note.cls}` }, note.text) : null),
-      h('td', null, agentBadge(s.agent)),
-      h('td', { class: 'repo', title: s.repository }, s.repository),
-      h('td', { class: 'branch' }, s.branch || '-'),
-      h('td', null, s.backend),
-      h('td', { class: 'age', title: s.created_at }, ago(s.created_at, now)),
-      h('td', { class: 'actions' },
+    const cell = (cls, ...children) => h('div', { class: `cell ${cls}`, role: 'cell' }, ...children);
+    return h('div', { class: 'row session', role: 'row', dataset: { id: s.id, name: s.name, status: s.status } },
+      cell('name', h('a', { href: page }, s.name)),
+      cell('status', statusBadge(s, now), note ? h('div', { class: `note ${note.cls}` }, note.text) : null),
+      cell('agent-cell', agentBadge(s.agent)),
+      h('div', { class: 'cell repo', role: 'cell', title: s.repository }, s.repository),
+      cell('branch', s.branch || '-'),
+      cell('backend', s.backend),
+      h('div', { class: 'cell age', role: 'cell', title: s.created_at }, ago(s.created_at, now)),
+      cell('actions',
         h('button', { type: 'button', 'data-act': 'wake', disabled: !a.wake }, 'Wake'),
         h('button', { type: 'button', 'data-act': 'hibernate', disabled: !a.hibernate }, 'Hibernate'),
         h('a', { class: 'button', href: `${page}#checkpoints` }, 'Checkpoints'),
@@ -121,9 +126,13 @@ export function listPage(main) {
   }
 
   let marked = false;
+  let generation = 0;
   async function load() {
+    const mine = ++generation;
     try {
       const { sessions: list } = await api('GET', '/api/sessions');
+      // A later read (a reconnect's) supersedes this one.
+      if (mine !== generation) return;
       sessions.clear();
       for (const s of list) sessions.set(s.id, s);
       renderAll();
@@ -168,7 +177,7 @@ export function listPage(main) {
   tbody.addEventListener('click', async (e) => {
     const btn = e.target.closest('button[data-act]');
     if (!btn) return;
-    const id = btn.closest('tr').dataset.id;
+    const id = btn.closest('.row').dataset.id;
     const s = sessions.get(id);
     if (!s) return;
     btn.disabled = true;
@@ -185,7 +194,8 @@ export function listPage(main) {
           setNote(id, 'hibernating…', 'progress');
           const r = await hibernate(s);
           sessions.set(id, r.session);
-          setNote(id, 'hibernated', 'ok');
+          notes.delete(id);
+          rerender(id);
           break;
         }
         case 'delete': {
@@ -202,9 +212,8 @@ export function listPage(main) {
     }
   });
 
-  // The list is read at once; the stream's `ready` reads it again, so nothing that changed
-  // while it connected is missed.
-  load();
+  // The list is read once the stream is subscribed (its `ready`), so nothing is missed between
+  // the read and the first live event.
   new Stream(() => '/api/web/events', onEvent, setLive);
   setInterval(() => {
     const now = Date.now();
