@@ -302,6 +302,17 @@ async fn web_sign_in_guards_and_serving() {
             .unwrap();
         assert_eq!(r.status(), 403, "{h}: {v}");
     }
+    // A link from another local site to a page gets a link to click, not the page.
+    let r = anon
+        .get(d.url("/new"))
+        .header("cookie", cookie.clone())
+        .header("sec-fetch-site", "same-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("<a href=\"/new\">Continue"), "{body}");
     // The secrets never reach the log.
     assert!(
         !log.contains(&d.token) && !log.contains(token_in_url),

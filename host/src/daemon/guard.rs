@@ -198,10 +198,10 @@ pub async fn middleware(State(g): State<Guard>, mut req: Request<Body>, next: Ne
         }
         Err(refusal) => {
             tracing::warn!(reason = ?refusal_kind(&refusal), path = %path, "refused API request");
-            if refusal == Refusal::Unauthorized && !web::is_api_path(&path) {
-                web::login_page(None)
-            } else {
-                refusal.into_response()
+            match refusal {
+                Refusal::Unauthorized if !web::is_api_path(&path) => web::login_page(None),
+                Refusal::CrossSite(_) if !web::is_api_path(&path) => web::continue_page(&path),
+                other => other.into_response(),
             }
         }
     }

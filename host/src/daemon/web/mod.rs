@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use super::api::AppState;
 
 pub use auth::{AuthedBy, COOKIE_NAME, WebAuth};
-pub use pages::{login_page, not_found_page};
+pub use pages::{continue_page, login_page, not_found_page};
 
 /// Where a login token is exchanged for the session cookie (`/login?token=...`).
 pub const LOGIN_PATH: &str = "/login";

@@ -16,6 +16,7 @@ use super::auth::{self, AuthedBy, LOGIN_TOKEN_TTL, WebAuth};
 const INDEX: &str = include_str!("templates/index.html");
 const LOGIN: &str = include_str!("templates/login.html");
 const NOT_FOUND: &str = include_str!("templates/not-found.html");
+const CONTINUE: &str = include_str!("templates/continue.html");
 
 /// The policy of every page: scripts and styles only from this daemon, no inline script or
 /// style; the one exception is `<style>` elements stamped with this page's nonce, which only
@@ -85,6 +86,18 @@ pub fn login_page(notice: Option<&str>) -> Response {
     )
 }
 
+/// The page for a signed-in browser that followed a link from another local site (another
+/// port of localhost is the same site): the cookie is not taken from such a request, but a
+/// click on this page's link is the UI's own navigation.
+pub fn continue_page(path: &str) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        CONTINUE.replace("{{PATH}}", &escape(path)),
+        None,
+        "no-store",
+    )
+}
+
 /// The page for a path the web UI does not have.
 pub fn not_found_page() -> Response {
     html(
@@ -115,8 +128,10 @@ pub async fn login(
     Extension(web): Extension<WebAuth>,
     q: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Response {
-    let token = q.ok().and_then(|Query(q)| q.token);
-    let cookie = token
+    let Some(token) = q.ok().and_then(|Query(q)| q.token) else {
+        return login_page(None);
+    };
+    let cookie = Some(token)
         .as_deref()
         .and_then(|t| web.redeem(t))
         .and_then(|c| auth::set_cookie(&c));

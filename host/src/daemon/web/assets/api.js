@@ -48,8 +48,8 @@ export const enc = encodeURIComponent;
 const KINDS = ['status', 'progress', 'output', 'agent_exited', 'agent_state', 'log', 'error', 'ready', 'resync'];
 
 /**
- * An EventSource that reconnects itself (1 s, 2 s, then every 5 s) and reports its state.
- * `open(after)` makes the URL for a (re)connection; `onEvent(kind, data)` gets each event.
+ * An EventSource that reconnects itself (after 1 s, then every 5 s) and reports its state.
+ * `url()` makes the URL for each (re)connection; `onEvent(kind, data)` gets each event.
  */
 export class Stream {
   constructor(url, onEvent, onState) {
@@ -88,7 +88,8 @@ export class Stream {
       if (this.closed) return;
       this.onState('reconnecting');
       setTimeout(() => this.connect(), this.delay);
-      this.delay = Math.min(this.delay * 2, 5000);
+      // One quick retry, then at most one attempt every 5 s.
+      this.delay = 5000;
     };
   }
 
