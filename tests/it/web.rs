@@ -326,6 +326,22 @@ async fn web_sign_in_guards_and_serving() {
     assert_eq!(r.status(), 401);
 }
 
+/// Gives the keyboard to the session page's terminal.
+async fn focus_terminal(page: &Page) {
+    page.eval("document.querySelector('.xterm-helper-textarea').focus()")
+        .await;
+}
+
+/// Types `line` and Enter into the terminal, as a keyboard would, and waits for the demo
+/// agent's answer.
+async fn type_line(page: &Page, line: &str) {
+    focus_terminal(page).await;
+    page.insert_text(line).await;
+    page.press("Enter", "Enter", 13, Some("\r"), 0).await;
+    page.wait_text(".xterm-rows", &format!("you said: {line}"), SHORT)
+        .await;
+}
+
 /// The session row of `name` on the list page.
 fn row(name: &str) -> String {
     format!(".row[data-name={}]", js_str(name))
@@ -458,13 +474,7 @@ async fn web_sessions_end_to_end() {
     page.wait_text(".xterm-rows", "demo-agent: prompt: add a greeting", LONG)
         .await;
     page.wait_text("#term-status", "attached", SHORT).await;
-    page.click(".xterm-helper-textarea").await;
-    page.eval("document.querySelector('.xterm-helper-textarea').focus()")
-        .await;
-    page.insert_text("ping from the browser").await;
-    page.press("Enter", "Enter", 13, Some("\r"), 0).await;
-    page.wait_text(".xterm-rows", "you said: ping from the browser", SHORT)
-        .await;
+    type_line(&page, "ping from the browser").await;
     page.screenshot(&docs("web-session.png")).await;
     page.wait_text("#event-log", "status creating → running", SHORT)
         .await;
@@ -492,16 +502,10 @@ async fn web_sessions_end_to_end() {
         .await;
     page.wait_text("#term-status", "attached", LONG).await;
     assert_eq!(d.get("/api/sessions/web-one").await.1["status"], "running");
-    page.eval("document.querySelector('.xterm-helper-textarea').focus()")
-        .await;
-    page.insert_text("back again").await;
-    page.press("Enter", "Enter", 13, Some("\r"), 0).await;
-    page.wait_text(".xterm-rows", "you said: back again", SHORT)
-        .await;
+    type_line(&page, "back again").await;
 
     // Ctrl-C from the keyboard reaches the agent (the demo agent stops on it).
-    page.eval("document.querySelector('.xterm-helper-textarea').focus()")
-        .await;
+    focus_terminal(&page).await;
     page.press("c", "KeyC", 67, None, 2).await;
     page.wait_text("#term-status", "exited", SHORT).await;
     assert_clean(&page).await;
