@@ -3,7 +3,8 @@
 //!
 //! `CLAUDERON_WEB_BENCH=1 cargo test -p clauderon-tests --test it -- web::list_page_speed
 //! --nocapture` prints the list page's time to interactive with 1,000 sessions next to its
-//! baseline, and holds it to the 300 ms target.
+//! baseline, and holds it to the 300 ms target. `CLAUDERON_WEB_SCREENSHOTS=1` with
+//! `web::web_sessions_end_to_end` writes README's screenshots to `docs/`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -45,8 +46,14 @@ async fn signed_in(browser: &Browser, home: &TempHome, d: &TestDaemon) -> Page {
     page
 }
 
+/// Where a screenshot goes: `docs/` with `CLAUDERON_WEB_SCREENSHOTS=1` (to refresh README's
+/// pictures), else a temporary file, so a test run leaves the tree as it was.
 fn docs(name: &str) -> PathBuf {
-    workspace_root().join("docs").join(name)
+    if std::env::var("CLAUDERON_WEB_SCREENSHOTS").is_ok_and(|v| v == "1") {
+        workspace_root().join("docs").join(name)
+    } else {
+        std::env::temp_dir().join(format!("clauderon-{}-{name}", std::process::id()))
+    }
 }
 
 async fn assert_clean(page: &Page) {
@@ -597,6 +604,9 @@ fn seed(home: &Path, n: usize) {
         if i % 3 == 0 {
             db.apply_event(id, Event::HibernateRequested, None).unwrap();
             db.apply_event(id, Event::Hibernated, None).unwrap();
+        } else if i % 10 == 1 {
+            db.apply_event(id, Event::Failed, Some("the sandbox no longer exists"))
+                .unwrap();
         }
     }
 }
@@ -626,6 +636,11 @@ async fn list_page_speed() {
         .eval("document.querySelectorAll('#sessions-body .status-hibernated .moon').length")
         .await;
     assert_eq!(hibernated.as_u64(), Some(334));
+    // A failed session says why.
+    let failed = p
+        .eval("[...document.querySelectorAll('#sessions-body .status-failed + .reason')].filter((r) => r.textContent === 'the sandbox no longer exists').length")
+        .await;
+    assert_eq!(failed.as_u64(), Some(67));
     println!(
         "web list page: interactive with {SESSIONS} sessions: median {t:.0} ms over {rounds} loads (target < 300 ms)"
     );
