@@ -483,6 +483,14 @@ async fn web_sessions_end_to_end() {
     page.wait_text("#term-status", "attached", SHORT).await;
     type_line(&page, "ping from the browser").await;
     page.screenshot(&docs("web-session.png")).await;
+    // The terminal follows the window: a smaller one sends the agent its new size.
+    page.viewport(1000, 760).await;
+    let resize = page.wait_ws_sent("\"resize\"", SHORT).await;
+    let v: serde_json::Value = serde_json::from_str(&resize).unwrap();
+    assert!(
+        v["cols"].as_u64().unwrap() > 10 && v["rows"].as_u64().unwrap() > 5,
+        "{v}"
+    );
     page.wait_text("#event-log", "status creating → running", SHORT)
         .await;
 
@@ -511,7 +519,18 @@ async fn web_sessions_end_to_end() {
     assert_eq!(d.get("/api/sessions/web-one").await.1["status"], "running");
     type_line(&page, "back again").await;
 
-    // Ctrl-C from the keyboard reaches the agent (the demo agent stops on it).
+    // The Ctrl-C button interrupts the agent (the demo agent stops on it) ...
+    page.click("#ctrl-c").await;
+    page.wait_ws_sent("{\"type\":\"signal\",\"name\":\"INT\"}", SHORT)
+        .await;
+    page.wait_text("#term-status", "exited", SHORT).await;
+    // ... and so does Ctrl-C from the keyboard, after `restart` starts the agent again.
+    let (code, body) = d
+        .post("/api/sessions/web-one/restart", &serde_json::json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    page.click("#reattach").await;
+    page.wait_text("#term-status", "attached", LONG).await;
     focus_terminal(&page).await;
     page.press("c", "KeyC", 67, None, 2).await;
     page.wait_text("#term-status", "exited", SHORT).await;

@@ -240,9 +240,11 @@ impl Browser {
             .expect("sessionId")
             .to_owned();
         let problems = Arc::new(Mutex::new(Vec::new()));
-        // Collect uncaught errors and policy violations for the page's whole life.
+        let ws_text = Arc::new(Mutex::new(Vec::new()));
+        // Collect uncaught errors, policy violations and the WebSocket text frames the page
+        // sent, for the page's whole life.
         let mut events = self.conn.events.subscribe();
-        let (sid, sink) = (session.clone(), Arc::clone(&problems));
+        let (sid, sink, frames) = (session.clone(), Arc::clone(&problems), Arc::clone(&ws_text));
         tokio::spawn(async move {
             while let Ok(ev) = events.recv().await {
                 if ev.get("sessionId").and_then(Value::as_str) != Some(sid.as_str()) {
@@ -263,6 +265,12 @@ impl Browser {
                     {
                         Some(format!("log: {}", params["entry"]["text"]))
                     }
+                    Some("Network.webSocketFrameSent") if params["response"]["opcode"] == 1 => {
+                        if let Some(p) = params["response"]["payloadData"].as_str() {
+                            frames.lock().expect("frames").push(p.to_owned());
+                        }
+                        None
+                    }
                     _ => None,
                 };
                 if let Some(t) = text {
@@ -275,6 +283,7 @@ impl Browser {
             session,
             context: context.map(str::to_owned),
             problems,
+            ws_text,
         };
         for m in [
             "Page.enable",
@@ -307,6 +316,7 @@ pub struct Page {
     session: String,
     context: Option<String>,
     problems: Arc<Mutex<Vec<String>>>,
+    ws_text: Arc<Mutex<Vec<String>>>,
 }
 
 impl std::fmt::Debug for Page {
@@ -517,6 +527,29 @@ impl Page {
             .call("Network.getCookies", json!({"urls": [url]}))
             .await;
         v["cookies"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until the page has sent a WebSocket text frame containing `needle`; returns it.
+    pub async fn wait_ws_sent(&self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let found = self
+                .ws_text
+                .lock()
+                .expect("frames")
+                .iter()
+                .find(|f| f.contains(needle))
+                .cloned();
+            if let Some(f) = found {
+                return f;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no WebSocket text frame with {needle:?} within {limit:?}; sent: {:?}",
+                self.ws_text.lock().expect("frames")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Uncaught script errors, console errors (not network ones) and CSP violations so far.
