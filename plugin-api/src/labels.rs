@@ -10,3 +10,7 @@ pub const MARKER_VALUE: &str = "1";
 
 /// The id of the host session that owns the sandbox.
 pub const SESSION: &str = "clauderon.session";
+
+/// The installation (one clauderon home) that created the sandbox: several homes may share one
+/// provider account, and each acts only on its own sandboxes. Since plugin API 1.2.0.
+pub const INSTALLATION: &str = "clauderon.installation";

@@ -14,7 +14,7 @@ pub use events::{AgentStateEvent, ApiEvent, ProgressEvent, SessionEvent, StatusE
 pub use files::DaemonInfo;
 pub use requests::{CreateSession, FieldError, ReconcileRequest, RestartRequest, ValidCreate};
 pub use responses::{
-    CheckpointList, EventPage, Health, Orphan, ReconcileReport, Restored, SessionAnswer,
-    SessionList, Unpushed, Woken,
+    CheckpointList, EventPage, ForeignSandbox, Health, Orphan, ReconcileReport, Restored,
+    SessionAnswer, SessionList, Unpushed, Woken,
 };
 pub use views::{CheckpointView, SessionView};

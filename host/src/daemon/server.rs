@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::installation::InstallationId;
 use crate::store::Store;
 
 use super::api::{self, AppState};
@@ -59,7 +60,15 @@ pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode>
         Ok(v) => parse_idle(&v).map_err(|e| anyhow::anyhow!("{IDLE_ENV}: {e}"))?,
         Err(_) => None,
     };
-    let engine = Engine::new(Recorder::new(store), backends, config.clone(), default_idle).await?;
+    let installation = InstallationId::load_or_create(&home)?;
+    let engine = Engine::new(
+        Recorder::new(store),
+        backends,
+        config.clone(),
+        default_idle,
+        installation,
+    )
+    .await?;
     // The credential proxy runs for the daemon's life; sessions get their access from it.
     let proxy = SessionProxy::start(&home, config.proxy.listen, resolver.clone())
         .await
