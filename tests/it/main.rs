@@ -12,6 +12,7 @@ mod emulator;
 mod emulator_egress;
 mod emulator_limits;
 mod emulator_tty;
+mod install;
 mod local_backend;
 mod plugins;
 mod proxy;
