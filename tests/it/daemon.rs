@@ -926,3 +926,57 @@ continue_args = ["resume", "latest"]
         "{v}"
     );
 }
+
+/// The size of the store on disk: the database file and its write-ahead log.
+fn store_bytes(home: &TempHome) -> u64 {
+    ["db.sqlite", "db.sqlite-wal"]
+        .iter()
+        .map(|f| std::fs::metadata(home.path().join(f)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// A chatty agent (three bursts of 8 MiB of output) under a small retention: the session's
+/// log stays within its limits (plus at most one trimming interval) and the store file stops
+/// growing after the first burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_stops_growing_under_a_chatty_agent() {
+    let agent = r#"[agent]
+preset = "custom"
+command = ["sh", "-c", "i=0; while [ $i -lt 3 ]; do yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c 8388608; echo; echo BURST-$i-DONE; while [ ! -e GO_DIR/go-$i ]; do sleep 0.05; done; i=$((i+1)); done; exec cat"]
+prompt_args = ["{prompt}"]
+"#;
+    let home = local_home("", agent);
+    let mut cfg = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    cfg = cfg
+        .replace(
+            "default_backend = \"local\"\n",
+            "default_backend = \"local\"\n[sessions]\nkeep_events = 200\nkeep_output = \"1MiB\"\n",
+        )
+        .replace("GO_DIR", home.path().to_str().unwrap());
+    std::fs::write(home.path().join("config.toml"), cfg).unwrap();
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let s = create(&d, repo.path(), json!({"prompt": "talk", "name": "chatty"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let sid: clauderon::session::SessionId = id.parse().unwrap();
+    let db = clauderon::store::Db::open(&home.path().join("db.sqlite")).unwrap();
+
+    let mut sizes = Vec::new();
+    for burst in 0..3 {
+        d.wait_output(&id, &format!("BURST-{burst}-DONE")).await;
+        let (events, output) = db.event_footprint(sid).unwrap();
+        let max_events = 200 + u64::from(clauderon::daemon::bus::TRIM_EVERY_EVENTS);
+        let max_output = (1 << 20) + clauderon::daemon::bus::TRIM_EVERY_BYTES + (128 << 10);
+        assert!(events <= max_events, "burst {burst}: {events} events");
+        assert!(
+            output <= max_output,
+            "burst {burst}: {output} bytes of output"
+        );
+        sizes.push(store_bytes(&home));
+        std::fs::write(home.path().join(format!("go-{burst}")), "").unwrap();
+    }
+    // 24 MiB of output went through (32 MiB as stored base64); the store holds a bounded
+    // window of it, and the third burst did not make the file grow past the second's.
+    assert!(sizes[2] < 16 << 20, "{sizes:?}");
+    assert!(sizes[2] <= sizes[1] + (1 << 20), "{sizes:?}");
+}

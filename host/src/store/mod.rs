@@ -11,6 +11,7 @@ mod db;
 mod handle;
 mod migrations;
 mod records;
+mod retention;
 
 pub use agents::AgentRecord;
 pub use db::Db;
@@ -19,6 +20,7 @@ pub use migrations::SCHEMA_VERSION;
 pub use records::{
     CheckpointRecord, EventRecord, NewCheckpoint, NewSession, SessionRecord, StatusChange,
 };
+pub use retention::Retention;
 
 use crate::session::TransitionError;
 use std::path::PathBuf;
