@@ -52,11 +52,20 @@ place() {
   mv -f "$tmp" "$dest"
 }
 
+# The release profile keeps debug info (for benchmarks and backtraces); installed copies
+# drop it (a tenth of the size) when binutils' strip is there.
+staged="$(mktemp -d)"
+trap 'rm -rf "$staged"' EXIT
+cp "$from/clauderon" "$from/libclauderon_sprites.so" "$staged/"
+if command -v strip > /dev/null; then
+  strip --strip-debug "$staged/clauderon" "$staged/libclauderon_sprites.so"
+fi
+
 bin="$prefix/bin/clauderon"
-place "$bin" 0755 < "$from/clauderon"
+place "$bin" 0755 < "$staged/clauderon"
 say "installed $bin"
 
-"$bin" plugins install "$from/libclauderon_sprites.so"
+"$bin" plugins install "$staged/libclauderon_sprites.so"
 
 "$bin" completions bash | place "$prefix/share/bash-completion/completions/clauderon" 0644
 "$bin" completions zsh | place "$prefix/share/zsh/site-functions/_clauderon" 0644

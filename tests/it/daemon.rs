@@ -980,3 +980,96 @@ prompt_args = ["{prompt}"]
     assert!(sizes[2] < 16 << 20, "{sizes:?}");
     assert!(sizes[2] <= sizes[1] + (1 << 20), "{sizes:?}");
 }
+
+/// `GET /api/sessions` pages (`limit`, `after` = the previous page's `next`) and its lean
+/// `view=summary`, over sessions seeded into the store before the daemon starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_lists_page_and_summarize() {
+    use clauderon::session::{Event, SessionId, SessionName, SessionOptions};
+    let home = TempHome::new();
+    let mut names = Vec::new();
+    {
+        let mut db = clauderon::store::Db::open(&home.path().join("db.sqlite")).unwrap();
+        for i in 0..5 {
+            let id = SessionId::new();
+            let name = format!("paged-{i}");
+            db.insert_session(&clauderon::store::NewSession {
+                id,
+                name: SessionName::new(&name).unwrap(),
+                backend: "absent".into(),
+                repository: "/src/repo".into(),
+                branch: Some(format!("clauderon/{name}")),
+                prompt: "a long prompt that a summary leaves out".into(),
+                options: SessionOptions::default(),
+            })
+            .unwrap();
+            db.apply_event(id, Event::Created, None).unwrap();
+            if i == 2 {
+                db.apply_event(id, Event::DeleteRequested, None).unwrap();
+                db.apply_event(id, Event::Deleted, None).unwrap();
+            } else {
+                names.push(name);
+            }
+            // Distinct creation times keep the order obvious.
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    let d = TestDaemon::start(&home);
+    let pages = |query: &'static str| {
+        let d = &d;
+        async move {
+            let mut seen = Vec::new();
+            let mut after = String::new();
+            for _ in 0..10 {
+                let (code, v) = d
+                    .get(&format!("/api/sessions?{query}&limit=2&after={after}"))
+                    .await;
+                assert_eq!(code, 200, "{v}");
+                let rows = v["sessions"].as_array().unwrap();
+                assert!(rows.len() <= 2);
+                seen.extend(rows.iter().cloned());
+                match v["next"].as_str() {
+                    Some(n) => after = n.to_owned(),
+                    None => return seen,
+                }
+            }
+            panic!("more pages than sessions: {seen:?}");
+        }
+    };
+    let summaries = pages("view=summary").await;
+    let got: Vec<&str> = summaries
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, names);
+    let s = &summaries[0];
+    assert_eq!(s["status"], "running");
+    assert_eq!(s["branch"], "clauderon/paged-0");
+    assert!(
+        s.get("prompt").is_none() && s.get("options").is_none(),
+        "{s}"
+    );
+    assert!(
+        s["created_at"].is_string() && s["updated_at"].is_string(),
+        "{s}"
+    );
+    let full = pages("view=full").await;
+    assert_eq!(full.len(), 4);
+    assert_eq!(full[0]["prompt"], "a long prompt that a summary leaves out");
+    assert_eq!(pages("view=summary&all=true").await.len(), 5);
+    // Without `limit`, everything in one answer and no `next`.
+    let (_, v) = d.get("/api/sessions?view=summary").await;
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 4);
+    assert!(v.get("next").is_none(), "{v}");
+
+    for (query, says) in [
+        ("limit=0", "`limit` must be between 1 and"),
+        ("after=nonsense", "`after` is `nonsense`, not a cursor"),
+        ("view=everything", "invalid query string"),
+    ] {
+        let (code, v) = d.get(&format!("/api/sessions?{query}")).await;
+        assert_eq!(code, 400, "{query}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{query}: {msg}");
+    }
+}

@@ -15,6 +15,6 @@ pub use files::DaemonInfo;
 pub use requests::{CreateSession, FieldError, ReconcileRequest, RestartRequest, ValidCreate};
 pub use responses::{
     CheckpointList, EventPage, ForeignSandbox, Health, Orphan, ReconcileReport, Restored,
-    SessionAnswer, SessionList, Unpushed, Woken,
+    SessionAnswer, SessionList, SessionSummaryList, Unpushed, Woken,
 };
-pub use views::{CheckpointView, SessionView};
+pub use views::{CheckpointView, SessionSummary, SessionView};

@@ -2,7 +2,7 @@
 //! unpushed-commits check, checkpoint restores and reconcile reports.
 
 use super::events::ApiEvent;
-use super::views::{CheckpointView, SessionView};
+use super::views::{CheckpointView, SessionSummary, SessionView};
 
 /// `GET /api/health`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -21,6 +21,19 @@ pub struct Health {
 pub struct SessionList {
     /// The sessions, oldest first.
     pub sessions: Vec<SessionView>,
+    /// With `limit`: the `after` of the next page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next: Option<String>,
+}
+
+/// `GET /api/sessions?view=summary`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SessionSummaryList {
+    /// The sessions, oldest first.
+    pub sessions: Vec<SessionSummary>,
+    /// With `limit`: the `after` of the next page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next: Option<String>,
 }
 
 /// `{"session"}`: hibernate, restart.

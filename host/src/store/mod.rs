@@ -9,6 +9,7 @@
 mod agents;
 mod db;
 mod handle;
+mod listing;
 mod migrations;
 mod records;
 mod retention;
@@ -16,6 +17,7 @@ mod retention;
 pub use agents::AgentRecord;
 pub use db::Db;
 pub use handle::Store;
+pub use listing::{ListCursor, ListPage, SessionSummaryRecord};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
     CheckpointRecord, EventRecord, NewCheckpoint, NewSession, SessionRecord, StatusChange,
