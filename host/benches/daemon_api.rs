@@ -167,7 +167,7 @@ fn bench_list() {
             branch: Some(format!("clauderon/session-{i}")),
             prompt: "Fix the flaky test in the store and add a regression test".into(),
             options: SessionOptions {
-                cpu_limit: Some(2),
+                cpu_limit: Some(clauderon::session::parse_cpu_limit("2").expect("cpus")),
                 build_cache: vec![BuildCache::Cargo],
                 model: Some("opus".into()),
                 ..Default::default()

@@ -80,7 +80,7 @@ fn main() {
             branch: Some(format!("clauderon/session-{i}")),
             prompt: "Fix the flaky test in the store and add a regression test".into(),
             options: SessionOptions {
-                cpu_limit: Some(2),
+                cpu_limit: Some(clauderon::session::parse_cpu_limit("2").expect("cpus")),
                 memory_limit: Some("2G".parse().expect("size")),
                 build_cache: vec![BuildCache::Cargo, BuildCache::Npm],
                 model: Some("opus".into()),

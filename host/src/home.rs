@@ -108,6 +108,10 @@ impl Home {
     pub fn api_token_file(&self) -> PathBuf {
         self.root.join("api-token")
     }
+    /// `installation-id`: this home's id, a label on every sandbox it creates (0600).
+    pub fn installation_file(&self) -> PathBuf {
+        self.root.join("installation-id")
+    }
     /// `logs/`.
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
@@ -125,6 +129,7 @@ impl Home {
             ("cache", self.cache_dir()),
             ("daemon", self.daemon_file()),
             ("api_token", self.api_token_file()),
+            ("installation_id", self.installation_file()),
             ("logs", self.logs_dir()),
         ]
     }
@@ -152,6 +157,38 @@ impl Home {
                 })?;
         }
         Ok(())
+    }
+}
+
+/// An exclusive `flock` on a file of the home (made 0600 when missing), held until dropped;
+/// the kernel releases it when the process dies, however it dies. The descriptor is
+/// close-on-exec, so a child does not inherit the lock.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: fs::File,
+}
+
+impl FileLock {
+    /// Takes the lock on `path` if it is free; `Ok(None)` when another process holds it.
+    pub fn try_acquire(path: &Path) -> io::Result<Option<FileLock>> {
+        use std::os::fd::AsRawFd as _;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)?;
+        // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(Some(FileLock { _file: file }));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            Ok(None)
+        } else {
+            Err(err)
+        }
     }
 }
 

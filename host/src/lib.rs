@@ -2,10 +2,13 @@
 //! CLI; sandbox backends are plugins loaded through `clauderon-plugin-api`.
 
 pub mod agent;
+pub mod api;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod home;
+pub mod installation;
 pub mod plugins;
 pub mod proxy;
 pub mod secrets;

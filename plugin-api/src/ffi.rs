@@ -1,9 +1,10 @@
 //! The FFI types that cross the library boundary: the root module, the backend and host-services
-//! trait objects, and plain-data errors and info. Authors never use these directly (the SDK
-//! does); the host's loader does.
+//! trait objects, and plain-data errors and info. Only [`crate::export`] (the plugin side) and the
+//! host's loader use them; authors never see them.
 //!
 //! The root module is frozen for the whole 1.x major: operations are added as new op names over
-//! JSON payloads, whole new vtables through `extension(name, major)`.
+//! JSON payloads, whole new vtables through `extension(name, major)`. The names of these types
+//! and of this crate's package are part of the layout abi_stable checks: never rename them.
 
 // abi_stable's derives generate `Foo_Ref`/`Foo_TO` names and impls inside consts.
 #![allow(non_camel_case_types, non_local_definitions)]

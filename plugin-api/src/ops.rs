@@ -550,6 +550,23 @@ macro_rules! for_each_call_op {
     };
 }
 
+/// Expands `$callback! { ... }` with the table of every stream operation: its doc, method name,
+/// request type and op name. A stream op answers [`StreamStarted`] and hands the host one end
+/// of a socketpair that speaks [`crate::stream`]. Like [`for_each_call_op!`], it generates the
+/// SDK's `Backend` methods and the host's typed client.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! for_each_stream_op {
+    ($callback:ident) => {
+        $callback! {
+            /// `exec`: run a command; its I/O crosses the stream.
+            exec($crate::ops::ExecRequest) = $crate::ops::EXEC;
+            /// `attach`: an interactive TTY session over the stream.
+            attach($crate::ops::AttachRequest) = $crate::ops::ATTACH;
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,29 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::support::artifacts::artifacts;
+use crate::support::artifacts::{artifacts, fixture};
 use crate::support::attached::Attached;
 use crate::support::git::git_repo;
-use crate::support::home::{Run, TempHome};
-
-fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(
-        run.code,
-        Some(code),
-        "exit code (None = killed by a signal)\nstdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
-}
-
-fn fixture(lib: &str) -> PathBuf {
-    let p = artifacts().cdylib(lib);
-    assert!(p.exists(), "fixture {} was not built", p.display());
-    p
-}
+use crate::support::home::{Run, TempHome, assert_exit};
 
 /// Nothing was made: no daemon started (no daemon.json, no log), no database.
 fn assert_nothing_created(home: &TempHome) {
@@ -50,9 +34,12 @@ fn every_bad_create_value_is_a_usage_error_naming_the_flag_and_nothing_is_create
     let cases: &[(&[&str], &[&str])] = &[
         (
             &["--cpu-limit", "0"],
-            &["--cpu-limit", "`0`", "from 1 to 256"],
+            &["--cpu-limit", "`0`", "more than 0 and at most 256"],
         ),
-        (&["--cpu-limit", "two"], &["--cpu-limit", "whole number"]),
+        (
+            &["--cpu-limit", "two"],
+            &["--cpu-limit", "a number of CPUs"],
+        ),
         (
             &["--memory-limit", "512"],
             &["--memory-limit", "missing unit", "512M"],
@@ -222,6 +209,7 @@ fn config_paths_lists_every_file() {
         "database",
         "daemon",
         "api_token",
+        "installation_id",
         "logs",
     ] {
         assert!(
@@ -265,14 +253,7 @@ fn config_credentials_names_sources_checks_the_plugin_and_never_prints_values() 
         run.stdout
     );
     let rows = run.json();
-    let row = |name: &str| {
-        rows.as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap_or_else(|| panic!("{name} not in {rows:#}"))
-            .clone()
-    };
+    let row = |name: &str| crate::support::row_named(&rows, name);
     let ok = row("ok_token");
     assert_eq!(ok["source"]["kind"], "env", "{ok:#}");
     assert_eq!(ok["source"]["var"], "OK_FIXTURE_TOKEN");

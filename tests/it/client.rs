@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clauderon_sprites::client::{
-    ClientEvent, CreateSprite, Error, ListOptions, NetworkPolicy, PolicyRule, RetryPolicy,
-    SpriteHandle, SpriteStatus, SpritesClient, Token, UpdateSprite, UrlSettings, WriteOptions,
-    fs_code,
+    ClientEvent, CreateSprite, Error, ListOptions, MemoryPolicy, NetworkPolicy, PolicyRule,
+    ResourcePolicy, RetryPolicy, SpriteHandle, SpriteStatus, SpritesClient, Token, UpdateSprite,
+    UrlSettings, WriteOptions, fs_code,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -502,16 +502,7 @@ async fn checkpoints_really_restore_files() {
     assert_eq!(progress.last().map(String::as_str), Some("complete"));
 
     // The wire order itself: newest first, the Current pseudo-entry on top.
-    let raw: serde_json::Value = emu
-        .http_client()
-        .get(format!("{}/v1/sprites/ckpt/checkpoints", emu.base_url()))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = emu.get_json("/v1/sprites/ckpt/checkpoints").await;
     let ids: Vec<&str> = raw
         .as_array()
         .unwrap()
@@ -663,6 +654,50 @@ async fn network_policy_round_trips() {
     };
     h.set_network_policy(&policy).await.unwrap();
     assert_eq!(h.network_policy().await.unwrap(), policy);
+}
+
+#[tokio::test]
+async fn resource_policy_round_trips() {
+    let emu = Emulator::start();
+    let (c, _) = client(&emu);
+    let h = new_sprite(&c, "resources").await;
+    assert_eq!(
+        h.resource_policy().await.unwrap(),
+        ResourcePolicy::default()
+    );
+    let policy = ResourcePolicy {
+        memory: Some(MemoryPolicy {
+            limit_mb: 1024,
+            autoscale: true,
+        }),
+    };
+    h.set_resource_policy(&policy).await.unwrap();
+    assert_eq!(h.resource_policy().await.unwrap(), policy);
+    h.clear_resource_policy().await.unwrap();
+    assert_eq!(
+        h.resource_policy().await.unwrap(),
+        ResourcePolicy::default()
+    );
+    let zero = ResourcePolicy {
+        memory: Some(MemoryPolicy {
+            limit_mb: 0,
+            autoscale: false,
+        }),
+    };
+    assert!(matches!(
+        h.set_resource_policy(&zero).await,
+        Err(Error::InvalidInput(_))
+    ));
+    // What the service refuses comes back as its 400 with the message.
+    let too_small = ResourcePolicy {
+        memory: Some(MemoryPolicy {
+            limit_mb: 1,
+            autoscale: false,
+        }),
+    };
+    let e = h.set_resource_policy(&too_small).await.unwrap_err();
+    assert_eq!(e.status(), Some(400), "{e}");
+    assert!(e.to_string().contains("memory.limit_mb"), "{e}");
 }
 
 #[tokio::test]

@@ -39,10 +39,6 @@ fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-fn secret_file(home: &TempHome, name: &str, value: &str, mode: u32) {
-    home.write_secret(name, value, mode);
-}
-
 /// `config credentials --json` with the fake `op` first on PATH and `env` set.
 fn credentials(home: &TempHome, env: &[(&str, &str)]) -> Run {
     home.run_with(&["config", "credentials", "--json"], |c| {
@@ -58,12 +54,7 @@ fn credentials(home: &TempHome, env: &[(&str, &str)]) -> Run {
 }
 
 fn row(rows: &serde_json::Value, name: &str) -> serde_json::Value {
-    rows.as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in {rows:#}"))
-        .clone()
+    crate::support::row_named(rows, name)
 }
 
 #[test]
@@ -82,9 +73,9 @@ fn secrets_resolve_env_then_file_then_1password_then_literal_and_never_show_a_va
          signedout = \"op://v/signedout/f\"\nslow = \"op://v/slow/f\"\n",
     )
     .unwrap();
-    secret_file(&home, "alpha", "alpha-file-value-0005\n", 0o600);
-    secret_file(&home, "beta", "beta-file-value-0006\n", 0o600);
-    secret_file(&home, "loose", "loose-file-value-0007\n", 0o644);
+    home.write_secret("alpha", "alpha-file-value-0005\n", 0o600);
+    home.write_secret("beta", "beta-file-value-0006\n", 0o600);
+    home.write_secret("loose", "loose-file-value-0007\n", 0o644);
 
     // Built before the clock starts (the first use builds the workspace).
     crate::support::artifacts::artifacts();

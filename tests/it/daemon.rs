@@ -132,7 +132,7 @@ async fn bad_create_bodies_are_400_with_the_fix_and_create_nothing() {
         (json!({"repo": "rel/path", "prompt": "p"}), "absolute path"),
         (
             json!({"repo": repo_s, "prompt": "  "}),
-            "\"prompt\" is empty",
+            "invalid value for prompt: the prompt is empty",
         ),
         (
             json!({"repo": repo_s, "prompt": "p", "name": "Bad Name"}),
@@ -140,11 +140,11 @@ async fn bad_create_bodies_are_400_with_the_fix_and_create_nothing() {
         ),
         (
             json!({"repo": repo_s, "prompt": "p", "options": {"memory_limit": "lots"}}),
-            "--memory-limit",
+            "for options.memory_limit",
         ),
         (
             json!({"repo": repo_s, "prompt": "p", "options": {"hibernation_timeout": "3m"}}),
-            "--hibernation-timeout",
+            "for options.hibernation_timeout",
         ),
         (
             json!({"repo": repo_s, "prompt": "p", "colour": "red"}),
@@ -177,6 +177,22 @@ async fn bad_create_bodies_are_400_with_the_fix_and_create_nothing() {
         assert_eq!(resp["error"]["code"], "bad_request", "{resp}");
         let msg = resp["error"]["message"].as_str().unwrap();
         assert!(msg.contains(want), "{body}: `{msg}` lacks `{want}`");
+        assert!(
+            !msg.contains("--"),
+            "the API speaks of fields, not flags: {msg}"
+        );
+    }
+    // A field the request names wrongly is named in the answer, for a form to show it there.
+    for (body, field) in [
+        (json!({"repo": repo_s, "prompt": "  "}), "prompt"),
+        (json!({"repo": "rel", "prompt": "p"}), "repo"),
+        (
+            json!({"repo": repo_s, "prompt": "p", "name": "Bad Name"}),
+            "name",
+        ),
+    ] {
+        let (_, resp) = d.post("/api/sessions", &body).await;
+        assert_eq!(resp["error"]["field"], field, "{resp}");
     }
     let (code, resp) = d.post_raw("/api/sessions", "{not json").await;
     assert_eq!(code, 400, "{resp}");
@@ -285,46 +301,6 @@ async fn create(d: &TestDaemon, repo: &Path, body: Value) -> Value {
     s
 }
 
-async fn events(d: &TestDaemon, id: &str, after: i64) -> Vec<Value> {
-    let (code, v) = d
-        .get(&format!(
-            "/api/sessions/{id}/events?after={after}&limit=10000"
-        ))
-        .await;
-    assert_eq!(code, 200, "{v}");
-    v["events"].as_array().unwrap().clone()
-}
-
-fn output_text(events: &[Value]) -> String {
-    use base64::Engine as _;
-    let mut out = Vec::new();
-    for e in events.iter().filter(|e| e["kind"] == "output") {
-        out.extend(
-            base64::engine::general_purpose::STANDARD
-                .decode(e["data"]["b64"].as_str().unwrap())
-                .unwrap(),
-        );
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Polls the event log until the agent output contains `needle` (bounded).
-async fn wait_output(d: &TestDaemon, id: &str, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = output_text(&events(d, id, 0).await);
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the agent output: {text:?}\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -399,8 +375,8 @@ async fn a_session_lives_through_create_attach_checkpoint_hibernate_wake_restore
     assert!(s["agent_session"].is_string(), "{s}");
     assert!(s["instance_id"].is_string(), "{s}");
     // The agent started with the prompt; its output is in the event log.
-    wait_output(&d, &id, "agent-started:fix-it:").await;
-    let evs = events(&d, &id, 0).await;
+    d.wait_output(&id, "agent-started:fix-it:").await;
+    let evs = d.events_after(&id, 0).await;
     let stages: Vec<&str> = evs
         .iter()
         .filter(|e| e["kind"] == "progress")
@@ -458,7 +434,7 @@ async fn a_session_lives_through_create_attach_checkpoint_hibernate_wake_restore
     assert_eq!(code, 200, "{w}\n{}", d.log());
     assert_eq!(w["session"]["status"], "running");
     assert!(w["elapsed_ms"].is_u64(), "{w}");
-    wait_output(&d, &id, "agent-started:resume:").await;
+    d.wait_output(&id, "agent-started:resume:").await;
 
     // Restore: a safety checkpoint first, the files back as they were, the agent restarted.
     let (code, r) = d
@@ -563,7 +539,7 @@ async fn the_event_stream_gives_history_then_live_events_without_gap_or_duplicat
     let (code, _) = d.delete(&format!("/api/sessions/{id}")).await;
     assert_eq!(code, 200);
     let streamed = follower.await.unwrap();
-    let stored = events(&d, &id, 0).await;
+    let stored = d.events_after(&id, 0).await;
     let seqs = |v: &[Value]| {
         v.iter()
             .map(|e| e["seq"].as_i64().unwrap())
@@ -636,18 +612,18 @@ async fn a_daemon_killed_mid_session_restarts_with_nothing_lost() {
     .await;
     let id = s["id"].as_str().unwrap().to_owned();
     d.wait_status(&id, "running", WAIT).await;
-    wait_output(&d, &id, "agent-started:survive:").await;
-    let before = events(&d, &id, 0).await;
+    d.wait_output(&id, "agent-started:survive:").await;
+    let before = d.events_after(&id, 0).await;
     let d = d.crash_and_restart(&home);
     // Everything acknowledged before the kill is still there, in the same order.
-    let after = events(&d, &id, 0).await;
+    let after = d.events_after(&id, 0).await;
     assert!(after.len() >= before.len());
     assert_eq!(&after[..before.len()], &before[..]);
     let s = d.wait_status("survivor", "running", WAIT).await;
     assert_eq!(s["id"], json!(id));
     // The agent's session died with the old daemon: the new one started it again with resume,
     // and attaching works.
-    wait_output(&d, &id, "agent-started:resume:").await;
+    d.wait_output(&id, "agent-started:resume:").await;
     let mut ws = attach(&d, "survivor").await;
     ws.send(Message::Binary(b"still-here\n".to_vec().into()))
         .await
@@ -666,7 +642,7 @@ async fn an_idle_session_hibernates_and_attaching_wakes_it() {
     let id = s["id"].as_str().unwrap().to_owned();
     d.wait_status(&id, "running", WAIT).await;
     d.wait_status(&id, "hibernated", WAIT).await;
-    let evs = events(&d, &id, 0).await;
+    let evs = d.events_after(&id, 0).await;
     assert!(
         evs.iter()
             .any(|e| e["kind"] == "progress"
@@ -722,8 +698,8 @@ print_args = []
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     assert_eq!(s["agent_exit_code"], 3);
-    let evs = events(&d, &id, 0).await;
-    assert!(output_text(&evs).contains("printed:once"));
+    let evs = d.events_after(&id, 0).await;
+    assert!(crate::support::daemon::output_text(&evs).contains("printed:once"));
     let exited: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "agent_exited").collect();
     assert_eq!(exited.len(), 1);
     assert_eq!(exited[0]["data"]["code"], 3);
@@ -788,7 +764,7 @@ async fn a_delete_during_a_slow_create_leaves_no_sandbox_behind() {
     let sandbox = home.path().join("sandboxes").join("hasty");
     // The plugin's own progress event says the sandbox exists and it is still answering.
     let deadline = Instant::now() + WAIT;
-    while !events(&d, &id, 0).await.iter().any(|e| {
+    while !d.events_after(&id, 0).await.iter().any(|e| {
         e["data"]["message"]
             .as_str()
             .unwrap_or("")
@@ -933,14 +909,14 @@ continue_args = ["resume", "latest"]
     assert_eq!(code, 200, "{v}\n{}", d.log());
     assert_eq!(v["session"]["status"], "running");
     assert_eq!(v["session"]["agent"]["state"], "running");
-    let out = wait_output(&d, &id, "agent-up:resume").await;
+    let out = d.wait_output(&id, "agent-up:resume").await;
     assert!(out.contains("agent-up:resume"), "{out}");
     // A fresh restart stops the running agent and starts one with the prompt.
     let (code, v) = d
         .post("/api/sessions/dies/restart", &json!({"fresh": true}))
         .await;
     assert_eq!(code, 200, "{v}");
-    wait_output(&d, &id, "agent-up:go").await;
+    d.wait_output(&id, "agent-up:go").await;
     let (code, v) = d
         .post_raw("/api/sessions/dies/restart", "{\"fresh\": 1}")
         .await;
@@ -949,4 +925,151 @@ continue_args = ["resume", "latest"]
         v["error"]["message"].as_str().unwrap().contains("fresh"),
         "{v}"
     );
+}
+
+/// The size of the store on disk: the database file and its write-ahead log.
+fn store_bytes(home: &TempHome) -> u64 {
+    ["db.sqlite", "db.sqlite-wal"]
+        .iter()
+        .map(|f| std::fs::metadata(home.path().join(f)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// A chatty agent (three bursts of 8 MiB of output) under a small retention: the session's
+/// log stays within its limits (plus at most one trimming interval) and the store file stops
+/// growing after the first burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_stops_growing_under_a_chatty_agent() {
+    let agent = r#"[agent]
+preset = "custom"
+command = ["sh", "-c", "i=0; while [ $i -lt 3 ]; do yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c 8388608; echo; echo BURST-$i-DONE; while [ ! -e GO_DIR/go-$i ]; do sleep 0.05; done; i=$((i+1)); done; exec cat"]
+prompt_args = ["{prompt}"]
+"#;
+    let home = local_home("", agent);
+    let mut cfg = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    cfg = cfg
+        .replace(
+            "default_backend = \"local\"\n",
+            "default_backend = \"local\"\n[sessions]\nkeep_events = 200\nkeep_output = \"1MiB\"\n",
+        )
+        .replace("GO_DIR", home.path().to_str().unwrap());
+    std::fs::write(home.path().join("config.toml"), cfg).unwrap();
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let s = create(&d, repo.path(), json!({"prompt": "talk", "name": "chatty"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let sid: clauderon::session::SessionId = id.parse().unwrap();
+    let db = clauderon::store::Db::open(&home.path().join("db.sqlite")).unwrap();
+
+    let mut sizes = Vec::new();
+    for burst in 0..3 {
+        d.wait_output(&id, &format!("BURST-{burst}-DONE")).await;
+        let (events, output) = db.event_footprint(sid).unwrap();
+        let max_events = 200 + u64::from(clauderon::daemon::bus::TRIM_EVERY_EVENTS);
+        let max_output = (1 << 20) + clauderon::daemon::bus::TRIM_EVERY_BYTES + (128 << 10);
+        assert!(events <= max_events, "burst {burst}: {events} events");
+        assert!(
+            output <= max_output,
+            "burst {burst}: {output} bytes of output"
+        );
+        sizes.push(store_bytes(&home));
+        std::fs::write(home.path().join(format!("go-{burst}")), "").unwrap();
+    }
+    // 24 MiB of output went through (32 MiB as stored base64); the store holds a bounded
+    // window of it, and the third burst did not make the file grow past the second's.
+    assert!(sizes[2] < 16 << 20, "{sizes:?}");
+    assert!(sizes[2] <= sizes[1] + (1 << 20), "{sizes:?}");
+}
+
+/// `GET /api/sessions` pages (`limit`, `after` = the previous page's `next`) and its lean
+/// `view=summary`, over sessions seeded into the store before the daemon starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_lists_page_and_summarize() {
+    use clauderon::session::{Event, SessionId, SessionName, SessionOptions};
+    let home = TempHome::new();
+    let mut names = Vec::new();
+    {
+        let mut db = clauderon::store::Db::open(&home.path().join("db.sqlite")).unwrap();
+        for i in 0..5 {
+            let id = SessionId::new();
+            let name = format!("paged-{i}");
+            db.insert_session(&clauderon::store::NewSession {
+                id,
+                name: SessionName::new(&name).unwrap(),
+                backend: "absent".into(),
+                repository: "/src/repo".into(),
+                branch: Some(format!("clauderon/{name}")),
+                prompt: "a long prompt that a summary leaves out".into(),
+                options: SessionOptions::default(),
+            })
+            .unwrap();
+            db.apply_event(id, Event::Created, None).unwrap();
+            if i == 2 {
+                db.apply_event(id, Event::DeleteRequested, None).unwrap();
+                db.apply_event(id, Event::Deleted, None).unwrap();
+            } else {
+                names.push(name);
+            }
+            // Distinct creation times keep the order obvious.
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    let d = TestDaemon::start(&home);
+    let pages = |query: &'static str| {
+        let d = &d;
+        async move {
+            let mut seen = Vec::new();
+            let mut after = String::new();
+            for _ in 0..10 {
+                let (code, v) = d
+                    .get(&format!("/api/sessions?{query}&limit=2&after={after}"))
+                    .await;
+                assert_eq!(code, 200, "{v}");
+                let rows = v["sessions"].as_array().unwrap();
+                assert!(rows.len() <= 2);
+                seen.extend(rows.iter().cloned());
+                match v["next"].as_str() {
+                    Some(n) => after = n.to_owned(),
+                    None => return seen,
+                }
+            }
+            panic!("more pages than sessions: {seen:?}");
+        }
+    };
+    let summaries = pages("view=summary").await;
+    let got: Vec<&str> = summaries
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, names);
+    let s = &summaries[0];
+    assert_eq!(s["status"], "running");
+    assert_eq!(s["branch"], "clauderon/paged-0");
+    assert!(
+        s.get("prompt").is_none() && s.get("options").is_none(),
+        "{s}"
+    );
+    assert!(
+        s["created_at"].is_string() && s["updated_at"].is_string(),
+        "{s}"
+    );
+    let full = pages("view=full").await;
+    assert_eq!(full.len(), 4);
+    assert_eq!(full[0]["prompt"], "a long prompt that a summary leaves out");
+    assert_eq!(pages("view=summary&all=true").await.len(), 5);
+    // Without `limit`, everything in one answer and no `next`.
+    let (_, v) = d.get("/api/sessions?view=summary").await;
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 4);
+    assert!(v.get("next").is_none(), "{v}");
+
+    for (query, says) in [
+        ("limit=0", "`limit` must be between 1 and"),
+        ("after=nonsense", "`after` is `nonsense`, not a cursor"),
+        ("view=everything", "invalid query string"),
+    ] {
+        let (code, v) = d.get(&format!("/api/sessions?{query}")).await;
+        assert_eq!(code, 400, "{query}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{query}: {msg}");
+    }
 }

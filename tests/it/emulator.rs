@@ -28,25 +28,25 @@ fn url(emu: &Emulator, path: &str) -> String {
     format!("{}{path}", emu.base_url())
 }
 
+/// Sends `request` with the emulator's token; a transport error fails the test.
+async fn send(emu: &Emulator, request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.bearer_auth(emu.token()).send().await.unwrap()
+}
+
 async fn create(emu: &Emulator, name: &str) -> Value {
-    let r = http(emu)
-        .post(url(emu, "/v1/sprites"))
-        .bearer_auth(emu.token())
-        .json(&json!({ "name": name }))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        emu,
+        http(emu)
+            .post(url(emu, "/v1/sprites"))
+            .json(&json!({ "name": name })),
+    )
+    .await;
     assert_eq!(r.status(), 201, "create {name}");
     r.json().await.unwrap()
 }
 
 async fn get_json(emu: &Emulator, path: &str) -> (u16, Value) {
-    let r = http(emu)
-        .get(url(emu, path))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(emu, http(emu).get(url(emu, path))).await;
     let s = r.status().as_u16();
     let text = r.text().await.unwrap();
     (
@@ -238,13 +238,12 @@ async fn sprite_crud_list_and_observed_quirks() {
     );
 
     // 409 on a duplicate (observed; docs say 400).
-    let r = c
-        .post(url(&emu, "/v1/sprites"))
-        .bearer_auth(emu.token())
-        .json(&json!({"name":"crud-a"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites"))
+            .json(&json!({"name":"crud-a"})),
+    )
+    .await;
     assert_eq!(r.status(), 409);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
@@ -252,13 +251,11 @@ async fn sprite_crud_list_and_observed_quirks() {
     );
     // 400 with an errors list for an invalid or empty name.
     for bad in ["", "Bad_Name", "-x", "x".repeat(64).as_str()] {
-        let r = c
-            .post(url(&emu, "/v1/sprites"))
-            .bearer_auth(emu.token())
-            .json(&json!({"name": bad}))
-            .send()
-            .await
-            .unwrap();
+        let r = send(
+            &emu,
+            c.post(url(&emu, "/v1/sprites")).json(&json!({"name": bad})),
+        )
+        .await;
         assert_eq!(r.status(), 400, "name {bad:?}");
         assert_eq!(
             r.json::<Value>().await.unwrap(),
@@ -268,12 +265,7 @@ async fn sprite_crud_list_and_observed_quirks() {
     // 500 for a missing sprite on get and delete (observed), 404 on sub-resources.
     let (s, v) = get_json(&emu, "/v1/sprites/nope").await;
     assert_eq!((s, v), (500, json!({"error": "failed to retrieve sprite"})));
-    let r = c
-        .delete(url(&emu, "/v1/sprites/nope"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&emu, c.delete(url(&emu, "/v1/sprites/nope"))).await;
     assert_eq!(r.status(), 500);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
@@ -283,24 +275,22 @@ async fn sprite_crud_list_and_observed_quirks() {
     assert_eq!((s, v), (404, json!({"error": "sprite not found"})));
 
     // Update: labels replace, bad auth is a 400 with the observed message.
-    let r = c
-        .put(url(&emu, "/v1/sprites/crud-a"))
-        .bearer_auth(emu.token())
-        .json(&json!({"labels": ["x", "y"], "url_settings": {"auth": "public"}}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.put(url(&emu, "/v1/sprites/crud-a"))
+            .json(&json!({"labels": ["x", "y"], "url_settings": {"auth": "public"}})),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["labels"], json!(["x", "y"]));
     assert_eq!(v["url_settings"]["auth"], "public");
-    let r = c
-        .put(url(&emu, "/v1/sprites/crud-a"))
-        .bearer_auth(emu.token())
-        .json(&json!({"url_settings": {"auth": "nobody"}}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.put(url(&emu, "/v1/sprites/crud-a"))
+            .json(&json!({"url_settings": {"auth": "nobody"}})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
@@ -321,12 +311,7 @@ async fn sprite_crud_list_and_observed_quirks() {
         if let Some(t) = &token {
             q.push(("continuation_token", t.clone()));
         }
-        let r = c
-            .get(qurl(&emu, "/v1/sprites", &q))
-            .bearer_auth(emu.token())
-            .send()
-            .await
-            .unwrap();
+        let r = send(&emu, c.get(qurl(&emu, "/v1/sprites", &q))).await;
         assert_eq!(r.status(), 200);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["cold"], 4);
@@ -341,20 +326,10 @@ async fn sprite_crud_list_and_observed_quirks() {
         }
     }
     assert_eq!(names, ["crud-a", "crud-b", "crud-c"]);
-    let r = c
-        .get(url(&emu, "/v1/sprites?max_results=0"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&emu, c.get(url(&emu, "/v1/sprites?max_results=0"))).await;
     assert_eq!(r.status(), 400);
 
-    let r = c
-        .delete(url(&emu, "/v1/sprites/crud-b"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&emu, c.delete(url(&emu, "/v1/sprites/crud-b"))).await;
     assert_eq!(r.status(), 204);
     assert!(r.text().await.unwrap().is_empty());
     let (s, _) = get_json(&emu, "/v1/sprites/crud-b").await;
@@ -389,13 +364,11 @@ async fn quirk_flags_switch_to_the_other_documented_forms() {
     create(&emu, "q").await;
     let (s, _) = get_json(&emu, "/v1/sprites/none").await;
     assert_eq!(s, 404);
-    let r = c
-        .post(url(&emu, "/v1/sprites"))
-        .bearer_auth(emu.token())
-        .json(&json!({"name":"q"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites")).json(&json!({"name":"q"})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let (_, v) = get_json(&emu, "/v1/sprites").await;
     assert_eq!(v["has_more"], true);
@@ -405,13 +378,12 @@ async fn quirk_flags_switch_to_the_other_documented_forms() {
     let (s, v) = get_json(&emu, "/v1/sprites/q/exec").await;
     assert_eq!(s, 200);
     assert!(v.is_array(), "bare array sessions list: {v}");
-    let r = c
-        .post(url(&emu, "/v1/sprites/q/policy/network"))
-        .bearer_auth(emu.token())
-        .json(&json!({"rules": [{"domain": "example.com", "action": "allow"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites/q/policy/network"))
+            .json(&json!({"rules": [{"domain": "example.com", "action": "allow"}]})),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Value>().await.unwrap()["rules"][0]["domain"],
@@ -422,6 +394,63 @@ async fn quirk_flags_switch_to_the_other_documented_forms() {
     let mut w = ws(&emu, "/v1/sprites/q/exec", &[("cmd", "true")]).await;
     let run = collect_non_tty(&mut w).await;
     assert!(run.texts[0]["session_id"].is_u64(), "{:?}", run.texts);
+}
+
+/// `PUT fs/write` of `body` to `path` in sprite `name`: the status.
+async fn fs_write(emu: &Emulator, name: &str, path: &str, body: Vec<u8>) -> u16 {
+    send(
+        emu,
+        http(emu)
+            .put(qurl(
+                emu,
+                &format!("/v1/sprites/{name}/fs/write"),
+                &[("path", path), ("mkdir", "true")],
+            ))
+            .header("content-type", "application/octet-stream")
+            .body(body),
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+#[tokio::test]
+async fn the_fs_write_limits_quirk_refuses_binary_and_bodies_over_1_mb() {
+    let binary = |n: usize| {
+        (0..n)
+            .map(|i| (i * 7 % 251) as u8 | 0x80)
+            .collect::<Vec<u8>>()
+    };
+    // The spec's form (default): 16 MiB of anything.
+    let emu = Emulator::start();
+    create(&emu, "fsw").await;
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/b", binary(2_000_000)).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/big", vec![b'a'; 16 << 20]).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsw", "/tmp/big", vec![b'a'; (16 << 20) + 1]).await,
+        413
+    );
+    // As observed in Jan 2026: binary is a 400 at any size, text above 1 MB a 413.
+    let emu = Emulator::start_args(&["--quirk", "fs-write-limits"]);
+    create(&emu, "fsq").await;
+    assert_eq!(fs_write(&emu, "fsq", "/tmp/b", binary(10)).await, 400);
+    assert_eq!(
+        fs_write(&emu, "fsq", "/tmp/t", vec![b'a'; 1_000_000]).await,
+        200
+    );
+    assert_eq!(
+        fs_write(&emu, "fsq", "/tmp/t", vec![b'a'; 1_000_001]).await,
+        413
+    );
+    assert_eq!(fs_write(&emu, "fsq", "/tmp/u", "héllo\n".into()).await, 200);
+    let (_, info) = get_json(&emu, "/_emulator/info").await;
+    assert_eq!(info["quirks"], json!(["fs-write-limits"]), "{info}");
 }
 
 #[tokio::test]
@@ -703,24 +732,22 @@ async fn tty_sessions_outlive_disconnect_reattach_with_replay_and_kill() {
     drop(w);
 
     // Unknown session: 404.
-    let r = http(&emu)
-        .post(url(&emu, "/v1/sprites/det/exec/99999/kill"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        http(&emu).post(url(&emu, "/v1/sprites/det/exec/99999/kill")),
+    )
+    .await;
     assert_eq!(r.status(), 404);
 
     // Kill: NDJSON signal, exited, complete.
-    let r = http(&emu)
-        .post(url(
+    let r = send(
+        &emu,
+        http(&emu).post(url(
             &emu,
             &format!("/v1/sprites/det/exec/{id}/kill?signal=SIGTERM&timeout=5s"),
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     let events = ndjson(r).await;
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"signal"));
@@ -739,12 +766,11 @@ async fn tty_sessions_outlive_disconnect_reattach_with_replay_and_kill() {
             .all(|s| id_of(s) != id)
     );
     // Killing it again: 410 Gone (the Go SDK reads this as "already exited").
-    let r = http(&emu)
-        .post(url(&emu, &format!("/v1/sprites/det/exec/{id}/kill")))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        http(&emu).post(url(&emu, &format!("/v1/sprites/det/exec/{id}/kill"))),
+    )
+    .await;
     assert_eq!(r.status(), 410);
 
     // Kill escalates to SIGKILL when the signal is ignored.
@@ -766,15 +792,14 @@ async fn tty_sessions_outlive_disconnect_reattach_with_replay_and_kill() {
     let texts = read_tty_until(&mut w, "armed", &mut acc).await;
     let id2 = texts[0]["session_id"].as_str().unwrap().to_owned();
     drop(w);
-    let r = http(&emu)
-        .post(url(
+    let r = send(
+        &emu,
+        http(&emu).post(url(
             &emu,
             &format!("/v1/sprites/det/exec/{id2}/kill?timeout=300ms"),
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     let kinds: Vec<String> = ndjson(r)
         .await
         .iter()
@@ -921,15 +946,14 @@ async fn non_tty_exec_defaults_to_ten_seconds_after_disconnect_and_zero_means_fo
         t.elapsed()
     );
     // Only a kill ends the one that runs forever.
-    let r = http(&emu)
-        .post(url(
+    let r = send(
+        &emu,
+        http(&emu).post(url(
             &emu,
             &format!("/v1/sprites/nd10/exec/{forever_id}/kill?signal=KILL"),
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let events = ndjson(r).await;
     assert_eq!(events.last().unwrap()["type"], "complete", "{events:?}");
@@ -940,16 +964,16 @@ async fn non_tty_exec_defaults_to_ten_seconds_after_disconnect_and_zero_means_fo
 async fn exec_over_http_post() {
     let emu = Emulator::start();
     create(&emu, "hx").await;
-    let r = http(&emu)
-        .post(url(
-            &emu,
-            "/v1/sprites/hx/exec?cmd=sh&cmd=-c&cmd=cat;echo%20e%3E%262;exit%202&stdin=true",
-        ))
-        .bearer_auth(emu.token())
-        .body("piped-in")
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        http(&emu)
+            .post(url(
+                &emu,
+                "/v1/sprites/hx/exec?cmd=sh&cmd=-c&cmd=cat;echo%20e%3E%262;exit%202&stdin=true",
+            ))
+            .body("piped-in"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/octet-stream");
     let body = r.bytes().await.unwrap();
@@ -961,13 +985,99 @@ async fn exec_over_http_post() {
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("\u{1}piped-in"), "{text:?}");
     assert!(text.contains("\u{2}e\n"), "{text:?}");
-    let r = http(&emu)
-        .post(url(&emu, "/v1/sprites/hx/exec?cmd=true&tty=true"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        http(&emu).post(url(&emu, "/v1/sprites/hx/exec?cmd=true&tty=true")),
+    )
+    .await;
     assert_eq!(r.status(), 400);
+}
+
+/// One HTTP exec over a raw socket: every `read()` of the answer as it arrived.
+fn raw_http_exec(addr: &str, token: &str, sprite: &str, query: &str) -> Vec<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        s,
+        "POST /v1/sprites/{sprite}/exec?{query} HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reads = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf).unwrap();
+        if n == 0 {
+            return reads;
+        }
+        reads.push(buf[..n].to_vec());
+    }
+}
+
+/// The chunks of a chunked HTTP/1.1 body as (offset in the whole answer, data), up to the last.
+fn chunks(answer: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut at = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut out = Vec::new();
+    loop {
+        let line_end = at + answer[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&answer[at..line_end]).unwrap(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        let data = line_end + 2;
+        out.push((at, answer[data..data + size].to_vec()));
+        at = data + size + 2;
+    }
+}
+
+#[tokio::test]
+async fn http_exec_writes_its_exit_frame_in_a_read_of_its_own() {
+    // The official JS SDK takes each network read of the answer for one frame.
+    let emu = Emulator::start_args(&["--http-exit-delay", "150ms"]);
+    create(&emu, "hx1").await;
+    let addr = emu.base_url().trim_start_matches("http://").to_owned();
+    let token = emu.token().to_owned();
+    for (query, output, code) in [
+        ("cmd=printf&cmd=hello", b"\x01hello".to_vec(), 0u8),
+        (
+            "cmd=sh&cmd=-c&cmd=printf%20oops%3E%262;exit%203",
+            b"\x02oops".to_vec(),
+            3,
+        ),
+    ] {
+        let (addr, token) = (addr.clone(), token.clone());
+        let reads = tokio::task::spawn_blocking(move || raw_http_exec(&addr, &token, "hx1", query))
+            .await
+            .unwrap();
+        let answer = reads.concat();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        let frames: Vec<(usize, Vec<u8>)> = chunks(&answer);
+        let data: Vec<&[u8]> = frames.iter().map(|(_, d)| d.as_slice()).collect();
+        assert_eq!(data, [&output[..], &[3, code][..]], "{query}");
+        // The exit frame begins a read: no output shares it.
+        let starts: Vec<usize> = reads
+            .iter()
+            .scan(0, |at, r| {
+                let s = *at;
+                *at += r.len();
+                Some(s)
+            })
+            .collect();
+        assert!(
+            starts.contains(&frames[1].0),
+            "the exit frame shares a read with output: reads {:?}",
+            reads
+                .iter()
+                .map(|r| String::from_utf8_lossy(r).into_owned())
+                .collect::<Vec<_>>()
+        );
+    }
 }
 
 #[tokio::test]
@@ -1040,27 +1150,25 @@ async fn sprites_are_isolated_from_each_other_and_the_host() {
     // fs endpoints cannot escape either (.. is clamped; symlinks resolve inside the sprite).
     let c = http(&emu);
     let escape = format!("../../../..{data}/sprites/iso-a/root/home/sprite/secret");
-    let r = c
-        .get(qurl(
+    let r = send(
+        &emu,
+        c.get(qurl(
             &emu,
             "/v1/sprites/iso-b/fs/read",
             &[("path", escape.as_str()), ("workingDir", "/home/sprite")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 404);
-    let r = c
-        .get(qurl(
+    let r = send(
+        &emu,
+        c.get(qurl(
             &emu,
             "/v1/sprites/iso-b/fs/read",
             &[("path", "/home/sprite/secret")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 404);
     sh(
         &emu,
@@ -1068,28 +1176,26 @@ async fn sprites_are_isolated_from_each_other_and_the_host() {
         &format!("ln -s {} /home/sprite/link", secret_host.display()),
     )
     .await;
-    let r = c
-        .get(qurl(
+    let r = send(
+        &emu,
+        c.get(qurl(
             &emu,
             "/v1/sprites/iso-b/fs/read",
             &[("path", "/home/sprite/link")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 404, "symlink to the host path must not resolve");
-    let r = c
-        .put(qurl(
+    let r = send(
+        &emu,
+        c.put(qurl(
             &emu,
             "/v1/sprites/iso-b/fs/write",
             &[("path", "/etc/emulator-probe")],
         ))
-        .bearer_auth(emu.token())
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+        .body("x"),
+    )
+    .await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "EACCES");
 }
@@ -1213,13 +1319,13 @@ async fn restart_keeps_sprites_files_and_checkpoints() {
     let mut emu = Emulator::start();
     create(&emu, "keep").await;
     sh(&emu, "keep", "echo persisted > /home/sprite/p.txt").await;
-    let r = http(&emu)
-        .post(url(&emu, "/v1/sprites/keep/checkpoint"))
-        .bearer_auth(emu.token())
-        .json(&json!({"comment": "before restart"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        http(&emu)
+            .post(url(&emu, "/v1/sprites/keep/checkpoint"))
+            .json(&json!({"comment": "before restart"})),
+    )
+    .await;
     ndjson(r).await;
     let old = emu.base_url();
     emu.restart();
@@ -1261,13 +1367,12 @@ async fn checkpoints_really_snapshot_and_restore_files() {
         "echo one > /home/sprite/a; echo keep > /home/sprite/b",
     )
     .await;
-    let r = c
-        .post(url(&emu, "/v1/sprites/cp/checkpoint"))
-        .bearer_auth(emu.token())
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites/cp/checkpoint"))
+            .json(&json!({})),
+    )
+    .await;
     assert_eq!(r.headers()["cache-control"], "no-cache");
     let events = ndjson(r).await;
     assert!(events.iter().all(|e| e["time"].is_string()));
@@ -1318,13 +1423,12 @@ async fn checkpoints_really_snapshot_and_restore_files() {
         "text body: {v}"
     );
 
-    let r = c
-        .post(url(&emu, "/v1/sprites/cp/checkpoints/v1/restore"))
-        .bearer_auth(emu.token())
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites/cp/checkpoints/v1/restore"))
+            .json(&json!({})),
+    )
+    .await;
     let events = ndjson(r).await;
     assert_eq!(events[0]["data"], "Restoring from checkpoint v1...");
     assert_eq!(events.last().unwrap()["type"], "complete");
@@ -1359,12 +1463,11 @@ async fn checkpoints_really_snapshot_and_restore_files() {
     }
 
     // A missing id: HTTP 200 with an in-stream error.
-    let r = c
-        .post(url(&emu, "/v1/sprites/cp/checkpoints/v42/restore"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites/cp/checkpoints/v42/restore")),
+    )
+    .await;
     let events = ndjson(r).await;
     assert_eq!(events.last().unwrap()["type"], "error");
     assert!(
@@ -1376,28 +1479,17 @@ async fn checkpoints_really_snapshot_and_restore_files() {
 
     // Another sprite's ids are its own.
     create(&emu, "cp2").await;
-    let r = c
-        .post(url(&emu, "/v1/sprites/cp2/checkpoints/v1/restore"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites/cp2/checkpoints/v1/restore")),
+    )
+    .await;
     assert_eq!(ndjson(r).await.last().unwrap()["type"], "error");
 
     // Delete: the active one is refused, others go.
-    let r = c
-        .delete(url(&emu, "/v1/sprites/cp/checkpoints/v1"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&emu, c.delete(url(&emu, "/v1/sprites/cp/checkpoints/v1"))).await;
     assert_eq!(r.status(), 409);
-    let r = c
-        .delete(url(&emu, "/v1/sprites/cp/checkpoints/v0"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&emu, c.delete(url(&emu, "/v1/sprites/cp/checkpoints/v0"))).await;
     assert_eq!(r.status(), 204);
     let (_, cps) = get_json(&emu, "/v1/sprites/cp/checkpoints").await;
     let ids: Vec<&str> = cps
@@ -1460,28 +1552,26 @@ async fn filesystem_endpoints() {
     .await;
     assert_eq!(run.out(), "600\n 00 01 ff\n");
 
-    let r = c
-        .get(qurl(
+    let r = send(
+        &emu,
+        c.get(qurl(
             &emu,
             "/v1/sprites/fs/fs/read",
             &[("path", "d2/f.txt"), ("workingDir", "/home/sprite/d1")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"hello");
-    let r = c
-        .get(qurl(
+    let r = send(
+        &emu,
+        c.get(qurl(
             &emu,
             "/v1/sprites/fs/fs/read",
             &[("path", "/home/sprite/d1")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "EISDIR");
 
@@ -1521,8 +1611,8 @@ async fn filesystem_endpoints() {
     let (s, v) = get_json(&emu, "/v1/sprites/fs/fs/list?path=/home/sprite/none").await;
     assert_eq!((s, v["code"].as_str()), (404, Some("ENOENT")));
 
-    let r = c.post(url(&emu, "/v1/sprites/fs/fs/rename")).bearer_auth(emu.token())
-        .json(&json!({"source": "d1/d2/f.txt", "dest": "/home/sprite/moved.txt", "workingDir": "/home/sprite"})).send().await.unwrap();
+    let r = send(&emu, c.post(url(&emu, "/v1/sprites/fs/fs/rename"))
+        .json(&json!({"source": "d1/d2/f.txt", "dest": "/home/sprite/moved.txt", "workingDir": "/home/sprite"}))).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
@@ -1534,69 +1624,64 @@ async fn filesystem_endpoints() {
     );
 
     // Delete: non-empty directory needs recursive; query form and JSON body form.
-    let r = c
-        .delete(qurl(
+    let r = send(
+        &emu,
+        c.delete(qurl(
             &emu,
             "/v1/sprites/fs/fs/delete",
             &[("path", "/home/sprite/x")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "ENOTEMPTY");
-    let r = c
-        .delete(qurl(
+    let r = send(
+        &emu,
+        c.delete(qurl(
             &emu,
             "/v1/sprites/fs/fs/delete",
             &[("path", "/home/sprite/x"), ("recursive", "true")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["count"], 2);
-    let r = c
-        .delete(url(&emu, "/v1/sprites/fs/fs/delete"))
-        .bearer_auth(emu.token())
-        .json(&json!({"path": "moved.txt", "workingDir": "/home/sprite"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.delete(url(&emu, "/v1/sprites/fs/fs/delete"))
+            .json(&json!({"path": "moved.txt", "workingDir": "/home/sprite"})),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Value>().await.unwrap()["deleted"],
         json!(["/home/sprite/moved.txt"])
     );
-    let r = c
-        .delete(qurl(
+    let r = send(
+        &emu,
+        c.delete(qurl(
             &emu,
             "/v1/sprites/fs/fs/delete",
             &[("path", "/home/sprite/moved.txt")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 404);
     assert_eq!(sh(&emu, "fs", "ls -A /home/sprite").await.out(), "d1\n");
 
     // Over 16 MiB: 413.
     let big = vec![b'a'; 16 * 1024 * 1024 + 1];
-    let r = c
-        .put(qurl(
+    let r = send(
+        &emu,
+        c.put(qurl(
             &emu,
             "/v1/sprites/fs/fs/write",
             &[("path", "/tmp/big")],
         ))
-        .bearer_auth(emu.token())
-        .body(big)
-        .send()
-        .await
-        .unwrap();
+        .body(big),
+    )
+    .await;
     assert_eq!(r.status(), 413);
 }
 
@@ -1608,25 +1693,23 @@ async fn network_policy_is_stored_and_returned() {
     let (s, v) = get_json(&emu, "/v1/sprites/pol/policy/network").await;
     assert_eq!((s, v), (200, json!({"rules": []})));
     let policy = json!({"rules": [{"domain": "github.com", "action": "allow"}, {"domain": "*", "action": "deny"}, {"include": "defaults"}]});
-    let r = c
-        .post(url(&emu, "/v1/sprites/pol/policy/network"))
-        .bearer_auth(emu.token())
-        .json(&policy)
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites/pol/policy/network"))
+            .json(&policy),
+    )
+    .await;
     assert_eq!(r.status(), 204);
     let (_, v) = get_json(&emu, "/v1/sprites/pol/policy/network").await;
     assert_eq!(v, policy);
     let run = sh(&emu, "pol", "cat /.sprite/policy/network.json").await;
     assert_eq!(serde_json::from_str::<Value>(&run.out()).unwrap(), policy);
-    let r = c
-        .post(url(&emu, "/v1/sprites/pol/policy/network"))
-        .bearer_auth(emu.token())
-        .json(&json!({"rules": [{"action": "maybe"}]}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites/pol/policy/network"))
+            .json(&json!({"rules": [{"action": "maybe"}]})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert!(
         r.json::<Value>().await.unwrap()["error"]
@@ -1723,13 +1806,11 @@ async fn faults_rate_limit_error_latency_drop_and_slow_wake() {
     ]);
     let c = http(&emu);
     // From the flag: one 429 on create, then normal.
-    let r = c
-        .post(url(&emu, "/v1/sprites"))
-        .bearer_auth(emu.token())
-        .json(&json!({"name":"f"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/v1/sprites")).json(&json!({"name":"f"})),
+    )
+    .await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
     assert_eq!(r.headers()["x-ratelimit-limit"], "10");
@@ -1800,24 +1881,18 @@ async fn faults_rate_limit_error_latency_drop_and_slow_wake() {
     );
 
     // Bad fault JSON is refused with a clear message; the list and clear endpoints work.
-    let r = c
-        .post(url(&emu, "/_emulator/faults"))
-        .bearer_auth(emu.token())
-        .json(&json!({"kind":"nope"}))
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        c.post(url(&emu, "/_emulator/faults"))
+            .json(&json!({"kind":"nope"})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("rate_limit"));
     emu.add_fault(json!({"kind":"latency","ms":1})).await;
     let (_, v) = get_json(&emu, "/_emulator/faults").await;
     assert_eq!(v.as_array().unwrap().len(), 1);
-    let r = c
-        .delete(url(&emu, "/_emulator/faults"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(&emu, c.delete(url(&emu, "/_emulator/faults"))).await;
     assert_eq!(r.status(), 204);
     let (_, info) = get_json(&emu, "/_emulator/info").await;
     assert_eq!(info["faults"], 0);
@@ -1842,16 +1917,15 @@ async fn without_namespaces_paths_are_mapped_into_the_sprite_directory() {
     let (s, v) = get_json(&emu, "/v1/sprites/plain/fs/list?path=/home/sprite").await;
     assert_eq!(s, 200);
     assert_eq!(v["entries"][0]["path"], "/home/sprite/f");
-    let r = http(&emu)
-        .get(qurl(
+    let r = send(
+        &emu,
+        http(&emu).get(qurl(
             &emu,
             "/v1/sprites/plain/fs/read",
             &[("path", "../../../../etc/hostname")],
-        ))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(
         r.status(),
         404,
@@ -1885,14 +1959,23 @@ async fn unprivileged_emulator_isolates_with_user_namespaces() {
         String::from_utf8_lossy(&run.stderr)
     );
     assert!(String::from_utf8_lossy(&run.stderr).contains("Read-only file system"));
+    // The egress proxy listens inside the sprite here too (made by a forked child that joins
+    // the sprite's user and network namespaces) and applies the policy.
+    let run = sh(&emu, "unpriv", "curl -sS -m 10 http://10.0.0.1/").await;
+    assert!(
+        run.out()
+            .contains("blocked by the sprite's network policy: 10.0.0.1 is a private address"),
+        "{} {}",
+        run.out(),
+        String::from_utf8_lossy(&run.stderr)
+    );
     let (s, v) = get_json(&emu, "/v1/sprites/unpriv/fs/list?path=/home/sprite").await;
     assert_eq!((s, v["count"].as_u64()), (200, Some(1)));
-    let r = http(&emu)
-        .post(url(&emu, "/v1/sprites/unpriv/checkpoint"))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap();
+    let r = send(
+        &emu,
+        http(&emu).post(url(&emu, "/v1/sprites/unpriv/checkpoint")),
+    )
+    .await;
     assert_eq!(ndjson(r).await.last().unwrap()["type"], "complete");
 }
 
@@ -1971,5 +2054,7 @@ async fn defaults_follow_the_documented_service() {
     assert_eq!(info["idle_to_warm_ms"], 30_000, "{info}");
     assert_eq!(info["non_tty_disconnect_ms"], 10_000, "{info}");
     assert_eq!(info["exit_linger_ms"], 5_000, "{info}");
+    // A few ms between an HTTP exec's output and its exit frame, as the real process exit shows.
+    assert_eq!(info["http_exit_delay_ms"], 5, "{info}");
     assert_eq!(info["quirks"], json!([]), "{info}");
 }

@@ -1,6 +1,7 @@
 //! The emulator enforces a sprite's resource limits (`config {ram_mb, cpus}` on create, and on
-//! update as an emulator extension): memory as `RLIMIT_DATA` on every exec'd process, CPU as a
-//! per-sprite cgroup quota where the machine's cgroups are writable.
+//! update as an emulator extension; the memory limit of `policy/resources`, which replaces
+//! `ram_mb`): memory as `RLIMIT_DATA` on every exec'd process, CPU as a per-sprite cgroup quota
+//! where the machine's cgroups are writable.
 
 #![allow(clippy::unwrap_used)]
 
@@ -22,15 +23,7 @@ async fn create(emu: &Emulator, body: Value) -> (u16, Value) {
 }
 
 async fn info(emu: &Emulator) -> Value {
-    emu.http_client()
-        .get(format!("{}/_emulator/info", emu.base_url()))
-        .bearer_auth(emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    emu.get_json("/_emulator/info").await
 }
 
 /// Runs argv through `POST .../exec` (stream framing); returns (stdout+stderr text, exit code).
@@ -129,6 +122,80 @@ async fn a_process_exceeding_the_sprites_memory_limit_fails() {
     };
     assert_eq!(status, 200);
     assert_eq!(again["config"]["cpus"], 2.0);
+}
+
+/// `method` on `.../policy/resources` of `sprite` with an optional JSON body: (status, JSON).
+async fn resources(
+    emu: &Emulator,
+    method: &str,
+    sprite: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}/v1/sprites/{sprite}/policy/resources", emu.base_url());
+    let c = emu.http_client();
+    let req = match method {
+        "GET" => c.get(url),
+        "POST" => c.post(url).json(&body.unwrap()),
+        "DELETE" => c.delete(url),
+        other => panic!("{other}"),
+    };
+    let r = req.bearer_auth(emu.token()).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_resources_policy_sets_the_memory_limit_and_is_enforced() {
+    let mut emu = Emulator::start();
+    let (status, _) = create(&emu, json!({"name": "pol", "config": {"ram_mb": 512}})).await;
+    assert_eq!(status, 201);
+    let big = alloc(96);
+    let big: Vec<&str> = big.iter().map(String::as_str).collect();
+    // No policy: `{}`, and the legacy ram_mb (512) lets 96 MiB through.
+    assert_eq!(resources(&emu, "GET", "pol", None).await, (200, json!({})));
+    let (_, code) = exec(&emu, "pol", &big).await;
+    assert_eq!(code, 0);
+    // The JS SDK's body: stored, echoed, read back in the same shape, and it wins over ram_mb.
+    let policy = json!({"memory": {"limit_mb": 48, "autoscale": true}});
+    assert_eq!(
+        resources(&emu, "POST", "pol", Some(policy.clone())).await,
+        (200, policy.clone())
+    );
+    assert_eq!(
+        resources(&emu, "GET", "pol", None).await,
+        (200, policy.clone())
+    );
+    let (out, code) = exec(&emu, "pol", &big).await;
+    assert_ne!(code, 0, "96 MiB under a 48 MiB policy must fail: {out}");
+    let (out, code) = exec(&emu, "pol", &["sh", "-c", "ulimit -d"]).await;
+    // (The first byte is the stdout stream byte.)
+    assert_eq!((out.trim_start_matches('\u{1}').trim(), code), ("49152", 0));
+    // It survives a restart.
+    emu.restart();
+    assert_eq!(resources(&emu, "GET", "pol", None).await, (200, policy));
+    // Bad bodies name the field; a CPU policy does not exist.
+    for (body, field) in [
+        (json!({"memory": {"limit_mb": 8}}), "memory.limit_mb"),
+        (
+            json!({"memory": {"limit_mb": 64, "autoscale": "yes"}}),
+            "memory.autoscale",
+        ),
+        (json!({"cpu": {"limit": 2}}), "no CPU policy"),
+    ] {
+        let (status, v) = resources(&emu, "POST", "pol", Some(body)).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(v["error"].as_str().unwrap().contains(field), "{v}");
+    }
+    // DELETE clears it: the legacy limit applies again.
+    assert_eq!(
+        resources(&emu, "DELETE", "pol", None).await,
+        (200, json!({}))
+    );
+    assert_eq!(resources(&emu, "GET", "pol", None).await, (200, json!({})));
+    let (_, code) = exec(&emu, "pol", &big).await;
+    assert_eq!(code, 0);
+    let (status, _) = resources(&emu, "GET", "nobody", None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use clauderon::plugins::{
 };
 
 use crate::support::artifacts::{artifacts, dylib_file_name};
+use crate::support::frames::{exec_with_stdin, read_to_exit};
 use crate::support::git::git;
 
 /// Bounds every wait on the plugin.
@@ -85,33 +86,6 @@ async fn read_until(r: &mut FrameReader, needle: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Reads to the Exit frame; returns (stdout, stderr, code).
-async fn read_to_exit(r: &mut FrameReader) -> (String, String, i32) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = tokio::time::timeout(WAIT, async {
-        loop {
-            let f = r
-                .read_frame()
-                .await
-                .unwrap()
-                .expect("stream ended before Exit");
-            match f.kind {
-                FrameKind::Stdout => out.extend_from_slice(&f.payload),
-                FrameKind::Stderr => err.extend_from_slice(&f.payload),
-                FrameKind::Exit => return f.exit_code().unwrap(),
-                other => panic!("unexpected {other:?} frame"),
-            }
-        }
-    })
-    .await
-    .expect("timed out waiting for Exit");
-    (
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-        code,
-    )
-}
-
 fn alive(pid: i32) -> bool {
     // /proc/<pid>/stat's state: a zombie ('Z') is not alive.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -148,8 +122,67 @@ async fn attach(
         .expect("attach timed out")
 }
 
+/// A loaded local backend over a fresh root and one created sandbox `demo` (session `s-1`)
+/// with the repository of [`make_repo`] cloned into its workspace on `clauderon/demo`.
+struct Sandbox {
+    _root: tempfile::TempDir,
+    _lib: tempfile::TempDir,
+    _reg: PluginRegistry,
+    client: Arc<PluginClient>,
+    inst: ops::Instance,
+    sdir: std::path::PathBuf,
+    ws: std::path::PathBuf,
+    _repo: tempfile::TempDir,
+}
+
+const WORKSPACE: &str = "/home/sprite/workspace";
+
+async fn sandbox() -> Sandbox {
+    let root = tempfile::tempdir().unwrap();
+    let (reg, lib) = local_registry(serde_json::json!({
+        "root": root.path().display().to_string(),
+        "kill_grace_ms": 500,
+    }));
+    let client: Arc<PluginClient> = reg.get("local").unwrap();
+    let inst = client
+        .create(&ops::CreateRequest {
+            session_id: "s-1".into(),
+            name: "demo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .instance;
+    let repo = tempfile::tempdir().unwrap();
+    let head = make_repo(repo.path());
+    client
+        .clone_repo(&ops::CloneRepoRequest {
+            instance: inst.clone(),
+            branch: Some("clauderon/demo".into()),
+            dest: WORKSPACE.into(),
+            local_path: Some(repo.path().display().to_string()),
+            base_commit: Some(head),
+            base_branch: Some("main".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let sdir = root.path().join("demo");
+    let ws = sdir.join("home/sprite/workspace");
+    Sandbox {
+        _root: root,
+        _lib: lib,
+        _reg: reg,
+        client,
+        inst,
+        sdir,
+        ws,
+        _repo: repo,
+    }
+}
+
 #[tokio::test]
-async fn local_backend_full_lifecycle_through_the_real_loader() {
+async fn local_backend_creates_lists_and_refuses_a_taken_name() {
     let root = tempfile::tempdir().unwrap();
     let (reg, _lib) = local_registry(serde_json::json!({
         "root": root.path().display().to_string(),
@@ -215,6 +248,25 @@ async fn local_backend_full_lifecycle_through_the_real_loader() {
         .await
         .unwrap();
     assert!(none.instances.is_empty());
+}
+
+#[tokio::test]
+async fn local_backend_clones_with_progress_on_the_session_branch_and_by_depth() {
+    let root = tempfile::tempdir().unwrap();
+    let (reg, _lib) = local_registry(serde_json::json!({
+        "root": root.path().display().to_string(),
+    }));
+    let client: Arc<PluginClient> = reg.get("local").unwrap();
+    let inst = client
+        .create(&ops::CreateRequest {
+            session_id: "s-1".into(),
+            name: "demo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .instance;
+    let sdir = root.path().join("demo");
 
     // clone_repo from a real repository, with progress events and the session branch.
     let repo = tempfile::tempdir().unwrap();
@@ -295,29 +347,24 @@ async fn local_backend_full_lifecycle_through_the_real_loader() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
+}
 
+#[tokio::test]
+async fn local_backend_exec_and_attach_with_detach_and_replay() {
+    let sb = sandbox().await;
+    let (client, inst, ws) = (sb.client.clone(), sb.inst.clone(), sb.ws.clone());
     // exec without a TTY: stdin in, stdout/stderr and the exit code out.
-    let (_s, stream) = client
-        .exec(&ops::ExecRequest {
-            instance: inst.clone(),
-            command: vec![
-                "sh".into(),
-                "-c".into(),
-                "cat; echo \"err $(pwd)\" >&2; exit 3".into(),
-            ],
-            cwd: Some("/home/sprite/workspace".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let (mut r, mut w) = stream.split();
-    w.write_frame(&Frame::new(FrameKind::Stdin, b"abc".to_vec()))
-        .await
-        .unwrap();
-    w.write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
-        .await
-        .unwrap();
-    let (out, err, code) = read_to_exit(&mut r).await;
+    let req = ops::ExecRequest {
+        instance: inst.clone(),
+        command: vec![
+            "sh".into(),
+            "-c".into(),
+            "cat; echo \"err $(pwd)\" >&2; exit 3".into(),
+        ],
+        cwd: Some("/home/sprite/workspace".into()),
+        ..Default::default()
+    };
+    let (out, err, code) = exec_with_stdin(&client, &req, b"abc").await;
     assert_eq!((out.as_str(), code), ("abc", 3));
     assert_eq!(err.trim(), format!("err {}", ws.display()));
 
@@ -381,7 +428,12 @@ async fn local_backend_full_lifecycle_through_the_real_loader() {
     .await
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err:?}");
+}
 
+#[tokio::test]
+async fn local_backend_hibernate_stops_every_process_and_wake_comes_back() {
+    let sb = sandbox().await;
+    let (client, inst, sdir) = (sb.client.clone(), sb.inst.clone(), sb.sdir.clone());
     // hibernate stops every process of the sandbox, background children included.
     let (started, stream) = attach(
         &client,
@@ -433,7 +485,18 @@ async fn local_backend_full_lifecycle_through_the_real_loader() {
     .await
     .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound, "{err:?}");
+}
 
+#[tokio::test]
+async fn local_backend_checkpoints_roll_back_and_delete_removes_everything() {
+    let sb = sandbox().await;
+    let (client, inst, sdir, ws) = (
+        sb.client.clone(),
+        sb.inst.clone(),
+        sb.sdir.clone(),
+        sb.ws.clone(),
+    );
+    let home = sdir.join("home");
     // checkpoint create / list / restore rolls a file back.
     let note = ws.join("note.txt");
     std::fs::write(&note, "one").unwrap();

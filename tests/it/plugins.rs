@@ -1,10 +1,12 @@
 //! Plugin loading through the real loader: the Sprites plugin and the bad-plugin fixtures.
 //!
 //! Fixtures under `tests/fixtures/` are workspace members built by `support::artifacts`; the
-//! version fixtures (plugin-api 2.0.0, an older 1.x root-module layout) are built here from
-//! patched copies under `target/fixture-workspaces/` with `cargo build --offline` into
-//! `target/fixture-target/`. Tests install libraries into a temporary home under
-//! `libclauderon_<name>` names and run the real `clauderon` binary.
+//! version fixtures (the ABI crate plugin-api at 2.0.0, an older 1.x root-module layout) are
+//! built here from patched copies under `target/fixture-workspaces/` with
+//! `cargo build --offline` into `target/fixture-target/`, and so is `tests/compat-1.0` (a plugin
+//! built against the frozen plugin API 1.0.0 crate, which this host must keep loading). Tests
+//! install libraries into a temporary home under `libclauderon_<name>` names and run the real
+//! `clauderon` binary.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,18 +15,16 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use clauderon::plugins::{
-    Candidate, DiscoverySource, ErrorKind, Frame, FrameKind, HostSetup, PluginRegistry,
-    PluginStatus, RegistryError, ops,
+    Candidate, DiscoverySource, ErrorKind, Frame, FrameKind, HostSetup, PluginClient,
+    PluginRegistry, PluginStatus, RegistryError, ops,
 };
 
-use crate::support::artifacts::{artifacts, dylib_file_name, workspace_root};
-use crate::support::home::{Run, TempHome};
+use crate::support::artifacts::{artifacts, dylib_file_name, fixture, workspace_root};
+use crate::support::frames::exec_with_stdin;
 
-fn fixture(lib: &str) -> PathBuf {
-    let p = artifacts().cdylib(lib);
-    assert!(p.exists(), "fixture {} was not built", p.display());
-    p
-}
+/// The plugin API version this host speaks: the ABI crate's version.
+const API: &str = clauderon_plugin_api::API_VERSION;
+use crate::support::home::{TempHome, assert_exit};
 
 fn report<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     list.as_array()
@@ -32,16 +32,6 @@ fn report<'a>(list: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .iter()
         .find(|p| p["name"] == name)
         .unwrap_or_else(|| panic!("{name} not in {list:#}"))
-}
-
-fn assert_exit(run: &Run, code: i32) {
-    assert_eq!(
-        run.code,
-        Some(code),
-        "exit code (None = killed by a signal)\nstdout:\n{}\nstderr:\n{}",
-        run.stdout,
-        run.stderr
-    );
 }
 
 #[test]
@@ -52,7 +42,7 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
     let list = run.json();
     let sprites = report(&list, "sprites");
     assert_eq!(sprites["status"], "loaded", "{sprites:#}");
-    assert_eq!(sprites["api_version"], clauderon_plugin_api::API_VERSION);
+    assert_eq!(sprites["api_version"], API);
     assert_eq!(sprites["source"], "exe_dir");
     assert!(sprites["capabilities"].is_array());
     assert_eq!(sprites["reason"], serde_json::Value::Null);
@@ -71,8 +61,6 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
         [
             "api_url",
             "api_key",
-            "hibernation_timeout",
-            "workspace",
             "hibernate_wait_seconds",
             "reconnect_attempts",
             "relay_path",
@@ -80,6 +68,9 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
         ]
     );
     assert_eq!(sprites["details"]["config_keys"][0]["type"], "string");
+    // Backend facts the plugin declares (plugin API 1.1), so the host names no backend.
+    assert_eq!(sprites["details"]["workspace"], "/home/sprite/workspace");
+    assert_eq!(sprites["details"]["default_idle_seconds"], 30 * 60);
     // Fixture libraries sit beside the executable too, but are not named libclauderon_*.
     for entry in list.as_array().unwrap() {
         // The file name only: the checkout's own directory may contain "fixture".
@@ -96,7 +87,7 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
         .find(|l| l.starts_with("sprites "))
         .expect("a sprites row");
     assert!(line.contains(" loaded "), "{line}");
-    assert!(line.contains(clauderon_plugin_api::API_VERSION), "{line}");
+    assert!(line.contains(API), "{line}");
 }
 
 #[test]
@@ -336,15 +327,19 @@ fn registry_with(name: &str, lib: &Path) -> PluginRegistry {
     )
 }
 
+/// A registry of one plugin `name` loaded from a fresh copy of `lib` (kept: libraries are never
+/// unloaded), so what a test does to it (panics, shutdown) stays with that copy.
+fn registry_of_copy(name: &str, lib: &Path) -> PluginRegistry {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let copy = dir.join(dylib_file_name(&format!("clauderon_{name}")));
+    std::fs::copy(lib, &copy).unwrap();
+    registry_with(name, &copy)
+}
+
 fn ok_registry() -> &'static PluginRegistry {
-    // One copy of the library per test binary: libraries are never unloaded.
+    // One copy of the library per test binary.
     static REG: OnceLock<PluginRegistry> = OnceLock::new();
-    REG.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let lib = dir.join(dylib_file_name("clauderon_ok"));
-        std::fs::copy(fixture("fixture_ok"), &lib).unwrap();
-        registry_with("ok", &lib)
-    })
+    REG.get_or_init(|| registry_of_copy("ok", &fixture("fixture_ok")))
 }
 
 #[tokio::test]
@@ -353,6 +348,12 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
     let client = reg.get("ok").unwrap();
     let again = reg.get("ok").unwrap();
     assert!(Arc::ptr_eq(&client, &again), "loaded once");
+    // The backend facts it declares, typed.
+    assert_eq!(client.workspace(), Some("/srv/ok-workspace"));
+    assert_eq!(
+        client.default_idle(),
+        Some(std::time::Duration::from_secs(90))
+    );
 
     // Progress events reach the caller of that request.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -370,38 +371,8 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
     assert_eq!(ev["stage"], "probe");
 
     // Exec over the socketpair: the plugin echoes stdin and ends with Exit.
-    let (_started, stream) = client
-        .exec(&ops::ExecRequest {
-            instance: req.instance.clone(),
-            command: vec!["echo".into(), "hi".into()],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let (mut r, mut w) = stream.split();
-    w.write_frame(&Frame::new(FrameKind::Stdin, b"ping".to_vec()))
-        .await
-        .unwrap();
-    w.write_frame(&Frame::new(FrameKind::StdinEof, Vec::new()))
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let mut exit = None;
-    for _ in 0..16 {
-        let Some(f) = r.read_frame().await.unwrap() else {
-            break;
-        };
-        match f.kind {
-            FrameKind::Stdout => out.extend_from_slice(&f.payload),
-            FrameKind::Exit => {
-                exit = f.exit_code();
-                break;
-            }
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-    assert_eq!(String::from_utf8(out).unwrap(), "echo hi\nping");
-    assert_eq!(exit, Some(7));
+    let (out, code) = echo_hi(&client, &req.instance).await;
+    assert_eq!((out.as_str(), code), ("echo hi\nping", 7));
 
     // Attach: resize and detach travel host→plugin, output and events come back.
     let (_started, stream) = client
@@ -463,6 +434,19 @@ async fn exec_stream_events_extension_and_undeclared_secret_in_process() {
     let hello = unsafe { &*ext.cast::<HelloV1>() };
     assert_eq!((hello.answer)(), 42);
     assert!(client.extension("hello", 2).is_none());
+}
+
+/// Runs `echo hi` through `client`'s exec stream with `ping` on stdin; returns the stdout and
+/// the exit code.
+async fn echo_hi(client: &PluginClient, instance: &ops::Instance) -> (String, i32) {
+    let req = ops::ExecRequest {
+        instance: instance.clone(),
+        command: vec!["echo".into(), "hi".into()],
+        ..Default::default()
+    };
+    let (out, err, code) = exec_with_stdin(client, &req, b"ping").await;
+    assert_eq!(err, "");
+    (out, code)
 }
 
 #[tokio::test]
@@ -584,10 +568,7 @@ fn loading_is_lazy_and_happens_once() {
 #[tokio::test]
 async fn shutdown_stops_the_plugins_runtime_and_later_calls_are_cancelled() {
     // A copy of its own: the runtime of this library is stopped for the rest of the process.
-    let dir = tempfile::tempdir().unwrap().keep();
-    let lib = dir.join(dylib_file_name("clauderon_ok"));
-    std::fs::copy(fixture("fixture_ok"), &lib).unwrap();
-    let reg = registry_with("ok", &lib);
+    let reg = registry_of_copy("ok", &fixture("fixture_ok"));
     let client = reg.get("ok").unwrap();
     let req = ops::InstanceRequest {
         instance: ops::Instance {
@@ -629,7 +610,20 @@ fn write_if_changed(path: &Path, contents: &str) {
     std::fs::write(path, contents).unwrap();
 }
 
+/// Copies `from` to `to` (patching each file), removing what `from` no longer has.
 fn copy_tree(from: &Path, to: &Path, patch: &dyn Fn(&Path, String) -> String) {
+    if let Ok(existing) = std::fs::read_dir(to) {
+        for entry in existing {
+            let dest = entry.unwrap().path();
+            if !from.join(dest.file_name().unwrap()).exists() {
+                if dest.is_dir() {
+                    std::fs::remove_dir_all(&dest).unwrap();
+                } else {
+                    std::fs::remove_file(&dest).unwrap();
+                }
+            }
+        }
+    }
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let src = entry.path();
@@ -651,7 +645,8 @@ fn replace_once(text: &str, from: &str, to: &str, what: &str) -> String {
     text.replacen(from, to, 1)
 }
 
-/// Builds the ok fixture against a patched copy of plugin-api; returns the library path.
+/// Builds the ok fixture against the SDK over a patched copy of the ABI crate (plugin-api);
+/// returns the library path.
 fn build_variant(
     variant: &str,
     api_version: &str,
@@ -663,13 +658,14 @@ fn build_variant(
     let start = root_manifest.find("members = [").unwrap();
     let end = start + root_manifest[start..].find(']').unwrap() + 1;
     let mut manifest = format!(
-        "{}members = [\"plugin-api\", \"plugin\"]{}",
+        "{}members = [\"plugin-api\", \"plugin-sdk\", \"plugin\"]{}",
         &root_manifest[..start],
         &root_manifest[end..]
     );
+    let current = clauderon_plugin_api::API_VERSION;
     manifest = replace_once(
         &manifest,
-        "clauderon-plugin-api = { path = \"plugin-api\", version = \"1.0.0\" }",
+        &format!("clauderon-plugin-api = {{ path = \"plugin-api\", version = \"{current}\" }}"),
         &format!("clauderon-plugin-api = {{ path = \"plugin-api\", version = \"{api_version}\" }}"),
         "workspace manifest",
     );
@@ -688,7 +684,7 @@ fn build_variant(
         &ws.join("plugin-api/Cargo.toml"),
         &replace_once(
             &api_manifest,
-            "version = \"1.0.0\"",
+            &format!("version = \"{current}\""),
             &format!("version = \"{api_version}\""),
             "plugin-api manifest",
         ),
@@ -698,18 +694,24 @@ fn build_variant(
         &ws.join("plugin-api/src"),
         patch_api,
     );
-    copy_tree(
-        &root.join("plugin-api/examples"),
-        &ws.join("plugin-api/examples"),
-        &|_, text| text,
+    write_if_changed(
+        &ws.join("plugin-sdk/Cargo.toml"),
+        &std::fs::read_to_string(root.join("plugin-sdk/Cargo.toml")).unwrap(),
     );
+    for dir in ["src", "examples"] {
+        copy_tree(
+            &root.join("plugin-sdk").join(dir),
+            &ws.join("plugin-sdk").join(dir),
+            &|_, text| text,
+        );
+    }
     let lib = format!("fixture_{variant}");
     write_if_changed(
         &ws.join("plugin/Cargo.toml"),
         &format!(
             "[package]\nname = \"fixture-{variant}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
              [lib]\nname = \"{lib}\"\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n\
-             clauderon-plugin-api.workspace = true\nserde_json.workspace = true\n\
+             clauderon-plugin-sdk.workspace = true\nserde_json.workspace = true\n\
              tokio.workspace = true\ntracing.workspace = true\n"
         ),
     );
@@ -756,7 +758,12 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
                  pub extension: extern \"C\" fn(RStr<'_>, u32) -> ROption<FfiExtension>,\n",
                 "ffi.rs",
             ),
-            Some("export.rs") => replace_once(&text, "        shutdown,\n", "", "export.rs"),
+            Some("mod.rs") if path.ends_with("export/mod.rs") => replace_once(
+                &text,
+                "        shutdown: shutdown::<E>,\n",
+                "",
+                "export/mod.rs",
+            ),
             _ => text,
         }
     });
@@ -779,7 +786,7 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     assert_eq!(r["api_version"], "2.0.0");
     let reason = r["reason"].as_str().unwrap();
     assert!(
-        reason.contains("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api 1.0.0: rebuild the plugin against clauderon-plugin-api 1.x"),
+        reason.contains(&format!("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api {API}: rebuild the plugin with a clauderon-plugin-sdk on clauderon-plugin-api 1.x")),
         "{reason}"
     );
 
@@ -790,11 +797,13 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     assert_eq!(r["api_version"], "1.0.0");
     let reason = r["reason"].as_str().unwrap();
     assert!(
-        reason.contains("declares clauderon-plugin-api 1.0.0, but its ABI layout does not match this host's clauderon-plugin-api 1.0.0"),
+        reason.contains(&format!("declares clauderon-plugin-api 1.0.0, but its ABI layout does not match this host's clauderon-plugin-api {API}")),
         "{reason}"
     );
     assert!(
-        reason.contains("rebuild the plugin against clauderon-plugin-api 1.0.0"),
+        reason.contains(&format!(
+            "rebuild the plugin with a clauderon-plugin-sdk on clauderon-plugin-api {API}"
+        )),
         "{reason}"
     );
     assert!(reason.contains("too many fields"), "{reason}");
@@ -805,7 +814,7 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     assert!(
         use_it
             .stderr
-            .contains("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api 1.0.0"),
+            .contains(&format!("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks clauderon-plugin-api {API}")),
         "{}",
         use_it.stderr
     );
@@ -823,14 +832,166 @@ fn plugins_built_against_another_major_or_an_older_layout_are_refused_clearly() 
     }
 }
 
+/// The versions of `krate` in a Cargo.lock.
+fn locked_versions(lock: &str, krate: &str) -> Vec<String> {
+    lock.split("[[package]]")
+        .filter(|block| block.lines().any(|l| l == format!("name = \"{krate}\"")))
+        .filter_map(|block| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix("version = \""))
+                .map(|v| v.trim_end_matches('"').to_owned())
+        })
+        .collect()
+}
+
+/// Builds `tests/compat-1.0` once per test binary: a plugin written against the frozen copy of
+/// the plugin API 1.0.0 crate, in a workspace of its own (the frozen crate has the ABI crate's
+/// package name), with the main Cargo.lock so it uses the host's dependency versions.
+fn compat_1_0() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let root = workspace_root();
+        let src = root.join("tests/compat-1.0");
+        let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+        // The library and the host must share abi_stable's ABI: the pins of the frozen build are
+        // the versions the host links.
+        let manifest = std::fs::read_to_string(src.join("Cargo.toml")).unwrap();
+        for krate in ["abi_stable", "async-ffi"] {
+            let pinned = manifest
+                .lines()
+                .find(|l| l.starts_with(&format!("{krate} = ")))
+                .and_then(|l| l.split("\"=").nth(1))
+                .and_then(|v| v.split('"').next())
+                .unwrap_or_else(|| panic!("tests/compat-1.0/Cargo.toml pins no {krate}"));
+            assert_eq!(
+                locked_versions(&lock, krate),
+                [pinned],
+                "the host links another {krate} than plugins built against plugin API 1.0.0"
+            );
+        }
+        let ws = root.join("target/fixture-workspaces/compat-1.0");
+        copy_tree(&src, &ws, &|_, text| text);
+        write_if_changed(&ws.join("Cargo.lock"), &lock);
+        let target = root.join("target/fixture-target");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let out = crate::support::artifacts::without_test_env(&mut Command::new(cargo))
+            .current_dir(&ws)
+            .args(["build", "--offline", "--quiet", "-p", "fixture-compat-1-0"])
+            .arg("--target-dir")
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "building tests/compat-1.0 failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target
+            .join("debug")
+            .join(dylib_file_name("fixture_compat_1_0"))
+    })
+}
+
+#[test]
+fn a_plugin_built_against_plugin_api_1_0_0_loads_and_answers_through_the_cli() {
+    // Meaningful because this host is a later 1.x: its root module, vtables and payloads are
+    // the ones 1.0.0 froze, reached through another crate layout.
+    assert!(API.starts_with("1.") && API != "1.0.0", "host speaks {API}");
+    let home = TempHome::new();
+    home.install_plugin("compat", compat_1_0());
+    home.write_config("[compat]\ngreeting = \"hi\"\n");
+    let run = home.run(&["plugins", "info", "compat", "--json"]);
+    assert_exit(&run, 0);
+    let info = run.json();
+    assert_eq!(info["status"], "loaded", "{info:#}");
+    assert_eq!(info["api_version"], "1.0.0");
+    assert_eq!(
+        info["capabilities"],
+        serde_json::json!(["lifecycle", "exec", "check_auth"])
+    );
+    let details = &info["details"];
+    assert_eq!(details["config_keys"][0]["name"], "greeting");
+    assert_eq!(details["secrets"][0]["env"], "COMPAT_FIXTURE_TOKEN");
+    // Details from before 1.1 carry no backend facts.
+    assert_eq!(details.get("workspace"), None, "{details:#}");
+
+    // A real async call: the host's secret service, a timer on the plugin's runtime, the
+    // plugin's log forwarded into the host's log, the config table handed to init.
+    let check = home.run_with(&["plugins", "check", "compat", "--json"], |c| {
+        c.env("COMPAT_FIXTURE_TOKEN", "abc")
+            .env("CLAUDERON_LOG", "info");
+    });
+    assert_exit(&check, 0);
+    let answer = check.json();
+    assert_eq!(answer["account"], "hi-1.0");
+    // The secret's length and the host's version, as the plugin saw them.
+    let detail = answer["detail"].as_str().unwrap_or_default();
+    let host = detail.strip_prefix("token of 3 bytes, host ");
+    assert!(host.is_some_and(|v| !v.is_empty()), "{answer:#}");
+    assert!(
+        check.stderr.contains("compat check_auth called")
+            && check.stderr.contains("plugin=\"compat\""),
+        "{}",
+        check.stderr
+    );
+    let missing = home.run(&["plugins", "check", "compat"]);
+    assert_exit(&missing, 1);
+    assert!(
+        missing
+            .stderr
+            .contains("(unauthenticated): secret `compat_token` is not set"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_built_against_plugin_api_1_0_0_runs_calls_and_streams_in_process() {
+    let reg = registry_of_copy("compat", compat_1_0());
+    let client = reg.get("compat").unwrap();
+    assert_eq!(client.info().api_version, "1.0.0");
+    assert_eq!((client.workspace(), client.default_idle()), (None, None));
+
+    // A call through the typed client, with the progress event it emits routed back.
+    let req = ops::InstanceRequest {
+        instance: ops::Instance {
+            id: "c-1".into(),
+            state: serde_json::Value::Null,
+        },
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let resp: ops::StatusResponse = client.call(ops::STATUS, &req, Some(tx)).await.unwrap();
+    assert_eq!(resp.status, ops::InstanceStatus::Running);
+    assert_eq!(resp.instance.id, "c-1");
+    assert_eq!(resp.instance.state["built_against"], "1.0.0");
+    let ev = rx.try_recv().expect("a progress event");
+    assert_eq!(
+        (ev["type"].as_str(), ev["stage"].as_str()),
+        (Some("progress"), Some("compat"))
+    );
+
+    // Errors keep their kind and causes; an op outside its capabilities is refused by its SDK.
+    let err = client.start(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
+    assert_eq!(err.message, "compat sandboxes never start");
+    assert_eq!(err.causes, ["by design of the fixture"]);
+    let err = client.hibernate(&req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unsupported, "{err:?}");
+
+    // A stream: the fd handed over and the 1.0 frame codec, both ways.
+    let (out, code) = echo_hi(&client, &req.instance).await;
+    assert_eq!((out.as_str(), code), ("echo hi: ping\n", 3));
+}
+
 #[test]
 fn the_guide_example_builds_and_loads() {
     // The guide shows the example file itself (after its `//!` header), so what is built here is
     // what a reader copies.
     let root = workspace_root();
-    let guide = std::fs::read_to_string(root.join("plugin-api/README.md")).unwrap();
+    let guide = std::fs::read_to_string(root.join("plugin-sdk/README.md")).unwrap();
     let example =
-        std::fs::read_to_string(root.join("plugin-api/examples/clauderon_hello.rs")).unwrap();
+        std::fs::read_to_string(root.join("plugin-sdk/examples/clauderon_hello.rs")).unwrap();
     let body: String = example
         .lines()
         .skip_while(|l| l.starts_with("//!") || l.is_empty())
@@ -838,7 +999,7 @@ fn the_guide_example_builds_and_loads() {
         .collect();
     assert!(
         guide.contains(&format!("```rust\n{body}```\n")),
-        "plugin-api/README.md section 2 no longer shows examples/clauderon_hello.rs verbatim"
+        "plugin-sdk/README.md section 2 no longer shows examples/clauderon_hello.rs verbatim"
     );
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -848,7 +1009,7 @@ fn the_guide_example_builds_and_loads() {
             "build",
             "--quiet",
             "-p",
-            "clauderon-plugin-api",
+            "clauderon-plugin-sdk",
             "--example",
             "clauderon_hello",
         ])
@@ -906,7 +1067,7 @@ fn sprites_refuses_a_bad_config_with_a_clear_error() {
             .contains("config.toml:2:1: `sprites.api_ur`: unknown key `api_ur`")
             && run
                 .stdout
-                .contains("accepted keys: api_key, api_url, clone_depth, hibernate_wait_seconds, hibernation_timeout, reconnect_attempts, relay_path, workspace"),
+                .contains("accepted keys: api_key, api_url, clone_depth, hibernate_wait_seconds, reconnect_attempts, relay_path"),
         "{}",
         run.stdout
     );
@@ -938,16 +1099,26 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 #[test]
-fn only_plugin_api_and_the_host_loader_name_the_ffi_crates() {
+fn only_the_abi_crate_and_the_host_loader_name_the_ffi_crates() {
+    // The ABI crate (plugin-api/) is the one place that defines FFI types; the SDK, plugins,
+    // fixtures and the rest of the host must not name them.
     let root = workspace_root();
     let mut files = Vec::new();
-    for dir in ["host", "plugins", "tests", "examples"] {
+    for dir in ["host", "plugin-sdk", "plugins", "tests", "examples"] {
         if root.join(dir).is_dir() {
             sources(&root.join(dir), &mut files);
         }
     }
+    assert!(
+        files.contains(&root.join("plugin-sdk/src/lib.rs")),
+        "the scan must cover the SDK"
+    );
     let allowed = |p: &Path| {
-        p.starts_with(root.join("host/src/plugins")) || p == root.join("host/Cargo.toml")
+        p.starts_with(root.join("host/src/plugins"))
+            || p == root.join("host/Cargo.toml")
+            // The frozen plugin API 1.0.0 crate (ABI and SDK in one, as it shipped) and the
+            // workspace that builds it.
+            || p.starts_with(root.join("tests/compat-1.0"))
     };
     // Spelled in pieces so that this file does not name them itself.
     let crates = [["abi", "stable"].join("_"), ["async", "ffi"].join("_")];
@@ -976,7 +1147,8 @@ fn only_plugin_api_and_the_host_loader_name_the_ffi_crates() {
     }
     assert!(
         offenders.is_empty(),
-        "only plugin-api and host/src/plugins may name the FFI crates (authors use the SDK):\n{}",
+        "only plugin-api (the ABI crate) and host/src/plugins may name the FFI crates (the SDK \
+         wraps them; authors use the SDK):\n{}",
         offenders.join("\n")
     );
 }
@@ -1062,4 +1234,98 @@ async fn a_panicking_call_marks_the_plugin_faulted_and_later_calls_still_run() {
     assert_eq!(ok_report.status, PluginStatus::Loaded);
     assert_eq!(ok_report.fault, None);
     assert_eq!(ok_report.reason, None);
+}
+
+/// `clauderon plugins install`: a file that is not a plugin, or one of another major, is refused
+/// with the loader's reason and nothing is copied; a plugin is installed under its own name; a
+/// new build replaces the old one by rename, so a process holding the old file keeps its bytes;
+/// the same bytes again change nothing.
+#[test]
+fn plugins_install_verifies_first_and_replaces_by_rename() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+
+    let home = TempHome::new();
+    let plugins = home.path().join("plugins");
+    let installed = |home: &TempHome| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(home.path().join("plugins"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let before = installed(&home);
+
+    let plain = fixture("fixture_plain_cdylib");
+    let run = home.run(&["plugins", "install", plain.to_str().unwrap()]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.contains("not installed") && run.stderr.contains("is not a clauderon plugin"),
+        "{}",
+        run.stderr
+    );
+    let api2 = build_variant("api2", "2.0.0", &|_, text| text);
+    let run = home.run(&["plugins", "install", api2.to_str().unwrap()]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr
+            .contains("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(installed(&home), before, "nothing was copied");
+
+    // Installed under the name the plugin declares, whatever the file is called.
+    let renamed = home.path().join("my-download.so");
+    std::fs::copy(fixture("fixture_ok"), &renamed).unwrap();
+    let run = home.run(&["plugins", "install", renamed.to_str().unwrap(), "--json"]);
+    assert_exit(&run, 0);
+    let v = run.json();
+    assert_eq!(v["name"], "ok", "{v:#}");
+    assert_eq!(v["api_version"], API);
+    let dest = plugins.join(dylib_file_name("clauderon_ok"));
+    assert_eq!(v["path"], dest.to_str().unwrap());
+    let list = home.run(&["plugins", "list", "--json"]).json();
+    assert_eq!(
+        crate::support::row_named(&list, "ok")["status"],
+        "loaded",
+        "{list:#}"
+    );
+
+    let run = home.run(&["plugins", "install", renamed.to_str().unwrap()]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("is already installed"),
+        "{}",
+        run.stdout
+    );
+
+    // Another build of `ok`: the old file, held open, keeps its bytes; the new one is a new inode.
+    let mut held = std::fs::File::open(&dest).unwrap();
+    let old_inode = std::fs::metadata(&dest).unwrap().ino();
+    let old_bytes = std::fs::read(&dest).unwrap();
+    let rebuilt = build_variant("ok", API, &|_, text| text);
+    let run = home.run(&["plugins", "install", rebuilt.to_str().unwrap()]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("installed plugin `ok`") && run.stdout.contains("replacing 0.1.0"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(std::fs::metadata(&dest).unwrap().ino(), old_inode);
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(&rebuilt).unwrap()
+    );
+    let mut still = Vec::new();
+    held.read_to_end(&mut still).unwrap();
+    assert_eq!(still, old_bytes, "the old file was not written over");
+    let leftovers: Vec<_> = installed(&home)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -72,17 +72,7 @@ fn wired_home(upstream: &Upstream) -> TempHome {
         script.display(),
         home.path().join("sandboxes").display()
     ));
-    let ca_file = home.path().join("upstream-ca.pem");
-    std::fs::write(&ca_file, upstream.ca_pem()).unwrap();
-    std::fs::write(
-        home.path().join("proxy.toml"),
-        format!(
-            "[upstreams.\"api.anthropic.com\"]\naddress = \"{}\"\nca_file = \"{}\"\n",
-            upstream.addr(),
-            ca_file.display()
-        ),
-    )
-    .unwrap();
+    upstream.write_overrides(home.path(), &["api.anthropic.com"], "");
     home
 }
 
@@ -99,44 +89,6 @@ fn start_daemon(home: &TempHome) -> TestDaemon {
 fn daemon_json(home: &TempHome) -> Value {
     serde_json::from_str(&std::fs::read_to_string(home.path().join("daemon.json")).unwrap())
         .unwrap()
-}
-
-fn output_text(events: &[Value]) -> String {
-    use base64::Engine as _;
-    let mut out = Vec::new();
-    for e in events.iter().filter(|e| e["kind"] == "output") {
-        out.extend(
-            base64::engine::general_purpose::STANDARD
-                .decode(e["data"]["b64"].as_str().unwrap())
-                .unwrap(),
-        );
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn events(d: &TestDaemon, id: &str) -> Vec<Value> {
-    let (code, v) = d
-        .get(&format!("/api/sessions/{id}/events?after=0&limit=10000"))
-        .await;
-    assert_eq!(code, 200, "{v}");
-    v["events"].as_array().unwrap().clone()
-}
-
-/// Polls the event log until the agent output contains `needle` (bounded).
-async fn wait_output(d: &TestDaemon, id: &str, needle: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = output_text(&events(d, id).await);
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {needle:?} in the agent output: {text:?}\n{}",
-            d.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Every live process of the sandbox at `dir`: (pid, environ entries).
@@ -246,7 +198,7 @@ async fn proxy_wiring_agent_uses_the_real_key_without_holding_it_across_restart_
     d.wait_status("wired", "running", WAIT).await;
 
     // The agent's first request reached the upstream through the proxy, with the real key.
-    let out = wait_output(&d, &id, "agent-request-first:").await;
+    let out = d.wait_output(&id, "agent-request-first:").await;
     assert!(
         out.contains("agent-request-first:200/200"),
         "{out}\n{}",
@@ -378,7 +330,7 @@ async fn proxy_wiring_agent_uses_the_real_key_without_holding_it_across_restart_
     assert!(!d.log().contains(REAL_KEY));
     // The restarted daemon lost the plugin's terminal session and started the agent again
     // with resume: it got the same credential and placeholders as the first one.
-    wait_output(&d, &id, "agent-resumed").await;
+    d.wait_output(&id, "agent-resumed").await;
     let procs = sandbox_processes(&sandbox);
     let agents: Vec<&Vec<String>> = procs
         .iter()

@@ -55,19 +55,7 @@ async fn rig(agent: &str, secrets: &[(&str, &str)]) -> Rig {
          [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\n",
         emu.base_url()
     ));
-    let ca_file = home.path().join("upstream-ca.pem");
-    std::fs::write(&ca_file, upstream.ca_pem()).unwrap();
-    let overrides: String = HOSTS
-        .iter()
-        .map(|h| {
-            format!(
-                "[upstreams.\"{h}\"]\naddress = \"{}\"\nca_file = \"{}\"\n",
-                upstream.addr(),
-                ca_file.display()
-            )
-        })
-        .collect();
-    std::fs::write(home.path().join("proxy.toml"), overrides).unwrap();
+    upstream.write_overrides(home.path(), &HOSTS, "");
     let d = TestDaemon::start_with(&home, |c| {
         for v in [
             "ANTHROPIC_API_KEY",
@@ -204,11 +192,21 @@ impl Rig {
     }
 }
 
-/// Types `line` into the agent's terminal through `clauderon attach`, then Enter.
-fn type_line(a: &mut crate::support::attached::Attached, line: &str) {
-    a.send(line.as_bytes());
-    std::thread::sleep(Duration::from_millis(700));
-    a.send(b"\r");
+impl Rig {
+    /// Types `line` into session `name`'s agent through `clauderon attach`, then Enter, and
+    /// returns the body of the model request that carries it; detaches again.
+    async fn say(&self, name: &str, line: &str) -> String {
+        let mut a = crate::support::attached::Attached::start(&self.home, name);
+        // The attach shows the agent's screen first; the agent reads keys once it is drawn.
+        std::thread::sleep(Duration::from_secs(2));
+        a.send(line.as_bytes());
+        std::thread::sleep(Duration::from_millis(700));
+        a.send(b"\r");
+        let seen = self.messages_with(line).await;
+        a.send(&[0x1d]);
+        let _ = a.finish();
+        String::from_utf8_lossy(&seen[0].body).into_owned()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,17 +268,11 @@ async fn claude_code_runs_unattended_with_an_api_key_and_resumes_its_conversatio
         log.contains(&format!("[agent] resuming conversation {conversation}")),
         "{log}"
     );
-    let mut a = crate::support::attached::Attached::start(&r.home, "cc");
-    std::thread::sleep(Duration::from_secs(2));
-    type_line(&mut a, "and now a limerick");
-    let next = r.messages_with("and now a limerick").await;
-    let body = String::from_utf8_lossy(&next[0].body);
+    let body = r.say("cc", "and now a limerick").await;
     assert!(
         body.contains("write a haiku about sprites"),
         "the request after the wake carries the first prompt in its messages"
     );
-    a.send(&[0x1d]);
-    let _ = a.finish();
 
     // The agent exits (killed): status says so, attach says how to start it again, restart
     // brings it back on the same conversation.
@@ -316,13 +308,8 @@ async fn claude_code_runs_unattended_with_an_api_key_and_resumes_its_conversatio
         run.stdout
     );
     r.agent_becomes("cc", "idle").await;
-    let mut a = crate::support::attached::Attached::start(&r.home, "cc");
-    std::thread::sleep(Duration::from_secs(2));
-    type_line(&mut a, "one more, a sonnet");
-    let next = r.messages_with("one more, a sonnet").await;
-    assert!(String::from_utf8_lossy(&next[0].body).contains("write a haiku about sprites"));
-    a.send(&[0x1d]);
-    let _ = a.finish();
+    let body = r.say("cc", "one more, a sonnet").await;
+    assert!(body.contains("write a haiku about sprites"));
     r.assert_sprites_never_hold(REAL_KEY);
 
     // --print through the same proxy: the reply on stdout, exit 0.

@@ -20,7 +20,9 @@ use serde_json::{Value, json};
 
 use crate::support::emulator::Emulator;
 use crate::support::git::git;
-use crate::support::sprites_plugin::{self, Rig, call, create_request, session_id, visible_dir};
+use crate::support::sprites_plugin::{
+    self, Rig, Uploads, call, create_request, session_id, visible_dir,
+};
 
 const WORKSPACE: &str = "/home/sprite/workspace";
 
@@ -218,7 +220,7 @@ async fn clone(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_session_from_create_to_delete_through_the_real_plugin() {
+async fn a_sprite_is_created_labelled_cloned_from_its_origin_and_runs_commands() {
     let t0 = Instant::now();
     let rig = rig(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
     let p = &*rig.plugin;
@@ -322,6 +324,26 @@ async fn a_session_from_create_to_delete_through_the_real_plugin() {
     // Exec: output, stderr and the exit code come back.
     let (out, err, code) = exec(p, &inst, &["sh", "-c", "echo out; echo err >&2; exit 3"]).await;
     assert_eq!((out.as_str(), err.as_str(), code), ("out\n", "err\n", 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_lives_through_attach_checkpoint_hibernate_wake_and_delete() {
+    let t0 = Instant::now();
+    let rig = rig(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
+    let p = &*rig.plugin;
+    let (inst, _) = create(p, "My Demo").await;
+    let visible = visible_dir();
+    let origin = visible.join("origin.git");
+    let (local, head) = repo(Some(&origin));
+    let req = clone_req(
+        &inst,
+        origin.to_str().unwrap(),
+        local.path(),
+        &head,
+        WORKSPACE,
+    );
+    let (resp, _) = clone(p, &req).await;
+    let inst = resp.instance;
 
     eprintln!("[{:?}] The agent in a detached", t0.elapsed());
     // The agent in a detached TTY session: output, input, detach.
@@ -493,9 +515,10 @@ async fn a_session_from_create_to_delete_through_the_real_plugin() {
     let _ = std::fs::remove_dir_all(visible);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clones_ship_a_bundle_when_the_origin_cannot_serve_the_base_commit() {
-    let rig = rig(&[]);
+/// The bundle clones of one [`Uploads`] variant.
+async fn bundle_clones(uploads: Uploads) {
+    let rig = rig(uploads.args());
+    uploads.arm(&rig.emu).await;
     let p = &*rig.plugin;
     let (inst, _) = create(p, "bundle").await;
 
@@ -571,15 +594,143 @@ async fn clones_ship_a_bundle_when_the_origin_cannot_serve_the_base_commit() {
     .await;
     assert_eq!(branch.trim(), "clauderon/demo");
 
-    // 3. A local-only repository (no origin at all): bundle, and no origin remote afterwards.
-    let (local, head) = repo(None);
+    // 3. A local-only repository (no origin at all) with 2.5 MB of incompressible data: the
+    //    bundle goes up in three verified parts; no origin remote afterwards.
+    let (local, _) = repo(None);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let blob: Vec<u8> = (0..2_500_000)
+        .map(|_| {
+            // xorshift: nothing for zlib to squeeze, so the bundle stays over 2 MB.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(local.path().join("blob.bin"), &blob).unwrap();
+    git(local.path(), &["add", "."]);
+    git(local.path(), &["commit", "-q", "-m", "big"]);
+    let head = git(local.path(), &["rev-parse", "HEAD"]);
     let req = clone_req(&inst, "", local.path(), &head, "/home/sprite/c");
-    let (resp, _) = clone(p, &req).await;
+    let (resp, events) = clone(p, &req).await;
     assert_eq!(resp.instance.state["clone"]["method"], "bundle");
     assert_eq!(resp.commit.as_deref(), Some(head.as_str()));
+    // ~2.5 MB: parts of 1 MB, or of 750 kB once base64 (1 MB of text each).
+    let parts = if uploads == Uploads::ObservedFallback {
+        4
+    } else {
+        3
+    };
+    let uploaded = messages(&events, "clone");
+    assert!(
+        uploaded
+            .iter()
+            .any(|m| m.contains(&format!("({parts} part(s) ")) && m.contains(uploads.transport())),
+        "{uploaded:?}"
+    );
+    let (sum, _, _) = exec(
+        p,
+        &inst,
+        &["git", "-C", "/home/sprite/c", "hash-object", "blob.bin"],
+    )
+    .await;
+    assert_eq!(sum.trim(), git(local.path(), &["hash-object", "blob.bin"]));
     let (remotes, _, code) = exec(p, &inst, &["git", "-C", "/home/sprite/c", "remote"]).await;
     assert_eq!((remotes.trim(), code), ("", 0));
     let _ = std::fs::remove_dir_all(visible);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clones_ship_a_bundle_when_the_origin_cannot_serve_the_base_commit() {
+    bundle_clones(Uploads::Spec).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_clones_under_the_observed_fs_write_limits() {
+    bundle_clones(Uploads::Observed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundle_clones_through_the_fs_write_fallback_under_the_observed_limits() {
+    bundle_clones(Uploads::ObservedFallback).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limits_go_through_the_resources_policy_and_cpu_limits_warn() {
+    let rig = rig(&[]);
+    let p = &*rig.plugin;
+    // cpu 1.5, memory 512 MiB.
+    let (inst, events) = create(p, "limits").await;
+    let warnings: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "warning")
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        warnings.len() == 1
+            && warnings[0].contains("--cpu-limit 1.5 is not applied")
+            && warnings[0].contains("sizes a sprite's CPUs itself"),
+        "{events:?}"
+    );
+    // Memory: the resources policy, enforced on the sprite's processes; no legacy config.
+    assert_eq!(
+        rig.emu
+            .get_json(&format!("/v1/sprites/{}/policy/resources", inst.id))
+            .await,
+        json!({"memory": {"limit_mb": 512, "autoscale": true}})
+    );
+    let sprite = rig.emu.sprite(&inst.id).await.unwrap();
+    assert!(sprite.get("config").is_none(), "{sprite}");
+    let (kib, _, code) = exec(p, &inst, &["sh", "-c", "ulimit -d"]).await;
+    assert_eq!((kib.trim(), code), ("524288", 0));
+
+    // No limits asked: no warning, no policy, no limit.
+    let (r, events): (Result<ops::InstanceResponse, _>, _) =
+        call(p, ops::CREATE, &create_request("free")).await;
+    let free = r.unwrap().instance;
+    assert!(!events.iter().any(|e| e["type"] == "warning"), "{events:?}");
+    assert_eq!(
+        rig.emu
+            .get_json(&format!("/v1/sprites/{}/policy/resources", free.id))
+            .await,
+        json!({})
+    );
+    let (kib, _, _) = exec(p, &free, &["sh", "-c", "ulimit -d"]).await;
+    assert_eq!(kib.trim(), "unlimited");
+
+    // A limit the service refuses fails the create, names the flag, and leaves no sprite.
+    rig.emu
+        .add_fault(json!({"kind": "error", "status": 400, "method": "POST",
+            "path": "/v1/sprites/*/policy/resources", "times": 1,
+            "body": {"error": "invalid resources policy"}}))
+        .await;
+    let (r, _): (Result<ops::InstanceResponse, _>, _) = call(
+        p,
+        ops::CREATE,
+        &ops::CreateRequest {
+            memory_limit_mib: Some(64),
+            ..create_request("refused")
+        },
+    )
+    .await;
+    let e = r.unwrap_err();
+    assert!(
+        e.message.contains("--memory-limit") && e.message.contains("invalid resources policy"),
+        "{e:?}"
+    );
+    let names: Vec<Value> = rig
+        .emu
+        .sprites()
+        .await
+        .iter()
+        .map(|s| s["name"].clone())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("refused-")),
+        "{names:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,17 +789,7 @@ async fn a_failed_create_leaves_no_sprite_behind() {
     let (r, _): (Result<ops::InstanceResponse, _>, _) = call(&rig.plugin, ops::CREATE, &req).await;
     let err = r.unwrap_err();
     assert!(err.message.contains("session marker"), "{err:?}");
-    let list: Value = rig
-        .emu
-        .http_client()
-        .get(format!("{}/v1/sprites", rig.emu.base_url()))
-        .bearer_auth(rig.emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = rig.emu.get_json("/v1/sprites").await;
     assert_eq!(list["sprites"].as_array().unwrap().len(), 0, "{list}");
 }
 

@@ -17,9 +17,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::artifacts::artifacts;
+use crate::support::elf;
 use crate::support::emulator::Emulator;
 use crate::support::files::files_containing;
-use crate::support::sprites_plugin::{self, Rig, call, create_request};
+use crate::support::sprites_plugin::{self, Rig, Uploads, call, create_request};
 
 /// The plugin against its own emulator; `extra` adds `[sprites]` keys.
 fn rig(args: &[&str], extra: Value) -> Rig {
@@ -154,9 +155,10 @@ fn progress_text(events: &[Value]) -> String {
 
 const PORT: u16 = 3128;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_tunnel_carries_concurrent_large_bodies_from_the_sprite_to_the_host() {
-    let rig = rig(&[], json!({}));
+/// The big tunnel exchange with the relay uploaded under one [`Uploads`] variant.
+async fn concurrent_large_bodies(uploads: Uploads) {
+    let rig = rig(uploads.args(), json!({}));
+    uploads.arm(&rig.emu).await;
     let p = &*rig.plugin;
     assert!(p.capabilities().names().contains(&"tunnel"));
     let inst = create(p, "tunnel big").await;
@@ -175,7 +177,8 @@ async fn the_tunnel_carries_concurrent_large_bodies_from_the_sprite_to_the_host(
     let (t, events) = open(p, &inst, PORT, &server.addr).await;
     assert!(t.tunnel_id.starts_with("tunnel-"), "{}", t.tunnel_id);
     assert!(
-        progress_text(&events).contains("uploaded the tunnel relay"),
+        progress_text(&events).contains("uploaded the tunnel relay")
+            && progress_text(&events).contains(uploads.transport()),
         "{events:?}"
     );
     // The relay is installed once, executable, with its checksum beside it.
@@ -251,6 +254,21 @@ echo "intact=$n""#
     )
     .await;
     assert_eq!(out, "hello from the host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_carries_concurrent_large_bodies_from_the_sprite_to_the_host() {
+    concurrent_large_bodies(Uploads::Spec).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_works_under_the_observed_fs_write_limits() {
+    concurrent_large_bodies(Uploads::Observed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tunnel_relay_arrives_through_the_fs_write_fallback_under_the_observed_limits() {
+    concurrent_large_bodies(Uploads::ObservedFallback).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,6 +377,33 @@ async fn the_tunnel_opens_again_after_hibernate_and_wake() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_all_network_policy_leaves_the_tunnel_working() {
+    // The credential proxy reaches a sprite through the relay on its loopback and the exec
+    // stream, never through the sprite's egress: a policy that denies everything must not matter.
+    let rig = rig(&[], json!({}));
+    let p = &*rig.plugin;
+    let inst = create(p, "tunnel deny").await;
+    let deny_all = json!({"rules": [{"domain": "*", "action": "deny"}]});
+    let path = format!("/v1/sprites/{}/policy/network", inst.id);
+    assert_eq!(rig.emu.post_json(&path, &deny_all).await, 204);
+    let server = host_server().await;
+    open(p, &inst, PORT, &server.addr).await;
+    let (out, err, code) = sh(
+        p,
+        &inst,
+        &format!("curl -sS -m 30 --noproxy '*' http://127.0.0.1:{PORT}/through"),
+    )
+    .await;
+    assert_eq!((out.as_str(), code), ("hello from the host", 0), "{err}");
+    // The policy itself holds for everything else.
+    let (out, _, _) = sh(p, &inst, "curl -sS -m 10 http://example.com/").await;
+    assert!(
+        out.contains("blocked by the sprite's network policy: example.com is denied"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_relay_binary_is_an_error_naming_where_it_looked() {
     let rig = rig(&[], json!({"relay_path": "/nonexistent/clauderon-relay"}));
     let p = &*rig.plugin;
@@ -390,6 +435,33 @@ async fn a_missing_relay_binary_is_an_error_naming_where_it_looked() {
     )
     .await;
     assert!(r.unwrap_err().message.contains("host_addr"));
+}
+
+#[test]
+fn the_relay_the_plugin_uploads_is_static_and_at_most_1_mib() {
+    let path = artifacts().relay();
+    let bytes = std::fs::read(&path).unwrap();
+    let note = clauderon_sprites::tunnel::embedded::build_note();
+    let linkage = elf::linkage(&bytes);
+    // No loader and no shared library: it starts on any Linux, whatever its C library.
+    assert_eq!(linkage, elf::Linkage::default(), "{note}");
+    assert!(
+        bytes.len() <= 1024 * 1024,
+        "the relay is {} bytes, over 1 MiB ({note}; a musl build is ~0.5 MB: \
+         `rustup target add x86_64-unknown-linux-musl`)",
+        bytes.len()
+    );
+    // It runs on its own: a clean environment and no library search path.
+    let out = Command::new(&path)
+        .arg("--version")
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("clauderon-relay "));
+    // The check itself tells a dynamic executable apart (this test binary is one).
+    let me = elf::linkage(&std::fs::read(std::env::current_exe().unwrap()).unwrap());
+    assert!(me.interpreter.is_some() && me.needed > 0, "{me:?}");
 }
 
 /// Reads the relay's READY frame from its stdout (kind 7, conn 0).
@@ -477,11 +549,11 @@ async fn a_dropped_relay_socket_is_recovered_by_restarting_the_relay() {
     let p = &*rig.plugin;
     let inst = create(p, "tunnel drop").await;
     let server = host_server().await;
-    // The next exec socket (the relay's) vanishes after 200 kB of its output.
+    // The relay's exec socket vanishes after 200 kB of its output (once).
     rig.emu
         .add_fault(
             json!({"kind": "drop_ws", "method": "GET", "path": "/v1/sprites/*/exec",
-                          "times": 1, "after_bytes": 200_000}),
+            "query": "*cmd=--listen*", "times": 1, "after_bytes": 200_000}),
         )
         .await;
     open(p, &inst, PORT, &server.addr).await;
@@ -502,21 +574,10 @@ echo ok=$ok"#
         "the first upload should have hit the dropped socket: {out}"
     );
     // The old relay was ended: one relay session remains.
-    let sessions: Value = rig
+    let sessions = rig
         .emu
-        .http_client()
-        .get(format!(
-            "{}/v1/sprites/{}/exec",
-            rig.emu.base_url(),
-            inst.id
-        ))
-        .bearer_auth(rig.emu.token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/sprites/{}/exec", inst.id))
+        .await;
     let relays = sessions["sessions"]
         .as_array()
         .unwrap()
@@ -556,17 +617,7 @@ async fn a_sprites_session_reaches_the_upstream_with_the_real_key_through_the_tu
          [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\n",
         emu.base_url()
     ));
-    let ca_file = home.path().join("upstream-ca.pem");
-    std::fs::write(&ca_file, upstream.ca_pem()).unwrap();
-    std::fs::write(
-        home.path().join("proxy.toml"),
-        format!(
-            "[upstreams.\"api.anthropic.com\"]\naddress = \"{}\"\nca_file = \"{}\"\n",
-            upstream.addr(),
-            ca_file.display()
-        ),
-    )
-    .unwrap();
+    upstream.write_overrides(home.path(), &["api.anthropic.com"], "");
     let d = TestDaemon::start_with(&home, |c| {
         c.env("ANTHROPIC_API_KEY", REAL_KEY)
             .env_remove("GITHUB_TOKEN")

@@ -397,12 +397,12 @@ async fn web_sessions_end_to_end() {
     form.click("#advanced summary").await;
     form.fill("#cpu_limit", "0").await;
     form.click("#create-submit").await;
-    form.wait_text("#error-cpu_limit", "--cpu-limit", SHORT)
+    form.wait_text("#error-cpu_limit", "options.cpu_limit", SHORT)
         .await;
     assert!(
         form.text("#error-cpu_limit")
             .await
-            .contains("from 1 to 256")
+            .contains("more than 0 and at most 256")
     );
     form.fill("#cpu_limit", "two").await;
     form.click("#create-submit").await;
@@ -607,7 +607,7 @@ fn seed(home: &Path, n: usize) {
             branch: Some(format!("clauderon/session-{i}")),
             prompt: "Fix the flaky test in the store and add a regression test".into(),
             options: SessionOptions {
-                cpu_limit: Some(2),
+                cpu_limit: Some(clauderon::session::parse_cpu_limit("2").unwrap()),
                 build_cache: vec![BuildCache::Cargo],
                 ..Default::default()
             },

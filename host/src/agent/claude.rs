@@ -185,7 +185,7 @@ fn pretty(v: &Value) -> String {
 mod tests {
     use super::*;
 
-    const WS: &str = "/home/sprite/workspace";
+    const WS: &str = "/home/agent/workspace";
     const KEY: &str = "clauderon-placeholder-anthropic_api_key-0123456789abcdef01234567";
 
     #[test]
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn hooks_replace_only_clauderons_own() {
-        let hook = "/home/sprite/.clauderon/bin/clauderon-agent-report";
+        let hook = "/home/agent/.clauderon/bin/clauderon-agent-report";
         let user = json!({
             "model": "opus",
             "hooks": {

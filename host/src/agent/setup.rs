@@ -362,12 +362,12 @@ mod tests {
             ]
         );
         let body = b"{\n\"a\": 1}\n";
-        let mut out = b"home /home/sprite\n".to_vec();
+        let mut out = b"home /home/agent\n".to_vec();
         out.extend_from_slice(format!("size {}\n", body.len()).as_bytes());
         out.extend_from_slice(body);
         out.extend_from_slice(b"absent\nsha abc\n");
         let f = parse_found(&out, &paths).unwrap();
-        assert_eq!(f.home, "/home/sprite");
+        assert_eq!(f.home, "/home/agent");
         assert_eq!(f.files[".claude.json"], Seen::Content(body.to_vec()));
         assert_eq!(f.files[".claude/settings.json"], Seen::Absent);
         assert_eq!(f.files[REPORT_SCRIPT], Seen::Sha("abc".into()));
@@ -385,12 +385,12 @@ mod tests {
     fn writes_only_what_differs_and_swaps_only_what_was_read() {
         let plan = claude_plan();
         let empty = Found {
-            home: "/home/sprite".into(),
+            home: "/home/agent".into(),
             files: BTreeMap::new(),
         };
         let w = plan.writes(
             &empty,
-            "/home/sprite/workspace",
+            "/home/agent/workspace",
             Some("k".repeat(30).as_str()),
         );
         assert_eq!(w.len(), 3);
@@ -399,10 +399,10 @@ mod tests {
         assert_eq!(state.expect, "absent");
         let settings = w.iter().find(|w| w.path == claude::SETTINGS_FILE).unwrap();
         let text = String::from_utf8(settings.content.clone()).unwrap();
-        assert!(text.contains("/home/sprite/.clauderon/bin/clauderon-agent-report Stop"));
+        assert!(text.contains("/home/agent/.clauderon/bin/clauderon-agent-report Stop"));
         // After the writes, the same start needs nothing.
         let after = Found {
-            home: "/home/sprite".into(),
+            home: "/home/agent".into(),
             files: w
                 .iter()
                 .map(|w| {
@@ -418,7 +418,7 @@ mod tests {
         assert!(
             plan.writes(
                 &after,
-                "/home/sprite/workspace",
+                "/home/agent/workspace",
                 Some("k".repeat(30).as_str())
             )
             .is_empty()
@@ -428,7 +428,7 @@ mod tests {
         broken
             .files
             .insert(claude::STATE_FILE.into(), Seen::Content(b"{oops".to_vec()));
-        let w = plan.writes(&broken, "/home/sprite/workspace", None);
+        let w = plan.writes(&broken, "/home/agent/workspace", None);
         assert_eq!(w.len(), 1);
         assert!(w[0].keep_old && w[0].warning.is_some());
         assert_eq!(w[0].expect, sha256_hex(b"{oops"));

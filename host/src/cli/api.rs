@@ -1,6 +1,7 @@
-//! The CLI's client of the daemon's REST API (DESIGN §9): finding the daemon (`daemon.json`,
-//! else `[server] listen`), starting it in the background when nothing answers, typed
-//! requests, the SSE event stream, and the API's `{"error":{...}}` answers as clear errors.
+//! The CLI's client of the daemon's REST API (DESIGN §9; the types are [`crate::api`]): finding
+//! the daemon (`daemon.json`, else `[server] listen`), starting it in the background when nothing
+//! answers, requests, the SSE event stream, and the API's `{"error":{...}}` answers as clear
+//! errors.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use super::Context;
 use super::daemon_proc;
+use crate::api::{ApiEvent, DaemonInfo, EventPage, Health, files};
 
 /// How long the CLI waits for a daemon it started to answer `GET /api/health`.
 pub const AUTOSTART_WAIT: Duration = Duration::from_secs(10);
@@ -66,117 +68,6 @@ impl ApiError {
     }
 }
 
-/// `daemon.json`: where the running daemon listens.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-pub struct DaemonInfo {
-    /// Its process id.
-    pub pid: u32,
-    /// Its bound address.
-    pub addr: SocketAddr,
-    /// Its version.
-    #[serde(default)]
-    pub version: String,
-    /// When it started.
-    #[serde(default)]
-    pub started_at: serde_json::Value,
-}
-
-/// `GET /api/health`.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-pub struct Health {
-    /// The daemon's version.
-    #[serde(default)]
-    pub version: String,
-    /// Its process id.
-    #[serde(default)]
-    pub pid: u32,
-}
-
-/// A session as the API returns it (fields the CLI does not know are kept in `extra`).
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
-pub struct Session {
-    /// Its id (UUID).
-    pub id: String,
-    /// Its unique name.
-    pub name: String,
-    /// The backend plugin.
-    pub backend: String,
-    /// The host repository.
-    pub repository: String,
-    /// The session branch.
-    pub branch: Option<String>,
-    /// The prompt.
-    pub prompt: String,
-    /// Its options (SessionOptions JSON).
-    pub options: serde_json::Value,
-    /// Its status.
-    pub status: String,
-    /// Why it is in that status (failed, ...).
-    pub status_reason: Option<String>,
-    /// The backend's instance id.
-    pub instance_id: Option<String>,
-    /// The agent's detachable session id.
-    pub agent_session: Option<String>,
-    /// The agent's exit code, once it exited.
-    pub agent_exit_code: Option<i32>,
-    /// What the agent is doing.
-    pub agent: Option<crate::agent::AgentState>,
-    /// The agent's own conversation id.
-    pub agent_conversation: Option<String>,
-    /// When it was created (RFC 3339).
-    pub created_at: String,
-    /// When it last changed (RFC 3339).
-    pub updated_at: String,
-}
-
-/// One event of a session's log.
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
-pub struct ApiEvent {
-    /// The session.
-    pub session_id: String,
-    /// Global sequence number.
-    pub seq: u64,
-    /// `status`, `progress`, `output`, `agent_exited`, `log`, `error`.
-    pub kind: String,
-    /// The kind's payload.
-    pub data: serde_json::Value,
-    /// When (RFC 3339).
-    pub at: String,
-}
-
-/// The answer of `GET /api/sessions/{ref}/unpushed`: the session branch's commits that exist
-/// only in the sandbox.
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
-pub struct Unpushed {
-    /// The session branch.
-    pub branch: Option<String>,
-    /// Whether the sandbox could be checked.
-    pub checked: bool,
-    /// How many commits exist only in the sandbox.
-    pub count: u64,
-    /// What they were compared against.
-    pub against: Option<String>,
-    /// Why the check was not made.
-    pub reason: Option<String>,
-}
-
-/// A checkpoint.
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
-#[serde(default)]
-pub struct Checkpoint {
-    /// Its id.
-    pub id: String,
-    /// The comment it was made with.
-    pub comment: Option<String>,
-    /// When (RFC 3339).
-    pub created_at: String,
-    /// The workspace's git HEAD at that time.
-    pub git_head: Option<String>,
-}
-
 /// A connected client of one daemon.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -214,15 +105,7 @@ fn http_client() -> Result<reqwest::Client, ApiError> {
 
 /// Reads `daemon.json` if it exists and parses.
 pub fn read_daemon_info(ctx: &Context) -> Option<DaemonInfo> {
-    let text = std::fs::read_to_string(ctx.home().daemon_file()).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn read_token(ctx: &Context) -> Option<String> {
-    std::fs::read_to_string(ctx.home().api_token_file())
-        .ok()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
+    files::read_info(ctx.home()).ok().flatten()
 }
 
 impl ApiClient {
@@ -287,7 +170,7 @@ impl ApiClient {
                 listen
             }
         };
-        let Some(token) = read_token(ctx) else {
+        let Some(token) = files::read_token(ctx.home())? else {
             return Ok(None);
         };
         let client = ApiClient {
@@ -448,14 +331,10 @@ impl ApiClient {
 
     /// Every event of a session after `after`, page by page, without following.
     pub async fn events(&self, session: &str, mut after: u64) -> Result<Vec<ApiEvent>, ApiError> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            events: Vec<ApiEvent>,
-        }
         let mut all = Vec::new();
         // Each page advances `after`, and a page that does not is the end; bounded either way.
         for _ in 0..100_000 {
-            let page: Page = self
+            let page: EventPage = self
                 .get(&format!(
                     "/api/sessions/{}/events?after={after}",
                     encode(session)

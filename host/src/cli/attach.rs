@@ -13,7 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use super::Context;
-use super::api::{ApiClient, Autostart, Session, encode};
+use super::api::{ApiClient, Autostart, encode};
+use crate::api::SessionView;
 
 /// The detach key: Ctrl-] (0x1d), as in telnet and docker.
 pub const DETACH_BYTE: u8 = 0x1d;
@@ -63,7 +64,7 @@ impl AttachArgs {
     /// Runs `attach`.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let api = ApiClient::connect(ctx, Autostart::Yes).await?;
-        let session: Session = api
+        let session: SessionView = api
             .get(&format!("/api/sessions/{}", encode(&self.name)))
             .await?;
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
@@ -71,7 +72,7 @@ impl AttachArgs {
         let url = format!(
             "ws://{}/api/sessions/{}/attach?cols={cols}&rows={rows}",
             api.addr(),
-            encode(&session.id)
+            encode(&session.id.to_string())
         );
         let mut req = url.into_client_request()?;
         req.headers_mut()

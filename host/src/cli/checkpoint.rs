@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::api::{ApiClient, Autostart, Checkpoint, Session, encode};
+use super::api::{ApiClient, Autostart, encode};
 use super::{Context, output};
+use crate::api::{CheckpointList, CheckpointView as Checkpoint, Restored};
 
 /// `clauderon checkpoint ...`
 #[derive(Debug, Subcommand)]
@@ -29,18 +30,6 @@ pub enum CheckpointCommand {
         /// The checkpoint id.
         id: String,
     },
-}
-
-#[derive(serde::Deserialize)]
-struct Checkpoints {
-    checkpoints: Vec<serde_json::Value>,
-}
-
-#[derive(serde::Deserialize)]
-struct Restored {
-    session: Session,
-    #[serde(default)]
-    safety_checkpoint: Option<Checkpoint>,
 }
 
 impl CheckpointCommand {
@@ -69,7 +58,7 @@ impl CheckpointCommand {
                 }
             }
             CheckpointCommand::List { name } => {
-                let list: Checkpoints = api
+                let list: CheckpointList = api
                     .get(&format!("/api/sessions/{}/checkpoints", encode(&name)))
                     .await?;
                 if ctx.json {
@@ -79,12 +68,7 @@ impl CheckpointCommand {
                         "no checkpoints; make one with `clauderon checkpoint create {name} \"comment\"`"
                     );
                 } else {
-                    let cps: Vec<Checkpoint> = list
-                        .checkpoints
-                        .into_iter()
-                        .map(serde_json::from_value)
-                        .collect::<Result<_, _>>()?;
-                    print!("{}", table(&cps));
+                    print!("{}", table(&list.checkpoints));
                 }
             }
             CheckpointCommand::Restore { name, id } => {
@@ -103,13 +87,12 @@ impl CheckpointCommand {
                 } else {
                     let r: Restored = serde_json::from_value(v)?;
                     println!("restored {} to checkpoint {id}", r.session.name);
-                    if let Some(s) = r.safety_checkpoint {
-                        println!(
-                            "the state before was saved as checkpoint {}; undo with `clauderon \
-                             checkpoint restore {} {}`",
-                            s.id, r.session.name, s.id
-                        );
-                    }
+                    let s = r.safety_checkpoint;
+                    println!(
+                        "the state before was saved as checkpoint {}; undo with `clauderon \
+                         checkpoint restore {} {}`",
+                        s.id, r.session.name, s.id
+                    );
                 }
             }
         }
@@ -131,7 +114,7 @@ fn table(cps: &[Checkpoint]) -> String {
             c.git_head
                 .as_deref()
                 .map_or_else(|| "-".to_owned(), |h| h.chars().take(12).collect()),
-            c.comment.clone().unwrap_or_default(),
+            c.comment.clone(),
         ]);
     }
     let w: Vec<usize> = (0..3)

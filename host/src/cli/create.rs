@@ -1,17 +1,19 @@
 //! `clauderon create`: validate every flag locally, then ask the daemon to create the session
 //! and follow its events until it runs (or, with `--print`, until the agent exits).
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use base64::Engine as _;
 use clap::Args;
 
-use super::api::{ApiClient, ApiError, ApiEvent, Autostart, Session, encode};
+use super::api::{ApiClient, ApiError, Autostart, encode};
+use super::progress::Progress;
 use super::{Context, UsageError, output};
-use crate::session::{SessionName, SessionOptions};
+use crate::api::render;
+use crate::api::{CreateSession, SessionEvent, SessionView as Session};
+use crate::session::{RawOptions, Status};
 
 /// `clauderon create ...`
 #[derive(Debug, Args)]
@@ -51,41 +53,22 @@ pub struct CreateArgs {
     name: Option<String>,
 }
 
-/// What `create` sends, every value already validated.
-#[derive(Debug)]
-struct Validated {
-    backend: String,
-    repo: PathBuf,
-    prompt: String,
-    name: Option<SessionName>,
-    options: SessionOptions,
-}
-
 impl CreateArgs {
-    /// Checks every value before anything is contacted or made; errors are usage errors.
-    fn validate(&self, ctx: &Context) -> anyhow::Result<Validated> {
-        let options = SessionOptions::from_flags(
-            self.hibernation_timeout.as_deref(),
-            self.cpu_limit.as_deref(),
-            self.memory_limit.as_deref(),
-            self.build_cache.as_deref(),
-            self.cache_scope.as_deref(),
-            self.model.as_deref(),
-            self.plan_mode,
-            self.print,
-        )
-        .map_err(|e| UsageError::err(e.to_string()))?;
-        let name = self
-            .name
-            .as_deref()
-            .map(SessionName::new)
-            .transpose()
-            .map_err(|e| UsageError::err(format!("invalid value for --name: {e}")))?;
-        if self.prompt.trim().is_empty() {
-            return Err(UsageError::err(
-                "invalid value for --prompt: the prompt is empty; say what the agent should do",
-            ));
+    /// Checks every value before anything is contacted or made (the same validation the daemon
+    /// runs, naming flags instead of fields); errors are usage errors.
+    fn validate(&self, ctx: &Context) -> anyhow::Result<CreateSession> {
+        let options = RawOptions {
+            hibernation_timeout: self.hibernation_timeout.as_deref(),
+            cpu_limit: self.cpu_limit.as_deref(),
+            memory_limit: self.memory_limit.as_deref(),
+            build_cache: self.build_cache.as_deref(),
+            cache_scope: self.cache_scope.as_deref(),
+            model: self.model.as_deref(),
+            plan_mode: self.plan_mode,
+            print: self.print,
         }
+        .validate()
+        .map_err(|e| UsageError::err(e.for_flag()))?;
         let repo = check_repo(self.repo.as_deref().unwrap_or(Path::new(".")))?;
         let Some(backend) = ctx.backend_name()? else {
             return Err(UsageError::err(format!(
@@ -111,28 +94,24 @@ impl CreateArgs {
                 }
             )));
         }
-        Ok(Validated {
-            backend,
-            repo,
+        let req = CreateSession {
+            backend: Some(backend),
+            repo: repo.to_string_lossy().into_owned(),
             prompt: self.prompt.clone(),
-            name,
+            name: self.name.clone(),
             options,
-        })
+        };
+        req.clone()
+            .validate()
+            .map_err(|e| UsageError::err(e.for_flag))?;
+        Ok(req)
     }
 
     /// Runs `create`.
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
-        let v = self.validate(ctx)?;
+        let req = self.validate(ctx)?;
         let api = ApiClient::connect(ctx, Autostart::Yes).await?;
-        let mut body = serde_json::json!({
-            "backend": v.backend,
-            "repo": v.repo,
-            "prompt": v.prompt,
-            "options": v.options,
-        });
-        if let Some(n) = &v.name {
-            body["name"] = n.as_str().into();
-        }
+        let body = serde_json::to_value(&req)?;
         let session: Session = api.post("/api/sessions", &body).await.map_err(|e| {
             // The daemon validates again; a 400 is bad input like a bad flag.
             if e.status() == Some(400) {
@@ -141,16 +120,16 @@ impl CreateArgs {
                 anyhow::Error::new(e).context("creating the session")
             }
         })?;
-        let progress = Progress::new(ctx.json, &session.name);
+        let progress = Progress::new(ctx.json, session.name.as_str());
         let mut api = api;
         let outcome = follow(ctx, &mut api, &session, self.print, &progress).await;
         progress.finish();
+        let id = session.id.to_string();
         match outcome? {
             Outcome::AgentExited(code) => {
                 if ctx.json {
-                    let s: serde_json::Value = api
-                        .get(&format!("/api/sessions/{}", encode(&session.id)))
-                        .await?;
+                    let s: serde_json::Value =
+                        api.get(&format!("/api/sessions/{}", encode(&id))).await?;
                     output::print_json(&s)?;
                 }
                 Ok(ExitCode::from(
@@ -158,9 +137,8 @@ impl CreateArgs {
                 ))
             }
             Outcome::Running => {
-                let s: serde_json::Value = api
-                    .get(&format!("/api/sessions/{}", encode(&session.id)))
-                    .await?;
+                let s: serde_json::Value =
+                    api.get(&format!("/api/sessions/{}", encode(&id))).await?;
                 if ctx.json {
                     output::print_json(&s)?;
                 } else {
@@ -250,7 +228,7 @@ async fn follow(
     let mut stdout = std::io::stdout().lock();
     let mut failures = 0;
     while failures < FOLLOW_RETRIES {
-        let mut stream = match api.follow_events(&session.id, after).await {
+        let mut stream = match api.follow_events(&session.id.to_string(), after).await {
             Ok(s) => s,
             Err(e @ ApiError::Transport { .. }) => {
                 failures += 1;
@@ -264,7 +242,7 @@ async fn follow(
             Err(e) => return Err(e.into()),
         };
         loop {
-            let ev: ApiEvent = match stream.next().await {
+            let ev = match stream.next().await {
                 Ok(Some(ev)) => ev,
                 Ok(None) => break,
                 Err(ApiError::Transport { .. }) => break,
@@ -272,45 +250,42 @@ async fn follow(
             };
             failures = 0;
             after = after.max(ev.seq);
-            let d = &ev.data;
-            let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-            match ev.kind.as_str() {
-                "status" => {
-                    progress.set(&format!("status {}", s("to")));
-                    match s("to") {
-                        "running" if !print => return Ok(Outcome::Running),
-                        "failed" => {
-                            anyhow::bail!(
-                                "session {} failed: {}",
-                                session.name,
-                                if s("reason").is_empty() {
-                                    "no reason given; see `clauderon logs`"
-                                } else {
-                                    s("reason")
-                                }
-                            )
-                        }
-                        "deleting" | "deleted" => {
-                            anyhow::bail!("session {} was deleted while starting", session.name)
-                        }
-                        _ => {}
+            let Some(event) = ev.event() else { continue };
+            match &event {
+                SessionEvent::Status(st) => match st.to {
+                    Status::Running if !print => return Ok(Outcome::Running),
+                    Status::Failed => anyhow::bail!(
+                        "session {} failed: {}",
+                        session.name,
+                        st.reason
+                            .as_deref()
+                            .filter(|r| !r.is_empty())
+                            .unwrap_or("no reason given; see `clauderon logs`")
+                    ),
+                    Status::Deleting | Status::Deleted => {
+                        anyhow::bail!("session {} was deleted while starting", session.name)
+                    }
+                    _ => progress.set(&format!("status {}", st.to)),
+                },
+                SessionEvent::Progress(_) => {
+                    if let Some(line) = render::line(&event) {
+                        progress.set(&line);
                     }
                 }
-                "progress" => progress.set(&format!("[{}] {}", s("stage"), s("message"))),
-                "error" => progress.note(&format!("error: {}", s("message"))),
-                "output" if print => {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(s("b64"))
-                        .map_err(|e| ApiError::Protocol(format!("output event: {e}")))?;
+                SessionEvent::Error { .. } => {
+                    if let Some(line) = render::line(&event) {
+                        progress.note(&line);
+                    }
+                }
+                SessionEvent::Output { .. } if print => {
+                    let bytes = render::output_bytes(&event).ok_or_else(|| {
+                        ApiError::Protocol("an output event that is not base64".into())
+                    })?;
                     stdout.write_all(&bytes)?;
                     stdout.flush()?;
                 }
-                "agent_exited" if print => {
-                    let code = d
-                        .get("code")
-                        .and_then(serde_json::Value::as_i64)
-                        .unwrap_or(1);
-                    return Ok(Outcome::AgentExited(i32::try_from(code).unwrap_or(1)));
+                SessionEvent::AgentExited { code } if print => {
+                    return Ok(Outcome::AgentExited(*code));
                 }
                 _ => {}
             }
@@ -328,53 +303,4 @@ async fn follow(
         session.name,
         session.name
     )
-}
-
-/// A spinner on a terminal's stderr; nothing otherwise (`--json` or not a TTY).
-#[derive(Clone)]
-pub(super) struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    /// A spinner for session `name`, or nothing with `--json` or off a terminal.
-    pub(super) fn new(json: bool, name: &str) -> Progress {
-        if json || !std::io::stderr().is_terminal() {
-            return Progress { bar: None };
-        }
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_prefix(name.to_owned());
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg}") {
-            bar.set_style(style);
-        }
-        bar.enable_steady_tick(Duration::from_millis(100));
-        bar.set_message("creating");
-        Progress { bar: Some(bar) }
-    }
-
-    /// Whether anything is shown (a terminal, without `--json`).
-    pub(super) fn is_shown(&self) -> bool {
-        self.bar.is_some()
-    }
-
-    /// Replaces the spinner's message.
-    pub(super) fn set(&self, msg: &str) {
-        if let Some(b) = &self.bar {
-            b.set_message(msg.to_owned());
-        }
-    }
-
-    /// Prints a line above the spinner.
-    pub(super) fn note(&self, msg: &str) {
-        if let Some(b) = &self.bar {
-            b.println(msg);
-        }
-    }
-
-    /// Removes the spinner.
-    pub(super) fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
 }

@@ -50,7 +50,7 @@ impl DaemonArgs {
 
 /// The daemon in the foreground: the server is the daemon module's.
 async fn foreground(ctx: &Context) -> anyhow::Result<ExitCode> {
-    crate::daemon::run(ctx).await
+    crate::daemon::run(ctx.app(), ctx.backend.clone()).await
 }
 
 async fn start(ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -141,14 +141,15 @@ async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 output::print_json(&serde_json::json!({
                     "running": true, "pid": h.pid, "addr": api.addr().to_string(),
-                    "version": h.version,
+                    "version": h.version, "installation": h.installation,
                 }))?;
             } else {
                 println!(
-                    "daemon running: pid {}, http://{}, version {}",
+                    "daemon running: pid {}, http://{}, version {}, installation {}",
                     h.pid,
                     api.addr(),
-                    h.version
+                    h.version,
+                    h.installation
                 );
             }
             Ok(ExitCode::SUCCESS)

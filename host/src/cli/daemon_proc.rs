@@ -2,7 +2,6 @@
 //! the lock that keeps two CLIs from starting two daemons, and stopping it by pid.
 
 use std::fs::OpenOptions;
-use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
@@ -12,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::Context;
-use crate::home::Home;
+use crate::home::{FileLock, Home};
 
 /// `logs/daemon.log`.
 pub fn log_file(home: &Home) -> PathBuf {
@@ -67,12 +66,11 @@ pub fn spawn_background(ctx: &Context) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot start {} daemon", exe.display()))
 }
 
-/// An exclusive lock on `autostart.lock` (not the daemon's own `daemon.lock`) held while one
-/// CLI starts the daemon (the file
-/// descriptor is close-on-exec, so the daemon does not inherit it).
+/// The exclusive lock on `autostart.lock` (not the daemon's own `daemon.lock`) held while one
+/// CLI starts the daemon.
 #[derive(Debug)]
 pub struct StartLock {
-    _file: std::fs::File,
+    _lock: FileLock,
 }
 
 impl StartLock {
@@ -80,22 +78,11 @@ impl StartLock {
     pub async fn acquire(home: &Home) -> anyhow::Result<StartLock> {
         home.ensure()?;
         let path = home.root().join("autostart.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
         for _ in 0..300 {
-            // SAFETY: flock on a descriptor we own; LOCK_NB never blocks.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                return Ok(StartLock { _file: file });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+            if let Some(lock) = FileLock::try_acquire(&path)
+                .with_context(|| format!("cannot lock {}", path.display()))?
+            {
+                return Ok(StartLock { _lock: lock });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, Session, Unpushed, encode};
+use super::api::{ApiClient, Autostart, encode};
 use super::{Context, UsageError, output};
+use crate::api::render::unpushed_warning;
+use crate::api::{SessionView as Session, Unpushed};
+use crate::session::Status;
 
 /// `clauderon delete NAME`
 #[derive(Debug, Args)]
@@ -17,27 +20,6 @@ pub struct DeleteArgs {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
-}
-
-/// The warning for unpushed commits, if there are any.
-fn unpushed_warning(session: &Session, u: &Unpushed) -> Option<String> {
-    if !u.checked || u.count == 0 {
-        return None;
-    }
-    let branch = u
-        .branch
-        .as_deref()
-        .or(session.branch.as_deref())
-        .unwrap_or("the session branch");
-    let commits = if u.count == 1 { "commit" } else { "commits" };
-    Some(format!(
-        "warning: {} unpushed {commits} on branch {branch} of session {} (not on {}); deleting \
-         the session destroys {}",
-        u.count,
-        session.name,
-        u.against.as_deref().unwrap_or("any remote branch"),
-        if u.count == 1 { "it" } else { "them" },
-    ))
 }
 
 impl DeleteArgs {
@@ -74,9 +56,12 @@ impl DeleteArgs {
             (api, session)
         };
         // Only a sandbox that exists can hold unpushed work.
-        let warning = if matches!(session.status.as_str(), "running" | "hibernated") {
+        let warning = if matches!(session.status, Status::Running | Status::Hibernated) {
             match api
-                .get::<Unpushed>(&format!("/api/sessions/{}/unpushed", encode(&session.id)))
+                .get::<Unpushed>(&format!(
+                    "/api/sessions/{}/unpushed",
+                    encode(&session.id.to_string())
+                ))
                 .await
             {
                 Ok(u) => {
@@ -87,7 +72,7 @@ impl DeleteArgs {
                             u.reason.as_deref().unwrap_or("no reason given")
                         );
                     }
-                    unpushed_warning(&session, &u)
+                    unpushed_warning(session.name.as_str(), session.branch.as_deref(), &u)
                 }
                 Err(e) => {
                     eprintln!(
@@ -122,7 +107,10 @@ impl DeleteArgs {
         }
         // Delete by id: the name could be reused between the question and the answer.
         let v: serde_json::Value = api
-            .delete(&format!("/api/sessions/{}", encode(&session.id)))
+            .delete(&format!(
+                "/api/sessions/{}",
+                encode(&session.id.to_string())
+            ))
             .await?;
         if ctx.json {
             output::print_json(&v)?;
@@ -130,47 +118,5 @@ impl DeleteArgs {
             println!("deleted {}", session.name);
         }
         Ok(ExitCode::SUCCESS)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session() -> Session {
-        Session {
-            name: "demo".into(),
-            branch: Some("clauderon/demo".into()),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn warns_only_about_checked_unpushed_commits() {
-        let s = session();
-        let none = Unpushed {
-            checked: true,
-            count: 0,
-            ..Default::default()
-        };
-        assert_eq!(unpushed_warning(&s, &none), None);
-        let unchecked = Unpushed {
-            checked: false,
-            count: 3,
-            ..Default::default()
-        };
-        assert_eq!(unpushed_warning(&s, &unchecked), None);
-        let two = Unpushed {
-            branch: Some("clauderon/demo".into()),
-            checked: true,
-            count: 2,
-            against: Some("any remote branch".into()),
-            reason: None,
-        };
-        let w = unpushed_warning(&s, &two).unwrap();
-        assert!(
-            w.contains("2 unpushed commits on branch clauderon/demo of session demo"),
-            "{w}"
-        );
     }
 }

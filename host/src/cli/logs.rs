@@ -5,11 +5,11 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use base64::Engine as _;
 use clap::Args;
 
 use super::Context;
-use super::api::{ApiClient, ApiError, ApiEvent, Autostart, Session, encode};
+use super::api::{ApiClient, ApiError, Autostart, encode};
+use crate::api::{ApiEvent, SessionView, render};
 
 /// `clauderon logs NAME [-f]`
 #[derive(Debug, Args)]
@@ -26,12 +26,13 @@ impl LogsArgs {
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
         let api = ApiClient::connect(ctx, Autostart::Yes).await?;
         // Resolve the name once, so a follow survives the name being reused.
-        let session: Session = api
+        let session: SessionView = api
             .get(&format!("/api/sessions/{}", encode(&self.name)))
             .await?;
+        let id = session.id.to_string();
         let mut out = std::io::stdout().lock();
         if !self.follow {
-            for ev in api.events(&session.id, 0).await? {
+            for ev in api.events(&id, 0).await? {
                 write_event(&mut out, &ev, ctx.json)?;
             }
             out.flush()?;
@@ -40,7 +41,7 @@ impl LogsArgs {
         let mut after = 0;
         let mut failures = 0;
         loop {
-            let mut stream = match api.follow_events(&session.id, after).await {
+            let mut stream = match api.follow_events(&id, after).await {
                 Ok(s) => s,
                 Err(e @ ApiError::Transport { .. }) if failures < 5 => {
                     failures += 1;
@@ -77,35 +78,15 @@ fn write_event(out: &mut impl std::io::Write, ev: &ApiEvent, json: bool) -> anyh
         writeln!(out, "{}", serde_json::to_string(ev)?)?;
         return Ok(());
     }
-    let d = &ev.data;
-    let s = |k: &str| d.get(k).and_then(|v| v.as_str()).unwrap_or_default();
-    let line = match ev.kind.as_str() {
-        "output" => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s("b64"))
-                .map_err(|e| ApiError::Protocol(format!("output event: {e}")))?;
-            out.write_all(&bytes)?;
-            return Ok(());
-        }
-        "status" => {
-            let reason = match s("reason") {
-                "" => String::new(),
-                r => format!(" ({r})"),
-            };
-            match s("from") {
-                "" => format!("status {}{reason}", s("to")),
-                from => format!("status {from} -> {}{reason}", s("to")),
+    let line = match ev.event() {
+        Some(event) => {
+            if let Some(bytes) = render::output_bytes(&event) {
+                out.write_all(&bytes)?;
+                return Ok(());
             }
+            render::line(&event).unwrap_or_else(|| render::unknown_line(ev))
         }
-        "progress" => format!("[{}] {}", s("stage"), s("message")),
-        "agent_exited" => format!(
-            "agent exited with code {}",
-            d.get("code")
-                .map_or_else(|| "?".into(), ToString::to_string)
-        ),
-        "log" => format!("{}: {}", s("level"), s("message")),
-        "error" => format!("error: {}", s("message")),
-        other => format!("{other} {d}"),
+        None => render::unknown_line(ev),
     };
     writeln!(out, "[{}] {line}", ev.at)?;
     Ok(())
@@ -119,10 +100,11 @@ mod tests {
     fn renders_events() {
         let mut out = Vec::new();
         let ev = |kind: &str, data: serde_json::Value| ApiEvent {
+            session_id: crate::session::SessionId::new(),
+            seq: 1,
             kind: kind.into(),
             data,
             at: "T".into(),
-            ..ApiEvent::default()
         };
         write_event(
             &mut out,
@@ -145,9 +127,11 @@ mod tests {
             false,
         )
         .unwrap();
+        write_event(&mut out, &ev("future", serde_json::json!({"a": 1})), false).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "hi\n[T] status creating -> failed (x)\n[T] agent exited with code 3\n"
+            "hi\n[T] status creating -> failed (x)\n[T] agent exited with code 3\n\
+             [T] future {\"a\":1}\n"
         );
     }
 }

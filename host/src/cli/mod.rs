@@ -12,10 +12,12 @@ mod create;
 pub mod daemon;
 pub mod daemon_proc;
 mod delete;
+mod hibernate;
 mod list;
 mod logs;
 mod output;
 pub mod plugins;
+mod progress;
 pub mod proxy;
 mod reconcile;
 mod restart;
@@ -102,7 +104,7 @@ pub enum Command {
     /// List (and with --delete destroy) sandboxes labelled as ours that no session owns.
     Reconcile(reconcile::ReconcileArgs),
     /// Hibernate a session now.
-    Hibernate(wake::HibernateArgs),
+    Hibernate(hibernate::HibernateArgs),
     /// Delete a session and destroy its sandbox.
     #[command(alias = "rm")]
     Delete(delete::DeleteArgs),

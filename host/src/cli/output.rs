@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use super::api::Session;
+use crate::api::{SessionSummary, SessionView as Session};
 
 /// Prints `v` as pretty JSON on stdout.
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -33,12 +33,12 @@ pub fn age(rfc3339: &str, now: time::OffsetDateTime) -> String {
 pub fn status_with_reason(s: &Session) -> String {
     match &s.status_reason {
         Some(r) if !r.is_empty() => format!("{}: {r}", s.status),
-        _ => s.status.clone(),
+        _ => s.status.to_string(),
     }
 }
 
 /// `list` as an aligned table.
-pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String {
+pub fn sessions_table(sessions: &[SessionSummary], now: time::OffsetDateTime) -> String {
     let mut rows = vec![[
         "NAME".to_owned(),
         "STATUS".to_owned(),
@@ -50,12 +50,12 @@ pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String
     ]];
     for s in sessions {
         rows.push([
-            s.name.clone(),
-            s.status.clone(),
+            s.name.to_string(),
+            s.status.to_string(),
             s.agent.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             s.backend.clone(),
             age(&s.created_at, now),
-            s.id.chars().take(8).collect(),
+            s.id.to_string().chars().take(8).collect(),
             s.repository.clone(),
         ]);
     }
@@ -76,8 +76,8 @@ pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String
 /// `status` as `key: value` lines.
 pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
     let mut lines: Vec<(&str, String)> = vec![
-        ("name", s.name.clone()),
-        ("id", s.id.clone()),
+        ("name", s.name.to_string()),
+        ("id", s.id.to_string()),
         ("status", status_with_reason(s)),
         ("backend", s.backend.clone()),
         ("repository", s.repository.clone()),
@@ -104,7 +104,8 @@ pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
     if let Some(c) = &s.agent_conversation {
         lines.push(("conversation", c.clone()));
     }
-    if let Some(o) = s.options.as_object().filter(|o| !o.is_empty()) {
+    let options = serde_json::to_value(&s.options).unwrap_or_default();
+    if let Some(o) = options.as_object().filter(|o| !o.is_empty()) {
         let opts: Vec<String> = o
             .iter()
             .map(|(k, v)| match v {
@@ -126,30 +127,100 @@ pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn ages_and_tables() {
-        let now = time::OffsetDateTime::parse(
+    fn now() -> time::OffsetDateTime {
+        time::OffsetDateTime::parse(
             "2026-01-01T12:00:00Z",
             &time::format_description::well_known::Rfc3339,
         )
-        .unwrap();
-        assert_eq!(age("2026-01-01T11:59:18Z", now), "42s");
-        assert_eq!(age("2026-01-01T09:00:00Z", now), "3h");
-        assert_eq!(age("2025-12-30T12:00:00Z", now), "2d");
-        assert_eq!(age("yesterday", now), "-");
-        let s = Session {
-            id: "0123456789abcdef".into(),
-            name: "fix-it".into(),
-            backend: "local".into(),
-            repository: "/r".into(),
-            status: "running".into(),
-            created_at: "2026-01-01T11:55:00Z".into(),
-            ..Session::default()
-        };
-        assert_eq!(
-            sessions_table(&[s], now),
-            "NAME    STATUS   AGENT  BACKEND  AGE  ID        REPOSITORY\n\
-             fix-it  running  -      local    5m   01234567  /r\n"
-        );
+        .unwrap()
+    }
+
+    fn session<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        let mut base = serde_json::json!({
+            "id": "01234567-89ab-4def-8123-456789abcdef",
+            "name": "fix-it",
+            "backend": "sprites",
+            "repository": "/home/me/project",
+            "branch": "clauderon/fix-it",
+            "prompt": "fix the flaky test",
+            "options": {},
+            "status": "running",
+            "created_at": "2026-01-01T11:55:00Z",
+            "updated_at": "2026-01-01T11:59:00Z"
+        });
+        if let (Some(b), Some(o)) = (base.as_object_mut(), v.as_object()) {
+            for (k, v) in o {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(age("2026-01-01T11:59:18Z", now()), "42s");
+        assert_eq!(age("2026-01-01T09:00:00Z", now()), "3h");
+        assert_eq!(age("2025-12-30T12:00:00Z", now()), "2d");
+        assert_eq!(age("yesterday", now()), "-");
+    }
+
+    #[test]
+    fn the_session_table() {
+        let rows: [SessionSummary; 3] = [
+            session(serde_json::json!({"agent": {"state": "working"}})),
+            session(serde_json::json!({
+                "id": "11111111-89ab-4def-8123-456789abcdef", "name": "docs",
+                "status": "hibernated", "created_at": "2025-12-31T09:00:00Z"})),
+            session(serde_json::json!({
+                "id": "22222222-89ab-4def-8123-456789abcdef", "name": "broken",
+                "status": "failed", "status_reason": "the agent exited with code 1",
+                "agent": {"state": "exited", "code": 1}, "backend": "local",
+                "repository": "/srv/other"})),
+        ];
+        insta::assert_snapshot!(sessions_table(&rows, now()), @r"
+        NAME    STATUS      AGENT      BACKEND  AGE  ID        REPOSITORY
+        fix-it  running     working    sprites  5m   01234567  /home/me/project
+        docs    hibernated  -          sprites  1d   11111111  /home/me/project
+        broken  failed      exited(1)  local    5m   22222222  /srv/other
+        ");
+    }
+
+    #[test]
+    fn the_session_details() {
+        let s: Session = session(serde_json::json!({
+            "instance_id": "fix-it-01234567",
+            "agent": {"state": "idle"},
+            "agent_conversation": "dceb9ce1-ddd9-4d6d-b599-5f5a1a3ddc5c",
+            "options": {"model": "opus", "plan_mode": true, "hibernation_timeout": "1h"}
+        }));
+        insta::assert_snapshot!(session_details(&s, now()), @r"
+        name:         fix-it
+        id:           01234567-89ab-4def-8123-456789abcdef
+        status:       running
+        backend:      sprites
+        repository:   /home/me/project
+        branch:       clauderon/fix-it
+        created:      2026-01-01T11:55:00Z (5m ago)
+        updated:      2026-01-01T11:59:00Z (1m ago)
+        instance:     fix-it-01234567
+        agent:        idle
+        conversation: dceb9ce1-ddd9-4d6d-b599-5f5a1a3ddc5c
+        options:      cache_scope=project hibernation_timeout=1h model=opus plan_mode=true print=false
+        prompt:       fix the flaky test
+        ");
+        let failed = session(serde_json::json!({"status": "failed",
+            "status_reason": "backend `sprites` failed during `create`: no capacity"}));
+        insta::assert_snapshot!(status_with_reason(&failed), @"failed: backend `sprites` failed during `create`: no capacity");
+    }
+
+    #[test]
+    fn option_errors_name_the_flag() {
+        let e = crate::session::RawOptions {
+            memory_limit: Some("lots"),
+            ..Default::default()
+        }
+        .validate()
+        .unwrap_err();
+        insta::assert_snapshot!(e.for_flag(), @"invalid value `lots` for --memory-limit: expected a size with a unit K, M, G or T (binary), e.g. 512M or 2G");
     }
 }

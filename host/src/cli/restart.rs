@@ -4,9 +4,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, Session, encode};
-use super::wake::post_showing_progress;
-use super::{Context, output};
+use super::Context;
+use super::progress::session_action;
+use crate::api::SessionAnswer;
 
 /// `clauderon restart NAME [--fresh]`
 #[derive(Debug, Args)]
@@ -18,28 +18,18 @@ pub struct RestartArgs {
     fresh: bool,
 }
 
-#[derive(serde::Deserialize)]
-struct Restarted {
-    session: Session,
-}
-
 impl RestartArgs {
     /// Runs `restart`: returns once the agent started again (or says why it did not).
     pub async fn run(self, ctx: &Context) -> anyhow::Result<ExitCode> {
-        let api = ApiClient::connect(ctx, Autostart::Yes).await?;
-        let v = post_showing_progress(
-            &api,
+        let answer: Option<SessionAnswer> = session_action(
             ctx,
             &self.name,
+            "restart",
             "restarting the agent",
-            &format!("/api/sessions/{}/restart", encode(&self.name)),
             serde_json::json!({ "fresh": self.fresh }),
         )
         .await?;
-        if ctx.json {
-            output::print_json(&v)?;
-        } else {
-            let r: Restarted = serde_json::from_value(v)?;
+        if let Some(r) = answer {
             let how = match (&r.session.agent_conversation, self.fresh) {
                 (_, true) => "in a new conversation".to_owned(),
                 (Some(c), false) => format!("resuming conversation {c}"),

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::api::{ApiClient, Autostart, Session, encode};
+use super::api::{ApiClient, Autostart, encode};
 use super::{Context, output};
+use crate::api::SessionView;
 
 /// `clauderon status NAME`
 #[derive(Debug, Args)]
@@ -24,7 +25,7 @@ impl StatusArgs {
         if ctx.json {
             output::print_json(&v)?;
         } else {
-            let s: Session = serde_json::from_value(v)?;
+            let s: SessionView = serde_json::from_value(v)?;
             print!(
                 "{}",
                 output::session_details(&s, time::OffsetDateTime::now_utc())

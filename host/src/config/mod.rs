@@ -25,13 +25,14 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3030";
 
 /// Host tables: every other top-level key must be a backend table, so no plugin may be named
 /// like one of these (the loader refuses such a plugin).
-pub const HOST_KEYS: [&str; 6] = [
+pub const HOST_KEYS: [&str; 7] = [
     "default_backend",
     "plugins",
     "server",
     "agent",
     "secrets",
     "proxy",
+    "sessions",
 ];
 
 /// Errors from reading a config file.
@@ -90,6 +91,63 @@ struct ServerFile {
     listen: Option<toml::Spanned<String>>,
 }
 
+/// The file form of `[sessions]`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsFile {
+    hibernation_timeout: Option<toml::Spanned<String>>,
+    keep_events: Option<toml::Spanned<i64>>,
+    keep_output: Option<toml::Spanned<String>>,
+    keep_deleted_events: Option<toml::Spanned<String>>,
+}
+
+/// `[sessions]`: defaults for every session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionsConfig {
+    /// Idle time before a session hibernates when its create sets none (`30m`, `90s`; `never`
+    /// is `Some(None)`); unset: the backend's declared default.
+    pub hibernation_timeout: Option<Option<std::time::Duration>>,
+    /// How much of each session's event log the daemon keeps (`keep_events`, `keep_output`,
+    /// `keep_deleted_events`).
+    pub retention: crate::store::Retention,
+}
+
+/// A size as config writes it: bytes, or a number with `K`/`KiB`, `M`/`MiB`, `G`/`GiB`
+/// (powers of 1024; case and a space before the unit do not matter).
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => u32::MAX,
+    };
+    num.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && shift != u32::MAX)
+        .and_then(|n| n.checked_mul(1u64 << shift.min(63)))
+        .ok_or_else(|| {
+            format!("`{v}` is not a size; expected a positive number of bytes or one with KiB, MiB or GiB, such as 50MiB")
+        })
+}
+
+/// An idle time as config and the API write it: a duration (`30m`, `90s`) or `never` (`None`).
+pub fn parse_idle(v: &str) -> Result<Option<std::time::Duration>, String> {
+    let v = v.trim();
+    if v.eq_ignore_ascii_case("never") {
+        return Ok(None);
+    }
+    match humantime::parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(Some(d)),
+        _ => Err(format!(
+            "`{v}` is not an idle time; expected a duration such as 30m or 90s, or never"
+        )),
+    }
+}
+
 /// `[proxy]`: where the daemon's credential proxy listens.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProxyServerConfig {
@@ -114,6 +172,7 @@ struct RawConfig {
     plugins: BTreeMap<String, PluginConfig>,
     server: Option<ServerFile>,
     proxy: Option<ServerFile>,
+    sessions: Option<SessionsFile>,
     agent: Option<agent::AgentFile>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
@@ -133,6 +192,8 @@ pub struct Config {
     plugins: BTreeMap<String, PluginConfig>,
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[sessions]`.
+    pub sessions: SessionsConfig,
     /// `[proxy]`: the credential proxy's listener.
     pub proxy: ProxyServerConfig,
     /// `[agent]`, with the preset applied.
@@ -149,6 +210,7 @@ impl std::fmt::Debug for Config {
             .field("default_backend", &self.default_backend)
             .field("plugins", &self.plugins)
             .field("server", &self.server)
+            .field("sessions", &self.sessions)
             .field("proxy", &self.proxy)
             .field("agent", &self.agent)
             .field("literal_secrets", &self.literal_secrets)
@@ -293,6 +355,47 @@ impl Config {
             proxy.listen = addr;
         }
 
+        let mut sessions = SessionsConfig::default();
+        let raw_sessions = raw.sessions.unwrap_or_default();
+        if let Some(t) = raw_sessions.hibernation_timeout {
+            sessions.hibernation_timeout = Some(
+                parse_idle(t.get_ref())
+                    .map_err(|e| at_span(t.span(), "sessions.hibernation_timeout", e))?,
+            );
+        }
+        if let Some(n) = raw_sessions.keep_events {
+            sessions.retention.max_events = u64::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    at_span(
+                        n.span(),
+                        "sessions.keep_events",
+                        format!(
+                            "`{}` is not a number of events; expected a positive integer such as 10000",
+                            n.get_ref()
+                        ),
+                    )
+                })?;
+        }
+        if let Some(s) = raw_sessions.keep_output {
+            sessions.retention.max_output_bytes = parse_size(s.get_ref())
+                .map_err(|e| at_span(s.span(), "sessions.keep_output", e))?;
+        }
+        if let Some(d) = raw_sessions.keep_deleted_events {
+            sessions.retention.deleted_for = humantime::parse_duration(d.get_ref().trim())
+                .map_err(|_| {
+                    at_span(
+                        d.span(),
+                        "sessions.keep_deleted_events",
+                        format!(
+                            "`{}` is not a duration; expected one such as 7d or 12h",
+                            d.get_ref()
+                        ),
+                    )
+                })?;
+        }
+
         let agent = Self::agent_from(raw.agent.unwrap_or_default(), home_root, &at_span)?;
 
         let mut warnings = Vec::new();
@@ -348,6 +451,7 @@ impl Config {
             default_backend,
             plugins,
             server,
+            sessions,
             proxy,
             agent,
             literal_secrets,

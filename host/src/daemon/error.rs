@@ -13,6 +13,9 @@ pub enum EngineError {
     /// The request is malformed or names something invalid; the message says how to fix it.
     #[error("{0}")]
     BadRequest(String),
+    /// One field of the request is invalid (the answer names it, for forms).
+    #[error(transparent)]
+    Invalid(#[from] crate::api::FieldError),
     /// No such session (or checkpoint).
     #[error("{0}")]
     NotFound(String),
@@ -62,7 +65,7 @@ impl EngineError {
     /// The HTTP status and short code of this error.
     pub fn status_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::BadRequest(_) | Self::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Backend { .. } => (StatusCode::BAD_GATEWAY, "backend_failed"),
@@ -90,6 +93,11 @@ impl IntoResponse for EngineError {
         let (status, code) = self.status_code();
         if status.is_server_error() {
             tracing::warn!(error = %self, "request failed");
+        }
+        if let Self::Invalid(e) = &self {
+            let body = serde_json::json!({"error": {"code": code, "message": e.message,
+                "field": e.field}});
+            return (status, axum::Json(body)).into_response();
         }
         error_response(status, code, &self.to_string())
     }

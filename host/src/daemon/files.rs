@@ -1,95 +1,11 @@
 //! The daemon's files in `$CLAUDERON_HOME`: `api-token` (made on first start), `daemon.json`
 //! (where a running daemon listens) and `daemon.lock` (one daemon per home).
 
-use std::fs::OpenOptions;
 use std::io::Read as _;
-use std::net::SocketAddr;
-use std::os::fd::AsRawFd as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 
-use crate::home::{Home, HomeError, write_private_file};
-
-/// Errors reading or writing the daemon's files.
-#[derive(Debug, thiserror::Error)]
-pub enum FilesError {
-    /// Writing a file failed.
-    #[error(transparent)]
-    Write(#[from] HomeError),
-    /// Reading a file failed.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The token file exists but does not hold a token.
-    #[error(
-        "{path} does not hold an API token; delete it and restart the daemon to make a new one"
-    )]
-    BadToken {
-        /// The file.
-        path: PathBuf,
-    },
-    /// `daemon.json` is not what a daemon writes.
-    #[error("{path} is not a daemon description ({reason}); delete it if no daemon is running")]
-    BadInfo {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Another daemon holds the lock on this home.
-    #[error(
-        "another clauderon daemon is already running for {home}{pid}; stop it first \
-         (`clauderon daemon stop`) or use another CLAUDERON_HOME"
-    )]
-    Locked {
-        /// The home directory.
-        home: PathBuf,
-        /// ` (pid N)` when `daemon.json` names one.
-        pid: String,
-    },
-}
-
-/// `daemon.json`: written once the listener is bound, removed on a clean stop.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct DaemonInfo {
-    /// The daemon's process id.
-    pub pid: u32,
-    /// The bound address (`127.0.0.1:PORT`).
-    pub addr: SocketAddr,
-    /// The clauderon version of the daemon.
-    pub version: String,
-    /// When it started (RFC 3339).
-    pub started_at: String,
-    /// Where its credential proxy listens (`127.0.0.1:PORT`), when it runs one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub proxy_addr: Option<SocketAddr>,
-}
-
-impl DaemonInfo {
-    /// The API's base URL (`http://127.0.0.1:PORT`).
-    pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-/// Reads `daemon.json`; `Ok(None)` when it does not exist.
-pub fn read_info(home: &Home) -> Result<Option<DaemonInfo>, FilesError> {
-    let path = home.daemon_file();
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| FilesError::BadInfo {
-                path,
-                reason: e.to_string(),
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(FilesError::Read { path, source }),
-    }
-}
+use crate::api::files::{DaemonInfo, FilesError, read_info, read_token};
+use crate::home::{FileLock, Home, write_private_file};
 
 /// Writes `daemon.json` (0600, atomically).
 pub fn write_info(home: &Home, info: &DaemonInfo) -> Result<(), FilesError> {
@@ -107,22 +23,6 @@ pub fn remove_info(home: &Home) {
         && info.pid == std::process::id()
     {
         let _ = std::fs::remove_file(home.daemon_file());
-    }
-}
-
-/// Reads the API token (what the CLI presents); `Ok(None)` when no daemon made one yet.
-pub fn read_token(home: &Home) -> Result<Option<String>, FilesError> {
-    let path = home.api_token_file();
-    match std::fs::read_to_string(&path) {
-        Ok(t) => {
-            let t = t.trim().to_owned();
-            if t.len() < 32 || !t.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(FilesError::BadToken { path });
-            }
-            Ok(Some(t))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(FilesError::Read { path, source }),
     }
 }
 
@@ -144,41 +44,32 @@ pub fn load_or_create_token(home: &Home) -> Result<String, FilesError> {
     Ok(token)
 }
 
-/// An exclusive `flock` on `daemon.lock`, held for the daemon's life (released by the kernel
-/// even when the process is killed).
+/// The exclusive lock on `daemon.lock`, held for the daemon's life (released by the kernel
+/// even when the process is killed): one daemon per home.
 #[derive(Debug)]
 pub struct DaemonLock {
-    _file: std::fs::File,
+    _lock: FileLock,
 }
 
 impl DaemonLock {
     /// Takes the lock, or says which daemon holds it.
     pub fn acquire(home: &Home) -> Result<Self, FilesError> {
         let path = home.root().join("daemon.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|source| FilesError::Read {
-                path: path.clone(),
-                source,
-            })?;
-        // SAFETY: flock on an fd we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let pid = read_info(home)
-                .ok()
-                .flatten()
-                .map(|i| format!(" (pid {})", i.pid))
-                .unwrap_or_default();
-            return Err(FilesError::Locked {
-                home: home.root().to_path_buf(),
-                pid,
-            });
+        match FileLock::try_acquire(&path) {
+            Ok(Some(lock)) => Ok(Self { _lock: lock }),
+            Ok(None) => {
+                let pid = read_info(home)
+                    .ok()
+                    .flatten()
+                    .map(|i| format!(" (pid {})", i.pid))
+                    .unwrap_or_default();
+                Err(FilesError::Locked {
+                    home: home.root().to_path_buf(),
+                    pid,
+                })
+            }
+            Err(source) => Err(FilesError::Read { path, source }),
         }
-        Ok(Self { _file: file })
     }
 }
 

@@ -12,22 +12,25 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::cli::Context;
+use crate::app::App;
+use crate::installation::InstallationId;
 use crate::store::Store;
 
 use super::api::{self, AppState};
 use super::bus::Recorder;
-use super::engine::credentials::SessionProxy;
 use super::engine::idle::{IDLE_ENV, parse_idle};
+use super::engine::proxy_link::SessionProxy;
 use super::engine::{Backends, Engine};
-use super::files::{self, DaemonInfo, DaemonLock};
+use super::files::{self, DaemonLock};
 use super::guard::GuardConfig;
+use crate::api::DaemonInfo;
 
 /// How long open streams get to finish once a stop signal arrived.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 
-/// Runs the daemon in the foreground until SIGINT or SIGTERM.
-pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
+/// Runs the daemon in the foreground until SIGINT or SIGTERM; `backend`: the default backend
+/// chosen on the command line, if any.
+pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode> {
     let home = ctx.home().clone();
     home.ensure()?;
     let _lock = DaemonLock::acquire(&home)?;
@@ -36,10 +39,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         tracing::warn!("{w}");
     }
     let registry = ctx.registry()?;
-    let default_backend = ctx
-        .backend
-        .clone()
-        .or_else(|| config.default_backend().map(str::to_owned));
+    let default_backend = backend.or_else(|| config.default_backend().map(str::to_owned));
     let backends = Backends::load(registry, default_backend);
     for r in backends.reports() {
         match &r.reason {
@@ -60,7 +60,15 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         Ok(v) => parse_idle(&v).map_err(|e| anyhow::anyhow!("{IDLE_ENV}: {e}"))?,
         Err(_) => None,
     };
-    let engine = Engine::new(Recorder::new(store), backends, config.clone(), default_idle).await?;
+    let installation = InstallationId::load_or_create(&home)?;
+    let engine = Engine::new(
+        Recorder::new(store, config.sessions.retention),
+        backends,
+        config.clone(),
+        default_idle,
+        installation,
+    )
+    .await?;
     // The credential proxy runs for the daemon's life; sessions get their access from it.
     let proxy = SessionProxy::start(&home, config.proxy.listen, resolver.clone())
         .await
@@ -88,6 +96,7 @@ pub async fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     engine.reconcile().await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    spawn_forget_deleted_events(engine.recorder().clone(), stop_rx.clone());
     let state = AppState {
         engine: Arc::clone(&engine),
         resolver: Arc::new(resolver),
@@ -149,4 +158,33 @@ async fn stop_signal() -> &'static str {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     }
+}
+
+/// How often the daemon drops the events of sessions deleted longer ago than the retention
+/// time (also once at start).
+const FORGET_DELETED_EVERY: Duration = Duration::from_secs(3600);
+
+/// Drops long-deleted sessions' events at start and every [`FORGET_DELETED_EVERY`] until the
+/// daemon stops.
+fn spawn_forget_deleted_events(recorder: Recorder, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FORGET_DELETED_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let r = *recorder.retention();
+            let now = time::OffsetDateTime::now_utc();
+            match recorder
+                .store()
+                .run(move |db| db.forget_deleted_events(&r, now))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "dropped the events of long-deleted sessions"),
+                Err(e) => tracing::warn!("dropping the events of deleted sessions: {e}"),
+            }
+        }
+    });
 }

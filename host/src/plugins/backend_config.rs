@@ -122,37 +122,20 @@ fn typed_default(ty: &str, d: &str) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clauderon_plugin_api::{ConfigKey, SecretDecl};
 
     fn details() -> PluginDetails {
-        PluginDetails {
-            config_keys: vec![
-                ConfigKey {
-                    name: "api_url".into(),
-                    ty: "string".into(),
-                    description: "API".into(),
-                    default: Some("https://x".into()),
-                },
-                ConfigKey {
-                    name: "timeout".into(),
-                    ty: "duration".into(),
-                    description: "idle".into(),
-                    default: Some("30m".into()),
-                },
-                ConfigKey {
-                    name: "cpus".into(),
-                    ty: "integer".into(),
-                    description: "n".into(),
-                    default: Some("2".into()),
-                },
+        // The wire form a plugin sends as `details_json`.
+        serde_json::from_value(serde_json::json!({
+            "config_keys": [
+                {"name": "api_url", "type": "string", "description": "API", "default": "https://x"},
+                {"name": "timeout", "type": "duration", "description": "idle", "default": "30m"},
+                {"name": "cpus", "type": "integer", "description": "n", "default": "2"},
             ],
-            secrets: vec![SecretDecl {
-                name: "x_key".into(),
-                env: Some("X_KEY".into()),
-                config_key: Some("api_key".into()),
-                description: "key".into(),
-            }],
-        }
+            "secrets": [
+                {"name": "x_key", "env": "X_KEY", "config_key": "api_key", "description": "key"},
+            ],
+        }))
+        .unwrap()
     }
 
     fn config(text: &str) -> Config {

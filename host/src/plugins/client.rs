@@ -10,7 +10,9 @@ use std::time::Duration;
 use abi_stable::std_types::{RResult, RStr, RString};
 use clauderon_plugin_api::ffi::{FfiBackendBox, FfiExtension, PluginModule_Ref};
 use clauderon_plugin_api::ops::{self, Capabilities};
+use clauderon_plugin_api::panic::{panic_message, panic_reason};
 use clauderon_plugin_api::stream::FrameStream;
+use clauderon_plugin_api::task::AbortOnDrop;
 use clauderon_plugin_api::{ErrorKind, PluginError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,6 +44,35 @@ impl std::fmt::Debug for PluginClient {
     }
 }
 
+/// A plugin client whose calls hand every event the plugin emits during them to a sink (the
+/// daemon turns them into a session's progress). It has the same typed methods as
+/// [`PluginClient`], generated from the same op table.
+#[derive(Debug, Clone)]
+pub struct EventedClient {
+    client: Arc<PluginClient>,
+    events: UnboundedSender<serde_json::Value>,
+}
+
+impl EventedClient {
+    /// The plugin.
+    pub fn client(&self) -> &PluginClient {
+        &self.client
+    }
+}
+
+impl PluginClient {
+    /// This plugin with every call's events going to `events`.
+    pub fn with_events(
+        self: &Arc<Self>,
+        events: UnboundedSender<serde_json::Value>,
+    ) -> EventedClient {
+        EventedClient {
+            client: Arc::clone(self),
+            events,
+        }
+    }
+}
+
 macro_rules! typed_ops {
     ($($(#[$doc:meta])* $method:ident($req:ty) -> $resp:ty = $op:path;)*) => {
         impl PluginClient {
@@ -52,10 +83,48 @@ macro_rules! typed_ops {
                 }
             )*
         }
+        impl EventedClient {
+            $(
+                $(#[$doc])*
+                pub async fn $method(&self, req: &$req) -> Result<$resp, PluginError> {
+                    self.client.call($op, req, Some(self.events.clone())).await
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! typed_stream_ops {
+    ($($(#[$doc:meta])* $method:ident($req:ty) = $op:path;)*) => {
+        impl PluginClient {
+            $(
+                $(#[$doc])*
+                /// Returns the response and the framed stream of its I/O.
+                pub async fn $method(
+                    &self,
+                    req: &$req,
+                ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
+                    self.open_stream($op, req, None).await
+                }
+            )*
+        }
+        impl EventedClient {
+            $(
+                $(#[$doc])*
+                /// Returns the response and the framed stream of its I/O.
+                pub async fn $method(
+                    &self,
+                    req: &$req,
+                ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
+                    self.client.open_stream($op, req, Some(self.events.clone())).await
+                }
+            )*
+        }
     };
 }
 
 clauderon_plugin_api::for_each_call_op!(typed_ops);
+clauderon_plugin_api::for_each_stream_op!(typed_stream_ops);
 
 impl PluginClient {
     /// The plugin's name.
@@ -83,6 +152,22 @@ impl PluginClient {
         self.info.capabilities
     }
 
+    /// The absolute directory inside each sandbox where the plugin clones the repository and
+    /// the agent runs, as the plugin declares it (`None`: it does not say, as no plugin built
+    /// before plugin API 1.1 does).
+    pub fn workspace(&self) -> Option<&str> {
+        self.info.details.workspace.as_deref()
+    }
+
+    /// How long a session may sit idle before it hibernates when the user sets nothing, as the
+    /// plugin declares it (`None`: it does not say).
+    pub fn default_idle(&self) -> Option<Duration> {
+        self.info
+            .details
+            .default_idle_seconds
+            .map(Duration::from_secs)
+    }
+
     /// The panics caught from this plugin's calls so far (`None`: it never panicked). Only
     /// informational: a caught panic leaves the plugin's runtime serving later calls.
     pub fn fault(&self) -> Option<PluginFault> {
@@ -108,31 +193,7 @@ impl PluginClient {
                     .call(RStr::from_str(op), RStr::from_str(rid), json)
             })
             .await?;
-        serde_json::from_str(&out).map_err(|e| {
-            PluginError::new(
-                ErrorKind::Internal,
-                format!(
-                    "plugin `{}` answered `{op}` with an invalid response: {e}",
-                    self.name()
-                ),
-            )
-        })
-    }
-
-    /// `exec`: runs a command; returns the response and the framed stream of its I/O.
-    pub async fn exec(
-        &self,
-        req: &ops::ExecRequest,
-    ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
-        self.open_stream(ops::EXEC, req, None).await
-    }
-
-    /// `attach`: an interactive TTY session; returns the response and the framed stream.
-    pub async fn attach(
-        &self,
-        req: &ops::AttachRequest,
-    ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
-        self.open_stream(ops::ATTACH, req, None).await
+        self.decode(op, &out)
     }
 
     /// Opens a stream op by name.
@@ -153,12 +214,7 @@ impl PluginClient {
         let fd = unsafe { OwnedFd::from_raw_fd(opened.fd) };
         let stream = FrameStream::from_fd(fd)
             .map_err(|e| PluginError::internal(format!("cannot use the stream of `{op}`: {e}")))?;
-        let resp = serde_json::from_str(&opened.response_json).map_err(|e| {
-            PluginError::internal(format!(
-                "plugin `{}` answered `{op}` with an invalid response: {e}",
-                self.name()
-            ))
-        })?;
+        let resp = self.decode(op, &opened.response_json)?;
         Ok((resp, stream))
     }
 
@@ -172,6 +228,15 @@ impl PluginClient {
     pub fn shutdown(&self, deadline: Duration) {
         let ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         (self.module.shutdown())(ms);
+    }
+
+    fn decode<Resp: DeserializeOwned>(&self, op: &str, json: &str) -> Result<Resp, PluginError> {
+        serde_json::from_str(json).map_err(|e| {
+            PluginError::internal(format!(
+                "plugin `{}` answered `{op}` with an invalid response: {e}",
+                self.name()
+            ))
+        })
     }
 
     fn encode<Req: Serialize>(&self, op: &str, req: &Req) -> Result<RString, PluginError> {
@@ -210,19 +275,13 @@ impl PluginClient {
                 let e: PluginError = e.into();
                 if e.kind == ErrorKind::Panicked {
                     // The SDK caught it: "the plugin panicked in `op`: <message>".
-                    let prefix = format!("the plugin panicked in `{op}`: ");
-                    self.faults
-                        .record(op, e.message.strip_prefix(&prefix).unwrap_or(&e.message));
+                    let what = format!("`{op}`");
+                    self.faults.record(op, panic_reason(&what, &e.message));
                 }
                 Err(e)
             }
             Err(e) if e.is_panic() => {
-                let payload = e.into_panic();
-                let message = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a non-string panic payload".to_owned());
+                let message = panic_message(e.into_panic().as_ref());
                 self.faults.record(op, &message);
                 Err(PluginError::new(
                     ErrorKind::Panicked,
@@ -234,24 +293,6 @@ impl PluginClient {
                 format!("`{op}` on plugin `{}` was cancelled", self.name()),
             )),
         }
-    }
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> std::future::Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

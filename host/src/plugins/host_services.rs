@@ -240,12 +240,14 @@ mod tests {
         );
         HostServices {
             plugin: "p".into(),
-            declared: vec![SecretDecl {
-                name: "k".into(),
-                env: Some("CLAUDERON_TEST_HOST_SERVICES_SECRET".into()),
-                config_key: None,
-                description: String::new(),
-            }],
+            declared: vec![
+                serde_json::from_value::<SecretDecl>(serde_json::json!({
+                    "name": "k",
+                    "env": "CLAUDERON_TEST_HOST_SERVICES_SECRET",
+                    "description": "",
+                }))
+                .unwrap(),
+            ],
             secrets: Arc::new(ResolverSecrets::new(resolver)),
             events: EventRouter::default(),
         }

@@ -26,7 +26,7 @@ pub struct PluginInfo {
     /// Its capabilities.
     #[serde(skip)]
     pub capabilities: Capabilities,
-    /// Its declared config keys and secrets (`details_json`).
+    /// Its declared config keys, secrets and backend facts (`details_json`).
     pub details: PluginDetails,
 }
 
@@ -47,7 +47,7 @@ pub enum LoadError {
     /// A shared library without our declaration symbol.
     #[error(
         "{path} is not a clauderon plugin: it does not export {DECLARATION_SYMBOL} (plugins call \
-         clauderon_plugin_api::export_plugin!); remove it or rename it so it does not match \
+         clauderon_plugin_sdk::export_plugin!); remove it or rename it so it does not match \
          libclauderon_<name>"
     )]
     NotAPlugin {
@@ -65,8 +65,8 @@ pub enum LoadError {
     /// Built against another plugin-api major (or ABI epoch).
     #[error(
         "{path} was built against clauderon-plugin-api {plugin}, but this clauderon speaks \
-         clauderon-plugin-api {host}: rebuild the plugin against clauderon-plugin-api {host_major}.x \
-         (or use a clauderon release that speaks {plugin})"
+         clauderon-plugin-api {host}: rebuild the plugin with a clauderon-plugin-sdk on \
+         clauderon-plugin-api {host_major}.x (or use a clauderon release that speaks {plugin})"
     )]
     ApiIncompatible {
         /// The file.
@@ -81,8 +81,8 @@ pub enum LoadError {
     /// Same major declared, but abi_stable found a different root-module layout.
     #[error(
         "{path} declares clauderon-plugin-api {plugin}, but its ABI layout does not match this \
-         host's clauderon-plugin-api {host} ({summary}); rebuild the plugin against \
-         clauderon-plugin-api {host}"
+         host's clauderon-plugin-api {host} ({summary}); rebuild the plugin with a \
+         clauderon-plugin-sdk on clauderon-plugin-api {host}"
     )]
     Layout {
         /// The file.
@@ -100,6 +100,17 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
         /// abi_stable's message (shortened).
+        reason: String,
+    },
+    /// What the plugin declares about itself (`details_json`) is malformed.
+    #[error(
+        "{path}: the plugin's declared details are invalid ({reason}); fix what the plugin \
+         declares and rebuild it"
+    )]
+    BadDetails {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
         reason: String,
     },
     /// The file name and the plugin's own name disagree.
@@ -250,7 +261,7 @@ pub(crate) fn open(path: &Path) -> Result<OpenedPlugin, Box<(LoadError, Option<S
         }));
     }
     let raw = (module.info())();
-    let details: PluginDetails = serde_json::from_str(&raw.details_json).unwrap_or_default();
+    let details = parse_details(path, &raw.details_json).map_err(with_decl)?;
     Ok(OpenedPlugin {
         module,
         info: PluginInfo {
@@ -262,6 +273,24 @@ pub(crate) fn open(path: &Path) -> Result<OpenedPlugin, Box<(LoadError, Option<S
             details,
         },
     })
+}
+
+/// Parses and checks a plugin's `details_json`. Fields added after 1.0 are optional, so the
+/// details of older plugins parse; a value of the wrong type or a relative workspace does not.
+fn parse_details(path: &Path, json: &str) -> Result<PluginDetails, LoadError> {
+    let bad = |reason: String| LoadError::BadDetails {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let details: PluginDetails = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
+    if let Some(w) = &details.workspace
+        && !w.starts_with('/')
+    {
+        return Err(bad(format!(
+            "workspace `{w}` must be an absolute path inside the sandbox"
+        )));
+    }
+    Ok(details)
 }
 
 fn map_library_error(path: &Path, declared: &str, e: LibraryError) -> LoadError {
@@ -325,6 +354,31 @@ mod tests {
                     Error:too many fields\nError:too many fields\n";
         assert_eq!(summarize(text), "incompatible type size; too many fields");
         assert_eq!(summarize("\n  just one line\nand more"), "just one line");
+    }
+
+    #[test]
+    fn details_parse_with_or_without_the_1_1_fields_and_bad_ones_are_refused() {
+        let p = Path::new("/p/libclauderon_x.so");
+        let old = parse_details(p, r#"{"config_keys":[],"secrets":[]}"#).unwrap();
+        assert_eq!((old.workspace, old.default_idle_seconds), (None, None));
+        let new = parse_details(p, r#"{"workspace":"/w","default_idle_seconds":60}"#).unwrap();
+        assert_eq!(
+            (new.workspace.as_deref(), new.default_idle_seconds),
+            (Some("/w"), Some(60))
+        );
+        for (json, needle) in [
+            (r#"{"default_idle_seconds":"30m"}"#, "invalid type"),
+            (
+                r#"{"workspace":"ws"}"#,
+                "workspace `ws` must be an absolute path",
+            ),
+            ("not json", "expected"),
+        ] {
+            let err = parse_details(p, json).unwrap_err();
+            assert!(matches!(err, LoadError::BadDetails { .. }), "{err}");
+            assert_eq!(err.status(), PluginStatus::Failed);
+            assert!(err.to_string().contains(needle), "{err}");
+        }
     }
 
     #[test]

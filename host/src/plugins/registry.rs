@@ -9,6 +9,7 @@ use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::RResult;
 use clauderon_plugin_api::ErrorKind;
 use clauderon_plugin_api::ffi::FfiHostServices_TO;
+use clauderon_plugin_api::panic::panic_reason;
 use serde::Serialize;
 
 use super::backend_config::PluginConfigSource;
@@ -393,10 +394,7 @@ impl PluginRegistry {
                 let error = if e.kind == ErrorKind::Panicked {
                     LoadError::InitPanicked {
                         name: info.name.clone(),
-                        message: e
-                            .message
-                            .strip_prefix("the plugin panicked in init: ")
-                            .map_or_else(|| e.message.clone(), str::to_owned),
+                        message: panic_reason("init", &e.message).to_owned(),
                     }
                 } else {
                     LoadError::Init {

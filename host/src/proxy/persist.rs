@@ -182,7 +182,7 @@ mod tests {
             password: Secret::new("pw-123".into()),
             placeholders: BTreeMap::from([("a".into(), "clauderon-placeholder-a-1".into())]),
             proxy_addr: "127.0.0.1:18080".into(),
-            bundle_path: "/home/sprite/.clauderon/ca-bundle.pem".into(),
+            bundle_path: "/home/agent/.clauderon/ca-bundle.pem".into(),
         };
         save(&home, id, &f).unwrap();
         let path = session_file(&home, id);

@@ -1,18 +1,78 @@
 //! The options a session is created with, and a parser for every `create` flag value.
 //!
-//! Every parser returns an [`OptionError`] that names the flag, quotes the bad value and lists
-//! what is accepted, so the CLI and the API reject bad input before anything is made.
+//! Every parser returns an [`OptionError`] that names the option, quotes the bad value and
+//! lists what is accepted, so the CLI and the API reject bad input before anything is made. The
+//! error names the field (`options.cpu_limit`); the CLI shows it as its flag (`--cpu-limit`).
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// A flag value that does not parse; the message names the flag and what is accepted.
+/// Which option a value was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OptionField {
+    /// `hibernation_timeout` / `--hibernation-timeout`.
+    HibernationTimeout,
+    /// `cpu_limit` / `--cpu-limit`.
+    CpuLimit,
+    /// `memory_limit` / `--memory-limit`.
+    MemoryLimit,
+    /// `build_cache` / `--build-cache`.
+    BuildCache,
+    /// `cache_scope` / `--cache-scope`.
+    CacheScope,
+    /// `model` / `--model`.
+    Model,
+}
+
+impl OptionField {
+    /// Every option that takes a value.
+    pub const ALL: [OptionField; 6] = [
+        Self::HibernationTimeout,
+        Self::CpuLimit,
+        Self::MemoryLimit,
+        Self::BuildCache,
+        Self::CacheScope,
+        Self::Model,
+    ];
+
+    /// The field's key in `options` (`cpu_limit`).
+    pub fn key(self) -> &'static str {
+        self.path().trim_start_matches("options.")
+    }
+
+    /// The field's path in the create request (`options.cpu_limit`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::HibernationTimeout => "options.hibernation_timeout",
+            Self::CpuLimit => "options.cpu_limit",
+            Self::MemoryLimit => "options.memory_limit",
+            Self::BuildCache => "options.build_cache",
+            Self::CacheScope => "options.cache_scope",
+            Self::Model => "options.model",
+        }
+    }
+
+    /// The `create` flag that sets it (`--cpu-limit`).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::HibernationTimeout => "--hibernation-timeout",
+            Self::CpuLimit => "--cpu-limit",
+            Self::MemoryLimit => "--memory-limit",
+            Self::BuildCache => "--build-cache",
+            Self::CacheScope => "--cache-scope",
+            Self::Model => "--model",
+        }
+    }
+}
+
+/// A value that does not parse; the message names the field (the API's wording) and what is
+/// accepted; [`OptionError::for_flag`] says the same naming the CLI flag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid value `{value}` for {flag}: {reason}")]
+#[error("invalid value `{value}` for {}: {reason}", field.path())]
 pub struct OptionError {
-    /// The flag, e.g. `--memory-limit`.
-    pub flag: &'static str,
+    /// The option.
+    pub field: OptionField,
     /// The rejected value (truncated to 64 characters).
     pub value: String,
     /// What is wrong and what is accepted.
@@ -20,12 +80,22 @@ pub struct OptionError {
 }
 
 impl OptionError {
-    fn new(flag: &'static str, value: &str, reason: impl Into<String>) -> Self {
+    fn new(field: OptionField, value: &str, reason: impl Into<String>) -> Self {
         Self {
-            flag,
+            field,
             value: value.chars().take(64).collect(),
             reason: reason.into(),
         }
+    }
+
+    /// The message naming the CLI flag instead of the field.
+    pub fn for_flag(&self) -> String {
+        format!(
+            "invalid value `{}` for {}: {}",
+            self.value,
+            self.field.flag(),
+            self.reason
+        )
     }
 }
 
@@ -49,14 +119,15 @@ pub enum HibernationTimeout {
     Never,
 }
 
-const TIMEOUTS: [(&str, HibernationTimeout); 7] = [
-    ("5m", HibernationTimeout::M5),
-    ("15m", HibernationTimeout::M15),
-    ("30m", HibernationTimeout::M30),
-    ("1h", HibernationTimeout::H1),
-    ("2h", HibernationTimeout::H2),
-    ("6h", HibernationTimeout::H6),
-    ("never", HibernationTimeout::Never),
+/// Every timeout, in the order the choices are listed.
+pub const TIMEOUTS: [HibernationTimeout; 7] = [
+    HibernationTimeout::M5,
+    HibernationTimeout::M15,
+    HibernationTimeout::M30,
+    HibernationTimeout::H1,
+    HibernationTimeout::H2,
+    HibernationTimeout::H6,
+    HibernationTimeout::Never,
 ];
 
 impl HibernationTimeout {
@@ -75,11 +146,15 @@ impl HibernationTimeout {
     }
     /// The flag spelling (`5m` ... `never`).
     pub fn as_str(self) -> &'static str {
-        TIMEOUTS
-            .iter()
-            .find(|(_, t)| *t == self)
-            .map(|(s, _)| *s)
-            .unwrap_or("never")
+        match self {
+            Self::M5 => "5m",
+            Self::M15 => "15m",
+            Self::M30 => "30m",
+            Self::H1 => "1h",
+            Self::H2 => "2h",
+            Self::H6 => "6h",
+            Self::Never => "never",
+        }
     }
 }
 
@@ -89,11 +164,11 @@ impl FromStr for HibernationTimeout {
         let v = s.trim().to_ascii_lowercase();
         TIMEOUTS
             .iter()
-            .find(|(k, _)| *k == v)
-            .map(|(_, t)| *t)
+            .find(|t| t.as_str() == v)
+            .copied()
             .ok_or_else(|| {
                 OptionError::new(
-                    "--hibernation-timeout",
+                    OptionField::HibernationTimeout,
                     s,
                     "expected one of 5m, 15m, 30m, 1h, 2h, 6h, never",
                 )
@@ -123,17 +198,77 @@ impl From<HibernationTimeout> for String {
 /// The most CPUs a session may ask for.
 pub const MAX_CPUS: u32 = 256;
 
-/// Parses `--cpu-limit N`: a whole number of CPUs from 1 to [`MAX_CPUS`].
-pub fn parse_cpu_limit(s: &str) -> Result<u32, OptionError> {
-    let err = |why: &str| OptionError::new("--cpu-limit", s, why);
-    let n: u64 = s.trim().parse().map_err(|_| {
-        err(&format!(
-            "expected a whole number of CPUs from 1 to {MAX_CPUS}, e.g. 2"
-        ))
-    })?;
-    match u32::try_from(n) {
-        Ok(n) if (1..=MAX_CPUS).contains(&n) => Ok(n),
-        _ => Err(err(&format!("the CPU count must be from 1 to {MAX_CPUS}"))),
+/// A number of CPUs (`--cpu-limit`): more than 0 and at most [`MAX_CPUS`], in hundredths
+/// (`2`, `0.5`, `1.25`). The plugin API carries it as a float, since providers size CPUs in
+/// fractions; JSON writes a whole count as an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CpuLimit(u32);
+
+impl CpuLimit {
+    /// The count as the plugin API carries it.
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / 100.0
+    }
+}
+
+impl fmt::Display for CpuLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_multiple_of(100) {
+            write!(f, "{}", self.0 / 100)
+        } else {
+            write!(f, "{}", self.as_f64())
+        }
+    }
+}
+
+impl serde::Serialize for CpuLimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_multiple_of(100) {
+            s.serialize_u32(self.0 / 100)
+        } else {
+            s.serialize_f64(self.as_f64())
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for CpuLimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A number, or the flag's text (what a form field holds).
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(serde_json::Number),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        parse_cpu_limit(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `--cpu-limit N`: more than 0 and at most [`MAX_CPUS`] CPUs, in hundredths at most.
+pub fn parse_cpu_limit(s: &str) -> Result<CpuLimit, OptionError> {
+    let err = |why: &str| OptionError::new(OptionField::CpuLimit, s, why);
+    let range = format!("the CPU count must be more than 0 and at most {MAX_CPUS}, e.g. 2 or 0.5");
+    let t = s.trim();
+    let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
+    let digits = |x: &str| x.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(frac) || (t.contains('.') && frac.is_empty()) {
+        return Err(err(&format!(
+            "expected a number of CPUs (more than 0, at most {MAX_CPUS}), e.g. 2 or 0.5"
+        )));
+    }
+    if frac.len() > 2 {
+        return Err(err("give the CPU count in hundredths at most, e.g. 0.25"));
+    }
+    let whole: u64 = whole.parse().map_err(|_| err(&range))?;
+    let frac: u64 = format!("{frac:0<2}").parse().unwrap_or(0);
+    let hundredths = whole.saturating_mul(100).saturating_add(frac);
+    match u32::try_from(hundredths) {
+        Ok(h) if h > 0 && h <= MAX_CPUS * 100 => Ok(CpuLimit(h)),
+        _ => Err(err(&range)),
     }
 }
 
@@ -164,7 +299,7 @@ impl FromStr for MemoryLimit {
     type Err = OptionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         const HELP: &str = "expected a size with a unit K, M, G or T (binary), e.g. 512M or 2G";
-        let err = |why: String| OptionError::new("--memory-limit", s, why);
+        let err = |why: String| OptionError::new(OptionField::MemoryLimit, s, why);
         let t = s.trim();
         let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(digits_end);
@@ -264,7 +399,7 @@ impl FromStr for BuildCache {
     type Err = OptionError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
-        let err = |why: &str| OptionError::new("--build-cache", s, why);
+        let err = |why: &str| OptionError::new(OptionField::BuildCache, s, why);
         if let Some((_, k)) = CACHE_KINDS.iter().find(|(n, _)| *n == t) {
             return Ok(k.clone());
         }
@@ -343,7 +478,7 @@ impl FromStr for CacheScope {
             "project" => Ok(Self::Project),
             "session" => Ok(Self::Session),
             _ => Err(OptionError::new(
-                "--cache-scope",
+                OptionField::CacheScope,
                 s,
                 "expected `project` or `session`",
             )),
@@ -365,7 +500,7 @@ pub fn parse_model(s: &str) -> Result<String, OptionError> {
     let t = s.trim();
     if t.is_empty() {
         return Err(OptionError::new(
-            "--model",
+            OptionField::Model,
             s,
             "empty model name; give e.g. `sonnet` or `opus`",
         ));
@@ -373,7 +508,7 @@ pub fn parse_model(s: &str) -> Result<String, OptionError> {
     if t.chars().any(|c| c.is_whitespace() || c.is_control()) || t.starts_with('-') || t.len() > 128
     {
         return Err(OptionError::new(
-            "--model",
+            OptionField::Model,
             s,
             "a model name is one word of at most 128 characters, not starting with `-`",
         ));
@@ -390,11 +525,8 @@ pub struct SessionOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hibernation_timeout: Option<HibernationTimeout>,
     /// CPUs for the sandbox.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "de_cpu_limit"
-    )]
-    pub cpu_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_limit: Option<CpuLimit>,
     /// Memory for the sandbox.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<MemoryLimit>,
@@ -412,25 +544,7 @@ pub struct SessionOptions {
     pub print: bool,
 }
 
-/// JSON (API bodies, stored rows) gets the same checks as the flags. A number or the flag's
-/// text (`"2"`, what a form field holds) is accepted, so `"two"`, `-1` or `1.5` get the
-/// flag's message too.
-fn de_cpu_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Number(serde_json::Number),
-        Text(String),
-    }
-    let v: Option<Raw> = serde::Deserialize::deserialize(d)?;
-    v.map(|raw| match raw {
-        Raw::Number(n) => parse_cpu_limit(&n.to_string()),
-        Raw::Text(t) => parse_cpu_limit(&t),
-    })
-    .transpose()
-    .map_err(serde::de::Error::custom)
-}
-
+/// JSON (API bodies, stored rows) gets the same checks as the flags.
 fn de_model<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let v: Option<String> = serde::Deserialize::deserialize(d)?;
     v.map(|m| parse_model(&m))
@@ -438,32 +552,47 @@ fn de_model<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D:
         .map_err(serde::de::Error::custom)
 }
 
-impl SessionOptions {
-    /// Builds options from raw flag values as the CLI or API received them, validating each;
-    /// the first bad value is returned as an error and nothing else is looked at.
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_flags(
-        hibernation_timeout: Option<&str>,
-        cpu_limit: Option<&str>,
-        memory_limit: Option<&str>,
-        build_cache: Option<&str>,
-        cache_scope: Option<&str>,
-        model: Option<&str>,
-        plan_mode: bool,
-        print: bool,
-    ) -> Result<Self, OptionError> {
-        Ok(Self {
-            hibernation_timeout: hibernation_timeout.map(str::parse).transpose()?,
-            cpu_limit: cpu_limit.map(parse_cpu_limit).transpose()?,
-            memory_limit: memory_limit.map(str::parse).transpose()?,
-            build_cache: build_cache
+/// Option values as a user typed them (the CLI's flags, a form's fields), before validation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawOptions<'a> {
+    /// `--hibernation-timeout`.
+    pub hibernation_timeout: Option<&'a str>,
+    /// `--cpu-limit`.
+    pub cpu_limit: Option<&'a str>,
+    /// `--memory-limit`.
+    pub memory_limit: Option<&'a str>,
+    /// `--build-cache` (comma-separated).
+    pub build_cache: Option<&'a str>,
+    /// `--cache-scope`.
+    pub cache_scope: Option<&'a str>,
+    /// `--model`.
+    pub model: Option<&'a str>,
+    /// `--plan-mode`.
+    pub plan_mode: bool,
+    /// `--print`.
+    pub print: bool,
+}
+
+impl RawOptions<'_> {
+    /// Validates every value; the first bad one is the error and nothing else is looked at.
+    pub fn validate(&self) -> Result<SessionOptions, OptionError> {
+        Ok(SessionOptions {
+            hibernation_timeout: self.hibernation_timeout.map(str::parse).transpose()?,
+            cpu_limit: self.cpu_limit.map(parse_cpu_limit).transpose()?,
+            memory_limit: self.memory_limit.map(str::parse).transpose()?,
+            build_cache: self
+                .build_cache
                 .map(parse_build_caches)
                 .transpose()?
                 .unwrap_or_default(),
-            cache_scope: cache_scope.map(str::parse).transpose()?.unwrap_or_default(),
-            model: model.map(parse_model).transpose()?,
-            plan_mode,
-            print,
+            cache_scope: self
+                .cache_scope
+                .map(str::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            model: self.model.map(parse_model).transpose()?,
+            plan_mode: self.plan_mode,
+            print: self.print,
         })
     }
 }
@@ -490,7 +619,7 @@ mod tests {
         }
         for bad in ["", "10m", "1d", "5", "-5m", "forever", "5 m"] {
             let e = bad.parse::<HibernationTimeout>().unwrap_err();
-            assert_eq!(e.flag, "--hibernation-timeout");
+            assert_eq!(e.field.flag(), "--hibernation-timeout");
             assert!(
                 e.to_string().contains("5m, 15m, 30m, 1h, 2h, 6h, never"),
                 "{e}"
@@ -500,14 +629,38 @@ mod tests {
 
     #[test]
     fn cpu_limits() {
-        assert_eq!(parse_cpu_limit("1").unwrap(), 1);
-        assert_eq!(parse_cpu_limit(" 8 ").unwrap(), 8);
-        assert_eq!(parse_cpu_limit("256").unwrap(), 256);
-        for bad in ["0", "-1", "1.5", "two", "", "257", "99999999999999999999"] {
-            let e = parse_cpu_limit(bad).unwrap_err();
-            assert_eq!(e.flag, "--cpu-limit", "{bad}");
-            assert!(e.to_string().contains("from 1 to 256"), "{e}");
+        for (s, f, shown) in [
+            ("1", 1.0, "1"),
+            (" 8 ", 8.0, "8"),
+            ("256", 256.0, "256"),
+            ("0.5", 0.5, "0.5"),
+            ("1.25", 1.25, "1.25"),
+            ("2.0", 2.0, "2"),
+        ] {
+            let c = parse_cpu_limit(s).unwrap();
+            assert_eq!(c.as_f64(), f, "{s}");
+            assert_eq!(c.to_string(), shown);
         }
+        for bad in [
+            "0",
+            "0.0",
+            "-1",
+            "two",
+            "",
+            "256.5",
+            "257",
+            "99999999999999999999",
+        ] {
+            let e = parse_cpu_limit(bad).unwrap_err();
+            assert_eq!(e.field.flag(), "--cpu-limit", "{bad}");
+            assert!(e.to_string().contains("at most 256"), "{e}");
+        }
+        assert!(
+            parse_cpu_limit("0.125")
+                .unwrap_err()
+                .reason
+                .contains("hundredths")
+        );
     }
 
     #[test]
@@ -536,7 +689,7 @@ mod tests {
             ("99999999999999999999G", "expected a size"),
         ] {
             let e = bad.parse::<MemoryLimit>().unwrap_err();
-            assert_eq!(e.flag, "--memory-limit");
+            assert_eq!(e.field.flag(), "--memory-limit");
             assert!(e.to_string().contains(why), "{bad}: {e}");
         }
     }
@@ -565,7 +718,7 @@ mod tests {
             ("./a\u{7}", "control"),
         ] {
             let e = parse_build_caches(bad).unwrap_err();
-            assert_eq!(e.flag, "--build-cache");
+            assert_eq!(e.field.flag(), "--build-cache");
             assert!(e.to_string().contains(why), "{bad}: {e}");
         }
     }
@@ -584,22 +737,23 @@ mod tests {
         assert!(e.to_string().contains("`project` or `session`"), "{e}");
         assert_eq!(parse_model("opus").unwrap(), "opus");
         for bad in ["", "  ", "two words", "--plan", &"m".repeat(129)] {
-            assert_eq!(parse_model(bad).unwrap_err().flag, "--model");
+            assert_eq!(parse_model(bad).unwrap_err().field.flag(), "--model");
         }
     }
 
     #[test]
     fn from_flags_and_json() {
-        let o = SessionOptions::from_flags(
-            Some("30m"),
-            Some("2"),
-            Some("2G"),
-            Some("cargo,./t"),
-            Some("session"),
-            Some("opus"),
-            true,
-            false,
-        )
+        let o = RawOptions {
+            hibernation_timeout: Some("30m"),
+            cpu_limit: Some("2"),
+            memory_limit: Some("2G"),
+            build_cache: Some("cargo,./t"),
+            cache_scope: Some("session"),
+            model: Some("opus"),
+            plan_mode: true,
+            print: false,
+        }
+        .validate()
         .unwrap();
         let j = serde_json::to_value(&o).unwrap();
         assert_eq!(
@@ -610,9 +764,23 @@ mod tests {
         );
         let back: SessionOptions = serde_json::from_value(j).unwrap();
         assert_eq!(back, o);
-        let e = SessionOptions::from_flags(None, Some("0"), None, None, None, None, false, false)
-            .unwrap_err();
-        assert_eq!(e.flag, "--cpu-limit");
+        let e = RawOptions {
+            cpu_limit: Some("0"),
+            ..RawOptions::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert_eq!(e.field, OptionField::CpuLimit);
+        assert_eq!(
+            e.to_string(),
+            "invalid value `0` for options.cpu_limit: the CPU count must be more than 0 and at \
+             most 256, e.g. 2 or 0.5"
+        );
+        assert_eq!(
+            e.for_flag(),
+            "invalid value `0` for --cpu-limit: the CPU count must be more than 0 and at most \
+             256, e.g. 2 or 0.5"
+        );
         // A stored row with a bad value is an error, not a silently different option.
         for bad in [
             r#"{"memory_limit":"5"}"#,
@@ -631,14 +799,16 @@ mod tests {
         for bad in [
             r#"{"cpu_limit":0}"#,
             r#"{"cpu_limit":-1}"#,
-            r#"{"cpu_limit":1.5}"#,
             r#"{"cpu_limit":"two"}"#,
         ] {
             let e = serde_json::from_str::<SessionOptions>(bad).unwrap_err();
             assert!(e.to_string().contains("for --cpu-limit"), "{bad}: {e}");
         }
+        let e = serde_json::from_str::<SessionOptions>(r#"{"cpu_limit":0}"#).unwrap_err();
+        assert!(e.to_string().contains("at most 256"), "{e}");
+        // A form field's text is accepted like the flag's.
         let o: SessionOptions = serde_json::from_str(r#"{"cpu_limit":"4"}"#).unwrap();
-        assert_eq!(o.cpu_limit, Some(4));
+        assert_eq!(o.cpu_limit, Some(parse_cpu_limit("4").unwrap()));
         assert_eq!(
             serde_json::from_str::<SessionOptions>("{}").unwrap(),
             SessionOptions::default()

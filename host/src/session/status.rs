@@ -26,24 +26,31 @@ pub enum Status {
     Deleted,
 }
 
-const ALL: [(Status, &str); 8] = [
-    (Status::Creating, "creating"),
-    (Status::Running, "running"),
-    (Status::Hibernating, "hibernating"),
-    (Status::Hibernated, "hibernated"),
-    (Status::Waking, "waking"),
-    (Status::Failed, "failed"),
-    (Status::Deleting, "deleting"),
-    (Status::Deleted, "deleted"),
+/// Every status, in the order of a session's life.
+pub const ALL: [Status; 8] = [
+    Status::Creating,
+    Status::Running,
+    Status::Hibernating,
+    Status::Hibernated,
+    Status::Waking,
+    Status::Failed,
+    Status::Deleting,
+    Status::Deleted,
 ];
 
 impl Status {
     /// The lowercase name used in the store, the API and listings.
     pub fn as_str(self) -> &'static str {
-        ALL.iter()
-            .find(|(s, _)| *s == self)
-            .map(|(_, n)| *n)
-            .unwrap_or("failed")
+        match self {
+            Self::Creating => "creating",
+            Self::Running => "running",
+            Self::Hibernating => "hibernating",
+            Self::Hibernated => "hibernated",
+            Self::Waking => "waking",
+            Self::Failed => "failed",
+            Self::Deleting => "deleting",
+            Self::Deleted => "deleted",
+        }
     }
     /// Whether an operation is in flight (a daemon restart must reconcile these).
     pub fn is_transient(self) -> bool {
@@ -73,8 +80,8 @@ impl FromStr for Status {
     type Err = UnknownStatus;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         ALL.iter()
-            .find(|(_, n)| *n == s)
-            .map(|(st, _)| *st)
+            .find(|st| st.as_str() == s)
+            .copied()
             .ok_or_else(|| UnknownStatus(s.chars().take(32).collect()))
     }
 }
@@ -299,7 +306,8 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for (s, n) in ALL {
+        for s in ALL {
+            let n = s.as_str();
             assert_eq!(n.parse::<Status>().unwrap(), s);
             assert_eq!(s.to_string(), n);
             assert_eq!(serde_json::to_value(s).unwrap(), n);

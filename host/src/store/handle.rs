@@ -49,6 +49,38 @@ impl Store {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
+    /// See [`Db::agent`].
+    pub async fn agent(&self, id: SessionId) -> Result<super::AgentRecord, StoreError> {
+        self.run(move |db| db.agent(id)).await
+    }
+    /// See [`Db::agents`].
+    pub async fn agents(
+        &self,
+    ) -> Result<std::collections::HashMap<SessionId, super::AgentRecord>, StoreError> {
+        self.run(|db| db.agents()).await
+    }
+    /// See [`Db::put_agent`].
+    pub async fn put_agent(
+        &self,
+        id: SessionId,
+        rec: super::AgentRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.put_agent(id, &rec)).await
+    }
+    /// Reads, changes and writes a session's agent record in one step; returns it as written.
+    pub async fn update_agent(
+        &self,
+        id: SessionId,
+        f: impl FnOnce(&mut super::AgentRecord) + Send + 'static,
+    ) -> Result<super::AgentRecord, StoreError> {
+        self.run(move |db| {
+            let mut rec = db.agent(id)?;
+            f(&mut rec);
+            db.put_agent(id, &rec)?;
+            Ok(rec)
+        })
+        .await
+    }
     /// See [`Db::insert_session`].
     pub async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError> {
         self.run(move |db| db.insert_session(&new)).await
@@ -69,6 +101,20 @@ impl Store {
     /// See [`Db::list`].
     pub async fn list(&self, include_deleted: bool) -> Result<Vec<SessionRecord>, StoreError> {
         self.run(move |db| db.list(include_deleted)).await
+    }
+    /// See [`Db::list_summaries`].
+    pub async fn list_summaries(
+        &self,
+        page: super::ListPage,
+    ) -> Result<(Vec<super::SessionSummaryRecord>, Option<super::ListCursor>), StoreError> {
+        self.run(move |db| db.list_summaries(&page)).await
+    }
+    /// See [`Db::list_page`].
+    pub async fn list_page(
+        &self,
+        page: super::ListPage,
+    ) -> Result<(Vec<SessionRecord>, Option<super::ListCursor>), StoreError> {
+        self.run(move |db| db.list_page(&page)).await
     }
     /// See [`Db::apply_event`].
     pub async fn apply_event(

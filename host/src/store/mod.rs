@@ -1,21 +1,28 @@
-//! The SQLite session store: migrations, sessions, events, checkpoints.
+//! The SQLite session store: migrations, sessions, events, checkpoints, agent records. Every
+//! SQL statement of the host is in this module.
 //!
 //! [`Db`] is the synchronous store over one connection (WAL, `synchronous=FULL`, every write
 //! in a transaction, so whatever a call acknowledged survives a crash). [`Store`] is the async
 //! handle the daemon uses: it runs each call on tokio's blocking pool behind one mutex, so the
 //! daemon is the single writer.
 
+mod agents;
 mod db;
 mod handle;
+mod listing;
 mod migrations;
 mod records;
+mod retention;
 
+pub use agents::AgentRecord;
 pub use db::Db;
 pub use handle::Store;
+pub use listing::{ListCursor, ListPage, SessionSummaryRecord};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
     CheckpointRecord, EventRecord, NewCheckpoint, NewSession, SessionRecord, StatusChange,
 };
+pub use retention::Retention;
 
 use crate::session::TransitionError;
 use std::path::PathBuf;

@@ -1,18 +1,20 @@
 //! The host glue: `clauderon-sprites` as the clauderon plugin `sprites`. It describes itself
-//! (config keys, the `sprites_api_key` secret, its capabilities), validates its config at init
-//! and hands the operations to [`crate::backend::SpritesBackend`].
+//! (config keys, the `sprites_api_key` secret, its capabilities, its workspace directory and
+//! default idle time), validates its config at init and hands the operations to
+//! [`crate::backend::SpritesBackend`].
 
 use std::time::Duration;
 
-use clauderon_plugin_api::{
-    Capabilities, ConfigKey, HostContext, Plugin, PluginDetails, PluginError, SecretDecl,
+use clauderon_plugin_sdk::{
+    Capabilities, ConfigKeyBuilder, DetailsBuilder, HostContext, Plugin, PluginDetails,
+    PluginError, SecretDeclBuilder,
 };
 
 use crate::backend::Settings;
 pub use crate::backend::SpritesBackend;
 
-/// The default Sprites API endpoint.
-pub const DEFAULT_API_URL: &str = "https://api.sprites.dev";
+/// How long a sprite may sit idle before it hibernates when the user sets nothing.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(30 * 60);
 
 /// The `sprites` plugin.
 #[derive(Debug)]
@@ -79,87 +81,66 @@ impl Plugin for SpritesPlugin {
     type Backend = SpritesBackend;
 
     fn details() -> PluginDetails {
-        PluginDetails {
-            config_keys: vec![
-                ConfigKey {
-                    name: "api_url".into(),
-                    ty: "string".into(),
-                    description: "Base URL of the Sprites API".into(),
-                    default: Some(DEFAULT_API_URL.into()),
-                },
-                ConfigKey {
-                    name: "api_key".into(),
-                    ty: "string".into(),
-                    description: "Sprites API token (prefer the sprites_api_key secret)".into(),
-                    default: None,
-                },
-                ConfigKey {
-                    name: "hibernation_timeout".into(),
-                    ty: "duration".into(),
-                    description: "Idle time before a sprite hibernates".into(),
-                    default: Some("30m".into()),
-                },
-                ConfigKey {
-                    name: "workspace".into(),
-                    ty: "string".into(),
-                    description: "Where the repository is cloned inside each sprite".into(),
-                    default: Some(crate::backend::DEFAULT_WORKSPACE.into()),
-                },
-                ConfigKey {
-                    name: "hibernate_wait_seconds".into(),
-                    ty: "integer".into(),
-                    description: "How long `hibernate` waits for the sprite to go to sleep".into(),
-                    default: Some("45".into()),
-                },
-                ConfigKey {
-                    name: "reconnect_attempts".into(),
-                    ty: "integer".into(),
-                    description: "Reconnect attempts when an attach socket drops".into(),
-                    default: Some("5".into()),
-                },
-                ConfigKey {
-                    name: "relay_path".into(),
-                    ty: "string".into(),
-                    description: "The clauderon-relay binary uploaded into sprites for tunnels \
-                                  (default: beside the plugin, beside clauderon, or in \
-                                  $CLAUDERON_HOME/plugins)"
-                        .into(),
-                    default: None,
-                },
-                ConfigKey {
-                    name: "clone_depth".into(),
-                    ty: "integer".into(),
-                    description: "History depth of the clone from the origin inside each sprite \
-                                  (unset: the full history; a bundle always carries it all)"
-                        .into(),
-                    default: None,
-                },
-            ],
-            secrets: vec![SecretDecl {
-                name: "sprites_api_key".into(),
-                env: Some("SPRITES_API_KEY".into()),
-                config_key: Some("api_key".into()),
-                description: "Sprites API token (sprites.dev account settings)".into(),
-            }],
-        }
+        DetailsBuilder::new()
+            .config_key(
+                ConfigKeyBuilder::new("api_url", "string", "Base URL of the Sprites API")
+                    .with_default(crate::client::DEFAULT_BASE_URL),
+            )
+            .config_key(ConfigKeyBuilder::new(
+                "api_key",
+                "string",
+                "Sprites API token (prefer the sprites_api_key secret)",
+            ))
+            .config_key(
+                ConfigKeyBuilder::new(
+                    "hibernate_wait_seconds",
+                    "integer",
+                    "How long `hibernate` waits for the sprite to go to sleep",
+                )
+                .with_default("45"),
+            )
+            .config_key(
+                ConfigKeyBuilder::new(
+                    "reconnect_attempts",
+                    "integer",
+                    "Reconnect attempts when an attach socket drops",
+                )
+                .with_default("5"),
+            )
+            .config_key(ConfigKeyBuilder::new(
+                "relay_path",
+                "string",
+                "A statically linked clauderon-relay binary to upload into sprites for tunnels \
+                 instead of the one built into the plugin",
+            ))
+            .config_key(ConfigKeyBuilder::new(
+                "clone_depth",
+                "integer",
+                "History depth of the clone from the origin inside each sprite \
+                 (unset: the full history; a bundle always carries it all)",
+            ))
+            .secret(
+                SecretDeclBuilder::new(
+                    "sprites_api_key",
+                    "Sprites API token (sprites.dev account settings)",
+                )
+                .with_env("SPRITES_API_KEY")
+                .with_config_key("api_key"),
+            )
+            .workspace(crate::backend::DEFAULT_WORKSPACE)
+            .default_idle(DEFAULT_IDLE)
+            .build()
     }
 
     fn init(host: HostContext, config: serde_json::Value) -> Result<SpritesBackend, PluginError> {
-        let api_url = string_key(&config, "api_url")?.unwrap_or_else(|| DEFAULT_API_URL.into());
+        let api_url = string_key(&config, "api_url")?
+            .unwrap_or_else(|| crate::client::DEFAULT_BASE_URL.into());
         if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
             return Err(PluginError::invalid_request(format!(
                 "[sprites] api_url `{api_url}` must start with http:// or https://"
             )));
         }
         string_key(&config, "api_key")?;
-        let hibernation_timeout = string_key(&config, "hibernation_timeout")?;
-        if let Some(w) = string_key(&config, "workspace")?
-            && !w.starts_with('/')
-        {
-            return Err(PluginError::invalid_request(format!(
-                "[sprites] workspace `{w}` must be an absolute path inside the sprite"
-            )));
-        }
         let hibernate_wait = int_key(&config, "hibernate_wait_seconds", 0, 3600)?.unwrap_or(45);
         let reconnect_attempts = int_key(&config, "reconnect_attempts", 0, 100)?.unwrap_or(5);
         let clone_depth = int_key(&config, "clone_depth", 1, 1_000_000)?
@@ -177,7 +158,6 @@ impl Plugin for SpritesPlugin {
         Ok(SpritesBackend::new(
             Settings {
                 api_url,
-                hibernation_timeout,
                 hibernate_wait: Duration::from_secs(hibernate_wait),
                 stop_grace: Duration::from_secs(5),
                 reconnect_attempts: u32::try_from(reconnect_attempts).unwrap_or(5),
@@ -190,4 +170,4 @@ impl Plugin for SpritesPlugin {
 }
 
 #[cfg(feature = "export")]
-clauderon_plugin_api::export_plugin!(SpritesPlugin);
+clauderon_plugin_sdk::export_plugin!(SpritesPlugin);

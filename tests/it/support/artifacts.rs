@@ -26,9 +26,35 @@ impl Artifacts {
         self.dir.join(exe("sprites-emulator"))
     }
 
-    /// The `clauderon-relay` binary (the Sprites tunnel's in-sandbox relay).
+    /// The static `clauderon-relay` the Sprites plugin carries (its tunnel's in-sandbox relay),
+    /// written to a file once per test binary. (`cargo build` also leaves a dynamically linked
+    /// `clauderon-relay` in this directory: that one is never uploaded.)
     pub fn relay(&self) -> PathBuf {
-        self.dir.join(exe("clauderon-relay"))
+        static RELAY: OnceLock<PathBuf> = OnceLock::new();
+        RELAY
+            .get_or_init(|| {
+                use std::os::unix::fs::PermissionsExt;
+                let bytes = clauderon_sprites::tunnel::embedded::relay().unwrap_or_else(|| {
+                    panic!(
+                        "the plugin was built without a static relay: {}",
+                        clauderon_sprites::tunnel::embedded::build_note()
+                    )
+                });
+                let dir = self.dir.join("it-static-relay");
+                std::fs::create_dir_all(&dir).expect("relay dir");
+                let path = dir.join(exe("clauderon-relay"));
+                if std::fs::read(&path).is_ok_and(|old| old == bytes) {
+                    return path;
+                }
+                // Written aside and renamed: a relay still running from the old file is fine.
+                let tmp = dir.join(format!(".clauderon-relay.{}", std::process::id()));
+                std::fs::write(&tmp, bytes).expect("write the static relay");
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod the static relay");
+                std::fs::rename(&tmp, &path).expect("move the static relay into place");
+                path
+            })
+            .clone()
     }
 
     /// A cdylib built from the workspace crate whose library is named `lib_name`
@@ -36,6 +62,13 @@ impl Artifacts {
     pub fn cdylib(&self, lib_name: &str) -> PathBuf {
         self.dir.join(dylib_file_name(lib_name))
     }
+}
+
+/// A fixture plugin library built from `tests/fixtures/` (library name `lib`).
+pub fn fixture(lib: &str) -> PathBuf {
+    let p = artifacts().cdylib(lib);
+    assert!(p.exists(), "fixture {} was not built", p.display());
+    p
 }
 
 /// The platform's file name for a cdylib called `lib_name`.

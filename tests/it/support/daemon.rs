@@ -280,3 +280,48 @@ impl Drop for TestDaemon {
         self.kill();
     }
 }
+
+/// The agent output (`output` events) of `events`, as text.
+pub fn output_text(events: &[Value]) -> String {
+    use base64::Engine as _;
+    let mut out = Vec::new();
+    for e in events.iter().filter(|e| e["kind"] == "output") {
+        out.extend(
+            base64::engine::general_purpose::STANDARD
+                .decode(e["data"]["b64"].as_str().unwrap_or_default())
+                .unwrap_or_default(),
+        );
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl TestDaemon {
+    /// The events of session `id` after `after` (one page of up to 10,000).
+    pub async fn events_after(&self, id: &str, after: i64) -> Vec<Value> {
+        let (code, v) = self
+            .get(&format!(
+                "/api/sessions/{id}/events?after={after}&limit=10000"
+            ))
+            .await;
+        assert_eq!(code, 200, "{v}");
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls session `id`'s event log (bounded, 60 s) until the agent's output contains
+    /// `needle`; returns the output.
+    pub async fn wait_output(&self, id: &str, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = output_text(&self.events_after(id, 0).await);
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the agent output: {text:?}\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}

@@ -270,6 +270,32 @@ impl Emulator {
         (out, code)
     }
 
+    /// `GET path` (e.g. `/_emulator/info`) as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http_client()
+            .get(format!("{}{path}", self.base_url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not JSON: {e}"))
+    }
+
+    /// `POST path` with a JSON body; the status.
+    pub async fn post_json(&self, path: &str, body: &Value) -> u16 {
+        self.http_client()
+            .post(format!("{}{path}", self.base_url()))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+            .status()
+            .as_u16()
+    }
+
     /// Every sprite's JSON, from `GET /v1/sprites` (a list does not wake them).
     pub async fn sprites(&self) -> Vec<Value> {
         let list: Value = self

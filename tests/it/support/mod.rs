@@ -7,8 +7,10 @@ pub mod artifacts;
 pub mod attached;
 pub mod browser;
 pub mod daemon;
+pub mod elf;
 pub mod emulator;
 pub mod files;
+pub mod frames;
 pub mod git;
 pub mod home;
 pub mod sprites_plugin;
@@ -27,4 +29,13 @@ pub fn demo_agent_toml() -> String {
          files = {{ \".clauderon/bin/clauderon-demo-agent\" = \"{}\" }}\n",
         script.display()
     )
+}
+
+/// The object named `name` (`"name"` field) in the JSON array `rows`; panics naming what is
+/// there when it is missing.
+pub fn row_named(rows: &serde_json::Value, name: &str) -> serde_json::Value {
+    rows.as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} not in {rows:#}"))
 }

@@ -71,6 +71,48 @@ pub fn load(emu: &Emulator, token: &str, config: Value) -> (PluginRegistry, Arc<
     (registry, plugin)
 }
 
+/// Which `fs/write` a plugin test runs against, to run the upload paths (the tunnel relay, git
+/// bundles) under each: the tests that upload are parametrised over these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uploads {
+    /// The spec's `fs/write` (16 MiB of anything); uploads take their primary route.
+    Spec,
+    /// `--quirk fs-write-limits`: the real service as observed (400 for binary, 413 over 1 MB).
+    Observed,
+    /// As `Observed`, and every exec that would receive an upload part is refused with 413, so
+    /// uploads take the `fs/write` fallback under those limits.
+    ObservedFallback,
+}
+
+impl Uploads {
+    /// The emulator flags for this variant.
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            Uploads::Spec => &[],
+            Uploads::Observed | Uploads::ObservedFallback => &["--quirk", "fs-write-limits"],
+        }
+    }
+
+    /// Adds this variant's fault rules to a running emulator.
+    pub async fn arm(self, emu: &Emulator) {
+        if self == Uploads::ObservedFallback {
+            emu.add_fault(json!({
+                "kind": "error", "status": 413, "method": "GET", "path": "/v1/sprites/*/exec",
+                "query": format!("*cmd={}*", clauderon_sprites::backend::upload::PART_NAME),
+            }))
+            .await;
+        }
+    }
+
+    /// The transport the upload progress must name.
+    pub fn transport(self) -> &'static str {
+        match self {
+            Uploads::Spec | Uploads::Observed => "through exec stdin",
+            Uploads::ObservedFallback => "through fs/write (base64)",
+        }
+    }
+}
+
 /// A session id unique in this test process.
 pub fn session_id() -> String {
     static N: AtomicU32 = AtomicU32::new(0);

@@ -433,6 +433,21 @@ impl Upstream {
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
+    /// Writes `<home>/proxy.toml` sending each of `hosts` here (`[upstreams."<host>"]` with
+    /// this upstream's test CA, written beside it), with `extra` first.
+    pub fn write_overrides(&self, home: &std::path::Path, hosts: &[&str], extra: &str) {
+        let ca_file = home.join("upstream-ca.pem");
+        std::fs::write(&ca_file, &self.ca_pem).expect("write the upstream CA");
+        let mut toml = format!("{extra}\n");
+        for h in hosts {
+            toml.push_str(&format!(
+                "[upstreams.\"{h}\"]\naddress = \"{}\"\nca_file = \"{}\"\n",
+                self.addr,
+                ca_file.display()
+            ));
+        }
+        std::fs::write(home.join("proxy.toml"), toml).expect("write proxy.toml");
+    }
     /// Every request received so far.
     pub fn requests(&self) -> Vec<SeenRequest> {
         self.state.seen.lock().unwrap().clone()

@@ -128,7 +128,9 @@ async fn live_agent(engine: &Arc<Engine>, id: SessionId) -> Result<Arc<LiveAgent
                         .into(),
                 )
             } else {
-                let code = crate::daemon::engine::agents::get(engine.store(), id)
+                let code = engine
+                    .store()
+                    .agent(id)
                     .await
                     .ok()
                     .and_then(|r| r.exit_code)

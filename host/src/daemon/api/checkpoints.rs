@@ -6,34 +6,28 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::daemon::engine::agents;
+use crate::api::requests::CheckpointRequest;
+use crate::api::{CheckpointList, CheckpointView, Restored};
 use crate::daemon::error::EngineError;
-use crate::daemon::views::{CheckpointView, SessionView};
 
 use super::AppState;
+use super::convert::{checkpoint_view, session_view};
 
 /// `GET /api/sessions/{ref}/checkpoints`.
 pub async fn list(
     State(st): State<AppState>,
     Path(session): Path<String>,
-) -> Result<Json<serde_json::Value>, EngineError> {
+) -> Result<Json<CheckpointList>, EngineError> {
     let rec = st.engine.find(&session).await?;
-    let cps: Vec<CheckpointView> = st
+    let checkpoints: Vec<CheckpointView> = st
         .engine
         .store()
         .checkpoints(rec.id)
         .await?
         .into_iter()
-        .map(Into::into)
+        .map(checkpoint_view)
         .collect();
-    Ok(Json(serde_json::json!({ "checkpoints": cps })))
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    #[serde(default)]
-    comment: Option<String>,
+    Ok(Json(CheckpointList { checkpoints }))
 }
 
 /// `POST /api/sessions/{ref}/checkpoints` with `{"comment"}`: 201 with the checkpoint.
@@ -42,8 +36,8 @@ pub async fn create(
     Path(session): Path<String>,
     body: Bytes,
 ) -> Result<Response, EngineError> {
-    let body: CreateBody = if body.is_empty() {
-        CreateBody { comment: None }
+    let body: CheckpointRequest = if body.is_empty() {
+        CheckpointRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             EngineError::BadRequest(format!(
@@ -51,7 +45,7 @@ pub async fn create(
             ))
         })?
     };
-    let comment = body.comment.unwrap_or_default();
+    let comment = body.comment;
     if comment.chars().count() > 1000 {
         return Err(EngineError::BadRequest(
             "\"comment\" is longer than 1000 characters".into(),
@@ -59,19 +53,19 @@ pub async fn create(
     }
     let rec = st.engine.find(&session).await?;
     let cp = st.engine.checkpoint(rec.id, comment).await?;
-    Ok((StatusCode::CREATED, Json(CheckpointView::from(cp))).into_response())
+    Ok((StatusCode::CREATED, Json(checkpoint_view(cp))).into_response())
 }
 
 /// `POST /api/sessions/{ref}/checkpoints/{id}/restore`: `{"session","safety_checkpoint"}`.
 pub async fn restore(
     State(st): State<AppState>,
     Path((session, checkpoint)): Path<(String, String)>,
-) -> Result<Json<serde_json::Value>, EngineError> {
+) -> Result<Json<Restored>, EngineError> {
     let rec = st.engine.find(&session).await?;
     let (rec, safety) = st.engine.restore(rec.id, &checkpoint).await?;
-    let a = agents::get(st.engine.store(), rec.id).await?;
-    Ok(Json(serde_json::json!({
-        "session": SessionView::new(rec, Some(&a)),
-        "safety_checkpoint": CheckpointView::from(safety),
-    })))
+    let a = st.engine.store().agent(rec.id).await?;
+    Ok(Json(Restored {
+        session: session_view(rec, Some(&a)),
+        safety_checkpoint: checkpoint_view(safety),
+    }))
 }

@@ -65,7 +65,10 @@ pub async fn events(
     if !q.follow {
         let limit = q.limit.unwrap_or(1000).clamp(1, MAX_LIMIT);
         return match store.events_since(rec.id, after, limit).await {
-            Ok(ev) => Json(serde_json::json!({ "events": ev })).into_response(),
+            Ok(ev) => Json(crate::api::EventPage {
+                events: ev.iter().map(super::convert::api_event).collect(),
+            })
+            .into_response(),
             Err(e) => EngineError::from(e).into_response(),
         };
     }
@@ -80,7 +83,7 @@ pub async fn events(
 }
 
 fn sse(e: &EventRecord) -> SseEvent {
-    let data = serde_json::to_string(e).unwrap_or_default();
+    let data = serde_json::to_string(&super::convert::api_event(e)).unwrap_or_default();
     SseEvent::default()
         .id(e.seq.to_string())
         .event(e.kind.clone())

@@ -9,11 +9,12 @@ use crate::plugins::PluginReport;
 use super::AppState;
 
 /// `{"version","pid"}`.
-pub async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "pid": std::process::id(),
-    }))
+pub async fn health(State(st): State<AppState>) -> Json<crate::api::Health> {
+    Json(crate::api::Health {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+        installation: st.engine.installation().to_string(),
+    })
 }
 
 /// `{"credentials":[CredentialView]}`: names, sources and redacted previews, never values.
@@ -45,4 +46,26 @@ pub async fn plugins(State(st): State<AppState>) -> Json<serde_json::Value> {
         })
         .collect();
     Json(serde_json::to_value(reports).unwrap_or_default())
+}
+
+/// `POST /api/reconcile` (`{"backend"?, "delete"?}`): sandboxes labelled as ours that no
+/// session owns, and what was done with them.
+pub async fn reconcile(
+    State(st): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::api::ReconcileReport>, crate::daemon::error::EngineError> {
+    let req: crate::api::ReconcileRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        crate::api::ReconcileRequest::default()
+    } else {
+        super::sessions::body_of(
+            &body,
+            "reconcile request",
+            "{\"backend\"?: \"name\", \"delete\"?: true|false}",
+        )?
+    };
+    Ok(Json(
+        st.engine
+            .reconcile_orphans(req.backend.as_deref(), req.delete)
+            .await?,
+    ))
 }

@@ -4,6 +4,7 @@
 
 mod attach;
 mod checkpoints;
+mod convert;
 mod events;
 mod info;
 mod sessions;
@@ -41,6 +42,7 @@ pub fn router(state: AppState, guard: GuardConfig) -> Router {
         .route("/api/health", get(info::health))
         .route("/api/credentials", get(info::credentials))
         .route("/api/plugins", get(info::plugins))
+        .route("/api/reconcile", post(info::reconcile))
         .route("/api/sessions", get(sessions::list).post(sessions::create))
         .route(
             "/api/sessions/{session}",

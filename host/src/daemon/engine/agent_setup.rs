@@ -124,15 +124,4 @@ impl Engine {
              ({ATTEMPTS} attempts); is another program writing them?"
         )))
     }
-
-    /// Records a `log` warning event (and logs it).
-    pub(super) async fn warn(&self, id: SessionId, message: String) {
-        tracing::warn!(session = %id, "{message}");
-        self.emit(
-            id,
-            "log",
-            serde_json::json!({"level": "warn", "message": message}),
-        )
-        .await;
-    }
 }

@@ -14,7 +14,7 @@ use crate::session::{SessionId, Status};
 use crate::store::SessionRecord;
 
 use super::super::error::EngineError;
-use super::{Engine, LiveAgent, agent, agents};
+use super::{Engine, LiveAgent, agent_task};
 
 /// Terminal size of the agent's detached session when no client is attached.
 pub(super) const DEFAULT_COLS: u16 = 120;
@@ -42,7 +42,7 @@ impl Engine {
         let client = self.backends().get(&rec.backend)?;
         let instance = Engine::instance_of(rec)
             .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
-        let row = agents::get(self.store(), rec.id).await?;
+        let row = self.store().agent(rec.id).await?;
         let cwd = row
             .workspace
             .clone()
@@ -75,34 +75,36 @@ impl Engine {
         tracing::info!(session = %rec.id, "starting the agent: {}", shell_words(&argv));
         let reports_before = self.runtime(rec.id).report_count();
         let (started, stream) = if o.print {
-            self.plugin_stream(
+            let req = ExecRequest {
+                instance,
+                command: argv,
+                env,
+                cwd: Some(cwd.clone()),
+                tty: false,
+            };
+            self.plugin(
                 rec.id,
                 &client,
-                ops::EXEC,
-                &ExecRequest {
-                    instance,
-                    command: argv,
-                    env,
-                    cwd: Some(cwd.clone()),
-                    tty: false,
-                },
+                "agent",
+                |c| async move { c.exec(&req).await },
             )
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::EXEC, e))?
         } else {
-            self.plugin_stream(
+            let req = AttachRequest {
+                instance,
+                session: None,
+                command: argv,
+                cols: DEFAULT_COLS,
+                rows: DEFAULT_ROWS,
+                cwd: Some(cwd.clone()),
+                env,
+            };
+            self.plugin(
                 rec.id,
                 &client,
-                ops::ATTACH,
-                &AttachRequest {
-                    instance,
-                    session: None,
-                    command: argv,
-                    cols: DEFAULT_COLS,
-                    rows: DEFAULT_ROWS,
-                    cwd: Some(cwd.clone()),
-                    env,
-                },
+                "agent",
+                |c| async move { c.attach(&req).await },
             )
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::ATTACH, e))?
@@ -117,20 +119,26 @@ impl Engine {
         } else {
             AgentState::Running
         };
-        agents::put(
-            self.store(),
-            rec.id,
-            agents::AgentRow {
-                agent_session: started.session.clone(),
-                exit_code: None,
-                workspace: Some(cwd),
-                state: Some(state),
-                conversation: row.conversation,
-            },
-        )
-        .await?;
+        self.store()
+            .put_agent(
+                rec.id,
+                crate::store::AgentRecord {
+                    agent_session: started.session.clone(),
+                    exit_code: None,
+                    workspace: Some(cwd),
+                    state: Some(state),
+                    conversation: row.conversation,
+                },
+            )
+            .await?;
         self.emit_agent_state(rec.id, Some(state)).await;
-        Ok(agent::spawn(self, rec.id, stream, o.print, reports_before))
+        Ok(agent_task::spawn(
+            self,
+            rec.id,
+            stream,
+            o.print,
+            reports_before,
+        ))
     }
 
     /// Waits until `agent` has really started: its first hook report (an agent with hooks) or
@@ -177,10 +185,7 @@ impl Engine {
 
     /// The error for an agent whose process ended before it started working.
     async fn exited_early(&self, id: SessionId, agent: &LiveAgent) -> EngineError {
-        let code = agents::get(self.store(), id)
-            .await
-            .ok()
-            .and_then(|r| r.exit_code);
+        let code = self.store().agent(id).await.ok().and_then(|r| r.exit_code);
         let screen = last_screen_lines(&agent.recent_output(), LAST_LINES);
         let name = self
             .store()
@@ -214,7 +219,7 @@ impl Engine {
         rec: &SessionRecord,
         confirm: bool,
     ) -> Result<Arc<LiveAgent>, EngineError> {
-        let row = agents::get(self.store(), rec.id).await?;
+        let row = self.store().agent(rec.id).await?;
         let hooks = self.config().agent.reports_state;
         let mut tries: Vec<Option<Resume>> = Vec::new();
         if let Some(c) = row.conversation {
@@ -273,7 +278,7 @@ impl Engine {
                 rec.status
             )));
         }
-        let row = agents::get(self.store(), id).await?;
+        let row = self.store().agent(id).await?;
         if rec.options.print || row.exit_code.is_some() {
             return Ok(None);
         }
@@ -313,7 +318,7 @@ impl Engine {
         let Some(instance) = Engine::instance_of(rec) else {
             return Ok(None);
         };
-        let row = agents::get(self.store(), rec.id).await?;
+        let row = self.store().agent(rec.id).await?;
         let cwd = row
             .workspace
             .unwrap_or_else(|| self.workspace_for(&rec.backend));
@@ -327,20 +332,21 @@ impl Engine {
             Some(&Resume::Latest),
         );
         let before = self.runtime(rec.id).report_count();
+        let req = AttachRequest {
+            instance,
+            session: Some(sess.to_owned()),
+            command: argv,
+            cols: DEFAULT_COLS,
+            rows: DEFAULT_ROWS,
+            cwd: Some(cwd),
+            env: self.agent_env(rec.id).await?,
+        };
         match self
-            .plugin_stream(
+            .plugin(
                 rec.id,
                 &client,
-                ops::ATTACH,
-                &AttachRequest {
-                    instance,
-                    session: Some(sess.to_owned()),
-                    command: argv,
-                    cols: DEFAULT_COLS,
-                    rows: DEFAULT_ROWS,
-                    cwd: Some(cwd),
-                    env: self.agent_env(rec.id).await?,
-                },
+                "agent",
+                |c| async move { c.attach(&req).await },
             )
             .await
         {
@@ -349,10 +355,11 @@ impl Engine {
                     self.save_instance(rec.id, inst).await?;
                 }
                 if let Some(s) = started.session.filter(|s| s != sess) {
-                    agents::update(self.store(), rec.id, move |r| r.agent_session = Some(s))
+                    self.store()
+                        .update_agent(rec.id, move |r| r.agent_session = Some(s))
                         .await?;
                 }
-                Ok(Some(agent::spawn(self, rec.id, stream, false, before)))
+                Ok(Some(agent_task::spawn(self, rec.id, stream, false, before)))
             }
             Err(e) if e.kind == crate::plugins::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(EngineError::backend(client.name(), ops::ATTACH, e)),

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 
 use crate::agent::{AgentState, read_hook};
+use crate::api::{AgentStateEvent, SessionEvent};
 use crate::proxy::AgentReport;
 use crate::session::{SessionId, Status};
 
-use super::{Engine, agents};
+use super::Engine;
 
 impl Engine {
     /// Takes agent reports from `reports` until it closes (the daemon's lifetime).
@@ -39,7 +40,7 @@ impl Engine {
         }
         let hook = read_hook(&r.body);
         tracing::debug!(session = %id, event = %hook.event, "agent report");
-        let before = match agents::get(self.store(), id).await {
+        let before = match self.store().agent(id).await {
             Ok(row) => row,
             Err(e) => {
                 tracing::warn!(session = %id, error = %e, "cannot read the agent's row");
@@ -53,15 +54,17 @@ impl Engine {
         let changed_state = state.is_some() && state != before.state;
         let changed_conv = conversation.is_some() && conversation != before.conversation;
         if changed_state || changed_conv {
-            let written = agents::update(self.store(), id, move |row| {
-                if let Some(s) = state {
-                    row.state = Some(s);
-                }
-                if let Some(c) = conversation {
-                    row.conversation = Some(c);
-                }
-            })
-            .await;
+            let written = self
+                .store()
+                .update_agent(id, move |row| {
+                    if let Some(s) = state {
+                        row.state = Some(s);
+                    }
+                    if let Some(c) = conversation {
+                        row.conversation = Some(c);
+                    }
+                })
+                .await;
             if let Err(e) = written {
                 tracing::warn!(session = %id, error = %e, "cannot record the agent's state");
             }
@@ -76,16 +79,13 @@ impl Engine {
 
     /// Records an `agent_state` event (`None`: no agent process, e.g. after hibernating).
     pub(super) async fn emit_agent_state(&self, id: SessionId, state: Option<AgentState>) {
-        let data = match state {
-            Some(s) => serde_json::to_value(s).unwrap_or_default(),
-            None => serde_json::json!({"state": null}),
-        };
-        self.emit(id, "agent_state", data).await;
+        self.emit(id, SessionEvent::AgentState(AgentStateEvent(state)))
+            .await;
     }
 
     /// Forgets the agent's state (its process is gone: hibernated, deleted, restored).
     pub(super) async fn clear_agent_state(&self, id: SessionId) {
-        match agents::update(self.store(), id, |row| row.state = None).await {
+        match self.store().update_agent(id, |row| row.state = None).await {
             Ok(_) => self.emit_agent_state(id, None).await,
             Err(e) => tracing::warn!(session = %id, error = %e, "cannot clear the agent's state"),
         }

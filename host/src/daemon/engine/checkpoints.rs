@@ -11,7 +11,7 @@ use crate::session::{SessionId, Status};
 use crate::store::{CheckpointRecord, NewCheckpoint, SessionRecord};
 
 use super::super::error::EngineError;
-use super::{AgentInput, Engine, agents};
+use super::{AgentInput, Engine};
 
 const GIT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -43,16 +43,14 @@ impl Engine {
             format!("taking a checkpoint: {comment}"),
         )
         .await;
-        let made: ops::CheckpointCreateResponse = self
-            .plugin_call(
-                rec.id,
-                &client,
-                ops::CHECKPOINT_CREATE,
-                &CheckpointCreateRequest {
-                    instance,
-                    comment: Some(comment.clone()),
-                },
-            )
+        let req = CheckpointCreateRequest {
+            instance,
+            comment: Some(comment.clone()),
+        };
+        let made = self
+            .plugin(rec.id, &client, "checkpoint", |c| async move {
+                c.checkpoint_create(&req).await
+            })
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::CHECKPOINT_CREATE, e))?;
         self.save_instance(rec.id, &made.instance).await?;
@@ -95,7 +93,9 @@ impl Engine {
         if !client.capabilities().contains(Capabilities::EXEC) {
             return None;
         }
-        let cwd = agents::get(self.store(), rec.id)
+        let cwd = self
+            .store()
+            .agent(rec.id)
             .await
             .ok()
             .and_then(|r| r.workspace)
@@ -175,16 +175,14 @@ impl Engine {
         let instance = Engine::instance_of(&self.store().get(id).await?)
             .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
         let result = async {
-            let restored: ops::InstanceResponse = self
-                .plugin_call(
-                    id,
-                    &client,
-                    ops::CHECKPOINT_RESTORE,
-                    &CheckpointRestoreRequest {
-                        instance,
-                        checkpoint_id: backend_ref,
-                    },
-                )
+            let req = CheckpointRestoreRequest {
+                instance,
+                checkpoint_id: backend_ref,
+            };
+            let restored = self
+                .plugin(id, &client, "restore", |c| async move {
+                    c.checkpoint_restore(&req).await
+                })
                 .await
                 .map_err(|e| EngineError::backend(client.name(), ops::CHECKPOINT_RESTORE, e))?;
             self.save_instance(id, &restored.instance).await?;

@@ -3,75 +3,26 @@
 //! deletes what was made and marks the session failed with the reason.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::api::ValidCreate;
 use crate::plugins::ops::{self, CloneRepoRequest, CreateRequest};
-use crate::plugins::{Capabilities, PluginClient};
-use crate::session::{Event, SessionId, SessionName, SessionOptions};
+use crate::plugins::{Capabilities, PluginClient, labels};
+use crate::session::{CpuLimit, Event, SessionId, SessionName};
 use crate::store::{NewSession, SessionRecord};
 
 use super::super::error::EngineError;
 use super::{Engine, git};
 
-/// Where the repository goes inside the sandbox unless the backend's config says otherwise
-/// (`workspace` in its table).
-pub const DEFAULT_WORKSPACE: &str = "/home/sprite/workspace";
-
-/// The body of `POST /api/sessions`.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSession {
-    /// The backend plugin (default: `default_backend`).
-    #[serde(default)]
-    pub backend: Option<String>,
-    /// The repository: an absolute path on the host.
-    pub repo: String,
-    /// The agent's initial prompt.
-    pub prompt: String,
-    /// The session name (default: derived from the repository, made unique).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// The options, validated like the CLI flags.
-    #[serde(default)]
-    pub options: SessionOptions,
-}
-
-impl CreateSession {
-    /// Parses and validates a request body; the error says which field is wrong and how.
-    pub fn parse(body: &[u8]) -> Result<Self, EngineError> {
-        let req: Self = serde_json::from_slice(body).map_err(|e| {
-            EngineError::BadRequest(format!(
-                "invalid create request: {e}; expected {{\"repo\": \"/abs/path\", \"prompt\": \
-                 \"...\", \"backend\"?, \"name\"?, \"options\"?}}"
-            ))
-        })?;
-        if req.prompt.trim().is_empty() {
-            return Err(EngineError::BadRequest(
-                "\"prompt\" is empty; give the agent something to do".into(),
-            ));
-        }
-        if !Path::new(&req.repo).is_absolute() {
-            return Err(EngineError::BadRequest(format!(
-                "\"repo\" must be an absolute path on the host, got `{}`",
-                req.repo.chars().take(200).collect::<String>()
-            )));
-        }
-        if let Some(n) = &req.name {
-            SessionName::new(n).map_err(|e| EngineError::BadRequest(e.to_string()))?;
-        }
-        Ok(req)
-    }
-}
+/// The workspace of a backend whose plugin declares none (plugin API before 1.1).
+const FALLBACK_WORKSPACE: &str = "workspace";
 
 impl Engine {
     /// Validates `req`, inserts the session (`creating`) and starts the create flow in the
     /// background. Nothing is made when validation fails.
-    pub async fn create(
-        self: &Arc<Self>,
-        req: CreateSession,
-    ) -> Result<SessionRecord, EngineError> {
-        let repo = PathBuf::from(&req.repo);
+    pub async fn create(self: &Arc<Self>, req: ValidCreate) -> Result<SessionRecord, EngineError> {
+        let repo = req.repo.clone();
         if !repo.is_dir() {
             return Err(EngineError::BadRequest(format!(
                 "\"repo\" {} is not a directory on this machine",
@@ -93,11 +44,12 @@ impl Engine {
                 missing.join(", ")
             )));
         }
-        let name = match &req.name {
-            Some(n) => SessionName::new(n).map_err(|e| EngineError::BadRequest(e.to_string()))?,
+        let repo_text = repo.to_string_lossy().into_owned();
+        let name = match req.name {
+            Some(n) => n,
             None => {
                 self.store()
-                    .unique_name(SessionName::from_repo(&req.repo))
+                    .unique_name(SessionName::from_repo(&repo_text))
                     .await?
             }
         };
@@ -109,7 +61,7 @@ impl Engine {
                 branch: Some(format!("clauderon/{name}")),
                 name,
                 backend: client.name().to_owned(),
-                repository: req.repo.clone(),
+                repository: repo_text,
                 prompt: req.prompt.clone(),
                 options: req.options.clone(),
             })
@@ -155,14 +107,8 @@ impl Engine {
                 "removing the sandbox of an interrupted create",
             )
             .await;
-            let _: Result<ops::Empty, _> = self
-                .plugin_call(
-                    id,
-                    &client,
-                    ops::DELETE,
-                    &ops::InstanceRequest { instance: old },
-                )
-                .await;
+            // Best effort: a sandbox already gone is fine, and create makes a new one anyway.
+            let _ = self.delete_sandbox(id, &client, old).await;
             self.store().set_instance(id, None, None).await?;
         }
         self.progress(
@@ -172,15 +118,19 @@ impl Engine {
         )
         .await;
         let labels = BTreeMap::from([
-            ("clauderon".to_owned(), "1".to_owned()),
-            ("clauderon.session".to_owned(), id.to_string()),
+            (labels::MARKER.to_owned(), labels::MARKER_VALUE.to_owned()),
+            (labels::SESSION.to_owned(), id.to_string()),
+            (
+                labels::INSTALLATION.to_owned(),
+                self.installation().as_str().to_owned(),
+            ),
         ]);
         let req = CreateRequest {
             session_id: id.to_string(),
             name: rec.name.to_string(),
             labels,
             env: BTreeMap::new(),
-            cpu_limit: rec.options.cpu_limit.map(f64::from),
+            cpu_limit: rec.options.cpu_limit.map(CpuLimit::as_f64),
             memory_limit_mib: rec.options.memory_limit.map(|m| m.mebibytes()),
         };
         // The plugin call and the store write of its instance run in a task of their own that
@@ -192,8 +142,13 @@ impl Engine {
         let plugin = Arc::clone(&client);
         let mut instance = tokio::spawn(async move {
             let _held = held;
-            let made: ops::InstanceResponse = engine
-                .plugin_call(id, &plugin, ops::CREATE, &req)
+            let made = engine
+                .plugin(
+                    id,
+                    &plugin,
+                    "create",
+                    |c| async move { c.create(&req).await },
+                )
                 .await
                 .map_err(|e| EngineError::backend(plugin.name(), ops::CREATE, e))?;
             engine.save_instance(id, &made.instance).await?;
@@ -208,17 +163,7 @@ impl Engine {
             self.proxy_forget(id);
             self.progress(id, "delete", "removing the sandbox after the failure")
                 .await;
-            let deleted: Result<ops::Empty, _> = self
-                .plugin_call(
-                    id,
-                    &client,
-                    ops::DELETE,
-                    &ops::InstanceRequest {
-                        instance: instance.clone(),
-                    },
-                )
-                .await;
-            match deleted {
+            match self.delete_sandbox(id, &client, instance.clone()).await {
                 Ok(_) => self.store().set_instance(id, None, None).await?,
                 Err(de) => {
                     tracing::warn!(session = %id, error = %de, "cannot delete the sandbox of a failed create");
@@ -249,21 +194,22 @@ impl Engine {
             ),
         )
         .await;
-        let cloned: ops::CloneRepoResponse = self
-            .plugin_call(
+        let req = CloneRepoRequest {
+            instance: instance.clone(),
+            url: info.origin_url.clone(),
+            branch,
+            dest: dest.clone(),
+            local_path: Some(rec.repository.clone()),
+            base_commit: Some(info.head.clone()),
+            base_branch: info.branch.clone(),
+            depth: None,
+        };
+        let cloned = self
+            .plugin(
                 id,
                 client,
-                ops::CLONE_REPO,
-                &CloneRepoRequest {
-                    instance: instance.clone(),
-                    url: info.origin_url.clone(),
-                    branch,
-                    dest: dest.clone(),
-                    local_path: Some(rec.repository.clone()),
-                    base_commit: Some(info.head.clone()),
-                    base_branch: info.branch.clone(),
-                    depth: None,
-                },
+                "clone",
+                |c| async move { c.clone_repo(&req).await },
             )
             .await
             .map_err(|e| EngineError::backend(client.name(), ops::CLONE_REPO, e))?;
@@ -289,13 +235,13 @@ impl Engine {
         Ok(())
     }
 
-    /// The workspace path inside the sandbox for a backend.
+    /// The workspace path inside the sandbox for a backend: the directory its plugin declares,
+    /// else the sandbox user's home (`~/workspace`) for a plugin that declares none.
     pub(super) fn workspace_for(&self, backend: &str) -> String {
-        self.config()
-            .backend_table(backend)
-            .and_then(|t| t.get("workspace"))
-            .and_then(|v| v.as_str())
-            .unwrap_or(DEFAULT_WORKSPACE)
-            .to_owned()
+        self.backends()
+            .get(backend)
+            .ok()
+            .and_then(|c| c.workspace().map(str::to_owned))
+            .unwrap_or_else(|| FALLBACK_WORKSPACE.to_owned())
     }
 }

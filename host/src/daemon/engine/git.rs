@@ -48,7 +48,7 @@ pub async fn inspect(repo: &Path) -> Result<RepoInfo, String> {
         .ok_or_else(|| {
             format!(
                 "{} is not a git repository with at least one commit; `git init` and commit \
-                 first, or pass another --repo",
+                 first, or give another repository",
                 repo.display()
             )
         })?;

@@ -10,40 +10,23 @@ use crate::store::SessionRecord;
 use super::Engine;
 
 impl Engine {
-    /// The idle time before hibernation: the session's `--hibernation-timeout`, else the
-    /// backend table's `hibernation_timeout`, else `CLAUDERON_HIBERNATION_TIMEOUT` (read at
-    /// daemon start), else the `hibernation_timeout` default the backend plugin declares (30m
-    /// for Sprites), else never. Durations are written like `30m` or `90s`, or `never`.
+    /// The idle time before hibernation: the session's `--hibernation-timeout`, else
+    /// `[sessions] hibernation_timeout`, else `CLAUDERON_HIBERNATION_TIMEOUT` (read at daemon
+    /// start), else the default idle time the backend plugin declares (30m for Sprites), else
+    /// never. Durations are written like `30m` or `90s`, or `never`.
     pub fn idle_timeout(&self, rec: &SessionRecord) -> Option<Duration> {
         if let Some(t) = rec.options.hibernation_timeout {
             return t.duration();
         }
-        let table = self
-            .config()
-            .backend_table(&rec.backend)
-            .and_then(|t| t.get("hibernation_timeout"))
-            .and_then(|v| v.as_str());
-        match table {
-            Some(v) => parse_idle(v).unwrap_or_else(|e| {
-                tracing::warn!(backend = %rec.backend, "ignoring hibernation_timeout: {e}");
-                None
-            }),
-            None => self
-                .default_idle
-                .or_else(|| self.declared_idle(&rec.backend)),
+        if let Some(t) = self.config().sessions.hibernation_timeout {
+            return t;
         }
-    }
-
-    /// The `hibernation_timeout` default the backend plugin declares in its details, if any.
-    fn declared_idle(&self, backend: &str) -> Option<Duration> {
-        let client = self.backends().get(backend).ok()?;
-        let key = client
-            .info()
-            .details
-            .config_keys
-            .iter()
-            .find(|k| k.name == "hibernation_timeout")?;
-        parse_idle(key.default.as_deref()?).ok().flatten()
+        self.default_idle.or_else(|| {
+            self.backends()
+                .get(&rec.backend)
+                .ok()
+                .and_then(|c| c.default_idle())
+        })
     }
 
     /// Starts (or restarts) the session's idle timer, when it has a timeout.
@@ -94,19 +77,7 @@ impl Engine {
 /// The environment variable giving the daemon's default idle time.
 pub const IDLE_ENV: &str = "CLAUDERON_HIBERNATION_TIMEOUT";
 
-/// Parses an idle time: a duration such as `30m` or `1500ms`, or `never` (`Ok(None)`).
-pub fn parse_idle(v: &str) -> Result<Option<Duration>, String> {
-    let v = v.trim();
-    if v.eq_ignore_ascii_case("never") {
-        return Ok(None);
-    }
-    match humantime::parse_duration(v) {
-        Ok(d) if !d.is_zero() => Ok(Some(d)),
-        _ => Err(format!(
-            "`{v}` is not an idle time; expected a duration such as 30m or 90s, or never"
-        )),
-    }
-}
+pub use crate::config::parse_idle;
 
 #[cfg(test)]
 mod tests {

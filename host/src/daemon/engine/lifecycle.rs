@@ -11,7 +11,7 @@ use crate::session::{Event, SessionId, Status};
 use crate::store::SessionRecord;
 
 use super::super::error::EngineError;
-use super::{AgentInput, Engine, agents};
+use super::{AgentInput, Engine};
 
 impl Engine {
     /// Hibernates a running session (`why`: who asked, for the log).
@@ -39,8 +39,10 @@ impl Engine {
         }
         self.progress(id, "hibernate", format!("hibernating ({why})"))
             .await;
-        let slept: Result<ops::InstanceResponse, _> = self
-            .plugin_call(id, &client, ops::HIBERNATE, &InstanceRequest { instance })
+        let slept = self
+            .plugin(id, &client, "hibernate", |c| async move {
+                c.hibernate(&InstanceRequest { instance }).await
+            })
             .await;
         match slept {
             Ok(r) => {
@@ -84,7 +86,7 @@ impl Engine {
         let result = async {
             woke?;
             let rec = self.store().get(id).await?;
-            let row = agents::get(self.store(), id).await?;
+            let row = self.store().agent(id).await?;
             if !rec.options.print && row.exit_code.is_none() {
                 self.progress(id, "agent", "re-attaching the agent").await;
                 self.reattach(&rec, row.agent_session.as_deref()).await?;
@@ -118,13 +120,17 @@ impl Engine {
             .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
         let woke: ops::InstanceResponse = if client.capabilities().contains(Capabilities::HIBERNATE)
         {
-            self.plugin_call(id, &client, ops::WAKE, &InstanceRequest { instance })
-                .await
-                .map_err(|e| EngineError::backend(client.name(), ops::WAKE, e))?
+            self.plugin(id, &client, "wake", |c| async move {
+                c.wake(&InstanceRequest { instance }).await
+            })
+            .await
+            .map_err(|e| EngineError::backend(client.name(), ops::WAKE, e))?
         } else {
-            self.plugin_call(id, &client, ops::START, &InstanceRequest { instance })
-                .await
-                .map_err(|e| EngineError::backend(client.name(), ops::START, e))?
+            self.plugin(id, &client, "wake", |c| async move {
+                c.start(&InstanceRequest { instance }).await
+            })
+            .await
+            .map_err(|e| EngineError::backend(client.name(), ops::START, e))?
         };
         self.save_instance(id, &woke.instance).await?;
         self.proxy_reconnect(id, false).await;
@@ -148,6 +154,19 @@ impl Engine {
         self.finish_delete(id).await
     }
 
+    /// Plugin `delete` of a session's sandbox, its events recorded under `delete`.
+    pub(super) async fn delete_sandbox(
+        &self,
+        id: SessionId,
+        client: &Arc<crate::plugins::PluginClient>,
+        instance: crate::plugins::ops::Instance,
+    ) -> Result<crate::plugins::ops::Empty, crate::plugins::PluginError> {
+        self.plugin(id, client, "delete", |c| async move {
+            c.delete(&InstanceRequest { instance }).await
+        })
+        .await
+    }
+
     /// The part of delete after `deleting` is recorded (also run by reconcile).
     pub(super) async fn finish_delete(
         self: &Arc<Self>,
@@ -163,10 +182,7 @@ impl Engine {
         if let Some(instance) = Engine::instance_of(&rec) {
             self.progress(id, "delete", "deleting the sandbox").await;
             let client = self.backends().get(&rec.backend)?;
-            let deleted: Result<ops::Empty, _> = self
-                .plugin_call(id, &client, ops::DELETE, &InstanceRequest { instance })
-                .await;
-            match deleted {
+            match self.delete_sandbox(id, &client, instance).await {
                 Ok(_) => {}
                 Err(e) if e.kind == ErrorKind::NotFound => {}
                 Err(e) => {

@@ -1,20 +1,30 @@
-//! The session engine: the create flow, one task per live agent, hibernation timers, wake,
-//! checkpoints and reconcile (DESIGN §9). One concept per module; this one holds the shared
-//! state every flow uses.
+//! The session manager (DESIGN §9, §12): one concept per module, each adding its part to
+//! [`Engine`]; this one holds the state every part uses (the recorder, the loaded backends, the
+//! per-session runtimes).
+//!
+//! - `create`: the create flow; `lifecycle`: hibernate, wake, delete; `restart`; `checkpoints`;
+//!   `reconcile` (daemon start) and `orphans` (`POST /api/reconcile`);
+//! - the agent: `agent_start` (start, confirm, resume, re-attach), `agent_setup` (its unattended
+//!   start in the sandbox), `agent_task` (the task owning its stream), `agent_state` (its hook
+//!   reports);
+//! - `idle`: the hibernation timers; `proxy_link`: the credential proxy's side of a session;
+//! - `plugin_calls`: typed plugin calls with their event sink; `sandbox_exec`: one short
+//!   command in a sandbox; `backends`: the loaded plugins; `git`, `unpushed`: the repository.
 
-pub mod agent;
 mod agent_setup;
 mod agent_start;
 mod agent_state;
-pub mod agents;
+pub mod agent_task;
+
 pub mod backends;
 mod checkpoints;
 mod create;
-pub mod credentials;
 pub mod git;
 pub mod idle;
 mod lifecycle;
-pub mod plugin_events;
+mod orphans;
+pub mod plugin_calls;
+pub mod proxy_link;
 mod reconcile;
 mod restart;
 mod sandbox_exec;
@@ -24,11 +34,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-pub use agent::{AgentInput, AgentOutput, LiveAgent};
+pub use agent_task::{AgentInput, AgentOutput, LiveAgent};
 pub use backends::Backends;
-pub use create::CreateSession;
 
+use crate::api::{ProgressEvent, SessionEvent};
 use crate::config::Config;
+use crate::installation::InstallationId;
 use crate::plugins::ops::Instance;
 use crate::session::{Event, SessionId, Status};
 use crate::store::{SessionRecord, Store};
@@ -132,24 +143,28 @@ pub struct Engine {
     backends: Backends,
     config: Config,
     default_idle: Option<std::time::Duration>,
+    installation: InstallationId,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
-    proxy: std::sync::OnceLock<Arc<credentials::SessionProxy>>,
+    proxy: std::sync::OnceLock<Arc<proxy_link::SessionProxy>>,
 }
 
 impl Engine {
     /// An engine over the store (wrapped in `recorder`), the loaded backends and the config;
-    /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]).
+    /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]);
+    /// `installation` labels every sandbox it creates.
     pub async fn new(
         recorder: Recorder,
         backends: Backends,
         config: Config,
         default_idle: Option<std::time::Duration>,
+        installation: InstallationId,
     ) -> Result<Arc<Self>, EngineError> {
         Ok(Arc::new(Self {
             recorder,
             backends,
             config,
             default_idle,
+            installation,
             runtimes: Mutex::new(HashMap::new()),
             proxy: std::sync::OnceLock::new(),
         }))
@@ -168,6 +183,11 @@ impl Engine {
     /// The loaded backends.
     pub fn backends(&self) -> &Backends {
         &self.backends
+    }
+
+    /// This home's installation id (a label on every sandbox the engine creates).
+    pub fn installation(&self) -> &InstallationId {
+        &self.installation
     }
 
     /// The configuration the daemon started with.
@@ -205,8 +225,9 @@ impl Engine {
 
     /// Appends an event and publishes it; failures are logged, never fatal (the engine keeps
     /// going when only the log could not be written).
-    pub async fn emit(&self, id: SessionId, kind: &str, data: serde_json::Value) {
-        if let Err(e) = self.recorder.append(id, kind, data).await {
+    pub async fn emit(&self, id: SessionId, event: SessionEvent) {
+        let (kind, data) = event.into_parts();
+        if let Err(e) = self.recorder.append(id, &kind, data).await {
             tracing::warn!(session = %id, kind, error = %e, "cannot record an event");
         }
     }
@@ -217,8 +238,20 @@ impl Engine {
         tracing::info!(session = %id, stage, "{message}");
         self.emit(
             id,
-            "progress",
-            serde_json::json!({"stage": stage, "message": message}),
+            SessionEvent::Progress(ProgressEvent::new(stage, message)),
+        )
+        .await;
+    }
+
+    /// Records a warning for the user (a `log` event) and logs it.
+    pub(super) async fn warn(&self, id: SessionId, message: String) {
+        tracing::warn!(session = %id, "{message}");
+        self.emit(
+            id,
+            SessionEvent::Log {
+                level: "warn".into(),
+                message,
+            },
         )
         .await;
     }
@@ -236,8 +269,13 @@ impl Engine {
     /// Marks a session failed with `reason` (logged when even that is impossible).
     pub async fn fail(&self, id: SessionId, reason: &str) {
         tracing::warn!(session = %id, "session failed: {reason}");
-        self.emit(id, "error", serde_json::json!({"message": reason}))
-            .await;
+        self.emit(
+            id,
+            SessionEvent::Error {
+                message: reason.to_owned(),
+            },
+        )
+        .await;
         if let Err(e) = self
             .set_status(id, Event::Failed, Some(reason.to_owned()))
             .await

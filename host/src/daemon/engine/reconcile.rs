@@ -10,7 +10,7 @@ use crate::session::{Event, Observed, Status};
 use crate::store::SessionRecord;
 
 use super::super::error::EngineError;
-use super::{Engine, agents};
+use super::Engine;
 
 /// The reason recorded when the backend no longer knows a session's sandbox.
 pub const GONE_REASON: &str = "the sandbox no longer exists";
@@ -109,7 +109,7 @@ impl Engine {
         if to == Status::Running {
             self.proxy_reconnect(id, false).await;
             let rec = self.store().get(id).await?;
-            let row = agents::get(self.store(), id).await?;
+            let row = self.store().agent(id).await?;
             self.arm_idle_timer(id, &rec);
             if rec.options.print {
                 if row.exit_code.is_none() {

@@ -71,8 +71,13 @@ impl Engine {
             if !was_failed {
                 self.fail(id, &e.to_string()).await;
             } else {
-                self.emit(id, "error", serde_json::json!({"message": e.to_string()}))
-                    .await;
+                self.emit(
+                    id,
+                    crate::api::SessionEvent::Error {
+                        message: e.to_string(),
+                    },
+                )
+                .await;
             }
             return Err(e);
         }
@@ -91,7 +96,7 @@ impl Engine {
             Some(a) => Some(a),
             None => {
                 let rec = self.store().get(id).await.ok();
-                let row = super::agents::get(self.store(), id).await.ok();
+                let row = self.store().agent(id).await.ok();
                 match (rec, row) {
                     (Some(rec), Some(row))
                         if rec.status == Status::Running && row.exit_code.is_none() =>

@@ -4,6 +4,7 @@
 //! upstream, nor an ancestor of the commit the branch was made at (the oldest entry of the
 //! branch's reflog: the base the host shipped, which the host's repository has).
 
+use crate::api::Unpushed;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use crate::plugins::{Capabilities, Frame, FrameKind};
 use crate::session::{SessionId, Status};
 
 use super::super::error::EngineError;
-use super::{Engine, agents};
+use super::Engine;
 
 /// How long the check may take (a hibernated sandbox is woken by it).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,35 +36,6 @@ n=$(git rev-list --count "refs/heads/$b" --not $not) || exit 1
 echo "count $n"
 echo "against $against"
 "#;
-
-/// The answer of `GET /api/sessions/{ref}/unpushed`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Unpushed {
-    /// The session branch.
-    pub branch: Option<String>,
-    /// Whether the sandbox could be checked (`reason` says why not).
-    pub checked: bool,
-    /// Commits on the branch that exist nowhere else (0 when not checked).
-    pub count: u64,
-    /// What the commits were compared against, for the warning.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub against: Option<String>,
-    /// Why the check was not made or failed.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub reason: Option<String>,
-}
-
-impl Unpushed {
-    fn unchecked(branch: Option<String>, reason: impl Into<String>) -> Self {
-        Self {
-            branch,
-            checked: false,
-            count: 0,
-            against: None,
-            reason: Some(reason.into()),
-        }
-    }
-}
 
 /// Parses the script's output; `None` when it is not what the script prints.
 fn parse(out: &str) -> Option<(Option<u64>, Option<String>)> {
@@ -107,7 +79,9 @@ impl Engine {
                 format!("backend `{}` cannot run commands", client.name()),
             ));
         }
-        let cwd = agents::get(self.store(), id)
+        let cwd = self
+            .store()
+            .agent(id)
             .await?
             .workspace
             .unwrap_or_else(|| self.workspace_for(&rec.backend));

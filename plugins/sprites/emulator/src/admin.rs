@@ -30,12 +30,21 @@ pub async fn info(State(app): State<Arc<App>>) -> Response {
             "wake_delay_warm_ms": c.wake_delay_warm.as_millis() as u64,
             "wake_delay_cold_ms": c.wake_delay_cold.as_millis() as u64,
             "exit_linger_ms": c.exit_linger.as_millis() as u64,
+            "http_exit_delay_ms": c.http_exit_delay.as_millis() as u64,
             "non_tty_disconnect_ms": c.non_tty_disconnect.as_millis() as u64,
             "replay_bytes": c.replay_bytes,
             "quirks": c.quirks.iter().map(|q| q.name()).collect::<Vec<_>>(),
             "faults": app.faults.list().len(),
             "sprites": app.all().len(),
             "limits": app.limits.describe(),
+            "egress": if app.sandboxed && c.egress.port != 0 {
+                json!({"enforced": true, "port": c.egress.port,
+                       "hosts": c.egress.hosts.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()})
+            } else {
+                json!({"enforced": false, "port": c.egress.port,
+                       "note": if c.egress.port == 0 { "--egress-port 0: sprites have no egress" }
+                               else { "without namespaces sprites use the host's network: network policies are stored only" }})
+            },
         }),
     )
 }

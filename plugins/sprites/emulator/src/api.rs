@@ -102,9 +102,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sprites/{name}/fs/rename", post(crate::fsops::rename))
         .route(
             "/v1/sprites/{name}/policy/network",
-            get(crate::sprites::policy_get)
-                .post(crate::sprites::policy_set)
-                .put(crate::sprites::policy_set),
+            get(crate::policy::policy_get)
+                .post(crate::policy::policy_set)
+                .put(crate::policy::policy_set),
+        )
+        .route(
+            "/v1/sprites/{name}/policy/resources",
+            get(crate::policy::resources_get)
+                .post(crate::policy::resources_set)
+                .delete(crate::policy::resources_clear),
         )
         .route("/v1/sprites/{name}/proxy", get(crate::proxy::proxy))
         .route("/_emulator/info", get(crate::admin::info))
@@ -185,11 +191,12 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
         return ApiError::msg(StatusCode::UNAUTHORIZED, "authentication failed").into_response();
     }
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
     let method = req.method().as_str().to_owned();
     if !path.starts_with("/_emulator") {
         let delay: u64 = app
             .faults
-            .take(&FaultKind::Latency, &method, &path)
+            .take(&FaultKind::Latency, &method, &path, &query)
             .iter()
             .map(|f| f.ms.unwrap_or(100))
             .sum();
@@ -198,12 +205,16 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
         }
         if let Some(f) = app
             .faults
-            .take(&FaultKind::RateLimit, &method, &path)
+            .take(&FaultKind::RateLimit, &method, &path, &query)
             .first()
         {
             return rate_limited(f);
         }
-        if let Some(f) = app.faults.take(&FaultKind::Error, &method, &path).first() {
+        if let Some(f) = app
+            .faults
+            .take(&FaultKind::Error, &method, &path, &query)
+            .first()
+        {
             let status = f
                 .status
                 .and_then(|s| StatusCode::from_u16(s).ok())
@@ -217,7 +228,10 @@ async fn gate(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Resp
             };
         }
         if req.headers().contains_key(header::UPGRADE)
-            && let Some(f) = app.faults.take(&FaultKind::DropWs, &method, &path).first()
+            && let Some(f) = app
+                .faults
+                .take(&FaultKind::DropWs, &method, &path, &query)
+                .first()
         {
             req.extensions_mut()
                 .insert(DropWs(f.after_bytes.unwrap_or(0)));

@@ -40,6 +40,8 @@ pub struct Sprite {
     pub next_session: AtomicU64,
     /// Set once deleted (late tasks then do nothing).
     pub deleted: AtomicBool,
+    /// Its network policy as the egress proxy applies it.
+    pub egress: Arc<crate::egress::SpriteEgress>,
 }
 
 /// State behind the lifecycle lock.
@@ -49,12 +51,16 @@ pub struct Life {
     pub holder: Option<Holder>,
     /// When it went warm.
     pub warm_since: Option<Instant>,
+    /// The egress proxy inside the sandbox (with the holder).
+    pub egress: Option<crate::egress::Running>,
 }
 
 impl Sprite {
     /// A sprite object for `record` (cold).
     pub fn new(data: &std::path::Path, record: SpriteRecord) -> Self {
+        let egress = Arc::new(crate::egress::SpriteEgress::new(&record.network_policy));
         Sprite {
+            egress,
             name: record.name.clone(),
             paths: SpritePaths::new(data, &record.name),
             record: Mutex::new(record),
@@ -206,6 +212,7 @@ impl App {
                 &FaultKind::SlowWake,
                 "",
                 &format!("/v1/sprites/{}", sprite.name),
+                "",
             )
             .iter()
             .map(|f| f.ms.unwrap_or(1000))
@@ -230,7 +237,23 @@ impl App {
                 )
                 .await
                 .map_err(ApiError::internal)?;
+                let (init, helper) = (holder.init_pid, holder.helper_pid);
                 life.holder = Some(holder);
+                // Without egress the sprite still works, offline as before: say why, go on.
+                life.egress = match crate::egress::start(
+                    &self.cfg.egress,
+                    Arc::clone(&sprite.egress),
+                    init,
+                    helper,
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!("sprite {} has no egress: {e}", sprite.name);
+                        None
+                    }
+                };
             }
             (None, _) => {
                 for s in sprite.sessions() {
@@ -269,6 +292,7 @@ impl App {
     /// Ends the sprite's processes; its disk stays.
     pub async fn go_cold(&self, sprite: &Arc<Sprite>, life: &mut Life) {
         sprite.kill_sessions();
+        life.egress = None;
         if let Some(h) = life.holder.take() {
             h.stop().await;
         }
@@ -321,6 +345,7 @@ impl App {
                     // The sandbox died under us (killed from outside): start a fresh one.
                     tracing::warn!("sandbox of {} is gone ({e}); restarting it", sprite.name);
                     last_err = e.to_string();
+                    life.egress = None;
                     if let Some(h) = life.holder.take() {
                         h.stop().await;
                     }

@@ -34,6 +34,9 @@ pub enum Quirk {
     Checkpoint404,
     /// Sprites carry `org_slug` instead of `organization` (older list examples).
     OrgSlug,
+    /// `fs/write` as observed in Jan 2026 (sprites-docs #116): 400 for a body that is not UTF-8
+    /// text, 413 above 1 MB (1,000,000 bytes), instead of the spec's 16 MiB of anything.
+    FsWriteLimits,
 }
 
 impl Quirk {
@@ -50,6 +53,7 @@ impl Quirk {
             Quirk::Policy200 => "policy200",
             Quirk::Checkpoint404 => "checkpoint404",
             Quirk::OrgSlug => "org-slug",
+            Quirk::FsWriteLimits => "fs-write-limits",
         }
     }
 }
@@ -98,6 +102,11 @@ pub struct Args {
     /// (the real service lingers about 5 s; clients should close at once).
     #[arg(long, default_value = "5s")]
     pub exit_linger: String,
+    /// Pause before the exit frame of an HTTP exec (`POST .../exec`), after the output went out,
+    /// like the real service's process exit: clients that take each network read for one frame
+    /// (the official JS SDK) then never see output and exit in one read.
+    #[arg(long, default_value = "5ms")]
+    pub http_exit_delay: String,
     /// Default `max_run_after_disconnect` for non-TTY execs.
     #[arg(long, default_value = "10s")]
     pub non_tty_disconnect: String,
@@ -107,6 +116,14 @@ pub struct Args {
     /// Isolation of sprite processes.
     #[arg(long, value_enum, default_value = "auto")]
     pub sandbox: SandboxArg,
+    /// Port of the egress proxy on each sprite's loopback, through which sprites reach the
+    /// outside under their network policy (0: no egress at all; needs namespaces).
+    #[arg(long, default_value_t = 3129)]
+    pub egress_port: u16,
+    /// Resolve NAME to IP for sprites' egress, private addresses allowed (repeatable; for local
+    /// test servers: `--egress-host api.test=127.0.0.1`).
+    #[arg(long = "egress-host", value_name = "NAME=IP")]
+    pub egress_hosts: Vec<String>,
     /// Pick the other form of a behaviour where the sources disagree (repeatable).
     #[arg(long = "quirk", value_enum)]
     pub quirks: Vec<Quirk>,
@@ -134,12 +151,16 @@ pub struct Config {
     pub wake_delay_cold: Duration,
     /// Linger after the exit frame.
     pub exit_linger: Duration,
+    /// Pause before an HTTP exec's exit frame.
+    pub http_exit_delay: Duration,
     /// Default survival of non-TTY execs after disconnect.
     pub non_tty_disconnect: Duration,
     /// Replay buffer size.
     pub replay_bytes: usize,
     /// Requested isolation.
     pub sandbox: SandboxArg,
+    /// Sprites' egress proxy.
+    pub egress: crate::egress::EgressConfig,
     /// Enabled quirks.
     pub quirks: BTreeSet<Quirk>,
     /// Faults from the command line.
@@ -202,6 +223,17 @@ impl Args {
                 .extend(crate::faults::parse_faults(f).with_context(|| format!("--fault {f:?}"))?);
         }
         let helper = std::env::current_exe().context("cannot locate this executable")?;
+        let mut hosts = crate::egress::forward::HostMap::new();
+        for h in &self.egress_hosts {
+            let (name, ip) = h
+                .split_once('=')
+                .and_then(|(n, ip)| Some((n.trim(), ip.trim().parse::<std::net::IpAddr>().ok()?)))
+                .filter(|(n, _)| !n.is_empty())
+                .with_context(|| {
+                    format!("--egress-host {h:?}: expected NAME=IP such as api.test=127.0.0.1")
+                })?;
+            hosts.insert(name.trim_end_matches('.').to_ascii_lowercase(), ip);
+        }
         Ok(Config {
             listen: self.listen,
             data,
@@ -211,9 +243,14 @@ impl Args {
             wake_delay_warm: dur("wake-delay-warm", &self.wake_delay_warm)?,
             wake_delay_cold: dur("wake-delay-cold", &self.wake_delay_cold)?,
             exit_linger: dur("exit-linger", &self.exit_linger)?,
+            http_exit_delay: dur("http-exit-delay", &self.http_exit_delay)?,
             non_tty_disconnect: dur("non-tty-disconnect", &self.non_tty_disconnect)?,
             replay_bytes: self.replay_bytes,
             sandbox: self.sandbox,
+            egress: crate::egress::EgressConfig {
+                port: self.egress_port,
+                hosts: std::sync::Arc::new(hosts),
+            },
             quirks: self.quirks.into_iter().collect(),
             faults,
             helper,

@@ -142,13 +142,22 @@ async fn start_session_once(
         .next_session
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let weak = Arc::downgrade(sprite);
+    let record = sprite.record();
     let limits = app
         .limits
-        .prepare(&sprite.name, &sprite.record().config)
+        .prepare(
+            &sprite.name,
+            &crate::limits::effective(&record.config, &record.resources),
+        )
         .map_err(|e| format!("cannot apply the sprite's limits: {e}"))?;
     let ctx = SpawnCtx {
         id,
         limits,
+        env_extra: if app.sandboxed {
+            app.cfg.egress.env()
+        } else {
+            Vec::new()
+        },
         map: (!app.sandboxed).then(|| PathMap {
             root: sprite.paths.root(),
         }),
@@ -625,18 +634,16 @@ pub async fn exec_http(
     }
     session.input(In::Eof).await;
     let guard = ActivityGuard::new(Arc::clone(&sprite));
-    let stream = futures::stream::unfold((rx, false, guard), |(mut rx, done, g)| async move {
-        if done {
-            return None;
-        }
-        let out = rx.recv().await?;
-        let last = matches!(out, Out::Exit(_));
-        let bytes = match out {
-            Out::Stdout(b) => prefixed(1, &b),
-            Out::Stderr(b) => prefixed(2, &b),
-            Out::Exit(c) => Bytes::from(vec![3u8, c as u8]),
-        };
-        Some((Ok::<Bytes, std::convert::Infallible>(bytes), (rx, last, g)))
+    let frames = HttpFrames {
+        rx,
+        held: None,
+        exit_delay: app.cfg.http_exit_delay,
+        done: false,
+        _guard: guard,
+    };
+    let stream = futures::stream::unfold(frames, |mut f| async move {
+        let bytes = f.next().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(bytes), f))
     });
     let mut resp = Response::new(Body::from_stream(stream));
     resp.headers_mut().insert(
@@ -644,4 +651,52 @@ pub async fn exec_http(
         HeaderValue::from_static("application/octet-stream"),
     );
     Ok(resp)
+}
+
+/// The frames of an HTTP exec answer, one per HTTP chunk. Framing rests on chunk boundaries
+/// alone, so output of one stream that is already waiting goes out as one frame, and the exit
+/// frame is written by itself after a pause (`--http-exit-delay`): the output chunk before it is
+/// flushed while the body waits, as after the real service's process exit.
+struct HttpFrames {
+    rx: mpsc::Receiver<Out>,
+    held: Option<Out>,
+    exit_delay: Duration,
+    done: bool,
+    _guard: ActivityGuard,
+}
+
+impl HttpFrames {
+    async fn next(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let first = match self.held.take() {
+            Some(o) => o,
+            None => self.rx.recv().await?,
+        };
+        let (tag, mut data) = match first {
+            Out::Exit(c) => {
+                self.done = true;
+                if !self.exit_delay.is_zero() {
+                    tokio::time::sleep(self.exit_delay).await;
+                }
+                return Some(Bytes::from(vec![3u8, c as u8]));
+            }
+            Out::Stdout(b) => (1u8, b.to_vec()),
+            Out::Stderr(b) => (2u8, b.to_vec()),
+        };
+        // Join what of the same stream is already there (bounded, to keep chunks moderate).
+        while data.len() < 256 * 1024 {
+            match self.rx.try_recv() {
+                Ok(Out::Stdout(b)) if tag == 1 => data.extend_from_slice(&b),
+                Ok(Out::Stderr(b)) if tag == 2 => data.extend_from_slice(&b),
+                Ok(other) => {
+                    self.held = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Some(prefixed(tag, &data))
+    }
 }

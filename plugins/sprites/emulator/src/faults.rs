@@ -1,8 +1,9 @@
 //! Fault injection: rules given by `--fault JSON` or `POST /_emulator/faults`.
 //!
-//! A rule is `{"kind": K, "method"?: "POST", "path"?: "/v1/sprites/*/exec", "times"?: n, ...}`;
-//! `path` is a glob where `*` matches any run of characters (default: every path), `times` bounds
-//! how often it fires (default: every time). Kinds and their fields:
+//! A rule is `{"kind": K, "method"?: "POST", "path"?: "/v1/sprites/*/exec", "query"?: "*cmd=x*",
+//! "times"?: n, ...}`; `path` is a glob where `*` matches any run of characters (default: every
+//! path), `query` a glob over the raw query string (default: any query, none included), `times`
+//! bounds how often it fires (default: every time). Kinds and their fields:
 //!
 //! - `rate_limit`: 429 with the rate-limit JSON and headers; `retry_after` (s, default 1), `limit`
 //!   (10), `window_seconds` (60), `code` (`sprite_creation_rate_limited`).
@@ -46,6 +47,9 @@ pub struct Fault {
     /// Path glob to match (any when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Glob over the raw query string (any when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
     /// How many more times it fires (unbounded when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u64>,
@@ -150,8 +154,9 @@ impl Faults {
         self.rules.lock().map(|g| g.clone()).unwrap_or_default()
     }
 
-    /// Takes (consuming one use of) every rule of `kind` matching the request.
-    pub fn take(&self, kind: &FaultKind, method: &str, path: &str) -> Vec<Fault> {
+    /// Takes (consuming one use of) every rule of `kind` matching the request (`query`: its raw
+    /// query string, empty when none).
+    pub fn take(&self, kind: &FaultKind, method: &str, path: &str, query: &str) -> Vec<Fault> {
         let Ok(mut g) = self.rules.lock() else {
             return Vec::new();
         };
@@ -168,6 +173,9 @@ impl Faults {
                 continue;
             }
             if rule.path.as_deref().is_some_and(|p| !glob(p, path)) {
+                continue;
+            }
+            if rule.query.as_deref().is_some_and(|q| !glob(q, query)) {
                 continue;
             }
             if let Some(t) = rule.times.as_mut() {
@@ -196,8 +204,19 @@ mod tests {
     #[test]
     fn times_bound_the_rule() {
         let f = Faults::new(parse_faults(r#"{"kind":"error","times":1}"#).unwrap());
-        assert_eq!(f.take(&FaultKind::Error, "GET", "/a").len(), 1);
-        assert!(f.take(&FaultKind::Error, "GET", "/a").is_empty());
+        assert_eq!(f.take(&FaultKind::Error, "GET", "/a", "").len(), 1);
+        assert!(f.take(&FaultKind::Error, "GET", "/a", "").is_empty());
         assert!(f.list().is_empty());
+    }
+
+    #[test]
+    fn a_query_glob_narrows_the_rule() {
+        let f = Faults::new(parse_faults(r#"{"kind":"error","query":"*cmd=up*"}"#).unwrap());
+        assert!(f.take(&FaultKind::Error, "GET", "/a", "cmd=sh").is_empty());
+        assert!(f.take(&FaultKind::Error, "GET", "/a", "").is_empty());
+        assert_eq!(
+            f.take(&FaultKind::Error, "GET", "/a", "x=1&cmd=up").len(),
+            1
+        );
     }
 }

@@ -18,10 +18,13 @@ use serde_json::{Value, json};
 
 use crate::api::{query_get, query_pairs, truthy};
 use crate::app::{App, Sprite};
+use crate::cli::Quirk;
 use crate::error::{ApiError, json_response};
 
 /// Largest accepted fs/write body (the spec's 16 MiB).
 pub const WRITE_LIMIT: usize = 16 * 1024 * 1024;
+/// Largest fs/write body under the `fs-write-limits` quirk (the ~1 MB observed in Jan 2026).
+pub const OBSERVED_WRITE_LIMIT: usize = 1_000_000;
 
 struct FsErr {
     errno: Errno,
@@ -226,11 +229,20 @@ pub async fn write(
     uri: Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if body.len() > WRITE_LIMIT {
+    let observed = app.cfg.quirk(Quirk::FsWriteLimits);
+    let limit = if observed {
+        OBSERVED_WRITE_LIMIT
+    } else {
+        WRITE_LIMIT
+    };
+    if body.len() > limit {
         return Err(ApiError::msg(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("file content exceeds the {WRITE_LIMIT} byte limit"),
+            format!("file content exceeds the {limit} byte limit"),
         ));
+    }
+    if observed && std::str::from_utf8(&body).is_err() {
+        return Err(ApiError::bad_request("Bad Request"));
     }
     let sprite = app.sprite_env(&name).await?;
     let (path, wd, q) = params(&uri);

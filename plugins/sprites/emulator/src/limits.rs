@@ -96,6 +96,90 @@ impl SpriteConfig {
     }
 }
 
+/// The memory part of a sprite's resources policy (`policy/resources`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryPolicy {
+    /// The limit in MiB.
+    pub limit_mb: u64,
+    /// Whether the service may scale memory up to the limit (stored and echoed only).
+    pub autoscale: bool,
+}
+
+/// A sprite's resources policy, as the official JS SDK sends it:
+/// `{"memory": {"limit_mb": N, "autoscale": bool}}`; `{}` is "no policy".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcesPolicy {
+    /// The memory limit, when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryPolicy>,
+}
+
+impl ResourcesPolicy {
+    /// Parses and validates a policy body; the error names the field and what is accepted.
+    pub fn parse(v: &serde_json::Value) -> Result<ResourcesPolicy, String> {
+        let obj = v.as_object().ok_or(
+            "the policy must be an object like {\"memory\": {\"limit_mb\": 2048, \"autoscale\": true}}",
+        )?;
+        let mut p = ResourcesPolicy::default();
+        for (k, val) in obj {
+            match k.as_str() {
+                "memory" if val.is_null() => {}
+                "memory" => {
+                    let m = val
+                        .as_object()
+                        .ok_or_else(|| format!("memory must be an object, got {val}"))?;
+                    let limit_mb = match m.get("limit_mb").and_then(serde_json::Value::as_u64) {
+                        Some(n) if (16..=1 << 24).contains(&n) => n,
+                        _ => {
+                            return Err(format!(
+                                "memory.limit_mb must be an integer number of MiB between 16 and \
+                                 16777216, got {}",
+                                m.get("limit_mb")
+                                    .map_or("nothing".to_owned(), |x| x.to_string())
+                            ));
+                        }
+                    };
+                    let autoscale = match m.get("autoscale") {
+                        None | Some(serde_json::Value::Null) => false,
+                        Some(serde_json::Value::Bool(b)) => *b,
+                        Some(other) => {
+                            return Err(format!(
+                                "memory.autoscale must be true or false, got {other}"
+                            ));
+                        }
+                    };
+                    if let Some(extra) = m.keys().find(|k| *k != "limit_mb" && *k != "autoscale") {
+                        return Err(format!(
+                            "memory.{extra} is not a known field (limit_mb, autoscale)"
+                        ));
+                    }
+                    p.memory = Some(MemoryPolicy {
+                        limit_mb,
+                        autoscale,
+                    });
+                }
+                "cpu" | "cpus" => {
+                    return Err(format!(
+                        "{k}: there is no CPU policy; a sprite's CPUs are sized by the service"
+                    ));
+                }
+                other => return Err(format!("{other} is not a known resource (memory)")),
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// The limits a sprite's processes get: the legacy `config`, with the resources policy's memory
+/// limit in place of `ram_mb` when one is set.
+pub fn effective(config: &SpriteConfig, policy: &ResourcesPolicy) -> SpriteConfig {
+    let mut c = config.clone();
+    if let Some(m) = policy.memory {
+        c.ram_mb = Some(m.limit_mb);
+    }
+    c
+}
+
 /// How CPU limits are enforced on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CpuControl {
@@ -405,6 +489,51 @@ mod tests {
         let e = SpriteConfig::parse(&serde_json::json!({"cpus": 0})).unwrap_err();
         assert!(e.contains("config.cpus"), "{e}");
         assert!(SpriteConfig::parse(&serde_json::json!(3)).is_err());
+    }
+
+    #[test]
+    fn resources_policy_validation_names_the_field() {
+        let p = ResourcesPolicy::parse(
+            &serde_json::json!({"memory": {"limit_mb": 512, "autoscale": true}}),
+        )
+        .unwrap();
+        assert_eq!(
+            p.memory,
+            Some(MemoryPolicy {
+                limit_mb: 512,
+                autoscale: true
+            })
+        );
+        assert_eq!(
+            ResourcesPolicy::parse(&serde_json::json!({})).unwrap(),
+            ResourcesPolicy::default()
+        );
+        for (body, field) in [
+            (
+                serde_json::json!({"memory": {"limit_mb": "big"}}),
+                "memory.limit_mb",
+            ),
+            (
+                serde_json::json!({"memory": {"limit_mb": 64, "autoscale": 1}}),
+                "memory.autoscale",
+            ),
+            (
+                serde_json::json!({"memory": {"limit_mb": 64, "swap": 1}}),
+                "memory.swap",
+            ),
+            (serde_json::json!({"cpu": {"limit": 2}}), "no CPU policy"),
+            (serde_json::json!([]), "must be an object"),
+        ] {
+            let e = ResourcesPolicy::parse(&body).unwrap_err();
+            assert!(e.contains(field), "{e}");
+        }
+        let cfg = SpriteConfig {
+            ram_mb: Some(100),
+            cpus: Some(1.0),
+            ..SpriteConfig::default()
+        };
+        assert_eq!(effective(&cfg, &p).ram_mb, Some(512));
+        assert_eq!(effective(&cfg, &ResourcesPolicy::default()), cfg);
     }
 
     #[test]

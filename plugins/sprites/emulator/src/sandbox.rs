@@ -716,6 +716,13 @@ pub fn count_stopped(pids: &[i32]) -> usize {
         .count()
 }
 
+/// What [`connect_in_netns`] and [`listen_in_netns`] make inside a sprite's network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NetOp {
+    Connect,
+    Listen,
+}
+
 /// Connects to `addr` from inside the network namespace of `init_pid`.
 ///
 /// As root, a short-lived thread joins the namespace (`setns(net)` affects only that thread).
@@ -726,26 +733,53 @@ pub fn connect_in_netns(
     helper_pid: Option<i32>,
     addr: std::net::SocketAddr,
 ) -> std::io::Result<std::net::TcpStream> {
-    if nix::unistd::geteuid().as_raw() != 0 {
-        return connect_forked(init_pid, helper_pid, addr);
-    }
-    let ns = std::fs::File::open(format!("/proc/{init_pid}/ns/net"))?;
-    std::thread::spawn(move || {
-        setns(&ns, CloneFlags::CLONE_NEWNET)?;
-        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))
-    })
-    .join()
-    .map_err(|_| std::io::Error::other("connect thread panicked"))?
+    socket_in_netns(init_pid, helper_pid, addr, NetOp::Connect).map(std::net::TcpStream::from)
 }
 
-fn connect_forked(
+/// A TCP listener on `addr` inside the network namespace of `init_pid` (made the same way as
+/// [`connect_in_netns`]): what it accepts comes from the sprite, while the process using it
+/// stays in its own namespace.
+pub fn listen_in_netns(
     init_pid: i32,
     helper_pid: Option<i32>,
     addr: std::net::SocketAddr,
-) -> std::io::Result<std::net::TcpStream> {
+) -> std::io::Result<std::net::TcpListener> {
+    socket_in_netns(init_pid, helper_pid, addr, NetOp::Listen).map(std::net::TcpListener::from)
+}
+
+fn socket_in_netns(
+    init_pid: i32,
+    helper_pid: Option<i32>,
+    addr: std::net::SocketAddr,
+    op: NetOp,
+) -> std::io::Result<OwnedFd> {
+    if nix::unistd::geteuid().as_raw() != 0 {
+        return socket_forked(init_pid, helper_pid, addr, op);
+    }
+    let ns = std::fs::File::open(format!("/proc/{init_pid}/ns/net"))?;
+    std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+        setns(&ns, CloneFlags::CLONE_NEWNET)?;
+        Ok(match op {
+            NetOp::Connect => {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(10))?
+                    .into()
+            }
+            NetOp::Listen => std::net::TcpListener::bind(addr)?.into(),
+        })
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("namespace socket thread panicked"))?
+}
+
+fn socket_forked(
+    init_pid: i32,
+    helper_pid: Option<i32>,
+    addr: std::net::SocketAddr,
+    op: NetOp,
+) -> std::io::Result<OwnedFd> {
     use std::os::fd::{AsRawFd, FromRawFd};
     let std::net::SocketAddr::V4(v4) = addr else {
-        return Err(std::io::Error::other("only IPv4 targets are supported"));
+        return Err(std::io::Error::other("only IPv4 addresses are supported"));
     };
     let mut nss: Vec<(OwnedFd, CloneFlags)> = Vec::new();
     if let Some(h) = helper_pid {
@@ -768,8 +802,9 @@ fn connect_forked(
     sa.sin_family = libc::AF_INET as libc::sa_family_t;
     sa.sin_port = v4.port().to_be();
     sa.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-    // SAFETY: the child only makes system calls (setns, socket, connect, sendmsg) on data
-    // prepared before the fork, then _exits.
+    let sa_len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: the child only makes system calls (setns, socket, connect or bind/listen,
+    // sendmsg) on data prepared before the fork, then _exits.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(std::io::Error::last_os_error());
@@ -785,12 +820,22 @@ fn connect_forked(
                 if s < 0 {
                     return Err(*libc::__errno_location());
                 }
-                if libc::connect(
-                    s,
-                    (&sa as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                ) < 0
-                {
+                let sa_ptr = (&sa as *const libc::sockaddr_in).cast();
+                let ok = match op {
+                    NetOp::Connect => libc::connect(s, sa_ptr, sa_len) == 0,
+                    NetOp::Listen => {
+                        let one: libc::c_int = 1;
+                        libc::setsockopt(
+                            s,
+                            libc::SOL_SOCKET,
+                            libc::SO_REUSEADDR,
+                            (&one as *const libc::c_int).cast(),
+                            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                        );
+                        libc::bind(s, sa_ptr, sa_len) == 0 && libc::listen(s, 128) == 0
+                    }
+                };
+                if !ok {
                     return Err(*libc::__errno_location());
                 }
                 send_fd(child_end.as_raw_fd(), s)
@@ -811,7 +856,7 @@ fn connect_forked(
     unsafe { libc::waitpid(pid, &mut status, 0) };
     match received {
         // SAFETY: the descriptor just arrived over SCM_RIGHTS and is ours.
-        Some(fd) => Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) }),
+        Some(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
         None => {
             let errno = if libc::WIFEXITED(status) {
                 libc::WEXITSTATUS(status)

@@ -22,6 +22,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             app.sandbox_note
         );
     }
+    if !app.sandboxed {
+        eprintln!(
+            "sprites-emulator: WARNING: network policies are stored but NOT enforced: without \
+             namespaces sprites use the host's network directly"
+        );
+    }
     if let crate::limits::CpuControl::Off(why) = app.limits.cpu() {
         eprintln!(
             "sprites-emulator: WARNING: sprite CPU limits (config.cpus) are NOT enforced here \

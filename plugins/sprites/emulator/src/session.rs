@@ -145,6 +145,8 @@ pub struct SpawnCtx {
     pub on_exit: Box<dyn FnOnce() + Send>,
     /// The sprite's resource limits, applied in the child before exec.
     pub limits: crate::limits::ChildLimits,
+    /// Added to the default environment (the egress proxy's variables).
+    pub env_extra: Vec<(String, String)>,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -203,7 +205,11 @@ impl Session {
             .dir
             .clone()
             .unwrap_or_else(|| "/home/sprite".to_owned());
-        let mut env = spec.env.clone().unwrap_or_else(|| default_env(spec.tty));
+        let mut env = spec.env.clone().unwrap_or_else(|| {
+            let mut env = default_env(spec.tty);
+            env.extend(ctx.env_extra.iter().cloned());
+            env
+        });
         let host_cwd = match &ctx.map {
             Some(m) => {
                 for (k, v) in env.iter_mut() {

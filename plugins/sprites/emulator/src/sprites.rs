@@ -1,4 +1,4 @@
-//! Control-plane handlers: sprite CRUD and list, and the network policy.
+//! Control-plane handlers: sprite CRUD and list.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -136,6 +136,7 @@ pub async fn create(State(app): State<Arc<App>>, body: Bytes) -> Result<Response
         active_checkpoint: Some("v0".to_owned()),
         next_checkpoint: 1,
         config,
+        resources: crate::limits::ResourcesPolicy::default(),
     };
     let sprite = {
         let mut map = app
@@ -342,60 +343,4 @@ pub async fn list(State(app): State<Arc<App>>, uri: Uri) -> Result<Response, Api
         }
     }
     Ok(json_response(StatusCode::OK, &body))
-}
-
-/// `GET .../policy/network`.
-pub async fn policy_get(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
-    let s = app.sprite_env(&name).await?;
-    Ok(json_response(StatusCode::OK, &s.record().network_policy))
-}
-
-fn check_policy(v: &Value) -> Result<(), String> {
-    let rules = v
-        .get("rules")
-        .and_then(Value::as_array)
-        .ok_or("body must be {\"rules\": [...]}")?;
-    for (i, r) in rules.iter().enumerate() {
-        let o = r.as_object().ok_or(format!("rule {i} is not an object"))?;
-        for (k, val) in o {
-            match k.as_str() {
-                "domain" if val.is_string() => {}
-                "action" if matches!(val.as_str(), Some("allow") | Some("deny")) => {}
-                "include" if val.as_str() == Some("defaults") => {}
-                _ => return Err(format!("rule {i}: invalid field {k:?} = {val}")),
-            }
-        }
-        if o.contains_key("domain") && !o.contains_key("action") {
-            return Err(format!(
-                "rule {i}: a domain rule needs an action (allow or deny)"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `POST .../policy/network` (stored, written to `/.sprite/policy/network.json`; not enforced).
-pub async fn policy_set(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let s = app.sprite_env(&name).await?;
-    let v: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
-    check_policy(&v).map_err(|e| ApiError::bad_request(format!("invalid policy: {e}")))?;
-    let stored = json!({"rules": v["rules"].clone()});
-    s.update(|r| r.network_policy = stored.clone())?;
-    let file = s.paths.root().join(".sprite/policy/network.json");
-    let _ = std::fs::create_dir_all(s.paths.root().join(".sprite/policy"));
-    std::fs::write(&file, stored.to_string())
-        .map_err(|e| ApiError::internal(format!("cannot write policy file: {e}")))?;
-    if app.cfg.quirk(Quirk::Policy200) {
-        Ok(json_response(StatusCode::OK, &stored))
-    } else {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    }
 }

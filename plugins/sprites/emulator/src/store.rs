@@ -64,6 +64,9 @@ pub struct SpriteRecord {
     /// The legacy `config` (`ram_mb`, `cpus`, ...): the limits `limits` enforces.
     #[serde(default)]
     pub config: crate::limits::SpriteConfig,
+    /// The resources policy (`policy/resources`): its memory limit replaces `config.ram_mb`.
+    #[serde(default)]
+    pub resources: crate::limits::ResourcesPolicy,
 }
 
 /// Paths of one sprite's storage.

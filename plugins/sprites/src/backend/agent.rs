@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use clauderon_plugin_api::ops;
-use clauderon_plugin_api::stream::{Frame, FrameKind, FrameStream, FrameWriter};
-use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
+use clauderon_plugin_sdk::ops;
+use clauderon_plugin_sdk::stream::{Frame, FrameKind, FrameStream, FrameWriter};
+use clauderon_plugin_sdk::{CallContext, ErrorKind, PluginError};
 use tokio::io::AsyncWriteExt;
 
 use super::SpritesBackend;
@@ -309,7 +309,7 @@ async fn pump_attach(
 
 async fn one_connection(
     mut child: Child,
-    r: &mut clauderon_plugin_api::stream::FrameReader,
+    r: &mut clauderon_plugin_sdk::stream::FrameReader,
     w: &mut FrameWriter,
     tail: &mut Tail,
     size: &mut (u16, u16),

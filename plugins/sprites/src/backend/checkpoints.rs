@@ -1,8 +1,8 @@
 //! Checkpoints over the Sprites checkpoint API: create (with progress), list (oldest first, the
 //! `Current` pseudo-entry left out), restore (an error reported inside the stream is an error).
 
-use clauderon_plugin_api::ops;
-use clauderon_plugin_api::{CallContext, PluginError};
+use clauderon_plugin_sdk::ops;
+use clauderon_plugin_sdk::{CallContext, PluginError};
 use time::format_description::well_known::Rfc3339;
 
 use super::SpritesBackend;

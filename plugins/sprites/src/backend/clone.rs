@@ -1,19 +1,17 @@
 //! `clone_repo`: the repository is cloned inside the sprite on a new session branch, from the
 //! origin when the sprite can reach it and it has the base commit, otherwise from a git bundle of
-//! the local history made on the host and uploaded through the fs API (in chunks when large).
+//! the local history made on the host and uploaded in verified parts ([`super::upload`]).
 
 use std::path::{Path, PathBuf};
 
-use clauderon_plugin_api::ops;
-use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
+use clauderon_plugin_sdk::ops;
+use clauderon_plugin_sdk::{CallContext, ErrorKind, PluginError};
 
 use super::errors::ctx as err_ctx;
 use super::state::{CloneRecord, SpriteState};
+use super::upload;
 use super::{DEFAULT_WORKSPACE, SpritesBackend};
-use crate::client::{Output, SpriteHandle, WriteOptions};
-
-/// The largest piece of a bundle sent in one fs write (the API's limit is 16 MiB).
-pub const BUNDLE_CHUNK: usize = 8 * 1024 * 1024;
+use crate::client::{Output, SpriteHandle};
 
 /// Clones from the origin inside the sprite; prints the checked-out commit last.
 const REMOTE_SCRIPT: &str = r#"set -e
@@ -38,13 +36,9 @@ git reset -q --hard
 git rev-parse HEAD
 "#;
 
-/// Clones from an uploaded bundle (joining its parts first); prints the commit last.
+/// Clones from an uploaded bundle; prints the commit last.
 const BUNDLE_SCRIPT: &str = r#"set -e
-b=$1 n=$2 dest=$3 branch=$4 base=$5 url=$6
-if [ "$n" -gt 1 ]; then
-  : > "$b"; i=0
-  while [ "$i" -lt "$n" ]; do cat "$b.$i" >> "$b"; rm -f "$b.$i"; i=$((i+1)); done
-fi
+b=$1 dest=$2 branch=$3 base=$4 url=$5
 rm -rf "$dest"
 mkdir -p "$(dirname "$dest")"
 git clone -q --no-checkout "$b" "$dest"
@@ -191,38 +185,32 @@ pub async fn clone_repo(
         PluginError::internal(format!("cannot read the bundle made from {local}: {e}"))
     })?;
     let remote = "/home/sprite/.clauderon/repo.bundle";
-    let parts: Vec<&[u8]> = bytes.chunks(BUNDLE_CHUNK).collect();
-    let n = parts.len().max(1);
-    let opts = WriteOptions {
-        mode: Some(0o600),
-        mkdir_parents: true,
-    };
-    for (i, part) in parts.iter().enumerate() {
-        let path = if n == 1 {
-            remote.to_owned()
-        } else {
-            format!("{remote}.{i}")
-        };
-        ctx.progress(
-            "clone",
-            &format!(
-                "uploading the bundle ({} of {n}, {} bytes)",
-                i + 1,
-                part.len()
-            ),
-            Some(0.2 + 0.6 * (i as f64 + 1.0) / n as f64),
-        );
-        sprite
-            .write_file(&path, part.to_vec(), &opts)
-            .await
-            .map_err(err_ctx("uploading the git bundle into the sprite"))?;
-    }
+    let bytes = bytes::Bytes::from(bytes);
+    ctx.progress(
+        "clone",
+        &format!("uploading the bundle ({} bytes)", bytes.len()),
+        Some(0.2),
+    );
+    let report = |msg: &str, f: f64| ctx.progress("clone", msg, Some(0.2 + 0.6 * f));
+    let done = upload::upload(&sprite, remote, &bytes, 0o600, &report)
+        .await
+        .map_err(|mut e| {
+            e.message = format!("uploading the git bundle into the sprite: {}", e.message);
+            e
+        })?;
+    ctx.progress(
+        "clone",
+        &format!(
+            "uploaded the bundle ({} part(s) through {})",
+            done.parts, done.transport
+        ),
+        Some(0.8),
+    );
     ctx.progress("clone", "cloning the bundle inside the sprite", Some(0.9));
-    let n_text = n.to_string();
     let out = run_sh(
         &sprite,
         BUNDLE_SCRIPT,
-        &[remote, &n_text, &dest, &branch, &base, req.url.trim()],
+        &[remote, &dest, &branch, &base, req.url.trim()],
     )
     .await?;
     if !out.success() {

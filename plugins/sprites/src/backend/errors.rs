@@ -1,6 +1,6 @@
 //! Client errors as plugin errors: the right kind, a message that says what to do.
 
-use clauderon_plugin_api::{ErrorKind, PluginError};
+use clauderon_plugin_sdk::{ErrorKind, PluginError};
 
 use crate::client::Error;
 

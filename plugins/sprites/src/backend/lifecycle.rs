@@ -4,16 +4,16 @@
 
 use std::time::{Duration, Instant};
 
-use clauderon_plugin_api::ops::{self, InstanceStatus};
-use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
+use clauderon_plugin_sdk::ops::{self, InstanceStatus};
+use clauderon_plugin_sdk::{CallContext, ErrorKind, PluginError};
 
 use super::SpritesBackend;
 use super::errors::{ctx as err_ctx, plugin_error};
 use super::names;
 use super::state::{STATE_VERSION, SpriteState};
 use crate::client::{
-    CreateSprite, ListOptions, SpriteConfig, SpriteHandle, SpriteStatus, SpritesClient,
-    WriteOptions,
+    CreateSprite, ListOptions, MemoryPolicy, ResourcePolicy, SpriteHandle, SpriteStatus,
+    SpritesClient, WriteOptions,
 };
 
 /// The status clauderon reports for a sprite status.
@@ -48,11 +48,18 @@ pub async fn create(
     let labels = names::labels(&req.labels, &req.session_id);
     let mut body = CreateSprite::new(name.clone());
     body.labels = labels.clone();
-    if req.cpu_limit.is_some() || req.memory_limit_mib.is_some() {
-        body.config = Some(SpriteConfig {
-            cpus: req.cpu_limit,
-            ram_mb: req.memory_limit_mib,
-        });
+    // The legacy `config {cpus, ram_mb}` is not sent: the service ignores it (sprites-api.md
+    // §2.1), so it would only look applied. Memory goes through the resources policy below;
+    // CPU has no equivalent, which the user is told.
+    if let Some(cpus) = req.cpu_limit {
+        ctx.emit(serde_json::json!({
+            "type": "warning",
+            "stage": "create",
+            "message": format!(
+                "--cpu-limit {cpus} is not applied: sprites.dev sizes a sprite's CPUs itself \
+                 (up to 8 vCPUs, billed by use); the limit is only recorded with the session"
+            ),
+        }));
     }
     ctx.progress("create", &format!("creating sprite {name}"), Some(0.0));
     let sprite = match client.create(&body).await {
@@ -93,8 +100,25 @@ pub async fn create(
     })
 }
 
-/// The first call into a new sprite (it also wakes it): the session marker.
+/// The first calls into a new sprite (they also wake it): the memory limit and the session
+/// marker.
 async fn prepare(sprite: &SpriteHandle, state: &SpriteState) -> Result<(), PluginError> {
+    if let Some(limit_mb) = state.memory_limit_mib {
+        // autoscale: the sprite grows as it needs, up to the limit, and is billed for what it uses.
+        let policy = ResourcePolicy {
+            memory: Some(MemoryPolicy {
+                limit_mb,
+                autoscale: true,
+            }),
+        };
+        sprite
+            .set_resource_policy(&policy)
+            .await
+            .map_err(err_ctx(&format!(
+                "setting the sprite's memory limit ({limit_mb} MiB, --memory-limit) through its \
+                 resources policy"
+            )))?;
+    }
     let marker = serde_json::json!({
         "session_id": state.session_id,
         "labels": state.labels,
@@ -375,7 +399,10 @@ pub async fn list_instances(
                 v: STATE_VERSION,
                 sprite: s.name.clone(),
                 sprite_id: Some(s.id.clone()),
-                session_id: labels.get("clauderon.session").cloned().unwrap_or_default(),
+                session_id: labels
+                    .get(clauderon_plugin_sdk::labels::SESSION)
+                    .cloned()
+                    .unwrap_or_default(),
                 labels: s.labels.clone(),
                 ..SpriteState::default()
             };

@@ -10,34 +10,33 @@ pub mod names;
 mod overlap;
 pub mod progress;
 pub mod state;
+pub mod upload;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use clauderon_plugin_api::ops;
-use clauderon_plugin_api::stream::FrameStream;
-use clauderon_plugin_api::{Backend, CallContext, ErrorKind, HostContext, PluginError};
+use clauderon_plugin_sdk::ops;
+use clauderon_plugin_sdk::stream::FrameStream;
+use clauderon_plugin_sdk::{Backend, CallContext, ErrorKind, HostContext, PluginError};
 
 use crate::client::{SpriteHandle, SpritesClient, Token};
 
 /// Where the workspace is cloned when the request names no destination.
 pub const DEFAULT_WORKSPACE: &str = "/home/sprite/workspace";
 
-/// The backend's settings from `[plugins.sprites]`.
+/// The backend's settings from `[sprites]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// The API base URL.
     pub api_url: String,
-    /// Idle time before a sprite hibernates, as configured (the host's timer uses it).
-    pub hibernation_timeout: Option<String>,
     /// How long `hibernate` waits for the sprite to leave `running`.
     pub hibernate_wait: Duration,
     /// Grace period between TERM and KILL when stopping the agent.
     pub stop_grace: Duration,
     /// Reconnect attempts for a dropped attach socket (and a dropped tunnel relay socket).
     pub reconnect_attempts: u32,
-    /// The `clauderon-relay` binary to upload for tunnels (`relay_path`; else found beside the
-    /// plugin, the executable or in `$CLAUDERON_HOME/plugins`).
+    /// A static `clauderon-relay` binary to upload for tunnels instead of the one built into
+    /// the plugin (`relay_path`).
     pub relay_path: Option<std::path::PathBuf>,
     /// Depth of clones from the origin when the request gives none (`clone_depth`; unset: the
     /// full history).

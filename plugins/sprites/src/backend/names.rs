@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use clauderon_plugin_sdk::labels::{MARKER, MARKER_VALUE, SESSION};
+
 /// The label every clauderon sprite carries.
 pub const OURS: &str = "clauderon=1";
 
@@ -42,9 +44,9 @@ pub fn sprite_name(name: &str, session_id: &str) -> String {
 /// `clauderon.session=<id>`.
 pub fn labels(requested: &BTreeMap<String, String>, session_id: &str) -> Vec<String> {
     let mut map = requested.clone();
-    map.insert("clauderon".into(), "1".into());
+    map.insert(MARKER.into(), MARKER_VALUE.into());
     if !session_id.is_empty() {
-        map.insert("clauderon.session".into(), session_id.into());
+        map.insert(SESSION.into(), session_id.into());
     }
     map.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
@@ -93,6 +95,7 @@ mod tests {
         req.insert("team".to_owned(), "x".to_owned());
         let l = labels(&req, "abc");
         assert!(l.contains(&OURS.to_owned()));
+        assert_eq!(OURS, format!("{MARKER}={MARKER_VALUE}"));
         assert!(l.contains(&"clauderon.session=abc".to_owned()));
         assert_eq!(parse_labels(&l)["team"], "x");
     }

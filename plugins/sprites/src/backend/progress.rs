@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use clauderon_plugin_api::CallContext;
+use clauderon_plugin_sdk::CallContext;
 
 use crate::client::ClientEvent;
 

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use clauderon_plugin_api::PluginError;
-use clauderon_plugin_api::ops::Instance;
+use clauderon_plugin_sdk::PluginError;
+use clauderon_plugin_sdk::ops::Instance;
 use serde::{Deserialize, Serialize};
 
 /// The current state version.

@@ -62,7 +62,7 @@ pub use exec_http::MAX_HTTP_STDIN;
 pub use fs::{FsEntry, MAX_WRITE, WriteOptions, WriteResult, fs_code};
 pub use handle::{DEFAULT_WORKING_DIR, SpriteHandle};
 pub use ndjson::StreamEvent;
-pub use policy::{NetworkPolicy, PolicyRule};
+pub use policy::{MemoryPolicy, NetworkPolicy, PolicyRule, ResourcePolicy};
 pub use proxy::ProxyStream;
 pub use retry::{Idempotency, RetryPolicy};
 pub use sessions::{ExecSession, KillOutcome};

@@ -1,87 +1,19 @@
-//! Putting the relay into the sprite: `/.sprite/bin/clauderon-relay` (mode 0755) through the fs
-//! API, skipped when the checksum file beside it already names the same SHA-256. The binary is
-//! written under a temporary name and renamed into place, so a relay still running from the old
-//! file is not disturbed.
+//! Putting the relay into the sprite: `/.sprite/bin/clauderon-relay` (mode 0755) through
+//! [`upload`] (verified parts, joined under a temporary name and renamed into place, so a relay
+//! still running from the old file is not disturbed), skipped when the checksum file beside it
+//! already names the same SHA-256 and the size matches.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use clauderon_plugin_sdk::PluginError;
 
-use bytes::Bytes;
-use clauderon_plugin_api::{ErrorKind, PluginError};
-use sha2::{Digest, Sha256};
-
+use super::locate::LocalRelay;
 use crate::backend::errors::ctx as err_ctx;
+use crate::backend::upload::{self, Uploaded};
 use crate::client::{SpriteHandle, WriteOptions};
 
 /// Where the relay lives inside every sprite.
 pub const REMOTE_PATH: &str = "/.sprite/bin/clauderon-relay";
 /// The checksum written beside it.
 const REMOTE_SUM: &str = "/.sprite/bin/clauderon-relay.sha256";
-
-/// The relay binary read from the host, with its checksum.
-#[derive(Clone)]
-pub struct LocalRelay {
-    /// Where it was read from.
-    pub path: PathBuf,
-    /// Its bytes.
-    pub bytes: Bytes,
-    /// Lowercase hex SHA-256 of the bytes.
-    pub sha256: String,
-}
-
-impl std::fmt::Debug for LocalRelay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalRelay")
-            .field("path", &self.path)
-            .field("len", &self.bytes.len())
-            .field("sha256", &self.sha256)
-            .finish()
-    }
-}
-
-type CacheKey = (PathBuf, u64, Option<SystemTime>);
-
-/// Reads (and hashes) the relay at `path`; the result is reused while the file is unchanged.
-pub fn load(path: &Path) -> Result<Arc<LocalRelay>, PluginError> {
-    static CACHE: Mutex<Option<(CacheKey, Arc<LocalRelay>)>> = Mutex::new(None);
-    let io_err = |e: std::io::Error| {
-        PluginError::new(
-            ErrorKind::Internal,
-            format!("cannot read the tunnel relay {}: {e}", path.display()),
-        )
-    };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
-    if let Ok(g) = CACHE.lock()
-        && let Some((k, r)) = g.as_ref()
-        && *k == key
-    {
-        return Ok(Arc::clone(r));
-    }
-    let bytes = std::fs::read(path).map_err(io_err)?;
-    if !bytes.starts_with(b"\x7fELF") {
-        return Err(PluginError::invalid_request(format!(
-            "{} is not a Linux executable (no ELF header); point `relay_path` at the \
-             clauderon-relay binary built by `cargo build -p clauderon-relay`",
-            path.display()
-        )));
-    }
-    let sha256 = hex(&Sha256::digest(&bytes));
-    let relay = Arc::new(LocalRelay {
-        path: path.to_path_buf(),
-        bytes: Bytes::from(bytes),
-        sha256,
-    });
-    if let Ok(mut g) = CACHE.lock() {
-        *g = Some((key, Arc::clone(&relay)));
-    }
-    Ok(relay)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// Whether the sprite already holds this relay (checksum file and size both match).
 async fn present(sprite: &SpriteHandle, relay: &LocalRelay) -> bool {
@@ -94,29 +26,27 @@ async fn present(sprite: &SpriteHandle, relay: &LocalRelay) -> bool {
     matches!(sprite.stat(REMOTE_PATH).await, Ok(Some(e)) if e.size == relay.bytes.len() as u64)
 }
 
-/// Uploads the relay unless the same one is there; true when it was uploaded.
-pub async fn install(sprite: &SpriteHandle, relay: &LocalRelay) -> Result<bool, PluginError> {
+/// Uploads the relay unless the same one is there; what the upload did, or `None` when the
+/// sprite already had it.
+pub async fn install(
+    sprite: &SpriteHandle,
+    relay: &LocalRelay,
+    progress: &(dyn Fn(&str, f64) + Send + Sync),
+) -> Result<Option<Uploaded>, PluginError> {
     if present(sprite, relay).await {
-        return Ok(false);
+        return Ok(None);
     }
-    let tmp = format!("/.sprite/bin/.clauderon-relay.{}.tmp", &relay.sha256[..12]);
-    let opts = WriteOptions {
-        mode: Some(0o755),
-        mkdir_parents: true,
-    };
-    sprite
-        .write_file(&tmp, relay.bytes.clone(), &opts)
+    let done = upload::upload(sprite, REMOTE_PATH, &relay.bytes, 0o755, progress)
         .await
-        .map_err(err_ctx(&format!(
-            "uploading the tunnel relay to {tmp} in sprite {}",
-            sprite.name()
-        )))?;
-    sprite
-        .rename(&tmp, REMOTE_PATH)
-        .await
-        .map_err(err_ctx(&format!(
-            "moving the tunnel relay to {REMOTE_PATH}"
-        )))?;
+        .map_err(|mut e| {
+            e.message = format!(
+                "uploading the tunnel relay to {REMOTE_PATH} in sprite {}: {}",
+                sprite.name(),
+                e.message
+            );
+            e
+        })?;
+    // A short text file: fs/write takes it under every observed limit.
     sprite
         .write_file(
             REMOTE_SUM,
@@ -128,5 +58,5 @@ pub async fn install(sprite: &SpriteHandle, relay: &LocalRelay) -> Result<bool, 
         )
         .await
         .map_err(err_ctx(&format!("writing {REMOTE_SUM}")))?;
-    Ok(true)
+    Ok(Some(done))
 }

@@ -7,6 +7,7 @@
 //! (killed, the sprite hibernated or was restored) ends the tunnel until `open_tunnel` is called
 //! again.
 
+pub mod embedded;
 pub mod install;
 pub mod locate;
 pub mod relay;
@@ -17,8 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use clauderon_plugin_api::ops;
-use clauderon_plugin_api::{CallContext, ErrorKind, PluginError};
+use clauderon_plugin_sdk::ops;
+use clauderon_plugin_sdk::{CallContext, ErrorKind, PluginError};
 
 use crate::backend::SpritesBackend;
 use crate::backend::errors::plugin_error;
@@ -211,8 +212,7 @@ async fn open(
 ) -> Result<ops::OpenTunnelResponse, PluginError> {
     check_request(&req)?;
     let state = SpriteState::of(&req.instance)?;
-    let relay_path = locate::find_relay(b.settings().relay_path.as_deref())?;
-    let local = install::load(&relay_path)?;
+    let local = locate::find_relay(b.settings().relay_path.as_deref())?;
     let sprite = b.sprite(&state).await?;
     let port = req.remote_port;
     // One tunnel per sprite and port: opening again (after a wake or restore) replaces it.
@@ -226,12 +226,15 @@ async fn open(
         stop(old).await;
     }
     ctx.progress("tunnel", "installing the tunnel relay", Some(0.1));
-    if install::install(&sprite, &local).await? {
+    let report = |msg: &str, f: f64| ctx.progress("tunnel", msg, Some(0.1 + 0.4 * f));
+    if let Some(done) = install::install(&sprite, &local, &report).await? {
         ctx.progress(
             "tunnel",
             &format!(
-                "uploaded the tunnel relay ({} bytes) to {}",
+                "uploaded the tunnel relay ({} bytes, {} part(s) through {}) to {}",
                 local.bytes.len(),
+                done.parts,
+                done.transport,
                 install::REMOTE_PATH
             ),
             Some(0.5),

@@ -1,12 +1,14 @@
 // The daemon's REST API (docs/DESIGN.md §9) as the page uses it. The browser signs every
 // request with its HttpOnly session cookie; this script never sees a token.
 
-/** An API error answer: `status`, `code` and the daemon's `message`. */
+/** An API error answer: `status`, `code`, the daemon's `message` and, for a bad field of the
+ * body, its JSON path (`field`: `name`, `options.cpu_limit`). */
 export class ApiError extends Error {
-  constructor(status, code, message) {
+  constructor(status, code, message, field = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.field = field;
   }
 }
 
@@ -36,7 +38,8 @@ export async function api(method, path, body) {
   }
   if (!resp.ok) {
     const e = json && json.error;
-    throw new ApiError(resp.status, (e && e.code) || '', (e && e.message) || `the daemon answered ${resp.status}`);
+    throw new ApiError(resp.status, (e && e.code) || '', (e && e.message) || `the daemon answered ${resp.status}`,
+      (e && e.field) || null);
   }
   return json;
 }

@@ -8,8 +8,10 @@ import { h, setLive } from './ui.js';
 const TIMEOUTS = ['5m', '15m', '30m', '1h', '2h', '6h', 'never'];
 const CACHES = [['cargo', 'Cargo'], ['npm', 'NPM'], ['yarn', 'Yarn'], ['bun', 'Bun'], ['pip', 'Pip'], ['docker', 'Docker']];
 
-/** Which field a daemon message names (the flag or JSON field it quotes). */
+/** Which form field a daemon error is about: the body field the answer names (`field`, with
+ * `options.` dropped), else the flag or JSON field its message quotes. */
 export function fieldOf(err) {
+  if (err.field) return err.field.replace(/^options\./, '');
   const m = err.message;
   const rules = [
     [/--cpu-limit|"cpu_limit"/, 'cpu_limit'],
@@ -72,7 +74,7 @@ export function createPage(main) {
     h('details', { id: 'advanced' },
       h('summary', null, 'Advanced options'),
       h('div', { class: 'row2' },
-        field('CPU limit', h('input', { id: 'cpu_limit', name: 'cpu_limit', inputmode: 'numeric', placeholder: 'e.g. 4' }), 'CPUs, 1 to 256'),
+        field('CPU limit', h('input', { id: 'cpu_limit', name: 'cpu_limit', inputmode: 'decimal', placeholder: 'e.g. 4 or 0.5' }), 'CPUs, more than 0 and at most 256'),
         field('Memory limit', h('input', { id: 'memory_limit', name: 'memory_limit', placeholder: 'e.g. 8G' }), 'with a unit: 512M, 8G')),
       field('Hibernation timeout', h('select', { id: 'hibernation_timeout', name: 'hibernation_timeout' },
         h('option', { value: '' }, '(backend default)'), TIMEOUTS.map((t) => h('option', { value: t }, t))),

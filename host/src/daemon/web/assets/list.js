@@ -130,7 +130,7 @@ export function listPage(main) {
   async function load() {
     const mine = ++generation;
     try {
-      const { sessions: list } = await api('GET', '/api/sessions');
+      const { sessions: list } = await api('GET', '/api/sessions?view=summary');
       // A later read (a reconnect's) supersedes this one.
       if (mine !== generation) return;
       sessions.clear();

@@ -1,12 +1,10 @@
-//! The JSON shapes of the API (DESIGN §9): `Session` and checkpoints.
+//! How the API shows a session and a checkpoint.
 
+use crate::agent::AgentState;
 use crate::session::{SessionId, SessionName, SessionOptions, Status};
-use crate::store::{CheckpointRecord, SessionRecord};
-
-use super::engine::agents::AgentRow;
 
 /// A session as the API shows it (no plugin instance state).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionView {
     /// Stable id.
     pub id: SessionId,
@@ -39,7 +37,7 @@ pub struct SessionView {
     /// What the agent is doing (`{"state": "working"}`, `{"state": "exited", "code": 1}`);
     /// null when no agent process is expected (hibernated, deleted).
     #[serde(default)]
-    pub agent: Option<crate::agent::AgentState>,
+    pub agent: Option<AgentState>,
     /// The agent's own conversation id, which resuming hands back to it.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub agent_conversation: Option<String>,
@@ -49,37 +47,37 @@ pub struct SessionView {
     pub updated_at: String,
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-impl SessionView {
-    /// The view of a stored session and its agent row.
-    pub fn new(rec: SessionRecord, agent: Option<&AgentRow>) -> Self {
-        Self {
-            id: rec.id,
-            name: rec.name,
-            backend: rec.backend,
-            repository: rec.repository,
-            branch: rec.branch,
-            prompt: rec.prompt,
-            options: rec.options,
-            status: rec.status,
-            status_reason: rec.failure_reason,
-            instance_id: rec.instance_id,
-            agent_session: agent.and_then(|a| a.agent_session.clone()),
-            agent_exit_code: agent.and_then(|a| a.exit_code),
-            agent: agent.and_then(|a| a.state),
-            agent_conversation: agent.and_then(|a| a.conversation.clone()),
-            created_at: rfc3339(rec.created_at),
-            updated_at: rfc3339(rec.updated_at),
-        }
-    }
+/// What a session list shows of a session (`GET /api/sessions?view=summary`): enough for a
+/// table or a list page, without the prompt, options or the agent's ids.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionSummary {
+    /// Stable id.
+    pub id: SessionId,
+    /// Unique name.
+    pub name: SessionName,
+    /// The backend plugin.
+    pub backend: String,
+    /// The repository on the host.
+    pub repository: String,
+    /// The session branch.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Current status.
+    pub status: Status,
+    /// Why it failed, while failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status_reason: Option<String>,
+    /// What the agent is doing; null when no agent process is expected.
+    #[serde(default)]
+    pub agent: Option<AgentState>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339 (for a hibernated session: when it went to sleep).
+    pub updated_at: String,
 }
 
 /// A checkpoint as the API shows it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointView {
     /// Checkpoint id.
     pub id: String,
@@ -89,15 +87,4 @@ pub struct CheckpointView {
     pub created_at: String,
     /// The workspace's git HEAD when it was taken.
     pub git_head: Option<String>,
-}
-
-impl From<CheckpointRecord> for CheckpointView {
-    fn from(c: CheckpointRecord) -> Self {
-        Self {
-            id: c.id,
-            comment: c.comment,
-            created_at: rfc3339(c.created_at),
-            git_head: c.git_head,
-        }
-    }
 }

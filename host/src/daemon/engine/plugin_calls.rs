@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
-use crate::plugins::{FrameStream, PluginClient, PluginError, ops};
+use crate::api::{ProgressEvent, SessionEvent};
+
+use crate::plugins::{EventedClient, PluginClient};
 use crate::session::SessionId;
 
 use super::Engine;
@@ -33,23 +33,9 @@ const STAGES: [&str; 8] = [
 /// Longest plugin message recorded (longer ones are cut, with an ellipsis).
 const MAX_MESSAGE: usize = 1000;
 
-/// The progress stage of a plugin op.
-pub fn stage_of(op: &str) -> &'static str {
-    match op {
-        ops::CLONE_REPO => "clone",
-        ops::WAKE | ops::START => "wake",
-        ops::HIBERNATE => "hibernate",
-        ops::CHECKPOINT_CREATE | ops::CHECKPOINT_LIST => "checkpoint",
-        ops::CHECKPOINT_RESTORE => "restore",
-        ops::DELETE => "delete",
-        ops::EXEC | ops::ATTACH => "agent",
-        _ => "create",
-    }
-}
-
-/// The `progress` event data for one plugin event (`fallback_stage`: the op's stage); `None`
-/// for events that carry nothing to show (a `detached` acknowledgement, a non-object).
-pub fn progress_data(event: &Value, fallback_stage: &str) -> Option<Value> {
+/// The `progress` event for one plugin event (`fallback_stage`: the op's stage); `None` for
+/// events that carry nothing to show (a `detached` acknowledgement, a non-object).
+pub fn progress_data(event: &Value, fallback_stage: &str) -> Option<ProgressEvent> {
     let obj = event.as_object()?;
     let kind = obj.get("type").and_then(Value::as_str).unwrap_or("event");
     if kind == "detached" {
@@ -64,15 +50,10 @@ pub fn progress_data(event: &Value, fallback_stage: &str) -> Option<Value> {
         Some(m) if !m.trim().is_empty() => m.to_owned(),
         _ => describe(kind, obj),
     };
-    let mut data = Map::new();
-    data.insert("stage".into(), json!(stage));
-    data.insert("message".into(), json!(cut(&message)));
-    for key in ["fraction", "wait_seconds"] {
-        if let Some(n) = obj.get(key).filter(|v| v.is_number()) {
-            data.insert(key.into(), n.clone());
-        }
-    }
-    Some(Value::Object(data))
+    let mut p = ProgressEvent::new(stage, cut(&message));
+    p.fraction = obj.get("fraction").and_then(Value::as_f64);
+    p.wait_seconds = obj.get("wait_seconds").and_then(Value::as_f64);
+    Some(p)
 }
 
 /// A message for an event that has none: its type and its other scalar fields.
@@ -105,67 +86,46 @@ fn cut(s: &str) -> String {
 }
 
 impl Engine {
-    /// Calls plugin `op` for session `id`, recording every event the plugin emits during the
-    /// call as a `progress` event of the session (in order, all before this returns).
-    pub(super) async fn plugin_call<Req: Serialize, Resp: DeserializeOwned>(
-        self: &Arc<Self>,
+    /// Calls the plugin for session `id` through `call`, which gets the plugin's typed client
+    /// with an event sink: every event the plugin emits meanwhile is recorded as a `progress`
+    /// event of the session under `stage` (unless it names one of its own), in order, all
+    /// before this returns. For a stream op only the events of its opening are the call's;
+    /// events later on the stream itself are the agent task's.
+    pub(super) async fn plugin<T, Fut>(
+        &self,
         id: SessionId,
-        client: &PluginClient,
-        op: &'static str,
-        req: &Req,
-    ) -> Result<Resp, PluginError> {
+        client: &Arc<PluginClient>,
+        stage: &'static str,
+        call: impl FnOnce(EventedClient) -> Fut,
+    ) -> T
+    where
+        Fut: std::future::Future<Output = T>,
+    {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-        let stage = stage_of(op);
         let forward = async {
-            // Ends when the call is over: the plugin client drops its sender with the call.
+            // Ends when the call is over: the call drops the client and its sender.
             while let Some(ev) = rx.recv().await {
                 self.plugin_event(id, &ev, stage).await;
             }
         };
-        let (result, ()) = tokio::join!(client.call(op, req, Some(tx)), forward);
-        result
-    }
-
-    /// Opens plugin stream `op` (`exec`, `attach`) for session `id`, recording the events the
-    /// plugin emits while opening it (the agent starting, rate-limit waits and retries) as
-    /// `progress` events, like [`Engine::plugin_call`]; events later on the stream itself are
-    /// the agent task's.
-    pub(super) async fn plugin_stream<Req: Serialize>(
-        self: &Arc<Self>,
-        id: SessionId,
-        client: &PluginClient,
-        op: &'static str,
-        req: &Req,
-    ) -> Result<(ops::StreamStarted, FrameStream), PluginError> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-        let stage = stage_of(op);
-        let forward = async {
-            while let Some(ev) = rx.recv().await {
-                self.plugin_event(id, &ev, stage).await;
-            }
-        };
-        let (result, ()) = tokio::join!(client.open_stream(op, req, Some(tx)), forward);
+        let (result, ()) = tokio::join!(call(client.with_events(tx)), forward);
         result
     }
 
     /// Records one plugin event as a `progress` event of session `id`.
     pub(super) async fn plugin_event(&self, id: SessionId, event: &Value, fallback_stage: &str) {
-        let Some(data) = progress_data(event, fallback_stage) else {
+        let Some(p) = progress_data(event, fallback_stage) else {
             return;
         };
-        tracing::info!(
-            session = %id,
-            stage = data["stage"].as_str().unwrap_or_default(),
-            "{}",
-            data["message"].as_str().unwrap_or_default()
-        );
-        self.emit(id, "progress", data).await;
+        tracing::info!(session = %id, stage = %p.stage, "{}", p.message);
+        self.emit(id, SessionEvent::Progress(p)).await;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_progress_event_keeps_its_stage_message_and_numbers() {
@@ -173,7 +133,7 @@ mod tests {
             "event": "rate_limited", "wait_seconds": 2.0, "fraction": null});
         let d = progress_data(&ev, "wake").unwrap();
         assert_eq!(
-            d,
+            serde_json::to_value(d).unwrap(),
             json!({"stage": "create", "message": "waiting 2s (rate limited)", "wait_seconds": 2.0})
         );
     }
@@ -181,9 +141,9 @@ mod tests {
     #[test]
     fn an_unknown_stage_falls_back_to_the_op() {
         let ev = json!({"type": "progress", "stage": "status", "message": "m"});
-        assert_eq!(progress_data(&ev, "wake").unwrap()["stage"], "wake");
+        assert_eq!(progress_data(&ev, "wake").unwrap().stage, "wake");
         let ev = json!({"type": "progress", "message": "m"});
-        assert_eq!(progress_data(&ev, "clone").unwrap()["stage"], "clone");
+        assert_eq!(progress_data(&ev, "clone").unwrap().stage, "clone");
     }
 
     #[test]
@@ -191,11 +151,11 @@ mod tests {
         let ev = json!({"type": "reconnecting", "attempt": 2, "reason": "socket closed"});
         let d = progress_data(&ev, "agent").unwrap();
         assert_eq!(
-            d["message"],
+            d.message,
             "reconnecting (attempt: 2, reason: socket closed)"
         );
         let d = progress_data(&json!({"type": "reconnected"}), "agent").unwrap();
-        assert_eq!(d["message"], "reconnected");
+        assert_eq!(d.message, "reconnected");
         assert!(progress_data(&json!({"type": "detached"}), "agent").is_none());
         assert!(progress_data(&json!("text"), "agent").is_none());
     }
@@ -203,20 +163,7 @@ mod tests {
     #[test]
     fn long_messages_are_cut() {
         let ev = json!({"type": "progress", "message": "x".repeat(5000)});
-        let m = progress_data(&ev, "create").unwrap()["message"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let m = progress_data(&ev, "create").unwrap().message;
         assert_eq!(m.chars().count(), MAX_MESSAGE + 1);
-    }
-
-    #[test]
-    fn every_lifecycle_op_has_its_stage() {
-        assert_eq!(stage_of(ops::CREATE), "create");
-        assert_eq!(stage_of(ops::CLONE_REPO), "clone");
-        assert_eq!(stage_of(ops::WAKE), "wake");
-        assert_eq!(stage_of(ops::START), "wake");
-        assert_eq!(stage_of(ops::CHECKPOINT_RESTORE), "restore");
-        assert_eq!(stage_of(ops::DELETE), "delete");
     }
 }

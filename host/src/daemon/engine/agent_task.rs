@@ -9,10 +9,11 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::api::SessionEvent;
 use crate::plugins::{Frame, FrameKind, FrameStream};
 use crate::session::SessionId;
 
-use super::{Engine, agents};
+use super::Engine;
 
 /// Output frames coalesced into one `output` event at most this large.
 const MAX_OUTPUT_EVENT: usize = 64 * 1024;
@@ -204,12 +205,11 @@ pub fn spawn(
             Ended::Lost(why) => {
                 tracing::info!(session = %id, "agent stream ended: {why}");
                 engine
-                    .emit(
+                    .warn(
                         id,
-                        "log",
-                        serde_json::json!({"level": "warn", "message": format!(
+                        format!(
                             "the connection to the agent ended ({why}); attach again to reconnect"
-                        )}),
+                        ),
                     )
                     .await;
             }
@@ -277,7 +277,7 @@ async fn run(
                         }
                         rt.touch();
                         let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
-                        engine.emit(id, "output", serde_json::json!({"b64": b64})).await;
+                        engine.emit(id, SessionEvent::Output { b64 }).await;
                         output.data(Arc::from(data));
                         if let Some(p) = pending {
                             match p {
@@ -327,25 +327,30 @@ async fn handle_control(
         FrameKind::Exit => {
             let code = frame.exit_code().unwrap_or(-1);
             let exited = crate::agent::AgentState::Exited { code };
-            if let Err(e) = agents::update(engine.store(), id, move |r| {
-                r.exit_code = Some(code);
-                r.state = Some(exited);
-            })
-            .await
+            if let Err(e) = engine
+                .store()
+                .update_agent(id, move |r| {
+                    r.exit_code = Some(code);
+                    r.state = Some(exited);
+                })
+                .await
             {
                 tracing::warn!(session = %id, error = %e, "cannot record the exit code");
             }
             engine.emit_agent_state(id, Some(exited)).await;
-            engine
-                .emit(id, "agent_exited", serde_json::json!({"code": code}))
-                .await;
+            engine.emit(id, SessionEvent::AgentExited { code }).await;
             output.send(AgentOutput::Exit(code));
             Some(Ended::Exited)
         }
         FrameKind::Error => {
             let msg = String::from_utf8_lossy(&frame.payload).into_owned();
             engine
-                .emit(id, "error", serde_json::json!({"message": msg}))
+                .emit(
+                    id,
+                    SessionEvent::Error {
+                        message: msg.clone(),
+                    },
+                )
                 .await;
             output.send(AgentOutput::Error(msg.clone()));
             Some(Ended::Lost(msg))

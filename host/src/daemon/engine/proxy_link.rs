@@ -189,14 +189,13 @@ impl Engine {
         };
         let id = rec.id;
         if !client.capabilities().contains(Capabilities::EXEC) {
-            self.emit(
+            self.warn(
                 id,
-                "log",
-                serde_json::json!({"level": "warn", "message": format!(
+                format!(
                     "backend `{}` cannot run commands, so the credential proxy's trust bundle \
                      cannot be installed; the agent runs without the proxy (no credentials)",
                     client.name()
-                )}),
+                ),
             )
             .await;
             return Ok(());
@@ -358,12 +357,9 @@ impl Engine {
         }
         .await;
         if let Err(e) = result {
-            self.emit(
+            self.warn(
                 id,
-                "log",
-                serde_json::json!({"level": "warn", "message": format!(
-                    "cannot reconnect the sandbox to the credential proxy: {e}"
-                )}),
+                format!("cannot reconnect the sandbox to the credential proxy: {e}"),
             )
             .await;
         }

@@ -1,0 +1,16 @@
+//! Label keys the host and plugins share: the host puts them on every sandbox it creates (in
+//! the `create` request) and finds its own sandboxes by them (`list_instances`); a plugin
+//! stores them with the provider and reports them back.
+
+/// The marker every sandbox clauderon creates carries, with the value [`MARKER_VALUE`].
+pub const MARKER: &str = "clauderon";
+
+/// The value of [`MARKER`].
+pub const MARKER_VALUE: &str = "1";
+
+/// The id of the host session that owns the sandbox.
+pub const SESSION: &str = "clauderon.session";
+
+/// The installation (one clauderon home) that created the sandbox: several homes may share one
+/// provider account, and each acts only on its own sandboxes. Since plugin API 1.2.0.
+pub const INSTALLATION: &str = "clauderon.installation";
