@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod home;
+pub mod installation;
 pub mod plugins;
 pub mod proxy;
 pub mod secrets;

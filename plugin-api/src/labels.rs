@@ -11,6 +11,10 @@ pub const MARKER_VALUE: &str = "1";
 /// The id of the host session that owns the sandbox.
 pub const SESSION: &str = "clauderon.session";
 
+/// The installation (one clauderon home) that created the sandbox: several homes may share one
+/// provider account, and each acts only on its own sandboxes. Since plugin API 1.2.0.
+pub const INSTALLATION: &str = "clauderon.installation";
+
 /// Config keys the host reads from a backend's own table (`[<backend>]`), since 1.2. A plugin
 /// that supports the two-way sync declares them in its details; the host never names a
 /// backend, only these keys.

@@ -209,6 +209,7 @@ fn config_paths_lists_every_file() {
         "database",
         "daemon",
         "api_token",
+        "installation_id",
         "logs",
     ] {
         assert!(

@@ -17,7 +17,7 @@ pub use requests::{
     SyncRequest, ValidCreate,
 };
 pub use responses::{
-    CheckpointList, EventPage, Health, Orphan, ReconcileReport, Restored, SessionAnswer,
-    SessionList, Unpushed, Woken,
+    CheckpointList, EventPage, ForeignSandbox, Health, Orphan, ReconcileReport, Restored,
+    SessionAnswer, SessionList, SessionSummaryList, Unpushed, Woken,
 };
-pub use views::{CheckpointView, SessionView, SyncConflictView, SyncView};
+pub use views::{CheckpointView, SessionSummary, SessionView, SyncConflictView, SyncView};

@@ -75,6 +75,24 @@ impl From<OptionError> for FieldError {
 }
 
 impl CreateSession {
+    /// The first option value in a create body that does not decode, as a field error
+    /// (`options.cpu_limit`), so a body the JSON decoder refused still gets its field named.
+    pub fn bad_option_in(body: &[u8]) -> Option<FieldError> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let options = v.get("options")?.as_object()?;
+        crate::session::OptionField::ALL.into_iter().find_map(|f| {
+            let value = options.get(f.key())?;
+            let one = serde_json::json!({ f.key(): value });
+            let e = serde_json::from_value::<SessionOptions>(one).err()?;
+            let message = e.to_string();
+            Some(FieldError {
+                field: f.path(),
+                for_flag: message.replace(f.path(), f.flag()),
+                message,
+            })
+        })
+    }
+
     /// Checks every value; the first bad one is the error.
     pub fn validate(self) -> Result<ValidCreate, FieldError> {
         if self.prompt.trim().is_empty() {
@@ -187,9 +205,22 @@ mod tests {
         assert!(e.message.contains("for options.cpu_limit"), "{e}");
         assert!(e.for_flag.contains("for --cpu-limit"), "{}", e.for_flag);
     }
+
+    #[test]
+    fn a_body_with_a_bad_option_names_it() {
+        let e = CreateSession::bad_option_in(
+            br#"{"repo":"/r","prompt":"p","options":{"model":"m","memory_limit":"2X"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.field, "options.memory_limit");
+        assert!(e.message.contains("`2X`"), "{e}");
+        assert!(e.for_flag.contains("--memory-limit"), "{}", e.for_flag);
+        assert!(CreateSession::bad_option_in(br#"{"options":{"cpu_limit":2}}"#).is_none());
+        assert!(CreateSession::bad_option_in(b"not json").is_none());
+    }
 }
 
-/// `POST /api/sessions/{ref}/sync`: what to do with a session's two-way sync (DESIGN §13).
+/// `POST /api/sessions/{ref}/sync`: what to do with a session's two-way sync (DESIGN §14).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncAction {

@@ -47,6 +47,35 @@ pub struct SessionView {
     pub updated_at: String,
 }
 
+/// What a session list shows of a session (`GET /api/sessions?view=summary`): enough for a
+/// table or a list page, without the prompt, options or the agent's ids.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionSummary {
+    /// Stable id.
+    pub id: SessionId,
+    /// Unique name.
+    pub name: SessionName,
+    /// The backend plugin.
+    pub backend: String,
+    /// The repository on the host.
+    pub repository: String,
+    /// The session branch.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Current status.
+    pub status: Status,
+    /// Why it failed, while failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub status_reason: Option<String>,
+    /// What the agent is doing; null when no agent process is expected.
+    #[serde(default)]
+    pub agent: Option<AgentState>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339 (for a hibernated session: when it went to sleep).
+    pub updated_at: String,
+}
+
 /// A checkpoint as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointView {

@@ -24,6 +24,7 @@ mod restart;
 mod status;
 mod sync;
 mod wake;
+mod web;
 
 use std::process::ExitCode;
 
@@ -128,6 +129,8 @@ pub enum Command {
     /// The credential proxy: audit logs and rules.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
+    /// Open the web UI: prints a one-time sign-in link and opens it in a browser.
+    Web(web::WebArgs),
 }
 
 impl Command {
@@ -159,6 +162,7 @@ impl Cli {
             Command::Daemon(a) => a.run(&ctx).await,
             Command::Completions(a) => a.run(),
             Command::Proxy(cmd) => cmd.run(&ctx).await,
+            Command::Web(a) => a.run(&ctx).await,
         };
         ctx.shutdown();
         result

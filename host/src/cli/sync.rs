@@ -1,6 +1,6 @@
 //! `clauderon sync NAME [--stop|--start|--once|--confirm-deletions|--restore]` and
 //! `clauderon sync NAME resolve PATH --take local|sprite`: a thin client of
-//! `GET|POST /api/sessions/{ref}/sync` (DESIGN §13).
+//! `GET|POST /api/sessions/{ref}/sync` (DESIGN §14).
 
 use std::process::ExitCode;
 

@@ -96,6 +96,9 @@ struct ServerFile {
 #[serde(deny_unknown_fields)]
 struct SessionsFile {
     hibernation_timeout: Option<toml::Spanned<String>>,
+    keep_events: Option<toml::Spanned<i64>>,
+    keep_output: Option<toml::Spanned<String>>,
+    keep_deleted_events: Option<toml::Spanned<String>>,
 }
 
 /// `[sessions]`: defaults for every session.
@@ -104,6 +107,31 @@ pub struct SessionsConfig {
     /// Idle time before a session hibernates when its create sets none (`30m`, `90s`; `never`
     /// is `Some(None)`); unset: the backend's declared default.
     pub hibernation_timeout: Option<Option<std::time::Duration>>,
+    /// How much of each session's event log the daemon keeps (`keep_events`, `keep_output`,
+    /// `keep_deleted_events`).
+    pub retention: crate::store::Retention,
+}
+
+/// A size as config writes it: bytes, or a number with `K`/`KiB`, `M`/`MiB`, `G`/`GiB`
+/// (powers of 1024; case and a space before the unit do not matter).
+pub fn parse_size(v: &str) -> Result<u64, String> {
+    let t = v.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => u32::MAX,
+    };
+    num.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && shift != u32::MAX)
+        .and_then(|n| n.checked_mul(1u64 << shift.min(63)))
+        .ok_or_else(|| {
+            format!("`{v}` is not a size; expected a positive number of bytes or one with KiB, MiB or GiB, such as 50MiB")
+        })
 }
 
 /// An idle time as config and the API write it: a duration (`30m`, `90s`) or `never` (`None`).
@@ -328,11 +356,44 @@ impl Config {
         }
 
         let mut sessions = SessionsConfig::default();
-        if let Some(t) = raw.sessions.and_then(|s| s.hibernation_timeout) {
+        let raw_sessions = raw.sessions.unwrap_or_default();
+        if let Some(t) = raw_sessions.hibernation_timeout {
             sessions.hibernation_timeout = Some(
                 parse_idle(t.get_ref())
                     .map_err(|e| at_span(t.span(), "sessions.hibernation_timeout", e))?,
             );
+        }
+        if let Some(n) = raw_sessions.keep_events {
+            sessions.retention.max_events = u64::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    at_span(
+                        n.span(),
+                        "sessions.keep_events",
+                        format!(
+                            "`{}` is not a number of events; expected a positive integer such as 10000",
+                            n.get_ref()
+                        ),
+                    )
+                })?;
+        }
+        if let Some(s) = raw_sessions.keep_output {
+            sessions.retention.max_output_bytes = parse_size(s.get_ref())
+                .map_err(|e| at_span(s.span(), "sessions.keep_output", e))?;
+        }
+        if let Some(d) = raw_sessions.keep_deleted_events {
+            sessions.retention.deleted_for = humantime::parse_duration(d.get_ref().trim())
+                .map_err(|_| {
+                    at_span(
+                        d.span(),
+                        "sessions.keep_deleted_events",
+                        format!(
+                            "`{}` is not a duration; expected one such as 7d or 12h",
+                            d.get_ref()
+                        ),
+                    )
+                })?;
         }
 
         let agent = Self::agent_from(raw.agent.unwrap_or_default(), home_root, &at_span)?;

@@ -387,3 +387,44 @@ fn agent_files_and_continue_args() {
     assert!(e.contains("agent.files..clauderon/bin/agent"), "{e}");
     assert!(e.contains("nope.sh is not a file"), "{e}");
 }
+
+#[test]
+fn event_retention_is_configurable_and_checked() {
+    let c = parse("").unwrap();
+    assert_eq!(c.sessions.retention, crate::store::Retention::default());
+    let c = parse(
+        "[sessions]\nkeep_events = 500\nkeep_output = \"64 KiB\"\nkeep_deleted_events = \"2d\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.sessions.retention.max_events, 500);
+    assert_eq!(c.sessions.retention.max_output_bytes, 64 * 1024);
+    assert_eq!(
+        c.sessions.retention.deleted_for,
+        std::time::Duration::from_secs(2 * 24 * 3600)
+    );
+    let e = err("[sessions]\nkeep_events = 0\n");
+    assert!(
+        e.starts_with("/h/config.toml:2:15: `sessions.keep_events`: `0` is not a number of events"),
+        "{e}"
+    );
+    let e = err("[sessions]\nkeep_output = \"lots\"\n");
+    assert!(
+        e.starts_with("/h/config.toml:2:15: `sessions.keep_output`: `lots` is not a size"),
+        "{e}"
+    );
+    let e = err("[sessions]\nkeep_deleted_events = \"a week\"\n");
+    assert!(
+        e.contains("`sessions.keep_deleted_events`: `a week` is not a duration"),
+        "{e}"
+    );
+    for (text, bytes) in [
+        ("50MiB", 50 << 20),
+        ("1g", 1 << 30),
+        ("4096", 4096),
+        ("2 K", 2048),
+    ] {
+        assert_eq!(super::parse_size(text), Ok(bytes), "{text}");
+    }
+    assert!(super::parse_size("-1").is_err());
+    assert!(super::parse_size("5 TB").is_err());
+}

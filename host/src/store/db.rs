@@ -277,14 +277,19 @@ impl Db {
         } else {
             "WHERE status != 'deleted'"
         };
-        let sql = format!("SELECT {SESSION_COLS} FROM sessions {filter} ORDER BY created_at, id");
+        self.sessions_where(&format!("{filter} ORDER BY created_at, id"), [])
+    }
+
+    /// The full records of the sessions `clause` selects (the sessions table is `s`).
+    pub(super) fn sessions_where(
+        &self,
+        clause: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions s {clause}");
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([], RawSession::from_row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r?.parse()?);
-        }
-        Ok(out)
+        let rows = stmt.query_map(params, RawSession::from_row)?;
+        rows.map(|r| r?.parse()).collect()
     }
 
     /// Moves a session through the state machine ([`crate::session::transition`]) and appends a

@@ -133,6 +133,20 @@ impl Store {
     pub async fn list(&self, include_deleted: bool) -> Result<Vec<SessionRecord>, StoreError> {
         self.run(move |db| db.list(include_deleted)).await
     }
+    /// See [`Db::list_summaries`].
+    pub async fn list_summaries(
+        &self,
+        page: super::ListPage,
+    ) -> Result<(Vec<super::SessionSummaryRecord>, Option<super::ListCursor>), StoreError> {
+        self.run(move |db| db.list_summaries(&page)).await
+    }
+    /// See [`Db::list_page`].
+    pub async fn list_page(
+        &self,
+        page: super::ListPage,
+    ) -> Result<(Vec<SessionRecord>, Option<super::ListCursor>), StoreError> {
+        self.run(move |db| db.list_page(&page)).await
+    }
     /// See [`Db::apply_event`].
     pub async fn apply_event(
         &self,

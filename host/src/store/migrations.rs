@@ -56,7 +56,7 @@ const MIGRATIONS: &[&str] = &[
     // with `exit_code`) and its own conversation id, which resuming hands back to it.
     "ALTER TABLE daemon_agents ADD COLUMN state TEXT;
     ALTER TABLE daemon_agents ADD COLUMN conversation TEXT;",
-    // v4: the two-way sync (DESIGN §13): one row per synced session, the ancestor (last agreed
+    // v4: the two-way sync (DESIGN §14): one row per synced session, the ancestor (last agreed
     // entry of every path) and the held conflicts.
     "CREATE TABLE sync_sessions (
         session_id   TEXT PRIMARY KEY NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,

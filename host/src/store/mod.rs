@@ -9,17 +9,21 @@
 mod agents;
 mod db;
 mod handle;
+mod listing;
 mod migrations;
 mod records;
+mod retention;
 mod sync;
 
 pub use agents::AgentRecord;
 pub use db::Db;
 pub use handle::Store;
+pub use listing::{ListCursor, ListPage, SessionSummaryRecord};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
     CheckpointRecord, EventRecord, NewCheckpoint, NewSession, SessionRecord, StatusChange,
 };
+pub use retention::Retention;
 pub use sync::SyncRecord;
 
 use crate::session::TransitionError;

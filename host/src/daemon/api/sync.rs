@@ -1,4 +1,4 @@
-//! The two-way sync's routes (DESIGN §13): `GET|POST /api/sessions/{ref}/sync` and
+//! The two-way sync's routes (DESIGN §14): `GET|POST /api/sessions/{ref}/sync` and
 //! `POST /api/sessions/{ref}/sync/resolve`.
 
 use axum::Json;

@@ -120,6 +120,10 @@ impl Engine {
         let labels = BTreeMap::from([
             (labels::MARKER.to_owned(), labels::MARKER_VALUE.to_owned()),
             (labels::SESSION.to_owned(), id.to_string()),
+            (
+                labels::INSTALLATION.to_owned(),
+                self.installation().as_str().to_owned(),
+            ),
         ]);
         let req = CreateRequest {
             session_id: id.to_string(),

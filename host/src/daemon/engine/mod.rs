@@ -41,6 +41,7 @@ pub use backends::Backends;
 
 use crate::api::{ProgressEvent, SessionEvent};
 use crate::config::Config;
+use crate::installation::InstallationId;
 use crate::plugins::ops::Instance;
 use crate::session::{Event, SessionId, Status};
 use crate::store::{SessionRecord, Store};
@@ -147,24 +148,28 @@ pub struct Engine {
     backends: Backends,
     config: Config,
     default_idle: Option<std::time::Duration>,
+    installation: InstallationId,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
     proxy: std::sync::OnceLock<Arc<proxy_link::SessionProxy>>,
 }
 
 impl Engine {
     /// An engine over the store (wrapped in `recorder`), the loaded backends and the config;
-    /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]).
+    /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]);
+    /// `installation` labels every sandbox it creates.
     pub async fn new(
         recorder: Recorder,
         backends: Backends,
         config: Config,
         default_idle: Option<std::time::Duration>,
+        installation: InstallationId,
     ) -> Result<Arc<Self>, EngineError> {
         Ok(Arc::new(Self {
             recorder,
             backends,
             config,
             default_idle,
+            installation,
             runtimes: Mutex::new(HashMap::new()),
             proxy: std::sync::OnceLock::new(),
         }))
@@ -183,6 +188,11 @@ impl Engine {
     /// The loaded backends.
     pub fn backends(&self) -> &Backends {
         &self.backends
+    }
+
+    /// This home's installation id (a label on every sandbox the engine creates).
+    pub fn installation(&self) -> &InstallationId {
+        &self.installation
     }
 
     /// The configuration the daemon started with.
