@@ -132,14 +132,7 @@ impl Replica {
 
     /// The commit checked out at the root (`None`: not a git work tree, or no commit yet).
     pub fn head(&self) -> Option<String> {
-        let out = self
-            .git()
-            .args(["rev-parse", "-q", "--verify", "HEAD"])
-            .output()
-            .ok()?;
-        let s = String::from_utf8(out.stdout).ok()?;
-        let s = s.trim();
-        (out.status.success() && !s.is_empty()).then(|| s.to_owned())
+        crate::history::head(&self.root)
     }
 
     /// The candidate paths: git's tracked and untracked-not-ignored files, or (outside a git

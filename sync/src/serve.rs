@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
+use crate::history;
 use crate::replica::{ApplyError, Replica};
+
+/// Where the sandbox keeps the objects of a bundle the host sent.
+const KEEP_REF: &str = "refs/clauderon/host";
 use crate::watch::Watcher;
 use crate::wire::{Outcome, Reply, Request, VERSION, read_message};
 
@@ -151,6 +155,29 @@ pub fn serve(
                 outcome: outcome(replica.delete(&path, &expected)),
             },
             Request::Ping { id } => Reply::Pong { id },
+            Request::Bundle { id, have } => match history::bundle(&root, &have) {
+                Ok(b) => Reply::Bundled {
+                    id,
+                    outcome: Outcome::Ok,
+                    head: b.head,
+                    content: b.bytes,
+                },
+                Err(e) => Reply::Bundled {
+                    id,
+                    outcome: Outcome::Failed(e),
+                    head: None,
+                    content: Vec::new(),
+                },
+            },
+            Request::Advance {
+                id,
+                from,
+                to,
+                bundle,
+            } => Reply::Applied {
+                id,
+                outcome: outcome(history::advance(&root, &from, &to, &bundle, KEEP_REF)),
+            },
         };
         if tx.send(reply.encode()).is_err() {
             break Ok(());

@@ -12,7 +12,7 @@ use crate::entry::{ContentHash, Entry};
 use crate::replica::Probe;
 
 /// The protocol version `Hello` carries.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The largest message accepted (a file's content travels in one message).
 pub const MAX_MESSAGE: usize = 1 << 31;
 
@@ -66,6 +66,26 @@ pub enum Request {
     Ping {
         /// Request id.
         id: u32,
+    },
+    /// A bundle of the replica's checked-out history without the commits of `have` it holds
+    /// (since version 2).
+    Bundle {
+        /// Request id.
+        id: u32,
+        /// Commits the host has.
+        have: Vec<String>,
+    },
+    /// Move the replica's checked-out branch from `from` to `to` if it still points at
+    /// `from`, with the objects of `bundle`, then reset its index to `to` (since version 2).
+    Advance {
+        /// Request id.
+        id: u32,
+        /// The commit the branch should point at now.
+        from: String,
+        /// The commit it moves to.
+        to: String,
+        /// A bundle with `to`'s commits the replica lacks (may be empty).
+        bundle: Vec<u8>,
     },
 }
 
@@ -133,6 +153,17 @@ pub enum Reply {
         /// Request id.
         id: u32,
     },
+    /// A bundle's result (since version 2).
+    Bundled {
+        /// Request id.
+        id: u32,
+        /// How it ended.
+        outcome: Outcome,
+        /// The checked-out commit, if any.
+        head: Option<String>,
+        /// The bundle (empty when the host has every commit).
+        content: Vec<u8>,
+    },
     /// A request that failed as a whole (a scan that could not list the root).
     Error {
         /// Request id.
@@ -148,6 +179,8 @@ const READ: u8 = 3;
 const WRITE: u8 = 4;
 const DELETE: u8 = 5;
 const PING: u8 = 6;
+const BUNDLE: u8 = 7;
+const ADVANCE: u8 = 8;
 const HELLO: u8 = 64;
 const CHANGED: u8 = 65;
 const SCANNED: u8 = 66;
@@ -156,6 +189,7 @@ const CONTENT: u8 = 68;
 const APPLIED: u8 = 69;
 const PONG: u8 = 70;
 const ERROR: u8 = 71;
+const BUNDLED: u8 = 72;
 
 /// A malformed message.
 fn bad(what: &str) -> io::Error {
@@ -359,6 +393,28 @@ impl Request {
                 o.u32(*id);
                 o
             }
+            Request::Bundle { id, have } => {
+                let mut o = Out::new(BUNDLE);
+                o.u32(*id);
+                o.u32(have.len() as u32);
+                for h in have {
+                    o.str(h);
+                }
+                o
+            }
+            Request::Advance {
+                id,
+                from,
+                to,
+                bundle,
+            } => {
+                let mut o = Out::new(ADVANCE);
+                o.u32(*id);
+                o.str(from);
+                o.str(to);
+                o.bytes(bundle);
+                o
+            }
         };
         o.finish()
     }
@@ -393,6 +449,17 @@ impl Request {
                 expected: i.entry()?,
             },
             PING => Request::Ping { id },
+            BUNDLE => {
+                let n = i.count()?;
+                let have = (0..n).map(|_| i.str()).collect::<io::Result<_>>()?;
+                Request::Bundle { id, have }
+            }
+            ADVANCE => Request::Advance {
+                id,
+                from: i.str()?,
+                to: i.str()?,
+                bundle: i.bytes()?,
+            },
             k => return Err(bad(&format!("unknown request kind {k}"))),
         })
     }
@@ -463,6 +530,19 @@ impl Reply {
                 o.str(message);
                 o
             }
+            Reply::Bundled {
+                id,
+                outcome,
+                head,
+                content,
+            } => {
+                let mut o = Out::new(BUNDLED);
+                o.u32(*id);
+                o.outcome(outcome);
+                o.str(head.as_deref().unwrap_or(""));
+                o.bytes(content);
+                o
+            }
         };
         o.finish()
     }
@@ -522,6 +602,12 @@ impl Reply {
             ERROR => Reply::Error {
                 id,
                 message: i.str()?,
+            },
+            BUNDLED => Reply::Bundled {
+                id,
+                outcome: i.outcome()?,
+                head: Some(i.str()?).filter(|h| !h.is_empty()),
+                content: i.bytes()?,
             },
             k => return Err(bad(&format!("unknown reply kind {k}"))),
         })
@@ -633,6 +719,16 @@ mod tests {
                 expected: f.clone(),
             },
             Request::Ping { id: 7 },
+            Request::Bundle {
+                id: 8,
+                have: vec!["a".repeat(40)],
+            },
+            Request::Advance {
+                id: 9,
+                from: "a".repeat(40),
+                to: "b".repeat(40),
+                bundle: b"bundle".to_vec(),
+            },
         ];
         let mut d = Decoder::default();
         for r in &reqs {
@@ -680,6 +776,12 @@ mod tests {
             Reply::Error {
                 id: 8,
                 message: "m".into(),
+            },
+            Reply::Bundled {
+                id: 9,
+                outcome: Outcome::Ok,
+                head: Some("c".repeat(40)),
+                content: b"b".to_vec(),
             },
         ];
         for r in &replies {
