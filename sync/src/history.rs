@@ -35,7 +35,8 @@ fn git(root: &Path) -> Command {
 }
 
 fn run(c: &mut Command, what: &str) -> Result<Output, String> {
-    c.output().map_err(|e| format!("{what}: cannot run git: {e}"))
+    c.output()
+        .map_err(|e| format!("{what}: cannot run git: {e}"))
 }
 
 fn ok_stdout(o: Output, what: &str) -> Result<String, String> {
@@ -56,7 +57,11 @@ pub fn is_oid(s: &str) -> bool {
 
 /// The commit checked out at `root`.
 pub fn head(root: &Path) -> Option<String> {
-    let o = run(git(root).args(["rev-parse", "-q", "--verify", "HEAD"]), "HEAD").ok()?;
+    let o = run(
+        git(root).args(["rev-parse", "-q", "--verify", "HEAD"]),
+        "HEAD",
+    )
+    .ok()?;
     let s = ok_stdout(o, "HEAD").ok()?;
     is_oid(&s).then_some(s)
 }
@@ -196,7 +201,9 @@ pub fn advance(
     }
     receive(root, bundle, keep).map_err(ApplyError::Io)?;
     if present(root, &[to.to_owned()]).is_empty() {
-        return Err(ApplyError::Io(format!("commit {to} is not in the repository")));
+        return Err(ApplyError::Io(format!(
+            "commit {to} is not in the repository"
+        )));
     }
     let o = run(
         git(root).args([
@@ -262,10 +269,7 @@ mod tests {
     fn a_bundle_carries_new_commits_and_advance_is_a_mixed_reset_by_cas() {
         let a = repo();
         let b = tempfile::tempdir().unwrap();
-        g(
-            b.path(),
-            &["clone", "-q", a.path().to_str().unwrap(), "."],
-        );
+        g(b.path(), &["clone", "-q", a.path().to_str().unwrap(), "."]);
         let base = head(a.path()).unwrap();
         // Nothing new: an empty bundle.
         let none = bundle(a.path(), std::slice::from_ref(&base)).unwrap();

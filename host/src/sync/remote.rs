@@ -159,6 +159,54 @@ impl RemoteEndpoint {
     }
 }
 
+impl super::history::HistoryRemote for RemoteEndpoint {
+    async fn bundle(
+        &mut self,
+        have: Vec<String>,
+    ) -> Result<Result<clauderon_sync::history::Bundled, String>, EndpointError> {
+        let id = self.id();
+        match self
+            .exchange(vec![Request::Bundle { id, have }])
+            .await?
+            .pop()
+        {
+            Some(Reply::Bundled {
+                outcome,
+                head,
+                content,
+                ..
+            }) => Ok(to_apply(outcome)
+                .map(|()| clauderon_sync::history::Bundled {
+                    head,
+                    bytes: content,
+                })
+                .map_err(|e| e.to_string())),
+            Some(other) => Err(unexpected(&other)),
+            None => Err(lost("no answer")),
+        }
+    }
+
+    async fn advance(
+        &mut self,
+        from: String,
+        to: String,
+        bundle: Vec<u8>,
+    ) -> Result<Result<(), ApplyError>, EndpointError> {
+        let id = self.id();
+        let req = Request::Advance {
+            id,
+            from,
+            to,
+            bundle,
+        };
+        match self.exchange(vec![req]).await?.pop() {
+            Some(Reply::Applied { outcome, .. }) => Ok(to_apply(outcome)),
+            Some(other) => Err(unexpected(&other)),
+            None => Err(lost("no answer")),
+        }
+    }
+}
+
 fn unexpected(r: &Reply) -> EndpointError {
     EndpointError(format!("the sync helper answered out of turn: {r:?}"))
 }
