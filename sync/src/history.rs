@@ -169,9 +169,9 @@ pub fn bundle(root: &Path, have: &[String]) -> Result<Bundled, String> {
 }
 
 /// Stores a bundle's objects in `root`'s repository and points `keep` (a full ref name, e.g.
-/// `refs/clauderon/sprite/NAME`) at its `HEAD`, so they are not collected as garbage. An empty
-/// bundle stores nothing.
-pub fn receive(root: &Path, bytes: &[u8], keep: &str) -> Result<(), String> {
+/// `refs/clauderon/sprite/NAME`) at its ref `src` (as the bundle names it, e.g. `HEAD`), so
+/// they are not collected as garbage. An empty bundle stores nothing.
+pub fn receive(root: &Path, bytes: &[u8], src: &str, keep: &str) -> Result<(), String> {
     if bytes.is_empty() {
         return Ok(());
     }
@@ -180,7 +180,7 @@ pub fn receive(root: &Path, bytes: &[u8], keep: &str) -> Result<(), String> {
     let mut c = git(root);
     c.args(["fetch", "-q", "--no-tags", "--no-write-fetch-head"])
         .arg(&file.0)
-        .arg(format!("+HEAD:{keep}"));
+        .arg(format!("+{src}:{keep}"));
     ok_stdout(run(&mut c, "git fetch (bundle)")?, "git fetch (bundle)").map(|_| ())
 }
 
@@ -199,7 +199,7 @@ pub fn advance(
             "not commit ids: {from:?} -> {to:?}"
         )));
     }
-    receive(root, bundle, keep).map_err(ApplyError::Io)?;
+    receive(root, bundle, "HEAD", keep).map_err(ApplyError::Io)?;
     if present(root, &[to.to_owned()]).is_empty() {
         return Err(ApplyError::Io(format!(
             "commit {to} is not in the repository"

@@ -13,11 +13,11 @@ pub mod views;
 pub use events::{AgentStateEvent, ApiEvent, ProgressEvent, SessionEvent, StatusEvent};
 pub use files::DaemonInfo;
 pub use requests::{
-    CreateSession, FieldError, ReconcileRequest, ResolveRequest, RestartRequest, SyncAction,
-    SyncRequest, ValidCreate,
+    CreateSession, FieldError, PullRequest, ReconcileRequest, ResolveRequest, RestartRequest,
+    SyncAction, SyncRequest, TakeHistoryRequest, ValidCreate,
 };
 pub use responses::{
-    CheckpointList, EventPage, ForeignSandbox, Health, Orphan, ReconcileReport, Restored,
+    CheckpointList, EventPage, ForeignSandbox, Health, Orphan, Pulled, ReconcileReport, Restored,
     SessionAnswer, SessionList, SessionSummaryList, Unpushed, Woken,
 };
 pub use views::{CheckpointView, SessionSummary, SessionView, SyncConflictView, SyncView};

@@ -243,6 +243,21 @@ pub struct SyncRequest {
     pub action: SyncAction,
 }
 
+/// The body of `POST /api/sessions/{ref}/pull` (`{}` for the default branch).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PullRequest {
+    /// The local branch to fetch into (default `clauderon/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+/// The body of `POST /api/sessions/{ref}/sync/history`: diverged history follows one side.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TakeHistoryRequest {
+    /// `local` or `sprite`: whose commits the other side's branch takes.
+    pub take: String,
+}
+
 /// The body of `POST /api/sessions/{ref}/sync/resolve`: take one side's version of a held path.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResolveRequest {

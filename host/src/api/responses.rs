@@ -106,6 +106,21 @@ impl Unpushed {
     }
 }
 
+/// `POST /api/sessions/{ref}/pull`: the sandbox's commits fetched into the local repository.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pulled {
+    /// The local branch that now points at the sandbox's commit.
+    pub branch: String,
+    /// The sandbox branch's commit.
+    pub commit: String,
+    /// Commits the local repository did not have.
+    pub commits: u64,
+    /// The bundle's size.
+    pub bytes: u64,
+    /// Whether the branch moved (`false`: it was there already).
+    pub updated: bool,
+}
+
 /// `POST /api/reconcile`: the selected backend's sandboxes labelled as ours that no session
 /// owns.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

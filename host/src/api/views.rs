@@ -114,6 +114,13 @@ pub struct SyncView {
     /// The commit both sides last agreed on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agreed_head: Option<String>,
+    /// Where the commits stand: `in_step`, `diverged` (both sides committed; files keep
+    /// syncing until one side is taken), `off` (e.g. the worktree is on another branch).
+    #[serde(default)]
+    pub history: String,
+    /// Why history is not in step, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_reason: Option<String>,
     /// The last cycle's error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,

@@ -19,6 +19,7 @@ mod output;
 pub mod plugins;
 mod progress;
 pub mod proxy;
+mod pull;
 mod reconcile;
 mod restart;
 mod status;
@@ -116,6 +117,8 @@ pub enum Command {
     Checkpoint(checkpoint::CheckpointCommand),
     /// A session's two-way sync (created with --sync): state, stop/start, once, resolve.
     Sync(sync::SyncArgs),
+    /// Fetch the session branch's commits from the sandbox into the local repository.
+    Pull(pull::PullArgs),
     /// Show the configuration, file paths and credentials.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -157,6 +160,7 @@ impl Cli {
             Command::Logs(a) => a.run(&ctx).await,
             Command::Checkpoint(c) => c.run(&ctx).await,
             Command::Sync(a) => a.run(&ctx).await,
+            Command::Pull(a) => a.run(&ctx).await,
             Command::Config(c) => c.run(&ctx).await,
             Command::Plugins(cmd) => cmd.run(&ctx).await,
             Command::Daemon(a) => a.run(&ctx).await,

@@ -1,6 +1,7 @@
-//! `clauderon sync NAME [--stop|--start|--once|--confirm-deletions|--restore]` and
-//! `clauderon sync NAME resolve PATH --take local|sprite`: a thin client of
-//! `GET|POST /api/sessions/{ref}/sync` (DESIGN §14).
+//! `clauderon sync NAME [--stop|--start|--once|--confirm-deletions|--restore]`,
+//! `clauderon sync NAME resolve PATH --take local|sprite` and
+//! `clauderon sync NAME history --take local|sprite`: a thin client of
+//! `GET|POST /api/sessions/{ref}/sync` and its `resolve` and `history` routes (DESIGN §14).
 
 use std::process::ExitCode;
 
@@ -45,6 +46,13 @@ pub enum SyncCommand {
         #[arg(long, value_name = "SIDE")]
         take: String,
     },
+    /// Diverged history: the other side's branch follows this side's commits (a mixed
+    /// reset; nothing is merged, the commits given up stay in the reflog).
+    History {
+        /// `local` or `sprite`.
+        #[arg(long, value_name = "SIDE")]
+        take: String,
+    },
 }
 
 impl SyncArgs {
@@ -66,6 +74,13 @@ impl SyncArgs {
                 api.post(
                     &format!("{route}/resolve"),
                     &serde_json::json!({ "path": path, "take": take }),
+                )
+                .await?
+            }
+            (Some(SyncCommand::History { take }), _) => {
+                api.post(
+                    &format!("{route}/history"),
+                    &serde_json::json!({ "take": take }),
                 )
                 .await?
             }
@@ -100,6 +115,19 @@ pub fn render(name: &str, v: &SyncView) -> String {
         "  last sync   {}\n",
         v.last_sync.as_deref().unwrap_or("never")
     ));
+    let head = v
+        .agreed_head
+        .as_deref()
+        .map(|h| &h[..h.len().min(12)])
+        .unwrap_or("none");
+    match v.history.as_str() {
+        "diverged" | "off" => s.push_str(&format!(
+            "  history     {} ({})\n",
+            v.history.replace('_', " "),
+            v.history_reason.as_deref().unwrap_or("no reason given")
+        )),
+        _ => s.push_str(&format!("  history     in step at {head}\n")),
+    }
     if let Some(e) = &v.last_error {
         s.push_str(&format!("  last error  {e}\n"));
     }

@@ -81,6 +81,10 @@ const MIGRATIONS: &[&str] = &[
         at          INTEGER NOT NULL,
         PRIMARY KEY (session_id, path)
     );",
+    // v5: history sync (DESIGN §14): where the commits stand (`in_step`, `diverged`, `off`)
+    // and why.
+    "ALTER TABLE sync_sessions ADD COLUMN history TEXT NOT NULL DEFAULT 'in_step';
+    ALTER TABLE sync_sessions ADD COLUMN history_reason TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension as _, params};
 
 use super::{Db, StoreError};
 use crate::session::SessionId;
+use crate::sync::history::HistoryState;
 use crate::sync::{Conflict, SyncState};
 
 /// A synced session's record besides its ancestor.
@@ -24,6 +25,10 @@ pub struct SyncRecord {
     pub agreed_head: Option<String>,
     /// When a cycle last finished (Unix ms).
     pub last_sync_at: Option<i64>,
+    /// Where the commits stand (migration v5).
+    pub history: HistoryState,
+    /// Why history is not in step, when it is not.
+    pub history_reason: Option<String>,
 }
 
 fn bad_row(what: &str) -> rusqlite::Error {
@@ -36,8 +41,8 @@ impl Db {
         Ok(self
             .connection()
             .prepare_cached(
-                "SELECT worktree, running, paused, agreed_head, last_sync_at \
-                 FROM sync_sessions WHERE session_id = ?1",
+                "SELECT worktree, running, paused, agreed_head, last_sync_at, history, \
+                 history_reason FROM sync_sessions WHERE session_id = ?1",
             )?
             .query_row([id.to_string()], |r| {
                 Ok(SyncRecord {
@@ -46,6 +51,8 @@ impl Db {
                     paused: r.get(2)?,
                     agreed_head: r.get(3)?,
                     last_sync_at: r.get(4)?,
+                    history: HistoryState::from_name(&r.get::<_, String>(5)?),
+                    history_reason: r.get(6)?,
                 })
             })
             .optional()?)
@@ -56,9 +63,11 @@ impl Db {
         self.connection()
             .prepare_cached(
                 "INSERT INTO sync_sessions (session_id, worktree, running, paused, new_epoch, \
-                 agreed_head, last_sync_at) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6) \
+                 agreed_head, last_sync_at, history, history_reason) \
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8) \
                  ON CONFLICT(session_id) DO UPDATE SET worktree = ?2, running = ?3, \
-                 paused = ?4, agreed_head = ?5, last_sync_at = ?6",
+                 paused = ?4, agreed_head = ?5, last_sync_at = ?6, history = ?7, \
+                 history_reason = ?8",
             )?
             .execute(params![
                 id.to_string(),
@@ -67,6 +76,8 @@ impl Db {
                 rec.paused,
                 rec.agreed_head,
                 rec.last_sync_at,
+                rec.history.name(),
+                rec.history_reason,
             ])?;
         Ok(())
     }

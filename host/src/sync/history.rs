@@ -192,7 +192,7 @@ pub async fn step<R: HistoryRemote>(
             });
         }
         let (wt, keep) = (input.worktree.clone(), input.keep_ref.clone());
-        let stored = blocking(move || git::receive(&wt, &got.bytes, &keep))
+        let stored = blocking(move || git::receive(&wt, &got.bytes, "HEAD", &keep))
             .await
             .and_then(|r| r);
         if let Err(e) = stored {

@@ -10,6 +10,7 @@ use super::cycle::{Change, Endpoint, EndpointError};
 /// The local worktree.
 #[derive(Debug, Clone)]
 pub struct LocalEndpoint {
+    root: std::path::PathBuf,
     replica: Arc<Mutex<Replica>>,
 }
 
@@ -17,8 +18,14 @@ impl LocalEndpoint {
     /// The worktree at `root` with `extra` ignore patterns.
     pub fn new(root: std::path::PathBuf, extra: &[String]) -> LocalEndpoint {
         LocalEndpoint {
-            replica: Arc::new(Mutex::new(Replica::new(root, extra))),
+            replica: Arc::new(Mutex::new(Replica::new(root.clone(), extra))),
+            root,
         }
+    }
+
+    /// The worktree.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
     }
 
     async fn with<R: Send + 'static>(

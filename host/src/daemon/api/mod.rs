@@ -58,6 +58,11 @@ pub fn router(state: AppState, guard: GuardConfig) -> Router {
         )
         .route("/api/sessions/{session}/sync/resolve", post(sync::resolve))
         .route(
+            "/api/sessions/{session}/sync/history",
+            post(sync::take_history),
+        )
+        .route("/api/sessions/{session}/pull", post(sync::pull))
+        .route(
             "/api/sessions/{session}/hibernate",
             post(sessions::hibernate),
         )

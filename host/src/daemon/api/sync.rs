@@ -1,5 +1,6 @@
-//! The two-way sync's routes (DESIGN §14): `GET|POST /api/sessions/{ref}/sync` and
-//! `POST /api/sessions/{ref}/sync/resolve`.
+//! The two-way sync's routes (DESIGN §14): `GET|POST /api/sessions/{ref}/sync`,
+//! `POST /api/sessions/{ref}/sync/resolve`, `POST /api/sessions/{ref}/sync/history`, and
+//! `POST /api/sessions/{ref}/pull` (which needs no sync).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -7,7 +8,7 @@ use axum::extract::{Path, State};
 
 use super::AppState;
 use super::sessions::body_of;
-use crate::api::{ResolveRequest, SyncRequest, SyncView};
+use crate::api::{PullRequest, Pulled, ResolveRequest, SyncRequest, SyncView, TakeHistoryRequest};
 use crate::daemon::error::EngineError;
 
 /// `GET /api/sessions/{ref}/sync`: the sync's state, pending changes, conflicts, last sync.
@@ -50,4 +51,33 @@ pub async fn resolve(
     Ok(Json(
         st.engine.sync_resolve(rec.id, &req.path, &req.take).await?,
     ))
+}
+
+/// `POST /api/sessions/{ref}/sync/history` (`{"take": "local"|"sprite"}`): diverged history
+/// follows one side.
+pub async fn take_history(
+    State(st): State<AppState>,
+    Path(session): Path<String>,
+    body: Bytes,
+) -> Result<Json<SyncView>, EngineError> {
+    let req: TakeHistoryRequest =
+        body_of(&body, "history request", "{\"take\": \"local\"|\"sprite\"}")?;
+    let rec = st.engine.find(&session).await?;
+    Ok(Json(st.engine.sync_take_history(rec.id, &req.take).await?))
+}
+
+/// `POST /api/sessions/{ref}/pull` (`{}` or `{"branch": "B"}`): the sandbox's commits into the
+/// local repository.
+pub async fn pull(
+    State(st): State<AppState>,
+    Path(session): Path<String>,
+    body: Bytes,
+) -> Result<Json<Pulled>, EngineError> {
+    let req: PullRequest = if body.is_empty() {
+        PullRequest::default()
+    } else {
+        body_of(&body, "pull request", "{\"branch\": \"B\"} (optional)")?
+    };
+    let rec = st.engine.find(&session).await?;
+    Ok(Json(st.engine.pull(rec.id, req.branch).await?))
 }

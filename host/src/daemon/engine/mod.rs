@@ -26,6 +26,7 @@ mod lifecycle;
 mod orphans;
 pub mod plugin_calls;
 pub mod proxy_link;
+mod pull;
 mod reconcile;
 mod restart;
 mod sandbox_exec;

@@ -22,6 +22,7 @@ use crate::plugins::ops::SyncStreamRequest;
 use crate::session::{SessionId, Status};
 use crate::store::{SessionRecord, SyncRecord};
 use crate::sync::cycle::{self, CycleOptions, Kept};
+use crate::sync::history::{self, HistoryInput, HistoryState};
 use crate::sync::local::LocalEndpoint;
 use crate::sync::remote::RemoteEndpoint;
 use crate::sync::{Endpoint, Side};
@@ -56,6 +57,13 @@ pub enum SyncCmd {
     Pause,
     /// Stop or start the sync between two cycles; answers once it took effect.
     SetRunning(bool, oneshot::Sender<()>),
+    /// Diverged history: the other side's branch follows `take`'s (done by the next cycle).
+    TakeHistory {
+        /// The side whose commits win.
+        take: Side,
+        /// The answer, once a cycle ran.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Resolve a held conflict (done by the task, so no cycle's write can undo it).
     Resolve {
         /// The path.
@@ -180,10 +188,7 @@ impl Engine {
             )));
         }
         let path = self.sync_worktree_path(rec.name.as_str());
-        let branch = rec
-            .branch
-            .clone()
-            .unwrap_or_else(|| format!("clauderon/{}", rec.name));
+        let branch = session_branch(rec);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| {
                 EngineError::Internal(format!("cannot create {}: {e}", parent.display()))
@@ -215,6 +220,7 @@ impl Engine {
                     paused: None,
                     agreed_head: Some(commit.to_owned()),
                     last_sync_at: None,
+                    ..SyncRecord::default()
                 },
             )
             .await?;
@@ -303,9 +309,23 @@ impl Engine {
         let mut local = LocalEndpoint::new(root.clone(), &extra);
         let (ltx, mut lrx) = mpsc::unbounded_channel::<()>();
         let git_dir = root.join(".git");
+        // The worktree's own git directory (inside the user's repository): a commit, reset or
+        // checkout rewrites its `HEAD` reflog, which wakes history sync.
+        let wt_git = {
+            let r = root.clone();
+            tokio::task::spawn_blocking(move || clauderon_sync::history::git_dir(&r).ok())
+                .await
+                .ok()
+                .flatten()
+        };
+        let wt_git2 = wt_git.clone();
         let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(ev) = ev
-                && ev.paths.iter().any(|p| !p.starts_with(&git_dir))
+                && ev.paths.iter().any(|p| {
+                    let head_moved = wt_git2.as_ref().is_some_and(|g| p.starts_with(g))
+                        && p.file_name().is_some_and(|n| n == "HEAD");
+                    head_moved || (!p.starts_with(&git_dir) && !is_under_git(&wt_git2, p))
+                })
             {
                 let _ = ltx.send(());
             }
@@ -315,6 +335,13 @@ impl Engine {
                 if let Err(e) = w.watch(&root, notify::RecursiveMode::Recursive) {
                     self.warn(id, format!("sync: cannot watch {}: {e}", root.display()))
                         .await;
+                }
+                if let Some(g) = &wt_git {
+                    for dir in [g.clone(), g.join("logs")] {
+                        if let Err(e) = w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                            tracing::debug!(session = %id, "sync: cannot watch {}: {e}", dir.display());
+                        }
+                    }
                 }
                 Some(w)
             }
@@ -328,6 +355,8 @@ impl Engine {
         let mut dirty = true;
         let mut opts = CycleOptions::default();
         let mut waiters: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
+        let mut take: Option<(Side, oneshot::Sender<Result<(), String>>)> = None;
+        let history = HistoryTarget::of(&rec);
         let mut last_activity = Instant::now();
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -338,7 +367,7 @@ impl Engine {
                 _ => return,
             };
             let can_sync = running && srec.running;
-            if (dirty || !waiters.is_empty()) && can_sync {
+            if (dirty || !waiters.is_empty() || take.is_some()) && can_sync {
                 tokio::time::sleep(DEBOUNCE).await;
                 while lrx.try_recv().is_ok() {}
                 if remote.is_none() {
@@ -352,6 +381,9 @@ impl Engine {
                             for w in waiters.drain(..) {
                                 let _ = w.send(Err(e.clone()));
                             }
+                            if let Some((_, w)) = take.take() {
+                                let _ = w.send(Err(e.clone()));
+                            }
                             tokio::time::sleep(backoff).await;
                             backoff = (backoff * 2).min(Duration::from_secs(10));
                             continue;
@@ -359,9 +391,33 @@ impl Engine {
                     }
                 }
                 let Some(r) = remote.as_mut() else { continue };
+                let taking = take.take();
                 let result = self
-                    .sync_cycle(id, &srec, &mut local, r, opts, &conflict_dir)
+                    .sync_cycle(
+                        id,
+                        &srec,
+                        &mut local,
+                        r,
+                        Cycle {
+                            opts,
+                            conflict_dir: &conflict_dir,
+                            history: &history,
+                            take: taking.as_ref().map(|t| t.0),
+                        },
+                    )
                     .await;
+                if let Some((_, w)) = taking {
+                    let _ = w.send(match &result {
+                        Ok(_) => match self.store().sync_record(id).await {
+                            Ok(Some(r)) if r.history == HistoryState::InStep => Ok(()),
+                            Ok(Some(r)) => Err(r
+                                .history_reason
+                                .unwrap_or_else(|| "history is not in step".into())),
+                            _ => Err("the sync is gone".into()),
+                        },
+                        Err(e) => Err(e.clone()),
+                    });
+                }
                 last_activity = Instant::now();
                 match result {
                     Ok(changed) => {
@@ -394,12 +450,16 @@ impl Engine {
                 continue;
             }
             if !can_sync {
+                let why = if srec.running {
+                    "the session is not running; wake it first"
+                } else {
+                    "the sync is stopped; `clauderon sync NAME --start`"
+                };
                 for w in waiters.drain(..) {
-                    let _ = w.send(Err(if srec.running {
-                        "the session is not running; wake it first".to_owned()
-                    } else {
-                        "the sync is stopped; `clauderon sync NAME --start`".to_owned()
-                    }));
+                    let _ = w.send(Err(why.to_owned()));
+                }
+                if let Some((_, w)) = take.take() {
+                    let _ = w.send(Err(why.to_owned()));
                 }
                 if let Some(r) = remote.take() {
                     r.close().await;
@@ -429,6 +489,7 @@ impl Engine {
                         dirty = true;
                     }
                     Some(SyncCmd::Once(w)) => waiters.push(w),
+                    Some(SyncCmd::TakeHistory { take: side, reply }) => take = Some((side, reply)),
                     Some(SyncCmd::ConfirmDeletions) => {
                         opts.allow_mass_deletion = true;
                         dirty = true;
@@ -522,9 +583,9 @@ impl Engine {
         srec: &SyncRecord,
         local: &mut LocalEndpoint,
         remote: &mut RemoteEndpoint,
-        opts: CycleOptions,
-        conflict_dir: &Path,
+        cy: Cycle<'_>,
     ) -> Result<bool, String> {
+        let (opts, conflict_dir) = (cy.opts, cy.conflict_dir);
         let mut state = self
             .store()
             .sync_state(id)
@@ -547,8 +608,38 @@ impl Engine {
         let before = rec.clone();
         rec.paused = report.paused.clone();
         rec.last_sync_at = Some(now_ms());
-        if report.local_head.is_some() && report.local_head == report.remote_head {
-            rec.agreed_head = report.local_head.clone();
+        // The commits, once the files are done (a paused cycle leaves them too).
+        let mut again = false;
+        let heads_differ = report.local_head != report.remote_head
+            || rec.agreed_head != report.local_head
+            || rec.history != HistoryState::InStep;
+        if report.paused.is_none() && (heads_differ || cy.take.is_some()) {
+            let h = history::step(
+                HistoryInput {
+                    worktree: local.root().to_path_buf(),
+                    branch: cy.history.branch.clone(),
+                    keep_ref: cy.history.keep_ref.clone(),
+                    agreed: rec.agreed_head.clone(),
+                    local: report.local_head.clone(),
+                    remote: report.remote_head.clone(),
+                    take: cy.take,
+                },
+                remote,
+            )
+            .await
+            .map_err(|e| e.0)?;
+            if h.state == HistoryState::Diverged && rec.history != HistoryState::Diverged {
+                if let Some(why) = &h.reason {
+                    self.warn(id, format!("sync: {why}")).await;
+                }
+            }
+            if h.to_local || h.to_remote {
+                tracing::info!(session = %id, to_local = h.to_local, to_sprite = h.to_remote, "history sync");
+            }
+            again = h.raced || h.to_local || h.to_remote;
+            rec.agreed_head = h.agreed;
+            rec.history = h.state;
+            rec.history_reason = h.reason;
         }
         if rec != before {
             let _ = self.store().put_sync_record(id, rec).await;
@@ -611,7 +702,54 @@ impl Engine {
                 "sync cycle"
             );
         }
-        Ok(report.paused.is_none() && (report.changed() || report.raced > 0))
+        Ok(report.paused.is_none() && (report.changed() || report.raced > 0 || again))
+    }
+}
+
+/// One cycle's settings.
+struct Cycle<'a> {
+    opts: CycleOptions,
+    conflict_dir: &'a Path,
+    history: &'a HistoryTarget,
+    take: Option<Side>,
+}
+
+/// Which branch history sync keeps in step, and where the sandbox's head is kept locally.
+#[derive(Debug, Clone)]
+struct HistoryTarget {
+    branch: String,
+    keep_ref: String,
+}
+
+impl HistoryTarget {
+    fn of(rec: &SessionRecord) -> HistoryTarget {
+        HistoryTarget {
+            branch: session_branch(rec),
+            keep_ref: format!("refs/clauderon/sprite/{}", rec.name),
+        }
+    }
+}
+
+/// The local branch of a session's commits: its `--branch`, else `clauderon/<name>`.
+pub(super) fn session_branch(rec: &SessionRecord) -> String {
+    rec.branch
+        .clone()
+        .unwrap_or_else(|| format!("clauderon/{}", rec.name))
+}
+
+/// Whether `p` is inside the worktree's git directory.
+fn is_under_git(git: &Option<PathBuf>, p: &Path) -> bool {
+    git.as_ref().is_some_and(|g| p.starts_with(g))
+}
+
+/// The side a user names: `local`, or `sprite` (also `remote`, `sandbox`).
+fn side_of(take: &str) -> Result<Side, EngineError> {
+    match take {
+        "local" => Ok(Side::Local),
+        "sprite" | "remote" | "sandbox" => Ok(Side::Remote),
+        other => Err(EngineError::BadRequest(format!(
+            "take `{other}`: say `local` or `sprite`"
+        ))),
     }
 }
 
@@ -692,6 +830,8 @@ impl Engine {
             conflict_store: self.sync_conflict_dir(id).display().to_string(),
             last_sync,
             agreed_head: srec.agreed_head.clone(),
+            history: srec.history.name().to_owned(),
+            history_reason: srec.history_reason.clone(),
             last_error: live.last_error,
         })
     }
@@ -735,18 +875,9 @@ impl Engine {
                 );
             }
             SyncAction::Once => {
-                self.sync_spawn(id);
-                let (tx, rx) = oneshot::channel();
-                self.sync_send(id, SyncCmd::Once(tx));
-                match tokio::time::timeout(Duration::from_secs(600), rx).await {
-                    Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(e))) => return Err(EngineError::Conflict(format!("sync: {e}"))),
-                    _ => {
-                        return Err(EngineError::Internal(
-                            "the sync did not finish a cycle within 600 s".into(),
-                        ));
-                    }
-                }
+                self.sync_ask(id, SyncCmd::Once)
+                    .await
+                    .map_err(|e| EngineError::Conflict(format!("sync: {e}")))?;
             }
         }
         self.sync_view(id).await
@@ -759,34 +890,49 @@ impl Engine {
         path: &str,
         take: &str,
     ) -> Result<crate::api::SyncView, EngineError> {
-        let side = match take {
-            "local" => Side::Local,
-            "sprite" | "remote" | "sandbox" => Side::Remote,
-            other => {
-                return Err(EngineError::BadRequest(format!(
-                    "take `{other}`: say `local` or `sprite`"
-                )));
-            }
-        };
+        let side = side_of(take)?;
+        self.sync_ask(id, |reply| SyncCmd::Resolve {
+            path: path.to_owned(),
+            take: side,
+            reply,
+        })
+        .await
+        .map_err(EngineError::BadRequest)?;
+        self.sync_view(id).await
+    }
+
+    /// Diverged history: the other side's branch follows `take`'s (`local` or `sprite`), by
+    /// the next cycle; the commits of the side given up stay in its reflog (and the sprite's
+    /// in the local repository under `refs/clauderon/sprite/NAME`).
+    pub async fn sync_take_history(
+        self: &Arc<Self>,
+        id: SessionId,
+        take: &str,
+    ) -> Result<crate::api::SyncView, EngineError> {
+        let side = side_of(take)?;
+        if self.store().sync_record(id).await?.is_none() {
+            return Err(EngineError::Conflict(
+                "the session has no synced worktree (create it with --sync)".into(),
+            ));
+        }
+        self.sync_ask(id, |reply| SyncCmd::TakeHistory { take: side, reply })
+            .await
+            .map_err(|e| EngineError::Conflict(format!("history sync: {e}")))?;
+        self.sync_view(id).await
+    }
+
+    /// Sends the task a command that answers, and waits for the answer.
+    async fn sync_ask(
+        self: &Arc<Self>,
+        id: SessionId,
+        cmd: impl FnOnce(oneshot::Sender<Result<(), String>>) -> SyncCmd,
+    ) -> Result<(), String> {
         self.sync_spawn(id);
         let (tx, rx) = oneshot::channel();
-        self.sync_send(
-            id,
-            SyncCmd::Resolve {
-                path: path.to_owned(),
-                take: side,
-                reply: tx,
-            },
-        );
+        self.sync_send(id, cmd(tx));
         match tokio::time::timeout(Duration::from_secs(600), rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => return Err(EngineError::BadRequest(e)),
-            _ => {
-                return Err(EngineError::Internal(
-                    "the sync task did not answer within 600 s".into(),
-                ));
-            }
+            Ok(Ok(r)) => r,
+            _ => Err("the sync task did not answer within 600 s".into()),
         }
-        self.sync_view(id).await
     }
 }

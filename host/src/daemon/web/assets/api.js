@@ -126,5 +126,6 @@ export function unpushedWarning(session, u) {
   const branch = u.branch || session.branch || 'the session branch';
   const commits = u.count === 1 ? 'commit' : 'commits';
   return `warning: ${u.count} unpushed ${commits} on branch ${branch} of session ${session.name} ` +
-    `(not on ${u.against || 'any remote branch'}); deleting the session destroys ${u.count === 1 ? 'it' : 'them'}`;
+    `(not on ${u.against || 'any remote branch'}); deleting the session destroys ${u.count === 1 ? 'it' : 'them'}; ` +
+    `\`clauderon pull ${session.name}\` fetches ${u.count === 1 ? 'it' : 'them'} into your local repository first`;
 }
