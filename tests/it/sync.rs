@@ -197,3 +197,175 @@ async fn edits_cross_both_ways_and_ignored_and_git_paths_never_do() {
     assert_exit(&run, 0);
     assert!(!wt.exists());
 }
+
+/// The sprite's checked-out commit.
+async fn sprite_head(emu: &Emulator, sprite: &str) -> String {
+    sh(emu, sprite, "git rev-parse HEAD")
+        .await
+        .0
+        .trim()
+        .to_owned()
+}
+
+/// Commits `file` with `text` in the sprite (as the agent would).
+async fn commit_in_sprite(emu: &Emulator, sprite: &str, file: &str, text: &str) -> String {
+    let (out, code) = sh(
+        emu,
+        sprite,
+        &format!(
+            "printf '{text}\\n' > {file} && git add {file} && git -c user.name=agent \
+             -c user.email=agent@example.invalid commit -qm 'agent: {file}' && git rev-parse HEAD"
+        ),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    out.trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_follows_commits_both_ways_and_pauses_when_both_sides_committed() {
+    use crate::support::git::git;
+    let emu = Emulator::start();
+    let home = sync_home(&emu);
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let wt = create_synced(&home, repo.path(), "hs");
+    let sprite = sprite_named(&emu, "hs").await;
+
+    // The demo agent committed DEMO_AGENT.md in the sprite: the commit arrives locally, the
+    // branch follows with a mixed reset, the file by the file sync; nothing is left uncommitted.
+    let agent = sprite_head(&emu, &sprite).await;
+    eventually("the agent's commit locally", || async {
+        git(&wt, &["rev-parse", "HEAD"]) == agent
+            && wt.join("DEMO_AGENT.md").is_file()
+            && git(&wt, &["status", "--porcelain"]).is_empty()
+    })
+    .await;
+    assert_eq!(
+        git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "clauderon/hs"
+    );
+    assert!(git(repo.path(), &["log", "--oneline", "clauderon/hs"]).contains("demo agent"));
+
+    // A local commit fast-forwards the sprite's branch; the sprite's index follows too.
+    std::fs::write(wt.join("mine.txt"), "local work\n").unwrap();
+    git(&wt, &["add", "mine.txt"]);
+    git(&wt, &["commit", "-qm", "local: mine.txt"]);
+    let mine = git(&wt, &["rev-parse", "HEAD"]);
+    eventually("the local commit in the sprite", || async {
+        sprite_head(&emu, &sprite).await == mine
+            && sh(&emu, &sprite, "git status --porcelain")
+                .await
+                .0
+                .is_empty()
+    })
+    .await;
+    let st = sync_json(&home, "hs", &[]);
+    assert_eq!(st["history"], "in_step", "{st:#}");
+    assert_eq!(st["agreed_head"], mine.as_str(), "{st:#}");
+
+    // Both sides commit while the sync is stopped: history diverged, files still sync.
+    let _ = home.run(&["sync", "hs", "--stop"]);
+    std::fs::write(wt.join("both-local.txt"), "l\n").unwrap();
+    git(&wt, &["add", "both-local.txt"]);
+    git(&wt, &["commit", "-qm", "local: both"]);
+    let local_c = git(&wt, &["rev-parse", "HEAD"]);
+    let sprite_c = commit_in_sprite(&emu, &sprite, "both-sprite.txt", "s").await;
+    let _ = home.run(&["sync", "hs", "--start"]);
+    let st = sync_json(&home, "hs", &["--once"]);
+    assert_eq!(st["history"], "diverged", "{st:#}");
+    assert!(
+        st["history_reason"]
+            .as_str()
+            .unwrap()
+            .contains("history diverged"),
+        "{st:#}"
+    );
+    let text = home.run(&["sync", "hs"]);
+    assert!(
+        text.stdout.contains("history     diverged"),
+        "{}",
+        text.stdout
+    );
+    eventually("the files of both commits on both sides", || async {
+        wt.join("both-sprite.txt").is_file()
+            && sh(&emu, &sprite, "cat both-local.txt").await.0 == "l\n"
+    })
+    .await;
+    assert_eq!(git(&wt, &["rev-parse", "HEAD"]), local_c);
+    assert_eq!(sprite_head(&emu, &sprite).await, sprite_c);
+    // The sprite's commits are in the local repository already.
+    assert_eq!(
+        git(repo.path(), &["rev-parse", "refs/clauderon/sprite/hs"]),
+        sprite_c
+    );
+
+    // Take the sprite's side: the local branch follows it (nothing merged); the local
+    // commit's file stays in the worktree, now uncommitted.
+    let run = home.run(&["--json", "sync", "hs", "history", "--take", "sprite"]);
+    assert_exit(&run, 0);
+    assert_eq!(run.json()["history"], "in_step");
+    assert_eq!(git(&wt, &["rev-parse", "HEAD"]), sprite_c);
+    assert_eq!(git(&wt, &["status", "--porcelain"]), "?? both-local.txt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_brings_back_commits_of_a_bundle_cloned_sprite() {
+    use crate::support::git::git;
+    let emu = Emulator::start();
+    let home = crate::sprites_cli::sprites_home(&emu);
+    let _d = TestDaemon::start(&home);
+    // No origin: the repository travels to the sprite as a bundle.
+    let repo = git_repo();
+    assert_eq!(git(repo.path(), &["remote"]), "");
+    let run = home.run(&[
+        "create",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--name",
+        "pl",
+    ]);
+    assert_exit(&run, 0);
+    let sprite = sprite_named(&emu, "pl").await;
+    let c = commit_in_sprite(&emu, &sprite, "made-in-sprite.txt", "x").await;
+
+    let run = home.run(&["pull", "pl"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("clauderon/pl is at"), "{}", run.stdout);
+    assert_eq!(git(repo.path(), &["rev-parse", "clauderon/pl"]), c);
+    let log = git(repo.path(), &["log", "--format=%s", "clauderon/pl"]);
+    assert!(log.contains("agent: made-in-sprite.txt"), "{log}");
+    assert!(log.contains("demo agent"), "{log}");
+    assert_eq!(
+        git(repo.path(), &["show", "clauderon/pl:made-in-sprite.txt"]),
+        "x"
+    );
+    // Again: nothing new; into another branch through the API's JSON.
+    let run = home.run(&["pull", "pl"]);
+    assert_exit(&run, 0);
+    assert!(run.stdout.contains("already"), "{}", run.stdout);
+    let run = home.run(&["--json", "pull", "pl", "--branch", "review/pl"]);
+    assert_exit(&run, 0);
+    let j = run.json();
+    assert_eq!(
+        (j["branch"].as_str(), j["commit"].as_str()),
+        (Some("review/pl"), Some(c.as_str()))
+    );
+    // A local branch with commits of its own is not moved.
+    git(repo.path(), &["checkout", "-q", "-b", "mine"]);
+    git(
+        repo.path(),
+        &["commit", "-q", "--allow-empty", "-m", "mine"],
+    );
+    git(repo.path(), &["checkout", "-q", "main"]);
+    let run = home.run(&["pull", "pl", "--branch", "mine"]);
+    assert_exit(&run, 1);
+    assert!(run.stderr.contains("cannot fast-forward"), "{}", run.stderr);
+
+    // Delete's warning names pull.
+    let run = home.run(&["delete", "pl", "--yes"]);
+    assert_exit(&run, 0);
+    assert!(run.stderr.contains("`clauderon pull pl`"), "{}", run.stderr);
+}
