@@ -369,3 +369,194 @@ async fn pull_brings_back_commits_of_a_bundle_cloned_sprite() {
     assert_exit(&run, 0);
     assert!(run.stderr.contains("`clauderon pull pl`"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_hibernated_arrives_after_wake_and_sync_lets_the_sprite_sleep() {
+    let emu = Emulator::start_args(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
+    let home = sync_home(&emu);
+    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    home.write_config(&format!(
+        "{config}\n[sessions]\nhibernation_timeout = \"3s\"\n"
+    ));
+    // The default quiet spell (60 s): the helper's stream is open when the timeout comes.
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let wt = create_synced(&home, repo.path(), "hb");
+    let sprite = sprite_named(&emu, "hb").await;
+    std::fs::write(wt.join("before.txt"), "synced while awake\n").unwrap();
+    eventually("before.txt in the sprite", || async {
+        sh(&emu, &sprite, "cat before.txt").await.0 == "synced while awake\n"
+    })
+    .await;
+
+    // The session hibernates at its timeout although the sync was busy, and the sprite sleeps.
+    d.wait_status("hb", "hibernated", Duration::from_secs(60))
+        .await;
+    eventually("the sprite asleep", || async {
+        emu.state(&sprite).await["state"] != "running"
+    })
+    .await;
+
+    // An edit while it sleeps waits, shown as pending, and wakes nothing.
+    std::fs::write(wt.join("while-asleep.txt"), "queued\n").unwrap();
+    eventually("a pending local change", || async {
+        let st = sync_json(&home, "hb", &[]);
+        st["state"] == "paused" && st["pending_local"].as_u64() >= Some(1)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_ne!(
+        emu.state(&sprite).await["state"],
+        "running",
+        "sync woke the sprite"
+    );
+    assert_eq!(d.get("/api/sessions/hb").await.1["status"], "hibernated");
+
+    // Wake: the queued edit arrives.
+    let run = home.run(&["wake", "hb"]);
+    assert_exit(&run, 0);
+    eventually("while-asleep.txt in the sprite", || async {
+        sh(&emu, &sprite, "cat while-asleep.txt").await.0 == "queued\n"
+    })
+    .await;
+    assert_eq!(sync_json(&home, "hb", &["--once"])["pending_local"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_restore_reconciles_as_a_new_epoch() {
+    let emu = Emulator::start();
+    let home = sync_home(&emu);
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let wt = create_synced(&home, repo.path(), "rs");
+    let sprite = sprite_named(&emu, "rs").await;
+    std::fs::write(wt.join("a.txt"), "before the checkpoint\n").unwrap();
+    eventually("a.txt in the sprite", || async {
+        sh(&emu, &sprite, "cat a.txt").await.0 == "before the checkpoint\n"
+    })
+    .await;
+    let _ = sync_json(&home, "rs", &["--once"]);
+    let run = home.run(&["checkpoint", "create", "rs", "cp"]);
+    assert_exit(&run, 0);
+    let cps = home.run(&["checkpoint", "list", "rs", "--json"]).json();
+    let cp = cps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["comment"] == "cp")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // After the checkpoint: a local file and a sprite file, both synced.
+    std::fs::write(wt.join("b.txt"), "local, after\n").unwrap();
+    sh(&emu, &sprite, "printf 'sprite, after\\n' > c.txt").await;
+    eventually("b.txt and c.txt on both sides", || async {
+        wt.join("c.txt").is_file() && sh(&emu, &sprite, "cat b.txt").await.0 == "local, after\n"
+    })
+    .await;
+    let _ = sync_json(&home, "rs", &["--once"]);
+
+    // The restore takes b.txt and c.txt away in the sprite: a new epoch brings them back
+    // there, and deletes nothing locally.
+    let run = home.run(&["checkpoint", "restore", "rs", &cp]);
+    assert_exit(&run, 0);
+    std::fs::write(wt.join("a.txt"), "edited after the restore\n").unwrap();
+    eventually("b.txt, c.txt and the edit in the sprite", || async {
+        sh(&emu, &sprite, "cat b.txt c.txt a.txt").await.0
+            == "local, after\nsprite, after\nedited after the restore\n"
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(wt.join("c.txt")).unwrap(),
+        "sprite, after\n"
+    );
+    assert!(wt.join("b.txt").is_file());
+    let st = sync_json(&home, "rs", &["--once"]);
+    assert_eq!(st["conflicts"], Value::Array(vec![]), "{st:#}");
+}
+
+/// Host pids of the sprite-side sync helpers.
+fn helper_pids(emu: &Emulator) -> Vec<u32> {
+    crate::support::emulator::processes_in_sprites(emu)
+        .into_iter()
+        .filter(|(_, _, cmd)| {
+            let mut args = cmd.lines();
+            args.next().is_some_and(|a| a.ends_with("clauderon-relay"))
+                && args.next() == Some("sync")
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_helper_and_a_dropped_socket_resume_without_a_lost_or_duplicated_change() {
+    let emu = Emulator::start();
+    let home = sync_home(&emu);
+    let d = TestDaemon::start_with(&home, |c| {
+        c.env("CLAUDERON_SYNC_QUIET_MS", "1500");
+    });
+    let repo = git_repo();
+    let wt = create_synced(&home, repo.path(), "kh");
+    let sprite = sprite_named(&emu, "kh").await;
+    let log = wt.join("log.txt");
+    let append = |line: &str| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+    };
+    append("1");
+    eventually("log 1 in the sprite", || async {
+        sh(&emu, &sprite, "cat log.txt").await.0 == "1\n"
+    })
+    .await;
+
+    // Kill the helper (by its pid): the next edits each way still arrive, once.
+    let pids = helper_pids(&emu);
+    assert_eq!(pids.len(), 1, "{pids:?}");
+    let st = std::process::Command::new("kill")
+        .args(["-KILL", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    append("2");
+    sh(&emu, &sprite, "printf 'agent 2\\n' > agent.txt").await;
+    eventually("log 2 in the sprite and agent.txt locally", || async {
+        sh(&emu, &sprite, "cat log.txt").await.0 == "1\n2\n"
+            && std::fs::read_to_string(wt.join("agent.txt")).is_ok_and(|s| s == "agent 2\n")
+    })
+    .await;
+
+    // A dropped socket: the next helper's WebSocket is cut early in its first answer.
+    eventually("the stream closed after its quiet spell", || async {
+        sync_json(&home, "kh", &[])["state"] == "idle"
+    })
+    .await;
+    emu.add_fault(serde_json::json!({
+        "kind": "drop_ws",
+        "path": "/v1/sprites/*/exec",
+        "query": "*cmd=sync*",
+        "after_bytes": 64,
+        "times": 1
+    }))
+    .await;
+    append("3");
+    sh(&emu, &sprite, "printf 'agent 3\\n' >> agent.txt").await;
+    eventually("log 3 in the sprite and agent 3 locally", || async {
+        sh(&emu, &sprite, "cat log.txt").await.0 == "1\n2\n3\n"
+            && std::fs::read_to_string(wt.join("agent.txt"))
+                .is_ok_and(|s| s == "agent 2\nagent 3\n")
+    })
+    .await;
+    let st = sync_json(&home, "kh", &["--once"]);
+    assert_eq!(st["conflicts"], Value::Array(vec![]), "{st:#}");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "1\n2\n3\n");
+    assert_eq!(sh(&emu, &sprite, "cat log.txt").await.0, "1\n2\n3\n");
+    let dlog = d.log();
+    assert!(dlog.contains("the sync stream was lost"), "{dlog}");
+}

@@ -276,7 +276,7 @@ pub async fn run<L: Endpoint, R: Endpoint>(
     let lprobes = zip(lp.clone(), local.probe(lp).await?);
     let rprobes = zip(rp.clone(), remote.probe(rp).await?);
     let held: BTreeSet<String> = state.conflicts.keys().cloned().collect();
-    let plan = plan::reconcile(
+    let mut plan = plan::reconcile(
         &ancestor,
         &held,
         View {
@@ -288,6 +288,9 @@ pub async fn run<L: Endpoint, R: Endpoint>(
             probes: &rprobes,
         },
     );
+    if epoch {
+        settle_by_old_ancestor(&mut plan, &state.ancestor);
+    }
     if !opts.allow_mass_deletion {
         for side in [Side::Local, Side::Remote] {
             if let Some(why) = mass_deletion(side, plan.deletions_on(side), ancestor.len(), false) {
@@ -333,6 +336,34 @@ pub async fn run<L: Endpoint, R: Endpoint>(
     }
     state.new_epoch = false;
     Ok(report)
+}
+
+/// A new epoch plans against nothing (so nothing is deleted), which makes every path the two
+/// sides hold differently a conflict. Where one side still holds the last agreed version, only
+/// the other side changed it (an edit made since, or the state a restore brought back): that
+/// version goes across instead.
+fn settle_by_old_ancestor(plan: &mut plan::Plan, old: &Tree) {
+    let conflicts = std::mem::take(&mut plan.conflicts);
+    for c in conflicts {
+        let from = match old.get(&c.path) {
+            Some(a) if *a == c.local => Side::Remote,
+            Some(a) if *a == c.remote => Side::Local,
+            _ => {
+                plan.conflicts.push(c);
+                continue;
+            }
+        };
+        let (entry, expected) = match from {
+            Side::Local => (c.local, c.remote),
+            Side::Remote => (c.remote, c.local),
+        };
+        plan.actions.push(Action::Copy {
+            path: c.path,
+            from,
+            entry,
+            expected: Some(expected),
+        });
+    }
 }
 
 fn zip(paths: Vec<String>, probes: Vec<Probe>) -> BTreeMap<String, Probe> {

@@ -47,8 +47,12 @@ fn quiet_spell() -> Duration {
 pub enum SyncCmd {
     /// Something may have changed (a wake, agent activity): run a cycle if possible.
     Nudge,
-    /// The next cycle reconciles as a new epoch (after a checkpoint restore).
+    /// The next cycle reconciles as a new epoch (after a checkpoint restore); ends a hold.
     NewEpoch,
+    /// Hold between two cycles (the sandbox's files are about to be replaced): the stream is
+    /// closed, the next cycle is marked a new epoch, and none runs until `NewEpoch`. Answers
+    /// once held.
+    Hold(oneshot::Sender<()>),
     /// One cycle now; answers when it finished.
     Once(oneshot::Sender<Result<(), String>>),
     /// The next cycle may propagate a mass deletion.
@@ -245,6 +249,23 @@ impl Engine {
         *slot = Some(SyncTask { tx, task, live });
     }
 
+    /// Marks the next cycle a new epoch.
+    async fn sync_mark_epoch(&self, id: SessionId) {
+        if let Ok(mut st) = self.store().sync_state(id).await {
+            st.new_epoch = true;
+            let _ = self.store().put_sync_state(id, st).await;
+        }
+    }
+
+    /// Holds a synced session's sync between two cycles (before its sandbox's files are
+    /// replaced); `SyncCmd::NewEpoch` ends the hold. Nothing for a session that does not sync.
+    pub(super) async fn sync_hold(&self, id: SessionId) {
+        let (tx, rx) = oneshot::channel();
+        if self.sync_send(id, SyncCmd::Hold(tx)) {
+            let _ = tokio::time::timeout(Duration::from_secs(600), rx).await;
+        }
+    }
+
     /// Sends a command to a session's sync task (nothing when it has none).
     pub fn sync_send(&self, id: SessionId, cmd: SyncCmd) -> bool {
         let rt = self.runtime(id);
@@ -320,7 +341,9 @@ impl Engine {
         };
         let wt_git2 = wt_git.clone();
         let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            // Opening or reading a file (our own scans, git, editors) changes nothing.
             if let Ok(ev) = ev
+                && !ev.kind.is_access()
                 && ev.paths.iter().any(|p| {
                     let head_moved = wt_git2.as_ref().is_some_and(|g| p.starts_with(g))
                         && p.file_name().is_some_and(|n| n == "HEAD");
@@ -357,6 +380,7 @@ impl Engine {
         let mut waiters: Vec<oneshot::Sender<Result<(), String>>> = Vec::new();
         let mut take: Option<(Side, oneshot::Sender<Result<(), String>>)> = None;
         let history = HistoryTarget::of(&rec);
+        let mut held = false;
         let mut last_activity = Instant::now();
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -366,7 +390,7 @@ impl Engine {
                 Ok(Some(s)) => s,
                 _ => return,
             };
-            let can_sync = running && srec.running;
+            let can_sync = running && srec.running && !held;
             if (dirty || !waiters.is_empty() || take.is_some()) && can_sync {
                 tokio::time::sleep(DEBOUNCE).await;
                 while lrx.try_recv().is_ok() {}
@@ -437,6 +461,7 @@ impl Engine {
                     Err(e) => {
                         // The stream is gone: reconnect and reconcile (nothing is lost: the
                         // ancestor moved only for what was applied).
+                        tracing::warn!(session = %id, "sync: {e}; reconnecting");
                         remote = None;
                         set_live(&|l| {
                             l.connected = false;
@@ -481,12 +506,19 @@ impl Engine {
                     None => return,
                     Some(SyncCmd::Nudge) => dirty = true,
                     Some(SyncCmd::NewEpoch) => {
-                        if let Ok(mut st) = self.store().sync_state(id).await {
-                            st.new_epoch = true;
-                            let _ = self.store().put_sync_state(id, st).await;
-                        }
+                        self.sync_mark_epoch(id).await;
                         remote = None;
+                        held = false;
                         dirty = true;
+                    }
+                    Some(SyncCmd::Hold(reply)) => {
+                        self.sync_mark_epoch(id).await;
+                        if let Some(r) = remote.take() {
+                            r.close().await;
+                        }
+                        set_live(&|l| l.connected = false);
+                        held = true;
+                        let _ = reply.send(());
                     }
                     Some(SyncCmd::Once(w)) => waiters.push(w),
                     Some(SyncCmd::TakeHistory { take: side, reply }) => take = Some((side, reply)),
@@ -535,7 +567,8 @@ impl Engine {
                 r = async { match remote.as_mut() { Some(r) => r.wait_changed().await, None => std::future::pending().await } } => {
                     match r {
                         Ok(()) => dirty = true,
-                        Err(_) => {
+                        Err(e) => {
+                            tracing::warn!(session = %id, "sync: {e}; reconnecting");
                             remote = None;
                             set_live(&|l| l.connected = false);
                             dirty = true;
