@@ -14,4 +14,4 @@ pub mod watch;
 pub mod wire;
 
 pub use entry::{ContentHash, Entry, Tree, check_path};
-pub use replica::{ApplyError, Probe, Replica, Scan};
+pub use replica::{ApplyError, Change, Probe, Replica, Scan};

@@ -18,6 +18,30 @@ use crate::ignore::Patterns;
 /// Names of staged files: never scanned, never synced.
 pub const STAGING_PREFIX: &str = ".clauderon-sync-";
 
+/// A change to one side: what the host's cycle asks a replica to do (locally, or over the
+/// wire as `Write` / `Delete`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Put `entry` (with `content`) at `path` where `expected` is.
+    Write {
+        /// The path.
+        path: String,
+        /// What is there now.
+        expected: Option<Entry>,
+        /// The new entry.
+        entry: Entry,
+        /// A file's bytes.
+        content: Vec<u8>,
+    },
+    /// Remove `path`, which holds `expected`.
+    Delete {
+        /// The path.
+        path: String,
+        /// What is there now.
+        expected: Entry,
+    },
+}
+
 /// What a scan found.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scan {
@@ -457,6 +481,19 @@ impl Replica {
             self.cache.insert(path.to_owned(), (Stamp::of(&m), *hash));
         }
         Ok(())
+    }
+
+    /// Applies one change (a compare-and-swap write or delete).
+    pub fn apply(&mut self, change: &Change) -> Result<(), ApplyError> {
+        match change {
+            Change::Write {
+                path,
+                expected,
+                entry,
+                content,
+            } => self.write(path, expected.as_ref(), entry, content),
+            Change::Delete { path, expected } => self.delete(path, expected),
+        }
     }
 
     /// Removes `path` if it still holds `expected`, then every directory above it left empty.

@@ -10,21 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use crate::history;
-use crate::replica::{ApplyError, Replica};
+use crate::replica::{Change, Replica};
 
 /// Where the sandbox keeps the objects of a bundle the host sent.
 const KEEP_REF: &str = "refs/clauderon/host";
 use crate::watch::Watcher;
 use crate::wire::{Outcome, Reply, Request, VERSION, read_message};
-
-fn outcome(r: Result<(), ApplyError>) -> Outcome {
-    match r {
-        Ok(()) => Outcome::Ok,
-        Err(ApplyError::Changed(m)) => Outcome::Changed(m),
-        Err(ApplyError::Refused(m)) => Outcome::Refused(m),
-        Err(ApplyError::Io(m)) => Outcome::Failed(m),
-    }
-}
 
 /// The directories a replica's watcher covers: those holding synced paths, and `.git` with its
 /// branch refs (a commit moves them).
@@ -128,18 +119,17 @@ pub fn serve(
                 id,
                 probes: replica.probe(&paths),
             },
-            Request::Read { id, path, expected } => match replica.read(&path, &expected) {
-                Ok(content) => Reply::Content {
+            Request::Read { id, path, expected } => {
+                let (outcome, content) = match replica.read(&path, &expected) {
+                    Ok(content) => (Outcome::Ok, content),
+                    Err(e) => (Outcome::from(Err(e)), Vec::new()),
+                };
+                Reply::Content {
                     id,
-                    outcome: Outcome::Ok,
+                    outcome,
                     content,
-                },
-                Err(e) => Reply::Content {
-                    id,
-                    outcome: outcome(Err(e)),
-                    content: Vec::new(),
-                },
-            },
+                }
+            }
             Request::Write {
                 id,
                 path,
@@ -148,11 +138,18 @@ pub fn serve(
                 content,
             } => Reply::Applied {
                 id,
-                outcome: outcome(replica.write(&path, expected.as_ref(), &entry, &content)),
+                outcome: replica
+                    .apply(&Change::Write {
+                        path,
+                        expected,
+                        entry,
+                        content,
+                    })
+                    .into(),
             },
             Request::Delete { id, path, expected } => Reply::Applied {
                 id,
-                outcome: outcome(replica.delete(&path, &expected)),
+                outcome: replica.apply(&Change::Delete { path, expected }).into(),
             },
             Request::Ping { id } => Reply::Pong { id },
             Request::Bundle { id, have } => match history::bundle(&root, &have) {
@@ -176,7 +173,7 @@ pub fn serve(
                 bundle,
             } => Reply::Applied {
                 id,
-                outcome: outcome(history::advance(&root, &from, &to, &bundle, KEEP_REF)),
+                outcome: history::advance(&root, &from, &to, &bundle, KEEP_REF).into(),
             },
         };
         if tx.send(reply.encode()).is_err() {

@@ -9,7 +9,7 @@
 use std::io::{self, Read, Write};
 
 use crate::entry::{ContentHash, Entry};
-use crate::replica::Probe;
+use crate::replica::{ApplyError, Change, Probe};
 
 /// The protocol version `Hello` carries.
 pub const VERSION: u32 = 2;
@@ -100,6 +100,50 @@ pub enum Outcome {
     Refused(String),
     /// The filesystem failed.
     Failed(String),
+}
+
+impl From<Result<(), ApplyError>> for Outcome {
+    fn from(r: Result<(), ApplyError>) -> Outcome {
+        match r {
+            Ok(()) => Outcome::Ok,
+            Err(ApplyError::Changed(m)) => Outcome::Changed(m),
+            Err(ApplyError::Refused(m)) => Outcome::Refused(m),
+            Err(ApplyError::Io(m)) => Outcome::Failed(m),
+        }
+    }
+}
+
+impl Outcome {
+    /// The result it stands for (the inverse of `From<Result<(), ApplyError>>`).
+    pub fn into_result(self) -> Result<(), ApplyError> {
+        match self {
+            Outcome::Ok => Ok(()),
+            Outcome::Changed(m) => Err(ApplyError::Changed(m)),
+            Outcome::Refused(m) => Err(ApplyError::Refused(m)),
+            Outcome::Failed(m) => Err(ApplyError::Io(m)),
+        }
+    }
+}
+
+impl Request {
+    /// The request carrying `change`.
+    pub fn change(id: u32, change: Change) -> Request {
+        match change {
+            Change::Write {
+                path,
+                expected,
+                entry,
+                content,
+            } => Request::Write {
+                id,
+                path,
+                expected,
+                entry,
+                content,
+            },
+            Change::Delete { path, expected } => Request::Delete { id, path, expected },
+        }
+    }
 }
 
 /// A message from the replica to the host.

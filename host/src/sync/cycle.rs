@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
+pub use clauderon_sync::Change;
 use clauderon_sync::{ApplyError, Entry, Probe, Scan, Tree};
 
 use super::plan::{self, Action, Conflict, Side, View};
@@ -31,29 +32,6 @@ pub trait Endpoint: Send {
         &mut self,
         changes: Vec<Change>,
     ) -> impl Future<Output = Result<Vec<Result<(), ApplyError>>, EndpointError>> + Send;
-}
-
-/// A change sent to an endpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Change {
-    /// Put `entry` (with `content`) at `path` where `expected` is.
-    Write {
-        /// The path.
-        path: String,
-        /// What is there now.
-        expected: Option<Entry>,
-        /// The new entry.
-        entry: Entry,
-        /// A file's bytes.
-        content: Vec<u8>,
-    },
-    /// Remove `path`, which holds `expected`.
-    Delete {
-        /// The path.
-        path: String,
-        /// What is there now.
-        expected: Entry,
-    },
 }
 
 /// An endpoint that cannot be reached (the stream is gone): the cycle stops; what it applied

@@ -65,20 +65,7 @@ impl Endpoint for LocalEndpoint {
         &mut self,
         changes: Vec<Change>,
     ) -> Result<Vec<Result<(), ApplyError>>, EndpointError> {
-        self.with(move |r| {
-            changes
-                .into_iter()
-                .map(|c| match c {
-                    Change::Write {
-                        path,
-                        expected,
-                        entry,
-                        content,
-                    } => r.write(&path, expected.as_ref(), &entry, &content),
-                    Change::Delete { path, expected } => r.delete(&path, &expected),
-                })
-                .collect()
-        })
-        .await
+        self.with(move |r| changes.iter().map(|c| r.apply(c)).collect())
+            .await
     }
 }

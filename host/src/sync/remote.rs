@@ -3,7 +3,7 @@
 //! written while their answers are read, so a batch costs one round trip, not one per file.
 
 use clauderon_plugin_api::stream::{Frame, FrameKind, FrameReader, FrameStream, FrameWriter};
-use clauderon_sync::wire::{Decoder, Outcome, Reply, Request, VERSION};
+use clauderon_sync::wire::{Decoder, Reply, Request, VERSION};
 use clauderon_sync::{ApplyError, Entry, Probe, Scan};
 
 use super::cycle::{Change, Endpoint, EndpointError};
@@ -21,15 +21,6 @@ pub struct RemoteEndpoint {
 
 fn lost(e: impl std::fmt::Display) -> EndpointError {
     EndpointError(format!("the sync stream was lost: {e}"))
-}
-
-fn to_apply(o: Outcome) -> Result<(), ApplyError> {
-    match o {
-        Outcome::Ok => Ok(()),
-        Outcome::Changed(m) => Err(ApplyError::Changed(m)),
-        Outcome::Refused(m) => Err(ApplyError::Refused(m)),
-        Outcome::Failed(m) => Err(ApplyError::Io(m)),
-    }
 }
 
 /// Reads the next reply (`Changed` included).
@@ -175,7 +166,8 @@ impl super::history::HistoryRemote for RemoteEndpoint {
                 head,
                 content,
                 ..
-            }) => Ok(to_apply(outcome)
+            }) => Ok(outcome
+                .into_result()
                 .map(|()| clauderon_sync::history::Bundled {
                     head,
                     bytes: content,
@@ -200,7 +192,7 @@ impl super::history::HistoryRemote for RemoteEndpoint {
             bundle,
         };
         match self.exchange(vec![req]).await?.pop() {
-            Some(Reply::Applied { outcome, .. }) => Ok(to_apply(outcome)),
+            Some(Reply::Applied { outcome, .. }) => Ok(outcome.into_result()),
             Some(other) => Err(unexpected(&other)),
             None => Err(lost("no answer")),
         }
@@ -265,7 +257,7 @@ impl Endpoint for RemoteEndpoint {
             .map(|r| match r {
                 Reply::Content {
                     outcome, content, ..
-                } => Ok(to_apply(outcome).map(|()| content)),
+                } => Ok(outcome.into_result().map(|()| content)),
                 other => Err(unexpected(&other)),
             })
             .collect()
@@ -277,31 +269,13 @@ impl Endpoint for RemoteEndpoint {
     ) -> Result<Vec<Result<(), ApplyError>>, EndpointError> {
         let reqs = changes
             .into_iter()
-            .map(|c| match c {
-                Change::Write {
-                    path,
-                    expected,
-                    entry,
-                    content,
-                } => Request::Write {
-                    id: self.id(),
-                    path,
-                    expected,
-                    entry,
-                    content,
-                },
-                Change::Delete { path, expected } => Request::Delete {
-                    id: self.id(),
-                    path,
-                    expected,
-                },
-            })
+            .map(|c| Request::change(self.id(), c))
             .collect();
         self.exchange(reqs)
             .await?
             .into_iter()
             .map(|r| match r {
-                Reply::Applied { outcome, .. } => Ok(to_apply(outcome)),
+                Reply::Applied { outcome, .. } => Ok(outcome.into_result()),
                 other => Err(unexpected(&other)),
             })
             .collect()
