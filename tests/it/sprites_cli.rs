@@ -508,6 +508,14 @@ async fn sprites_print_gives_the_agent_stdin_eof() {
     );
 }
 
+/// Appends `[sessions] hibernation_timeout = T` to the home's config.
+pub(crate) fn set_hibernation_timeout(home: &TempHome, t: &str) {
+    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    home.write_config(&format!(
+        "{config}\n[sessions]\nhibernation_timeout = \"{t}\"\n"
+    ));
+}
+
 /// Appends `lines` to the `[sprites]` table (the last table `sprites_home` writes).
 pub(crate) fn add_sprites_config(home: &TempHome, lines: &str) {
     let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
@@ -520,10 +528,7 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
     let emu = Emulator::start_args(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
     let home = sprites_home(&emu);
     // The configured idle time (the flag allows 5m at least; config any duration).
-    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
-    home.write_config(&format!(
-        "{config}\n[sessions]\nhibernation_timeout = \"3s\"\n"
-    ));
+    set_hibernation_timeout(&home, "3s");
     let d = TestDaemon::start(&home);
     let repo = git_repo();
     let repo_s = repo.path().to_str().unwrap();

@@ -54,8 +54,9 @@ where
     panic!("timed out waiting for {what}");
 }
 
-fn create_synced(home: &TempHome, repo: &Path, name: &str) -> PathBuf {
-    let run = home.run(&[
+/// Creates session `name` of `repo` (prompt `hi`) with `extra` flags.
+fn create(home: &TempHome, repo: &Path, name: &str, extra: &[&str]) {
+    let mut args = vec![
         "create",
         "--repo",
         repo.to_str().unwrap(),
@@ -63,9 +64,14 @@ fn create_synced(home: &TempHome, repo: &Path, name: &str) -> PathBuf {
         "hi",
         "--name",
         name,
-        "--sync",
-    ]);
-    assert_exit(&run, 0);
+    ];
+    args.extend_from_slice(extra);
+    assert_exit(&home.run(&args), 0);
+}
+
+/// Creates a synced session; its worktree.
+fn create_synced(home: &TempHome, repo: &Path, name: &str) -> PathBuf {
+    create(home, repo, name, &["--sync"]);
     home.path().join("worktrees").join(name)
 }
 
@@ -318,16 +324,7 @@ async fn pull_brings_back_commits_of_a_bundle_cloned_sprite() {
     // No origin: the repository travels to the sprite as a bundle.
     let repo = git_repo();
     assert_eq!(git(repo.path(), &["remote"]), "");
-    let run = home.run(&[
-        "create",
-        "--repo",
-        repo.path().to_str().unwrap(),
-        "--prompt",
-        "hi",
-        "--name",
-        "pl",
-    ]);
-    assert_exit(&run, 0);
+    create(&home, repo.path(), "pl", &[]);
     let sprite = sprite_named(&emu, "pl").await;
     let c = commit_in_sprite(&emu, &sprite, "made-in-sprite.txt", "x").await;
 
@@ -374,10 +371,7 @@ async fn pull_brings_back_commits_of_a_bundle_cloned_sprite() {
 async fn an_edit_made_while_hibernated_arrives_after_wake_and_sync_lets_the_sprite_sleep() {
     let emu = Emulator::start_args(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
     let home = sync_home(&emu);
-    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
-    home.write_config(&format!(
-        "{config}\n[sessions]\nhibernation_timeout = \"3s\"\n"
-    ));
+    crate::sprites_cli::set_hibernation_timeout(&home, "3s");
     // The default quiet spell (60 s): the helper's stream is open when the timeout comes.
     let d = TestDaemon::start(&home);
     let repo = git_repo();
