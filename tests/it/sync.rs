@@ -554,3 +554,27 @@ async fn a_killed_helper_and_a_dropped_socket_resume_without_a_lost_or_duplicate
     let dlog = d.log();
     assert!(dlog.contains("the sync stream was lost"), "{dlog}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_test_backend_syncs_too_so_the_host_side_is_backend_agnostic() {
+    let home = crate::cli::local_home();
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let wt = create_synced(&home, repo.path(), "lb");
+    let ws = std::fs::read_dir(home.path().join("sandboxes"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("home/sprite/workspace"))
+        .find(|p| p.is_dir())
+        .unwrap();
+    std::fs::write(wt.join("from-local.txt"), "l\n").unwrap();
+    std::fs::write(ws.join("from-sandbox.txt"), "s\n").unwrap();
+    eventually("each edit on the other side", || async {
+        std::fs::read_to_string(ws.join("from-local.txt")).is_ok_and(|s| s == "l\n")
+            && std::fs::read_to_string(wt.join("from-sandbox.txt")).is_ok_and(|s| s == "s\n")
+    })
+    .await;
+    let st = sync_json(&home, "lb", &["--once"]);
+    assert_eq!(st["conflicts"], Value::Array(vec![]), "{st:#}");
+    assert_eq!(st["history"], "in_step", "{st:#}");
+}
