@@ -22,6 +22,7 @@ pub mod proxy;
 mod reconcile;
 mod restart;
 mod status;
+pub mod tui;
 mod wake;
 mod web;
 
@@ -128,6 +129,9 @@ pub enum Command {
     Proxy(proxy::ProxyCommand),
     /// Open the web UI: prints a one-time sign-in link and opens it in a browser.
     Web(web::WebArgs),
+    /// Watch and manage the sessions in a terminal UI: a live table, create, attach, wake,
+    /// hibernate, checkpoints and delete (`?` lists the keys).
+    Tui(tui::TuiArgs),
 }
 
 impl Command {
@@ -159,6 +163,7 @@ impl Cli {
             Command::Completions(a) => a.run(),
             Command::Proxy(cmd) => cmd.run(&ctx).await,
             Command::Web(a) => a.run(&ctx).await,
+            Command::Tui(a) => a.run(&ctx).await,
         };
         ctx.shutdown();
         result

@@ -372,7 +372,8 @@ pub enum BuildCache {
     Dir(String),
 }
 
-const CACHE_KINDS: [(&str, BuildCache); 6] = [
+/// The named cache kinds (every [`BuildCache`] but a directory), with the names the flag takes.
+pub const CACHE_KINDS: [(&str, BuildCache); 6] = [
     ("cargo", BuildCache::Cargo),
     ("npm", BuildCache::Npm),
     ("yarn", BuildCache::Yarn),

@@ -443,30 +443,42 @@ impl Db {
                 after_seq,
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            },
+            event_row,
         )?;
         let mut out = Vec::new();
         for r in rows {
             let (seq, at, kind, data) = r?;
-            let data = serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
-                id: format!("event {seq}"),
-                what: e.to_string(),
-            })?;
-            out.push(EventRecord {
-                seq,
-                session_id: id,
-                at: from_ms(at),
-                kind,
-                data,
-            });
+            out.push(event_record(id, seq, at, kind, &data)?);
         }
+        Ok(out)
+    }
+
+    /// A session's newest `limit` events, oldest first; without agent `output` events unless
+    /// `with_output` (a detail pane shows what happened, not the terminal's bytes).
+    pub fn recent_events(
+        &self,
+        id: SessionId,
+        limit: usize,
+        with_output: bool,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, at, kind, data FROM events WHERE session_id = ?1 \
+             AND (?2 OR kind != 'output') ORDER BY seq DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                id.to_string(),
+                with_output,
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ],
+            event_row,
+        )?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (seq, at, kind, data) = r?;
+            out.push(event_record(id, seq, at, kind, &data)?);
+        }
+        out.reverse();
         Ok(out)
     }
 
@@ -567,4 +579,30 @@ impl Db {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+}
+
+/// `seq, at, kind, data` of an `events` row.
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+/// A session's event from its row's columns.
+fn event_record(
+    id: SessionId,
+    seq: i64,
+    at: i64,
+    kind: String,
+    data: &str,
+) -> Result<EventRecord, StoreError> {
+    let data = serde_json::from_str(data).map_err(|e| StoreError::Corrupt {
+        id: format!("event {seq}"),
+        what: e.to_string(),
+    })?;
+    Ok(EventRecord {
+        seq,
+        session_id: id,
+        at: from_ms(at),
+        kind,
+        data,
+    })
 }
