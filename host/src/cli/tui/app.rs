@@ -531,9 +531,9 @@ impl App {
             Msg::Tick(now) => {
                 // Redraw only when the clock changes what is shown: ages are in whole seconds
                 // under a minute, and the spinner turns while actions run.
-                let minute = self.now.unix_timestamp() / 60 != now.unix_timestamp() / 60;
+                let (was, is) = (self.now.unix_timestamp(), now.unix_timestamp());
                 self.now = now;
-                let ages = minute || self.shows_seconds();
+                let ages = was / 60 != is / 60 || (was != is && self.shows_seconds());
                 if self.busy() {
                     self.spin = self.spin.wrapping_add(1);
                 }

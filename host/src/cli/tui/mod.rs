@@ -11,6 +11,8 @@ pub mod feed;
 pub mod form;
 pub mod keys;
 pub mod term;
+#[cfg(test)]
+mod tests;
 pub mod view;
 
 use std::io::{IsTerminal as _, Write as _};

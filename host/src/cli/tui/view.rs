@@ -321,12 +321,20 @@ fn draw_detail(frame: &mut Frame<'_>, app: &App, area: Rect) {
         if o.print {
             opts.push("print mode".into());
         }
+        lines.push(Line::from(std::mem::take(&mut third)));
         if !opts.is_empty() {
-            third.push(Span::raw("  options ").dim());
-            third.push(Span::raw(opts.join(" · ")));
+            for (i, part) in wrap(&opts.join(" · "), width.saturating_sub(8))
+                .into_iter()
+                .enumerate()
+            {
+                let label = if i == 0 { "options " } else { "        " };
+                lines.push(Line::from(vec![Span::raw(label).dim(), Span::raw(part)]));
+            }
         }
     }
-    lines.push(Line::from(third));
+    if !third.is_empty() {
+        lines.push(Line::from(third));
+    }
     if s.status == Status::Failed
         && let Some(r) = &s.status_reason
     {
@@ -383,10 +391,24 @@ fn draw_footer(frame: &mut Frame<'_>, app: &App, area: Rect) {
         ("?", "help"),
         ("q", "quit"),
     ];
+    let full: usize = hints
+        .iter()
+        .map(|(k, w)| k.len() + w.len() + 3)
+        .sum::<usize>()
+        - 1;
+    // A narrow terminal gets the keys without their words; `?` explains them.
+    let short = full > usize::from(area.width);
     let mut spans = vec![Span::raw(" ")];
     for (i, (k, what)) in hints.iter().enumerate() {
+        if short {
+            spans.push(Span::raw(format!("{k} ")).bold());
+            if *k == "?" {
+                spans.push(Span::raw("help ").dim());
+            }
+            continue;
+        }
         if i > 0 {
-            spans.push(Span::raw(" · ").dim());
+            spans.push(Span::raw("  "));
         }
         spans.push(Span::raw(*k).bold());
         spans.push(Span::raw(format!(" {what}")));
@@ -494,7 +516,12 @@ fn draw_checkpoints(frame: &mut Frame<'_>, app: &App, area: Rect) {
         return;
     };
     let width = area.width.saturating_sub(2).min(90);
-    let height = area.height.saturating_sub(2).min(18);
+    let rows = pane.list.as_ref().map_or(1, |l| l.len().max(1) + 1);
+    let extra = 1 + usize::from(pane.busy.is_some()) + usize::from(pane.error.is_some());
+    let extra = extra + usize::from(pane.comment.is_some());
+    let height = u16::try_from(rows + extra + 2)
+        .unwrap_or(u16::MAX)
+        .min(area.height.saturating_sub(2).min(18));
     let inner = popup(
         frame,
         area,
@@ -516,7 +543,7 @@ fn draw_checkpoints(frame: &mut Frame<'_>, app: &App, area: Rect) {
                 ))
                 .bold(),
             ));
-            let room = usize::from(inner.height).saturating_sub(4).max(1);
+            let room = usize::from(inner.height).saturating_sub(1 + extra).max(1);
             let skip = (pane.selected + 1).saturating_sub(room);
             for (i, c) in list.iter().enumerate().skip(skip).take(room) {
                 let id: String = c.id.chars().take(8).collect();
