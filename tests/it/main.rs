@@ -23,4 +23,5 @@ mod sprites_cli;
 mod sprites_tunnel;
 mod sprites_upload;
 mod support;
+mod tui;
 mod web;
