@@ -803,7 +803,10 @@ mod tests {
             r#"{"cpu_limit":"two"}"#,
         ] {
             let e = serde_json::from_str::<SessionOptions>(bad).unwrap_err();
-            assert!(e.to_string().contains("for --cpu-limit"), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("for options.cpu_limit"),
+                "{bad}: {e}"
+            );
         }
         let e = serde_json::from_str::<SessionOptions>(r#"{"cpu_limit":0}"#).unwrap_err();
         assert!(e.to_string().contains("at most 256"), "{e}");
