@@ -433,24 +433,13 @@ impl Db {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.session_events(
+            id,
             "SELECT seq, at, kind, data FROM events WHERE session_id = ?1 AND seq > ?2 \
              ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                id.to_string(),
-                after_seq,
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ],
-            event_row,
-        )?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (seq, at, kind, data) = r?;
-            out.push(event_record(id, seq, at, kind, &data)?);
-        }
-        Ok(out)
+            &after_seq,
+            limit,
+        )
     }
 
     /// A session's newest `limit` events, oldest first; without agent `output` events unless
@@ -461,25 +450,40 @@ impl Db {
         limit: usize,
         with_output: bool,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        let mut out = self.session_events(
+            id,
             "SELECT seq, at, kind, data FROM events WHERE session_id = ?1 \
              AND (?2 OR kind != 'output') ORDER BY seq DESC LIMIT ?3",
+            &with_output,
+            limit,
         )?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// One session's events by `sql`, whose parameters are the session id, `second` and the
+    /// limit, and whose columns are `seq, at, kind, data`.
+    fn session_events(
+        &self,
+        id: SessionId,
+        sql: &str,
+        second: &dyn rusqlite::ToSql,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt.query_map(
             params![
                 id.to_string(),
-                with_output,
+                second,
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
             event_row,
         )?;
-        let mut out = Vec::new();
-        for r in rows {
+        rows.map(|r| {
             let (seq, at, kind, data) = r?;
-            out.push(event_record(id, seq, at, kind, &data)?);
-        }
-        out.reverse();
-        Ok(out)
+            event_record(id, seq, at, kind, &data)
+        })
+        .collect()
     }
 
     /// Every session's events with `seq > after_seq`, oldest first, at most `limit` (for an

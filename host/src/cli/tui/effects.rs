@@ -10,8 +10,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::app::{Done, Effect, Failure, Msg};
 use crate::api::{
-    CheckpointList, CheckpointView, EventPage, Restored, SessionAnswer, SessionView, Unpushed,
-    Woken,
+    CheckpointList, EventPage, Restored, SessionAnswer, SessionView, Unpushed, Woken,
 };
 use crate::cli::api::{ApiClient, ApiError, encode};
 use crate::session::SessionId;
@@ -118,24 +117,16 @@ impl Runner {
                     })))
                 })
             }
-            Effect::Wake(id) => self.spawn(async move {
-                let r = api
-                    .post::<Woken>(&path(&id, "/wake"), &serde_json::json!({}))
-                    .await;
-                Some(Msg::Done(
-                    id,
-                    done(r, "waking", |w| Done::Woken(Box::new(w))),
-                ))
+            Effect::Wake(id) => self.post(id, "/wake".into(), None, "waking", |w: Woken| {
+                Done::Woken(Box::new(w))
             }),
-            Effect::Hibernate(id) => self.spawn(async move {
-                let r = api
-                    .post::<SessionAnswer>(&path(&id, "/hibernate"), &serde_json::json!({}))
-                    .await;
-                Some(Msg::Done(
-                    id,
-                    done(r, "hibernating", |a| Done::Hibernated(Box::new(a.session))),
-                ))
-            }),
+            Effect::Hibernate(id) => self.post(
+                id,
+                "/hibernate".into(),
+                None,
+                "hibernating",
+                |a: SessionAnswer| Done::Hibernated(Box::new(a.session)),
+            ),
             Effect::Delete(id) => self.spawn(async move {
                 let r = api.delete::<SessionView>(&path(&id, "")).await;
                 Some(Msg::Done(
@@ -154,31 +145,42 @@ impl Runner {
                     r.map(|l| l.checkpoints).map_err(|e| e.to_string()),
                 ))
             }),
-            Effect::Checkpoint(id, comment) => self.spawn(async move {
-                let r = api
-                    .post::<CheckpointView>(
-                        &path(&id, "/checkpoints"),
-                        &serde_json::json!({ "comment": comment }),
-                    )
-                    .await;
-                Some(Msg::Done(id, done(r, "checkpoint of", Done::Checkpointed)))
-            }),
-            Effect::Restore(id, checkpoint) => self.spawn(async move {
-                let r = api
-                    .post::<Restored>(
-                        &path(
-                            &id,
-                            &format!("/checkpoints/{}/restore", encode(&checkpoint)),
-                        ),
-                        &serde_json::json!({}),
-                    )
-                    .await;
-                Some(Msg::Done(
-                    id,
-                    done(r, "restoring", |r| Done::Restored(Box::new(r))),
-                ))
-            }),
+            Effect::Checkpoint(id, comment) => self.post(
+                id,
+                "/checkpoints".into(),
+                Some(serde_json::json!({ "comment": comment })),
+                "checkpoint of",
+                Done::Checkpointed,
+            ),
+            Effect::Restore(id, checkpoint) => self.post(
+                id,
+                format!("/checkpoints/{}/restore", encode(&checkpoint)),
+                None,
+                "restoring",
+                |r: Restored| Done::Restored(Box::new(r)),
+            ),
         }
+    }
+
+    /// `POST` to the session's `rest` (with `body`, else `{}`); the answer, or the failure of
+    /// `what`, comes back as [`Msg::Done`].
+    fn post<T, F>(
+        &self,
+        id: SessionId,
+        rest: String,
+        body: Option<serde_json::Value>,
+        what: &'static str,
+        ok: F,
+    ) where
+        T: serde::de::DeserializeOwned + Send + 'static,
+        F: FnOnce(T) -> Done + Send + 'static,
+    {
+        let api = self.api.clone();
+        self.spawn(async move {
+            let body = body.unwrap_or_else(|| serde_json::json!({}));
+            let r = api.post::<T>(&path(&id, &rest), &body).await;
+            Some(Msg::Done(id, done(r, what, ok)))
+        });
     }
 }
 

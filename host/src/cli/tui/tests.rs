@@ -26,24 +26,12 @@ fn id(n: u8) -> SessionId {
 }
 
 fn view_of(n: u8, name: &str, extra: serde_json::Value) -> SessionView {
-    let mut base = serde_json::json!({
-        "id": id(n),
-        "name": name,
-        "backend": "sprites",
-        "repository": "/home/me/project",
-        "branch": format!("clauderon/{name}"),
-        "prompt": "fix the flaky test",
-        "options": {},
-        "status": "running",
-        "created_at": "2026-01-01T11:55:00Z",
-        "updated_at": "2026-01-01T11:59:00Z"
-    });
-    if let (Some(b), Some(o)) = (base.as_object_mut(), extra.as_object()) {
-        for (k, v) in o {
-            b.insert(k.clone(), v.clone());
-        }
+    let mut v =
+        serde_json::json!({"id": id(n), "name": name, "branch": format!("clauderon/{name}")});
+    if let (Some(b), Some(o)) = (v.as_object_mut(), extra.as_object()) {
+        b.extend(o.clone());
     }
-    serde_json::from_value(base).unwrap()
+    crate::cli::output::tests::session(v)
 }
 
 fn summary(n: u8, name: &str, extra: serde_json::Value) -> SessionSummary {
