@@ -301,6 +301,47 @@ async fn tui_hibernated_indicator_create_form_attach_wake_and_restore() {
     let screen = tmux.wait_for("sleepy is running (woke in", LONG);
     assert!(row(&screen, "sleepy").contains("● Running"), "{screen}");
 
+    // Checkpoints of the selected session: make one with a comment, restore it after a yes.
+    tmux.keys(&["c"]);
+    tmux.wait_for("checkpoints of sleepy", SHORT);
+    tmux.keys(&["n"]);
+    tmux.wait_for("comment:", SHORT);
+    tmux.type_text("before the tui test");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_until("the new checkpoint listed", LONG, |s| {
+        s.lines()
+            .any(|l| l.contains("before the tui test") && !l.contains("comment:"))
+    });
+    assert!(screen.contains("r/Enter restore"), "{screen}");
+    tmux.keys(&["r"]);
+    tmux.wait_for("Restore sleepy to checkpoint", SHORT);
+    tmux.keys(&["y"]);
+    tmux.wait_for("the state before was saved as checkpoint", LONG);
+    tmux.keys(&["Escape"]);
+    tmux.wait_until("the checkpoints closed", SHORT, |s| {
+        !s.contains("checkpoints of sleepy")
+    });
+
+    // Delete asks, with the CLI's warning: the demo agent committed on the session branch.
+    tmux.keys(&["G"]);
+    tmux.keys(&["d"]);
+    let screen = tmux.wait_for("Delete session from-tui", SHORT);
+    assert!(screen.contains("destroyed"), "{screen}");
+    let screen = tmux.wait_until("the unpushed check", LONG, |s| {
+        !s.contains("checking the sandbox for unpushed commits")
+    });
+    assert!(
+        screen.contains("unpushed commit"),
+        "the CLI's warning:\n{screen}"
+    );
+    tmux.keys(&["y"]);
+    let screen = tmux.wait_for("deleted from-tui", LONG);
+    assert!(
+        !screen.lines().any(|l| l.starts_with("from-tui ")),
+        "the row is gone:\n{screen}"
+    );
+    assert_eq!(d.get("/api/sessions/from-tui").await.0, 404);
+
     // A smaller window: the TUI redraws to fit.
     tmux.tmux(&["resize-window", "-t", "main", "-x", "80", "-y", "24"]);
     // The header is padded to the width, its last word in the last columns.
@@ -316,7 +357,7 @@ async fn tui_hibernated_indicator_create_form_attach_wake_and_restore() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tui_in_80x24_help_form_and_sigterm_restore_the_terminal() {
+async fn tui_in_80x24_help_form_panic_and_sigterm_restore_the_terminal() {
     let home = TempHome::new();
     let _d = TestDaemon::start(&home);
     let dir = tempfile::tempdir().unwrap();
@@ -349,6 +390,20 @@ async fn tui_in_80x24_help_form_and_sigterm_restore_the_terminal() {
     tmux.keys(&["Escape"]);
     tmux.wait_until("the form closed", SHORT, |s| !s.contains("New session"));
     tmux.keys(&["q"]);
+    tmux.assert_restored();
+
+    // A panic: the hook gives the terminal back before the message is printed.
+    tmux.keys(&["clear", "Enter"]);
+    tmux.type_text(&format!(
+        "CLAUDERON_TUI_TEST_PANIC=1 '{}' tui; echo exit=$?",
+        artifacts().clauderon().display()
+    ));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("exit=101", SHORT);
+    assert!(
+        screen.contains("CLAUDERON_TUI_TEST_PANIC is set"),
+        "{screen}"
+    );
     tmux.assert_restored();
 
     // SIGTERM: the terminal is given back too.

@@ -97,6 +97,11 @@ async fn event_loop(
         if app.dirty {
             screen.draw(|f| view::draw(f, app))?;
             app.dirty = false;
+            // A test's way to panic with the TUI up (debug builds only): the panic hook must
+            // give the terminal back.
+            if cfg!(debug_assertions) && std::env::var_os("CLAUDERON_TUI_TEST_PANIC").is_some() {
+                panic!("CLAUDERON_TUI_TEST_PANIC is set");
+            }
         }
         if app.quit || term::panicked() {
             return Ok(());
