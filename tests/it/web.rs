@@ -53,7 +53,9 @@ fn docs(name: &str) -> PathBuf {
     if std::env::var("CLAUDERON_WEB_SCREENSHOTS").is_ok_and(|v| v == "1") {
         workspace_root().join("docs").join(name)
     } else {
-        let dir = crate::support::artifacts::artifacts().dir.join("it-screenshots");
+        let dir = crate::support::artifacts::artifacts()
+            .dir
+            .join("it-screenshots");
         std::fs::create_dir_all(&dir).expect("screenshot dir");
         dir.join(name)
     }
