@@ -23,17 +23,21 @@ pub fn panicked() -> bool {
     PANICKED.load(Ordering::SeqCst)
 }
 
+/// Whether the TUI has the alternate screen up. Leaving it twice is not harmless: the second
+/// `LeaveAlternateScreen` restores the cursor saved on entry, so whatever was printed since (a
+/// panic's message) would be overwritten by the shell's prompt.
+static ON_ALTERNATE_SCREEN: AtomicBool = AtomicBool::new(false);
+
 /// Gives the terminal back: raw mode off, the main screen, the cursor shown. Safe to call more
-/// than once.
+/// than once: the alternate screen is left only by the first call.
 pub fn restore() {
     let _ = terminal::disable_raw_mode();
     let mut out = std::io::stdout();
-    let _ = execute!(
-        out,
-        terminal::EndSynchronizedUpdate,
-        terminal::LeaveAlternateScreen,
-        cursor::Show
-    );
+    let _ = execute!(out, terminal::EndSynchronizedUpdate);
+    if ON_ALTERNATE_SCREEN.swap(false, Ordering::SeqCst) {
+        let _ = execute!(out, terminal::LeaveAlternateScreen);
+    }
+    let _ = execute!(out, cursor::Show);
     let _ = out.flush();
 }
 
@@ -70,12 +74,14 @@ impl Screen {
             terminal::EnterAlternateScreen,
             cursor::Hide
         )?;
+        ON_ALTERNATE_SCREEN.store(true, Ordering::SeqCst);
         Ok(screen)
     }
 
     /// Sets the TUI aside for an attachment: the main screen and the cursor back, raw mode
     /// kept (the attachment wants it too).
     pub fn suspend(&mut self) -> anyhow::Result<()> {
+        ON_ALTERNATE_SCREEN.store(false, Ordering::SeqCst);
         execute!(
             std::io::stdout(),
             terminal::LeaveAlternateScreen,
@@ -93,6 +99,7 @@ impl Screen {
             terminal::EnterAlternateScreen,
             cursor::Hide
         )?;
+        ON_ALTERNATE_SCREEN.store(true, Ordering::SeqCst);
         self.terminal.clear()?;
         Ok(())
     }
