@@ -1,4 +1,4 @@
-//! A side's git history, as the sync carries it (DESIGN §14, "History"): commits travel as
+//! A side's git history, as the sync carries it (DESIGN §15, "History"): commits travel as
 //! incremental `git bundle`s, never as files (each side's `.git` is its own), and a side's
 //! branch moves only by compare-and-swap (`git update-ref HEAD new old`) followed by a mixed
 //! reset (the index is set to the new commit's tree; the work tree is not touched), so `git

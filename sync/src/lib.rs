@@ -1,4 +1,4 @@
-//! One side of clauderon's two-way sync (DESIGN §14): what a path holds ([`entry`]), a root
+//! One side of clauderon's two-way sync (DESIGN §15): what a path holds ([`entry`]), a root
 //! directory scanned with git's ignores and changed only by compare-and-swap ([`replica`]),
 //! extra ignore patterns ([`ignore`]), the checked-out history as bundles ([`history`]), inotify watching ([`watch`]), and the wire protocol
 //! ([`wire`]) with its server ([`serve`]), which the sandbox-side helper runs. The host uses

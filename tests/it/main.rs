@@ -24,4 +24,5 @@ mod sprites_tunnel;
 mod sprites_upload;
 mod support;
 mod sync;
+mod tui;
 mod web;

@@ -1,4 +1,4 @@
-//! The two-way sync end to end (issue 14, DESIGN §14): the real `clauderon` binary and daemon,
+//! The two-way sync end to end (issue 14, DESIGN §15): the real `clauderon` binary and daemon,
 //! the Sprites plugin with its helper (`clauderon-relay sync`) in emulator sprites, the demo
 //! agent, a local worktree under `$CLAUDERON_HOME/worktrees`.
 

@@ -47,12 +47,17 @@ async fn signed_in(browser: &Browser, home: &TempHome, d: &TestDaemon) -> Page {
 }
 
 /// Where a screenshot goes: `docs/` with `CLAUDERON_WEB_SCREENSHOTS=1` (to refresh README's
-/// pictures), else a temporary file, so a test run leaves the tree as it was.
+/// pictures), else `target/<profile>/it-screenshots/` (the last run's, for a look after a
+/// failure), so a test run leaves the tree as it was.
 fn docs(name: &str) -> PathBuf {
     if std::env::var("CLAUDERON_WEB_SCREENSHOTS").is_ok_and(|v| v == "1") {
         workspace_root().join("docs").join(name)
     } else {
-        std::env::temp_dir().join(format!("clauderon-{}-{name}", std::process::id()))
+        let dir = crate::support::artifacts::artifacts()
+            .dir
+            .join("it-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        dir.join(name)
     }
 }
 

@@ -62,7 +62,7 @@ pub enum SessionEvent {
         /// What.
         message: String,
     },
-    /// The two-way sync found a path changed differently on both sides (DESIGN §14): each side
+    /// The two-way sync found a path changed differently on both sides (DESIGN §15): each side
     /// keeps its version, both are in the conflict store, the path is held until resolved.
     SyncConflict {
         /// The path, relative to the worktree.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::session::{OptionError, SessionName, SessionOptions};
 
 /// The body of `POST /api/sessions`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// The backend plugin (default: `default_backend`).
@@ -220,7 +220,7 @@ mod tests {
     }
 }
 
-/// `POST /api/sessions/{ref}/sync`: what to do with a session's two-way sync (DESIGN §14).
+/// `POST /api/sessions/{ref}/sync`: what to do with a session's two-way sync (DESIGN §15).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SyncAction {

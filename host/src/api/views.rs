@@ -76,6 +76,24 @@ pub struct SessionSummary {
     pub updated_at: String,
 }
 
+impl From<&SessionView> for SessionSummary {
+    /// What a list shows of a session read in full (a client that re-reads one session).
+    fn from(s: &SessionView) -> Self {
+        SessionSummary {
+            id: s.id,
+            name: s.name.clone(),
+            backend: s.backend.clone(),
+            repository: s.repository.clone(),
+            branch: s.branch.clone(),
+            status: s.status,
+            status_reason: s.status_reason.clone(),
+            agent: s.agent,
+            created_at: s.created_at.clone(),
+            updated_at: s.updated_at.clone(),
+        }
+    }
+}
+
 /// A checkpoint as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointView {

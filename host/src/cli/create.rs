@@ -167,8 +167,8 @@ impl CreateArgs {
     }
 }
 
-/// `--repo`: absolute, existing, inside a git work tree.
-fn check_repo(path: &Path) -> anyhow::Result<PathBuf> {
+/// `--repo`: absolute, existing, inside a git work tree; its top level.
+pub(super) fn check_repo(path: &Path) -> anyhow::Result<PathBuf> {
     let abs = std::path::absolute(path).map_err(|e| {
         UsageError::err(format!(
             "invalid value `{}` for --repo: {e}",

@@ -24,6 +24,7 @@ mod reconcile;
 mod restart;
 mod status;
 mod sync;
+pub mod tui;
 mod wake;
 mod web;
 
@@ -134,6 +135,9 @@ pub enum Command {
     Proxy(proxy::ProxyCommand),
     /// Open the web UI: prints a one-time sign-in link and opens it in a browser.
     Web(web::WebArgs),
+    /// Watch and manage the sessions in a terminal UI: a live table, create, attach, wake,
+    /// hibernate, checkpoints and delete (`?` lists the keys).
+    Tui(tui::TuiArgs),
 }
 
 impl Command {
@@ -167,6 +171,7 @@ impl Cli {
             Command::Completions(a) => a.run(),
             Command::Proxy(cmd) => cmd.run(&ctx).await,
             Command::Web(a) => a.run(&ctx).await,
+            Command::Tui(a) => a.run(&ctx).await,
         };
         ctx.shutdown();
         result

@@ -124,7 +124,7 @@ pub fn session_details(s: &Session, now: time::OffsetDateTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::cli) mod tests {
     use super::*;
 
     fn now() -> time::OffsetDateTime {
@@ -135,7 +135,8 @@ mod tests {
         .unwrap()
     }
 
-    fn session<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    /// A session (`fix-it`, running) as JSON decoded into `T`, with the fields of `v` over it.
+    pub(in crate::cli) fn session<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
         let mut base = serde_json::json!({
             "id": "01234567-89ab-4def-8123-456789abcdef",
             "name": "fix-it",

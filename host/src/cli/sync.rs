@@ -1,7 +1,7 @@
 //! `clauderon sync NAME [--stop|--start|--once|--confirm-deletions|--restore]`,
 //! `clauderon sync NAME resolve PATH --take local|sprite` and
 //! `clauderon sync NAME history --take local|sprite`: a thin client of
-//! `GET|POST /api/sessions/{ref}/sync` and its `resolve` and `history` routes (DESIGN §14).
+//! `GET|POST /api/sessions/{ref}/sync` and its `resolve` and `history` routes (DESIGN §15).
 
 use std::process::ExitCode;
 

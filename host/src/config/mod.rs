@@ -10,7 +10,7 @@ pub mod render;
 mod schema;
 mod source;
 
-pub use agent::{AgentConfig, AgentPreset, Resume, SandboxFile};
+pub use agent::{AgentConfig, AgentPreset, DEFAULT_START_GRACE, Resume, SandboxFile};
 pub use proxy::{OnePasswordConfig, ProxyConfig};
 pub use schema::{BackendSchema, ConfigKey, KeyType, SchemaError, SecretDecl};
 
@@ -539,6 +539,18 @@ impl Config {
         }
         if let Some(v) = f.continue_args {
             a.continue_args = v;
+        }
+        if let Some(g) = f.start_grace {
+            a.start_grace = humantime::parse_duration(g.get_ref().trim()).map_err(|_| {
+                at_span(
+                    g.span(),
+                    "agent.start_grace",
+                    format!(
+                        "`{}` is not a duration; expected one such as 3s or 500ms (0s: trust the start)",
+                        g.get_ref()
+                    ),
+                )
+            })?;
         }
         for (sandbox_path, host) in f.files.map(toml::Spanned::into_inner).unwrap_or_default() {
             let span = host.span();

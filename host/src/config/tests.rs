@@ -428,3 +428,18 @@ fn event_retention_is_configurable_and_checked() {
     assert!(super::parse_size("-1").is_err());
     assert!(super::parse_size("5 TB").is_err());
 }
+
+#[test]
+fn the_hookless_start_grace_is_configurable() {
+    assert_eq!(
+        parse("").unwrap().agent.start_grace,
+        crate::config::DEFAULT_START_GRACE
+    );
+    let c = parse("[agent]\npreset = \"codex\"\nstart_grace = \"500ms\"\n").unwrap();
+    assert_eq!(c.agent.start_grace, std::time::Duration::from_millis(500));
+    let e = err("[agent]\nstart_grace = \"soon\"\n");
+    assert!(
+        e.starts_with("/h/config.toml:2:15: `agent.start_grace`: `soon` is not a duration"),
+        "{e}"
+    );
+}

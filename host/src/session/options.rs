@@ -372,7 +372,8 @@ pub enum BuildCache {
     Dir(String),
 }
 
-const CACHE_KINDS: [(&str, BuildCache); 6] = [
+/// The named cache kinds (every [`BuildCache`] but a directory), with the names the flag takes.
+pub const CACHE_KINDS: [(&str, BuildCache); 6] = [
     ("cargo", BuildCache::Cargo),
     ("npm", BuildCache::Npm),
     ("yarn", BuildCache::Yarn),
@@ -810,7 +811,10 @@ mod tests {
             r#"{"cpu_limit":"two"}"#,
         ] {
             let e = serde_json::from_str::<SessionOptions>(bad).unwrap_err();
-            assert!(e.to_string().contains("for --cpu-limit"), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("for options.cpu_limit"),
+                "{bad}: {e}"
+            );
         }
         let e = serde_json::from_str::<SessionOptions>(r#"{"cpu_limit":0}"#).unwrap_err();
         assert!(e.to_string().contains("at most 256"), "{e}");

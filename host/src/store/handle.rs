@@ -195,6 +195,16 @@ impl Store {
         self.run(move |db| db.events_since(id, after_seq, limit))
             .await
     }
+    /// See [`Db::recent_events`].
+    pub async fn recent_events(
+        &self,
+        id: SessionId,
+        limit: usize,
+        with_output: bool,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.run(move |db| db.recent_events(id, limit, with_output))
+            .await
+    }
     /// See [`Db::all_events_since`].
     pub async fn all_events_since(
         &self,

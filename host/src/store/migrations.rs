@@ -56,7 +56,7 @@ const MIGRATIONS: &[&str] = &[
     // with `exit_code`) and its own conversation id, which resuming hands back to it.
     "ALTER TABLE daemon_agents ADD COLUMN state TEXT;
     ALTER TABLE daemon_agents ADD COLUMN conversation TEXT;",
-    // v4: the two-way sync (DESIGN §14): one row per synced session, the ancestor (last agreed
+    // v4: the two-way sync (DESIGN §15): one row per synced session, the ancestor (last agreed
     // entry of every path) and the held conflicts.
     "CREATE TABLE sync_sessions (
         session_id   TEXT PRIMARY KEY NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
@@ -81,7 +81,7 @@ const MIGRATIONS: &[&str] = &[
         at          INTEGER NOT NULL,
         PRIMARY KEY (session_id, path)
     );",
-    // v5: history sync (DESIGN §14): where the commits stand (`in_step`, `diverged`, `off`)
+    // v5: history sync (DESIGN §15): where the commits stand (`in_step`, `diverged`, `off`)
     // and why.
     "ALTER TABLE sync_sessions ADD COLUMN history TEXT NOT NULL DEFAULT 'in_step';
     ALTER TABLE sync_sessions ADD COLUMN history_reason TEXT;",

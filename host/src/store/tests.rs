@@ -174,6 +174,18 @@ fn status_changes_go_through_the_state_machine_and_log() {
         db.events_since(n.id, events[4].seq, 1).unwrap()[0].kind,
         "log"
     );
+    // The newest events, oldest first, with or without the agent's output.
+    db.append_event(n.id, "output", &serde_json::json!({"b64": "aGk="}))
+        .unwrap();
+    let kinds = |v: Vec<EventRecord>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(db.recent_events(n.id, 2, true).unwrap()),
+        ["log", "output"]
+    );
+    assert_eq!(
+        kinds(db.recent_events(n.id, 2, false).unwrap()),
+        ["status", "log"]
+    );
     let missing = SessionId::new();
     assert!(matches!(
         db.append_event(missing, "log", &serde_json::json!({})),

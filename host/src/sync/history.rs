@@ -1,4 +1,4 @@
-//! History sync (DESIGN §14, "History"): after the files, the commits. The sandbox's new
+//! History sync (DESIGN §15, "History"): after the files, the commits. The sandbox's new
 //! commits come into the local repository as an incremental bundle and the local branch
 //! follows with a mixed reset (HEAD and index only), so local `git status` shows exactly what
 //! is still uncommitted; local commits move the sandbox's branch the same way, only while its

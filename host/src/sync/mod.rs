@@ -1,4 +1,4 @@
-//! The host's side of the two-way sync (DESIGN §14): the pure three-way decision ([`plan`]),
+//! The host's side of the two-way sync (DESIGN §15): the pure three-way decision ([`plan`]),
 //! one cycle over two endpoints ([`cycle`]), conflict resolution ([`resolve`]), and the commits ([`history`]). The daemon's
 //! per-session sync task (`daemon/engine/sync*.rs`) drives them with the local worktree and
 //! the sandbox's replica over the plugin's `sync_stream`.

@@ -1,4 +1,4 @@
-//! The two-way sync's routes (DESIGN §14): `GET|POST /api/sessions/{ref}/sync`,
+//! The two-way sync's routes (DESIGN §15): `GET|POST /api/sessions/{ref}/sync`,
 //! `POST /api/sessions/{ref}/sync/resolve`, `POST /api/sessions/{ref}/sync/history`, and
 //! `POST /api/sessions/{ref}/pull` (which needs no sync).
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::api::ValidCreate;
+use crate::api::{FieldError, ValidCreate};
 use crate::plugins::ops::{self, CloneRepoRequest, CreateRequest};
 use crate::plugins::{Capabilities, PluginClient, labels};
 use crate::session::{CpuLimit, Event, SessionId, SessionName};
@@ -23,13 +23,21 @@ impl Engine {
     /// background. Nothing is made when validation fails.
     pub async fn create(self: &Arc<Self>, req: ValidCreate) -> Result<SessionRecord, EngineError> {
         let repo = req.repo.clone();
+        // Both answers name the field, so a form shows them by the repository.
+        let bad_repo = |message: String| {
+            EngineError::Invalid(FieldError {
+                field: "repo",
+                for_flag: message.replace("\"repo\"", "--repo"),
+                message,
+            })
+        };
         if !repo.is_dir() {
-            return Err(EngineError::BadRequest(format!(
+            return Err(bad_repo(format!(
                 "\"repo\" {} is not a directory on this machine",
                 repo.display()
             )));
         }
-        let info = git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
+        let info = git::inspect(&repo).await.map_err(bad_repo)?;
         let client = self.backends().select(req.backend.as_deref())?;
         let need = if req.options.print {
             Capabilities::LIFECYCLE | Capabilities::REMOTE_CLONE | Capabilities::EXEC

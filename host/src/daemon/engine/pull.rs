@@ -1,4 +1,4 @@
-//! `clauderon pull NAME [--branch B]` (DESIGN §14): the session branch's commits come from the
+//! `clauderon pull NAME [--branch B]` (DESIGN §15): the session branch's commits come from the
 //! sandbox into the user's repository as a `git bundle` made in the sandbox and carried by the
 //! plugin's `exec`, so it works whether the repository had a reachable remote or came over as
 //! a bundle, and with or without `--sync`. The local branch (`clauderon/<name>`, or B) only

@@ -1,4 +1,4 @@
-//! The two-way sync of a session (DESIGN §14): the local worktree
+//! The two-way sync of a session (DESIGN §15): the local worktree
 //! (`$CLAUDERON_HOME/worktrees/<name>`, a `git worktree` of the user's repository on the
 //! session branch) kept in sync with the sandbox's workspace through the plugin's
 //! `sync_stream`. One task per synced session: local changes come from `notify`, the
