@@ -486,6 +486,12 @@ impl App {
                 }
             }
             SessionEvent::AgentExited { .. } => effects.push(Effect::Reread(id)),
+            SessionEvent::SyncConflict { .. } => {
+                if let Some(line) = render::line(&event) {
+                    let name = self.name_of(&id);
+                    self.fail(format!("{name}: {line}"));
+                }
+            }
             SessionEvent::Output { .. } | SessionEvent::Log { .. } | SessionEvent::Error { .. } => {
             }
         }

@@ -31,6 +31,9 @@ pub enum Field {
     PlanMode,
     /// Print mode (a checkbox).
     Print,
+    /// A local worktree in two-way sync with the sandbox (a choice: the config's default, on,
+    /// off).
+    Sync,
     /// The "Advanced options" heading, which shows or hides them.
     Advanced,
     /// CPUs for the sandbox.
@@ -62,6 +65,7 @@ impl Field {
             Field::Model => "Model",
             Field::PlanMode => "Plan mode",
             Field::Print => "Print mode",
+            Field::Sync => "Local sync",
             Field::Advanced => "",
             Field::CpuLimit => "CPU limit",
             Field::MemoryLimit => "Memory limit",
@@ -93,6 +97,7 @@ impl Field {
             "backend" => Field::Backend,
             "options.plan_mode" => Field::PlanMode,
             "options.print" => Field::Print,
+            "options.sync" => Field::Sync,
             _ => return None,
         })
     }
@@ -210,6 +215,8 @@ pub struct CreateForm {
     backend: usize,
     plan_mode: bool,
     print: bool,
+    /// `None`: the config's `sync` default; else `--sync` / `--no-sync`.
+    sync: Option<bool>,
     advanced: bool,
     /// 0: the backend's default; `i`: `TIMEOUTS[i - 1]`.
     timeout: usize,
@@ -240,6 +247,7 @@ impl CreateForm {
             backend: 0,
             plan_mode: false,
             print: false,
+            sync: None,
             advanced: false,
             timeout: 0,
             cache_enabled: false,
@@ -314,6 +322,7 @@ impl CreateForm {
             Field::Model,
             Field::PlanMode,
             Field::Print,
+            Field::Sync,
             Field::Advanced,
         ];
         if self.advanced {
@@ -386,6 +395,11 @@ impl CreateForm {
                 }
             }
             Field::PlanMode => self.plan_mode = !self.plan_mode,
+            Field::Sync => {
+                const CHOICES: [Option<bool>; 3] = [None, Some(true), Some(false)];
+                let i = CHOICES.iter().position(|c| *c == self.sync).unwrap_or(0);
+                self.sync = CHOICES[cycle(i, CHOICES.len())];
+            }
             Field::Print => self.print = !self.print,
             Field::Advanced => self.advanced = !self.advanced,
             Field::CacheEnabled => self.cache_enabled = !self.cache_enabled,
@@ -428,7 +442,7 @@ impl CreateForm {
                     };
                 } else if matches!(
                     focus,
-                    Field::Backend | Field::HibernationTimeout | Field::CacheScope
+                    Field::Backend | Field::HibernationTimeout | Field::CacheScope | Field::Sync
                 ) {
                     self.change(focus, delta);
                 }
@@ -507,6 +521,7 @@ impl CreateForm {
             model: self.model.given(),
             plan_mode: self.plan_mode,
             print: self.print,
+            sync: self.sync,
         }
         .validate()
         .map_err(|e| {
@@ -560,6 +575,14 @@ impl CreateForm {
                 CacheScope::Project => "project-wide".to_owned(),
                 CacheScope::Session => "this session only".to_owned(),
             }),
+            Field::Sync => choice(
+                match self.sync {
+                    None => "(config default)",
+                    Some(true) => "on: a local worktree in two-way sync",
+                    Some(false) => "off",
+                }
+                .to_owned(),
+            ),
             Field::PlanMode => check(self.plan_mode, "plan before changing anything"),
             Field::Print => check(self.print, "no terminal; output goes to the log"),
             Field::CacheEnabled => check(self.cache_enabled, "keep build caches"),

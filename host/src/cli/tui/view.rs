@@ -321,6 +321,9 @@ fn draw_detail(frame: &mut Frame<'_>, app: &App, area: Rect) {
         if o.print {
             opts.push("print mode".into());
         }
+        if o.sync == Some(true) {
+            opts.push("local sync".into());
+        }
         lines.push(Line::from(std::mem::take(&mut third)));
         if !opts.is_empty() {
             for (i, part) in wrap(&opts.join(" · "), width.saturating_sub(8))

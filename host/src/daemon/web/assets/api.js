@@ -48,7 +48,7 @@ export async function api(method, path, body) {
 export const enc = encodeURIComponent;
 
 /** Every event kind the daemon records, plus the all-sessions stream's markers. */
-const KINDS = ['status', 'progress', 'output', 'agent_exited', 'agent_state', 'log', 'error', 'ready', 'resync'];
+const KINDS = ['status', 'progress', 'output', 'agent_exited', 'agent_state', 'log', 'error', 'sync_conflict', 'ready', 'resync'];
 
 /**
  * An EventSource that reconnects itself (after 1 s, then every 5 s) and reports its state.

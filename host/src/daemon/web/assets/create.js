@@ -68,6 +68,11 @@ export function createPage(main) {
       field('Name', h('input', { id: 'name', name: 'name', placeholder: 'derived from the repository', autocomplete: 'off' }),
         'a-z, 0-9 and -')),
     field('Model', h('input', { id: 'model', name: 'model', placeholder: 'the agent\'s default', autocomplete: 'off' })),
+    field('Local sync', h('select', { id: 'sync', name: 'sync' },
+      h('option', { value: '' }, '(config default)'),
+      h('option', { value: 'on' }, 'on: a local worktree in two-way sync'),
+      h('option', { value: 'off' }, 'off')),
+      'A git worktree of the session branch under the clauderon home, kept in sync with the sandbox.'),
     h('div', { class: 'row2' },
       checkbox('plan_mode', 'Plan mode', 'The agent plans before it changes anything.'),
       checkbox('print', 'Print mode', 'Run without a terminal; the output streams to the log.')),
@@ -151,6 +156,7 @@ export function createPage(main) {
       print: form.querySelector('#print').checked,
     };
     if (v('model')) options.model = v('model');
+    if (v('sync')) options.sync = v('sync') === 'on';
     if (v('cpu_limit')) options.cpu_limit = /^\d+$/.test(v('cpu_limit')) ? Number(v('cpu_limit')) : v('cpu_limit');
     if (v('memory_limit')) options.memory_limit = v('memory_limit');
     if (v('hibernation_timeout')) options.hibernation_timeout = v('hibernation_timeout');

@@ -25,6 +25,7 @@ function describe(kind, d) {
     case 'agent_exited': return `agent exited with code ${d.code}`;
     case 'log': return `${d.level}: ${d.message}`;
     case 'error': return `error: ${d.message}`;
+    case 'sync_conflict': return `sync conflict: ${d.path} changed on both sides; both versions are in ${d.stored}`;
     default: return null;
   }
 }
