@@ -243,8 +243,8 @@ async fn tui_hibernated_indicator_create_form_attach_wake_and_restore() {
     // Prompt, Backend, Name.
     tmux.keys(&["Tab", "Tab", "Tab"]);
     tmux.type_text("from-tui");
-    // Model, Plan mode, Print mode, Advanced options (Enter opens them), CPU limit.
-    tmux.keys(&["Tab", "Tab", "Tab", "Tab", "Enter", "Tab"]);
+    // Model, Plan mode, Print mode, Local sync, Advanced options (Enter opens them), CPU limit.
+    tmux.keys(&["Tab", "Tab", "Tab", "Tab", "Tab", "Enter", "Tab"]);
     tmux.type_text("two");
     tmux.keys(&["C-s"]);
     tmux.wait_for("invalid value `two` for options.cpu_limit", SHORT);
@@ -379,7 +379,7 @@ async fn tui_in_80x24_help_form_panic_and_sigterm_restore_the_terminal() {
     // The form with its advanced options open fits, the Create button included.
     tmux.keys(&["n"]);
     tmux.wait_for("New session", SHORT);
-    for _ in 0..7 {
+    for _ in 0..8 {
         tmux.keys(&["Tab"]);
     }
     tmux.keys(&["Enter", "Tab", "Tab", "Tab", "Tab", "Space"]);
