@@ -661,10 +661,11 @@ impl Engine {
             )
             .await
             .map_err(|e| e.0)?;
-            if h.state == HistoryState::Diverged && rec.history != HistoryState::Diverged {
-                if let Some(why) = &h.reason {
-                    self.warn(id, format!("sync: {why}")).await;
-                }
+            if h.state == HistoryState::Diverged
+                && rec.history != HistoryState::Diverged
+                && let Some(why) = &h.reason
+            {
+                self.warn(id, format!("sync: {why}")).await;
             }
             if h.to_local || h.to_remote {
                 tracing::info!(session = %id, to_local = h.to_local, to_sprite = h.to_remote, "history sync");
