@@ -76,7 +76,8 @@ impl Plugin for SpritesPlugin {
         .union(Capabilities::CHECKPOINT)
         .union(Capabilities::CHECK_AUTH)
         .union(Capabilities::LIST)
-        .union(Capabilities::TUNNEL);
+        .union(Capabilities::TUNNEL)
+        .union(Capabilities::CACHE);
 
     type Backend = SpritesBackend;
 

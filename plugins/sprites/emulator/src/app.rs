@@ -234,6 +234,7 @@ impl App {
                     &sprite.paths.mnt(),
                     &self.cfg.data,
                     &sprite.name,
+                    &self.cfg.languages,
                 )
                 .await
                 .map_err(ApiError::internal)?;

@@ -26,6 +26,7 @@ pub mod error;
 pub mod exec;
 pub mod faults;
 pub mod fsops;
+pub mod languages;
 pub mod lifecycle;
 pub mod limits;
 pub mod ndjson;
