@@ -12,9 +12,12 @@ pub mod views;
 
 pub use events::{AgentStateEvent, ApiEvent, ProgressEvent, SessionEvent, StatusEvent};
 pub use files::DaemonInfo;
-pub use requests::{CreateSession, FieldError, ReconcileRequest, RestartRequest, ValidCreate};
-pub use responses::{
-    CheckpointList, EventPage, Health, Orphan, ReconcileReport, Restored, SessionAnswer,
-    SessionList, Unpushed, Woken,
+pub use requests::{
+    CacheClearRequest, CreateSession, FieldError, ReconcileRequest, RestartRequest, ValidCreate,
 };
-pub use views::{CheckpointView, SessionView};
+pub use responses::{
+    CacheCleared, CacheGcReport, CacheList, CacheSaveOutcome, CacheSaveReport, CheckpointList,
+    ClearedCache, EventPage, Health, Orphan, ReconcileReport, Restored, SessionAnswer, SessionList,
+    Unpushed, Woken,
+};
+pub use views::{CacheEntryView, CacheView, CheckpointView, SessionView};

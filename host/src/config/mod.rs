@@ -5,12 +5,14 @@
 //! JSON data; [`Config::backend_config`] checks it against the schema the plugin declares.
 
 mod agent;
+mod cache;
 mod proxy;
 pub mod render;
 mod schema;
 mod source;
 
 pub use agent::{AgentConfig, AgentPreset, Resume, SandboxFile};
+pub use cache::{CacheConfig, parse_age, parse_size};
 pub use proxy::{OnePasswordConfig, ProxyConfig};
 pub use schema::{BackendSchema, ConfigKey, KeyType, SchemaError, SecretDecl};
 
@@ -25,7 +27,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3030";
 
 /// Host tables: every other top-level key must be a backend table, so no plugin may be named
 /// like one of these (the loader refuses such a plugin).
-pub const HOST_KEYS: [&str; 7] = [
+pub const HOST_KEYS: [&str; 8] = [
     "default_backend",
     "plugins",
     "server",
@@ -33,6 +35,7 @@ pub const HOST_KEYS: [&str; 7] = [
     "secrets",
     "proxy",
     "sessions",
+    "cache",
 ];
 
 /// Errors from reading a config file.
@@ -145,6 +148,7 @@ struct RawConfig {
     server: Option<ServerFile>,
     proxy: Option<ServerFile>,
     sessions: Option<SessionsFile>,
+    cache: Option<cache::CacheFile>,
     agent: Option<agent::AgentFile>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
@@ -166,6 +170,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[sessions]`.
     pub sessions: SessionsConfig,
+    /// `[cache]`.
+    pub cache: CacheConfig,
     /// `[proxy]`: the credential proxy's listener.
     pub proxy: ProxyServerConfig,
     /// `[agent]`, with the preset applied.
@@ -183,6 +189,7 @@ impl std::fmt::Debug for Config {
             .field("plugins", &self.plugins)
             .field("server", &self.server)
             .field("sessions", &self.sessions)
+            .field("cache", &self.cache)
             .field("proxy", &self.proxy)
             .field("agent", &self.agent)
             .field("literal_secrets", &self.literal_secrets)
@@ -335,6 +342,21 @@ impl Config {
             );
         }
 
+        let mut cache = CacheConfig::default();
+        if let Some(c) = raw.cache {
+            if let Some(a) = c.max_age {
+                cache.max_age =
+                    parse_age(a.get_ref()).map_err(|e| at_span(a.span(), "cache.max_age", e))?;
+            }
+            if let Some(m) = c.max_size {
+                cache.max_size =
+                    parse_size(m.get_ref()).map_err(|e| at_span(m.span(), "cache.max_size", e))?;
+            }
+            if let Some(d) = c.direct {
+                cache.direct = d;
+            }
+        }
+
         let agent = Self::agent_from(raw.agent.unwrap_or_default(), home_root, &at_span)?;
 
         let mut warnings = Vec::new();
@@ -391,6 +413,7 @@ impl Config {
             plugins,
             server,
             sessions,
+            cache,
             proxy,
             agent,
             literal_secrets,

@@ -59,7 +59,25 @@ pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode>
         Ok(v) => parse_idle(&v).map_err(|e| anyhow::anyhow!("{IDLE_ENV}: {e}"))?,
         Err(_) => None,
     };
-    let engine = Engine::new(Recorder::new(store), backends, config.clone(), default_idle).await?;
+    let clock = match std::env::var(crate::cache::gc::CLOCK_ENV) {
+        Ok(v) => {
+            crate::cache::Clock::shifted(humantime::parse_duration(v.trim()).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: `{v}` is not a duration: {e}",
+                    crate::cache::gc::CLOCK_ENV
+                )
+            })?)
+        }
+        Err(_) => crate::cache::Clock::default(),
+    };
+    let engine = Engine::new(
+        Recorder::new(store),
+        backends,
+        config.clone(),
+        default_idle,
+        clock,
+    )
+    .await?;
     // The credential proxy runs for the daemon's life; sessions get their access from it.
     let proxy = SessionProxy::start(&home, config.proxy.listen, resolver.clone())
         .await
@@ -85,6 +103,7 @@ pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode>
     })?;
     let addr: SocketAddr = listener.local_addr()?;
     engine.reconcile().await?;
+    engine.spawn_cache_collector();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = AppState {

@@ -562,4 +562,9 @@ impl Db {
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
+
+    /// The connection for a transaction of the store's own modules.
+    pub(super) fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
 }

@@ -215,6 +215,7 @@ impl Engine {
             self.save_instance(id, instance).await?;
         }
         self.proxy_prepare(rec, client, instance, "create").await?;
+        self.restore_caches(rec, client, instance, info).await;
         let rec = self.store().get(id).await?;
         self.progress(id, "agent", "starting the agent").await;
         let agent = self.start_agent(&rec, None).await?;

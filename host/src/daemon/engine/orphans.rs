@@ -46,6 +46,10 @@ impl Engine {
             .map_err(|e| EngineError::backend(client.name(), ops::LIST_INSTANCES, e))?;
         let mut orphans = Vec::new();
         for i in listed.instances {
+            // A cache store (a cache sprite) belongs to no session: never an orphan.
+            if i.labels.contains_key(labels::CACHE) {
+                continue;
+            }
             let owner = i.labels.get(labels::SESSION).cloned().unwrap_or_default();
             if ids.contains(&owner) || instances.contains(i.instance.id.as_str()) {
                 continue;
