@@ -483,7 +483,7 @@ async fn gc_removes_a_31_day_idle_cache_and_keeps_a_29_day_one() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(left, [young_key.clone()], "{}", lab.dump());
+    assert_eq!(left, std::slice::from_ref(&young_key), "{}", lab.dump());
     let sprites = lab.cache_sprites().await;
     assert_eq!(sprites, [format!("clauderon-cache-{young_key}")]);
 }
