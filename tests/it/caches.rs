@@ -240,8 +240,11 @@ async fn a_deleted_sessions_cargo_cache_fills_the_next_session_of_the_project() 
         "{log}\n{}",
         lab.dump()
     );
-    // The transport is named: the emulator's sprites have no direct path yet, so the relay.
-    assert!(log.contains("relay"), "{log}");
+    // The transport is named: the emulator serves sprite URLs, so the direct path.
+    assert!(
+        log.contains("directly between the store and the sandbox"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,4 +489,97 @@ async fn gc_removes_a_31_day_idle_cache_and_keeps_a_29_day_one() {
     assert_eq!(left, std::slice::from_ref(&young_key), "{}", lab.dump());
     let sprites = lab.cache_sprites().await;
     assert_eq!(sprites, [format!("clauderon-cache-{young_key}")]);
+}
+
+/// Every file under `dir` that contains `needle` (unreadable files are skipped).
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(p),
+                Ok(t)
+                    if t.is_file()
+                        && std::fs::read(&p)
+                            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) =>
+                {
+                    found.push(p);
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_fetch_the_cache_sprites_url_with_a_capability_else_go_through_the_host() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let run = lab.create(repo.path(), "d1", "dir", &["--build-cache", "./out"]);
+    let marker = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("dir: wrote "))
+        .unwrap()
+        .to_owned();
+    lab.delete("d1");
+    let sprite = lab.cache_sprites().await.pop().unwrap();
+
+    // Opening the cache sprite's URL fails once: the restore goes through the host instead.
+    lab.emu
+        .add_fault(serde_json::json!({"kind": "error", "method": "PUT",
+            "path": "/v1/sprites/clauderon-cache-*", "status": 500, "times": 1}))
+        .await;
+    let run = lab.create(repo.path(), "d2", "dir", &["--build-cache", "./out"]);
+    assert!(
+        run.stdout.contains(&format!("dir: warm {marker}")),
+        "{}",
+        run.stdout
+    );
+    let log = lab.logs("d2");
+    assert!(log.contains("the direct path is not available"), "{log}");
+    assert!(log.contains("relayed through this machine"), "{log}");
+
+    // Then the session sprite fetches the entry from the cache sprite's URL itself.
+    let run = lab.create(repo.path(), "d3", "dir", &["--build-cache", "./out"]);
+    assert!(
+        run.stdout.contains(&format!("dir: warm {marker}")),
+        "{}",
+        run.stdout
+    );
+    let log = lab.logs("d3");
+    assert!(
+        log.contains("directly between the store and the sandbox"),
+        "{log}\n{}",
+        lab.dump()
+    );
+    let info: Value = lab
+        .emu
+        .http_client()
+        .get(format!("{}/v1/sprites/{sprite}", lab.emu.base_url()))
+        .bearer_auth(lab.emu.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["url_settings"]["auth"], "public", "{info:#}");
+    // The capability was used up; the org's token is nowhere in a session sprite.
+    let caps = lab.store_dir(&sprite).join("caps");
+    assert_eq!(std::fs::read_dir(&caps).unwrap().count(), 0);
+    let sprites = lab.emu.data_dir().join("sprites");
+    for s in std::fs::read_dir(&sprites).unwrap().flatten() {
+        let name = s.file_name().to_string_lossy().into_owned();
+        if name.starts_with("d2-") || name.starts_with("d3-") {
+            let hits = files_containing(&s.path().join("root"), lab.emu.token().as_bytes());
+            assert!(hits.is_empty(), "the org token is in {hits:?}");
+        }
+    }
 }

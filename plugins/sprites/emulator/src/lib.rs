@@ -35,6 +35,7 @@ pub mod proxy;
 pub mod sandbox;
 pub mod server;
 pub mod session;
+pub mod sprite_url;
 pub mod sprites;
 pub mod store;
 pub mod time_fmt;
