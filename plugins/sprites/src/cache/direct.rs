@@ -42,12 +42,14 @@ printf '%s %s\n' "$2" "$3" > "$1/caps/$t"
 "#;
 
 /// Session sprite, stdin = the capability: fetches `$1` into the staging directory `$2`,
-/// checking the SHA-256 `$3` on the way. Exit 7: the URL could not be fetched (the caller
-/// relays instead); 4: the bytes do not verify; 6: tar failed.
+/// checking the SHA-256 `$3` on the way and decompressing with `$4`. Exit 7: the URL could not
+/// be fetched (the caller relays instead); 4: the bytes do not verify; 6: tar failed; 8: no
+/// decompressor.
 const FETCH: &str = r#"set -u
 IFS= read -r token || { echo "no capability on stdin" >&2; exit 2; }
-url=$1 stage=$2 sum=$3
+url=$1 stage=$2 sum=$3 comp=$4
 command -v curl >/dev/null 2>&1 || { echo "curl is not installed in the sprite" >&2; exit 7; }
+command -v "$comp" >/dev/null 2>&1 || { echo "$comp is not installed in the sprite" >&2; exit 8; }
 rm -rf "$stage" "$stage.status" "$stage.fifo" "$stage.sum"
 mkdir -p "$stage"
 st="$stage.status" fifo="$stage.fifo"
@@ -57,7 +59,7 @@ mkfifo "$fifo"
 url = "$url"
 header = "Authorization: Bearer $token"
 CURLCFG
-} | tee "$fifo" | { gzip -dc || echo "gzip exit $?" >> "$st"; } | tar -xf - -C "$stage"
+} | tee "$fifo" | { "$comp" -dc || echo "$comp exit $?" >> "$st"; } | tar -xf - -C "$stage"
 tr=$?
 wait
 got=$(cat "$stage.sum" 2>/dev/null)
@@ -230,6 +232,7 @@ pub(crate) async fn restore(
             &entry_url,
             stage,
             &meta.sha256,
+            meta.decompressor(),
         ])
         .spawn()
         .await
@@ -271,6 +274,7 @@ pub(crate) async fn restore(
             Ok(Attempt::Staged { bytes: meta.size })
         }
         scripts::DAMAGED => Ok(Attempt::Damaged(said)),
+        scripts::NO_DECOMPRESSOR => Ok(Attempt::Unusable(said)),
         UNREACHABLE => Err(format!(
             "the session sprite cannot fetch the cache sprite's URL: {said}"
         )),

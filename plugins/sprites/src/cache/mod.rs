@@ -3,7 +3,7 @@
 //! sprites.dev has no shared volumes, and a sprite's disk persists while the sprite exists
 //! (billed as storage while it sleeps), so a project's caches live in the user's own Sprites
 //! account: one long-lived cache sprite per project and scope ([`store`]). An entry is a
-//! gzip'd tar of absolute paths with its size and SHA-256 ([`scripts`]). Bytes move between the
+//! compressed tar (zstd, else gzip) of absolute paths with its size and SHA-256 ([`scripts`]). Bytes move between the
 //! session sprite's and the cache sprite's exec streams through the plugin ([`transfer`]: the
 //! host relays, stores nothing), or, for restores, directly between the two sprites over the
 //! cache sprite's URL with a short-lived capability for one entry ([`direct`]), never with the
@@ -78,11 +78,12 @@ pub(crate) async fn run(
 }
 
 fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr)
-        .trim()
-        .chars()
-        .take(500)
-        .collect()
+    let text = String::from_utf8_lossy(&out.stderr);
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(scripts::COMPRESSION_LINE))
+        .collect();
+    said.join("\n").trim().chars().take(500).collect()
 }
 
 fn failed(what: &str, out: &Output) -> PluginError {
@@ -271,7 +272,7 @@ pub async fn save(
         size: moved.bytes,
         sha256: moved.sha256.clone(),
         paths: req.paths.clone(),
-        compression: "gzip".into(),
+        compression: compression_of(&packed.stderr).into(),
         created_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
@@ -322,6 +323,20 @@ pub(crate) enum Attempt {
     Damaged(String),
     /// The entry vanished meanwhile.
     Missing,
+    /// This sprite cannot unpack the entry (why: its decompressor is missing); not a damage.
+    Unusable(String),
+}
+
+/// The compression [`scripts::PACK`] named on its stderr (gzip when it said nothing).
+fn compression_of(stderr: &[u8]) -> &'static str {
+    let text = String::from_utf8_lossy(stderr);
+    match text
+        .lines()
+        .find_map(|l| l.strip_prefix(scripts::COMPRESSION_LINE))
+    {
+        Some("zstd") => "zstd",
+        _ => "gzip",
+    }
 }
 
 /// `cache_restore`: fills the paths of the session sprite from entry `key`, directly from the
@@ -408,6 +423,21 @@ pub async fn restore(
                 Some(store.instance()),
             ));
         }
+        Attempt::Unusable(why) => {
+            let _ = run(
+                &session_sprite,
+                scripts::CLEAN,
+                "clauderon-cache-clean",
+                &[&stage],
+                None,
+            )
+            .await;
+            return Ok(miss(
+                format!("entry {key} cannot be unpacked here: {why}"),
+                false,
+                Some(store.instance()),
+            ));
+        }
         Attempt::Damaged(why) => {
             let _ = run(
                 &session_sprite,
@@ -490,7 +520,13 @@ async fn relay_restore(
     let mut consumer = session
         .command("sh")
         .stdin(true)
-        .args(["-c", scripts::UNPACK, "clauderon-cache-unpack", stage])
+        .args([
+            "-c",
+            scripts::UNPACK,
+            "clauderon-cache-unpack",
+            stage,
+            meta.decompressor(),
+        ])
         .spawn()
         .await
         .map_err(|e| plugin_error("starting the unpacker in the session sprite", &e))?;
@@ -527,6 +563,9 @@ async fn relay_restore(
         Err(_) if unpacked.exit_code == scripts::DAMAGED => {
             return Ok(Attempt::Damaged(stderr_of(&unpacked)));
         }
+        Err(_) if unpacked.exit_code == scripts::NO_DECOMPRESSOR => {
+            return Ok(Attempt::Unusable(stderr_of(&unpacked)));
+        }
         Err(_) => {
             return Err(failed(
                 "unpacking the archive in the session sprite",
@@ -546,6 +585,7 @@ async fn relay_restore(
     match unpacked.exit_code {
         0 => Ok(Attempt::Staged { bytes: moved.bytes }),
         scripts::DAMAGED => Ok(Attempt::Damaged(stderr_of(&unpacked))),
+        scripts::NO_DECOMPRESSOR => Ok(Attempt::Unusable(stderr_of(&unpacked))),
         _ => Err(failed(
             "unpacking the archive in the session sprite",
             &unpacked,
@@ -636,4 +676,26 @@ pub async fn delete(
         store: Some(state.instance()),
         deleted,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packer_names_its_compression() {
+        assert_eq!(compression_of(b"clauderon-compression: zstd\n"), "zstd");
+        assert_eq!(compression_of(b"clauderon-compression: gzip\nx\n"), "gzip");
+        assert_eq!(compression_of(b""), "gzip");
+        let out = Output {
+            exit_code: 3,
+            stdout: Vec::new(),
+            stderr: b"clauderon-compression: zstd\nnone of the cache paths exists\n".to_vec(),
+        };
+        assert_eq!(stderr_of(&out), "none of the cache paths exists");
+        assert!(check_paths(&["/a/b".into()]).is_ok());
+        for bad in ["a/b", "/a/../b", "/a\nb"] {
+            assert!(check_paths(&[bad.into()]).is_err(), "{bad:?}");
+        }
+    }
 }

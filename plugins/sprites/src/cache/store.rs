@@ -35,12 +35,23 @@ pub struct EntryMeta {
     /// The absolute paths the archive holds (relative to `/` inside it).
     #[serde(default)]
     pub paths: Vec<String>,
-    /// How the archive is compressed (`gzip`).
+    /// How the archive is compressed (`zstd` or `gzip`; empty in no entry this plugin wrote).
     #[serde(default)]
     pub compression: String,
     /// When it was saved (RFC 3339).
     #[serde(default)]
     pub created_at: String,
+}
+
+impl EntryMeta {
+    /// The program that decompresses the archive.
+    pub fn decompressor(&self) -> &'static str {
+        if self.compression == "zstd" {
+            "zstd"
+        } else {
+            "gzip"
+        }
+    }
 }
 
 /// Whether `key` is a valid entry key: `[A-Za-z0-9._-]`, 1 to 200 characters, not starting
