@@ -81,7 +81,7 @@ async fn raw_stream(
     sink: &str,
 ) -> Result<f64, BoxError> {
     let t = Instant::now();
-    let mut sink = client
+    let mut consumer = client
         .sprite(to)
         .command("sh")
         .stdin(true)
@@ -95,7 +95,7 @@ async fn raw_stream(
         .spawn()
         .await?;
     let mut out = source.stdout.take().ok_or("no stdout")?;
-    let mut inp = sink.stdin.take().ok_or("no stdin")?;
+    let mut inp = consumer.stdin.take().ok_or("no stdin")?;
     let pump = async {
         let mut n = 0u64;
         while let Some(b) = out.recv().await {
@@ -105,7 +105,7 @@ async fn raw_stream(
         inp.shutdown().await?;
         Ok::<_, std::io::Error>(n)
     };
-    let (n, a, b) = tokio::join!(pump, source.wait(), sink.wait());
+    let (n, a, b) = tokio::join!(pump, source.wait(), consumer.wait());
     let (n, a, b) = (n?, a?, b?);
     if a != 0 || b != 0 {
         return Err(format!("the raw stream's commands exited {a} and {b}").into());
