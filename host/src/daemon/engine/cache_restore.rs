@@ -69,6 +69,8 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        self.progress(id, "cache", "probing the sandbox for build caches")
+            .await;
         let facts = self
             .probe_caches(id, client, instance, &workspace, &dirs)
             .await?;
