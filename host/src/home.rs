@@ -108,6 +108,10 @@ impl Home {
     pub fn api_token_file(&self) -> PathBuf {
         self.root.join("api-token")
     }
+    /// `installation-id`: this home's id, a label on every sandbox it creates (0600).
+    pub fn installation_file(&self) -> PathBuf {
+        self.root.join("installation-id")
+    }
     /// `logs/`.
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
@@ -125,6 +129,7 @@ impl Home {
             ("cache", self.cache_dir()),
             ("daemon", self.daemon_file()),
             ("api_token", self.api_token_file()),
+            ("installation_id", self.installation_file()),
             ("logs", self.logs_dir()),
         ]
     }

@@ -15,3 +15,18 @@ pub const SESSION: &str = "clauderon.session";
 /// the store's key. A sandbox carrying it belongs to no session; reconcile never reports it as
 /// an orphan.
 pub const CACHE: &str = "clauderon.cache";
+
+/// The installation (one clauderon home) that created the sandbox: several homes may share one
+/// provider account, and each acts only on its own sandboxes. Since plugin API 1.2.0.
+pub const INSTALLATION: &str = "clauderon.installation";
+
+/// Config keys the host reads from a backend's own table (`[<backend>]`), since 1.2. A plugin
+/// that supports the two-way sync declares them in its details; the host never names a
+/// backend, only these keys.
+pub mod config_keys {
+    /// `sync = true|false`: whether sessions get a synced local worktree by default
+    /// (`clauderon create --sync/--no-sync` decides per session).
+    pub const SYNC: &str = "sync";
+    /// `sync_ignore = ["pattern", ...]`: extra gitignore-style patterns neither side syncs.
+    pub const SYNC_IGNORE: &str = "sync_ignore";
+}

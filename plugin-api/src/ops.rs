@@ -48,6 +48,9 @@ pub const CHECKPOINT_RESTORE: &str = "checkpoint_restore";
 pub const CHECK_AUTH: &str = "check_auth";
 /// `list_instances`: sandboxes labelled as ours.
 pub const LIST_INSTANCES: &str = "list_instances";
+/// `sync_stream` (stream, since 1.2): serve a directory inside the sandbox as the remote side of
+/// the host's two-way sync, speaking the `clauderon-sync` wire protocol over Stdin/Stdout frames.
+pub const SYNC_STREAM: &str = "sync_stream";
 
 /// Capability bits: which groups of operations a plugin implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -76,9 +79,11 @@ impl Capabilities {
     pub const CHECK_AUTH: Capabilities = Capabilities(1 << 9);
     /// list_instances.
     pub const LIST: Capabilities = Capabilities(1 << 10);
+    /// sync_stream (since 1.2).
+    pub const SYNC_STREAM: Capabilities = Capabilities(1 << 11);
 
     /// Every capability with its name, in bit order.
-    pub const ALL: [(Capabilities, &'static str); 11] = [
+    pub const ALL: [(Capabilities, &'static str); 12] = [
         (Capabilities::LIFECYCLE, "lifecycle"),
         (Capabilities::HIBERNATE, "hibernate"),
         (Capabilities::EXEC, "exec"),
@@ -90,6 +95,7 @@ impl Capabilities {
         (Capabilities::CHECKPOINT, "checkpoint"),
         (Capabilities::CHECK_AUTH, "check_auth"),
         (Capabilities::LIST, "list"),
+        (Capabilities::SYNC_STREAM, "sync_stream"),
     ];
 
     /// No capabilities.
@@ -130,6 +136,7 @@ impl Capabilities {
             CHECKPOINT_CREATE | CHECKPOINT_LIST | CHECKPOINT_RESTORE => Capabilities::CHECKPOINT,
             CHECK_AUTH => Capabilities::CHECK_AUTH,
             LIST_INSTANCES => Capabilities::LIST,
+            SYNC_STREAM => Capabilities::SYNC_STREAM,
             _ => return None,
         })
     }
@@ -346,6 +353,28 @@ pub struct SyncResponse {
     /// Files transferred.
     #[serde(default)]
     pub files: u64,
+}
+
+/// `sync_stream` request (since 1.2): serve `root` inside the sandbox as the remote replica of
+/// a two-way sync. The stream then carries the `clauderon-sync` wire protocol: the host's
+/// requests as Stdin frames, the replica's replies as Stdout frames; Exit or Error ends it (the
+/// host reconnects and reconciles, so a lost stream loses nothing).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SyncStreamRequest {
+    /// The instance.
+    pub instance: Instance,
+    /// The absolute directory inside the sandbox (the workspace).
+    pub root: String,
+    /// Extra ignore patterns (gitignore-style), on top of git's own ignores.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Whether the replica watches for changes and says so (`false`: it answers only).
+    #[serde(default = "yes")]
+    pub watch: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `cache_save` request: pack `paths` of the sandbox into the entry `key` of a cache store.
@@ -636,6 +665,8 @@ macro_rules! for_each_stream_op {
             exec($crate::ops::ExecRequest) = $crate::ops::EXEC;
             /// `attach`: an interactive TTY session over the stream.
             attach($crate::ops::AttachRequest) = $crate::ops::ATTACH;
+            /// `sync_stream`: the remote side of the two-way sync over the stream (since 1.2).
+            sync_stream($crate::ops::SyncStreamRequest) = $crate::ops::SYNC_STREAM;
         }
     };
 }
@@ -676,6 +707,7 @@ mod tests {
             CHECKPOINT_RESTORE,
             CHECK_AUTH,
             LIST_INSTANCES,
+            SYNC_STREAM,
         ] {
             assert!(Capabilities::for_op(op).is_some(), "{op}");
         }

@@ -37,6 +37,13 @@ fn main() {
     let relay_dir = manifest_dir.join("relay");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed={}", relay_dir.join("src").display());
+    // The relay's `sync` mode is the sync crate's server.
+    let sync_dir = manifest_dir.join("../../sync");
+    println!("cargo:rerun-if-changed={}", sync_dir.join("src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        sync_dir.join("Cargo.toml").display()
+    );
     println!(
         "cargo:rerun-if-changed={}",
         relay_dir.join("Cargo.toml").display()

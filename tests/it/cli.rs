@@ -209,6 +209,7 @@ fn config_paths_lists_every_file() {
         "database",
         "daemon",
         "api_token",
+        "installation_id",
         "logs",
     ] {
         assert!(
@@ -334,7 +335,7 @@ const AGENT: &str = r#"if [ "$1" = "--print" ]; then shift; echo "printing: $1";
 
 /// A home with the `local` backend installed and selected, the test agent, and the API on
 /// `127.0.0.1:0`.
-fn local_home() -> TempHome {
+pub(crate) fn local_home() -> TempHome {
     let home = TempHome::new();
     home.install_plugin("local", &fixture("fixture_local_backend"));
     home.write_config(&format!(

@@ -926,3 +926,150 @@ continue_args = ["resume", "latest"]
         "{v}"
     );
 }
+
+/// The size of the store on disk: the database file and its write-ahead log.
+fn store_bytes(home: &TempHome) -> u64 {
+    ["db.sqlite", "db.sqlite-wal"]
+        .iter()
+        .map(|f| std::fs::metadata(home.path().join(f)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// A chatty agent (three bursts of 8 MiB of output) under a small retention: the session's
+/// log stays within its limits (plus at most one trimming interval) and the store file stops
+/// growing after the first burst.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_stops_growing_under_a_chatty_agent() {
+    let agent = r#"[agent]
+preset = "custom"
+command = ["sh", "-c", "i=0; while [ $i -lt 3 ]; do yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c 8388608; echo; echo BURST-$i-DONE; while [ ! -e GO_DIR/go-$i ]; do sleep 0.05; done; i=$((i+1)); done; exec cat"]
+prompt_args = ["{prompt}"]
+"#;
+    let home = local_home("", agent);
+    let mut cfg = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    cfg = cfg
+        .replace(
+            "default_backend = \"local\"\n",
+            "default_backend = \"local\"\n[sessions]\nkeep_events = 200\nkeep_output = \"1MiB\"\n",
+        )
+        .replace("GO_DIR", home.path().to_str().unwrap());
+    std::fs::write(home.path().join("config.toml"), cfg).unwrap();
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let s = create(&d, repo.path(), json!({"prompt": "talk", "name": "chatty"})).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let sid: clauderon::session::SessionId = id.parse().unwrap();
+    let db = clauderon::store::Db::open(&home.path().join("db.sqlite")).unwrap();
+
+    let mut sizes = Vec::new();
+    for burst in 0..3 {
+        d.wait_output(&id, &format!("BURST-{burst}-DONE")).await;
+        let (events, output) = db.event_footprint(sid).unwrap();
+        let max_events = 200 + u64::from(clauderon::daemon::bus::TRIM_EVERY_EVENTS);
+        let max_output = (1 << 20) + clauderon::daemon::bus::TRIM_EVERY_BYTES + (128 << 10);
+        assert!(events <= max_events, "burst {burst}: {events} events");
+        assert!(
+            output <= max_output,
+            "burst {burst}: {output} bytes of output"
+        );
+        sizes.push(store_bytes(&home));
+        std::fs::write(home.path().join(format!("go-{burst}")), "").unwrap();
+    }
+    // 24 MiB of output went through (32 MiB as stored base64); the store holds a bounded
+    // window of it, and the third burst did not make the file grow past the second's.
+    assert!(sizes[2] < 16 << 20, "{sizes:?}");
+    assert!(sizes[2] <= sizes[1] + (1 << 20), "{sizes:?}");
+}
+
+/// `GET /api/sessions` pages (`limit`, `after` = the previous page's `next`) and its lean
+/// `view=summary`, over sessions seeded into the store before the daemon starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_lists_page_and_summarize() {
+    use clauderon::session::{Event, SessionId, SessionName, SessionOptions};
+    let home = TempHome::new();
+    let mut names = Vec::new();
+    {
+        let mut db = clauderon::store::Db::open(&home.path().join("db.sqlite")).unwrap();
+        for i in 0..5 {
+            let id = SessionId::new();
+            let name = format!("paged-{i}");
+            db.insert_session(&clauderon::store::NewSession {
+                id,
+                name: SessionName::new(&name).unwrap(),
+                backend: "absent".into(),
+                repository: "/src/repo".into(),
+                branch: Some(format!("clauderon/{name}")),
+                prompt: "a long prompt that a summary leaves out".into(),
+                options: SessionOptions::default(),
+            })
+            .unwrap();
+            db.apply_event(id, Event::Created, None).unwrap();
+            if i == 2 {
+                db.apply_event(id, Event::DeleteRequested, None).unwrap();
+                db.apply_event(id, Event::Deleted, None).unwrap();
+            } else {
+                names.push(name);
+            }
+            // Distinct creation times keep the order obvious.
+            std::thread::sleep(Duration::from_millis(3));
+        }
+    }
+    let d = TestDaemon::start(&home);
+    let pages = |query: &'static str| {
+        let d = &d;
+        async move {
+            let mut seen = Vec::new();
+            let mut after = String::new();
+            for _ in 0..10 {
+                let (code, v) = d
+                    .get(&format!("/api/sessions?{query}&limit=2&after={after}"))
+                    .await;
+                assert_eq!(code, 200, "{v}");
+                let rows = v["sessions"].as_array().unwrap();
+                assert!(rows.len() <= 2);
+                seen.extend(rows.iter().cloned());
+                match v["next"].as_str() {
+                    Some(n) => after = n.to_owned(),
+                    None => return seen,
+                }
+            }
+            panic!("more pages than sessions: {seen:?}");
+        }
+    };
+    let summaries = pages("view=summary").await;
+    let got: Vec<&str> = summaries
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, names);
+    let s = &summaries[0];
+    assert_eq!(s["status"], "running");
+    assert_eq!(s["branch"], "clauderon/paged-0");
+    assert!(
+        s.get("prompt").is_none() && s.get("options").is_none(),
+        "{s}"
+    );
+    assert!(
+        s["created_at"].is_string() && s["updated_at"].is_string(),
+        "{s}"
+    );
+    let full = pages("view=full").await;
+    assert_eq!(full.len(), 4);
+    assert_eq!(full[0]["prompt"], "a long prompt that a summary leaves out");
+    assert_eq!(pages("view=summary&all=true").await.len(), 5);
+    // Without `limit`, everything in one answer and no `next`.
+    let (_, v) = d.get("/api/sessions?view=summary").await;
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 4);
+    assert!(v.get("next").is_none(), "{v}");
+
+    for (query, says) in [
+        ("limit=0", "`limit` must be between 1 and"),
+        ("after=nonsense", "`after` is `nonsense`, not a cursor"),
+        ("view=everything", "invalid query string"),
+    ] {
+        let (code, v) = d.get(&format!("/api/sessions?{query}")).await;
+        assert_eq!(code, 400, "{query}: {v}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{query}: {msg}");
+    }
+}

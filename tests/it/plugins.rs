@@ -64,9 +64,13 @@ fn fresh_build_lists_sprites_as_loaded_with_api_version_and_capabilities() {
             "hibernate_wait_seconds",
             "reconnect_attempts",
             "relay_path",
-            "clone_depth"
+            "clone_depth",
+            "sync",
+            "sync_ignore"
         ]
     );
+    let caps = sprites["capabilities"].as_array().unwrap();
+    assert!(caps.iter().any(|c| c == "sync_stream"), "{caps:?}");
     assert_eq!(sprites["details"]["config_keys"][0]["type"], "string");
     // Backend facts the plugin declares (plugin API 1.1), so the host names no backend.
     assert_eq!(sprites["details"]["workspace"], "/home/sprite/workspace");
@@ -1234,4 +1238,98 @@ async fn a_panicking_call_marks_the_plugin_faulted_and_later_calls_still_run() {
     assert_eq!(ok_report.status, PluginStatus::Loaded);
     assert_eq!(ok_report.fault, None);
     assert_eq!(ok_report.reason, None);
+}
+
+/// `clauderon plugins install`: a file that is not a plugin, or one of another major, is refused
+/// with the loader's reason and nothing is copied; a plugin is installed under its own name; a
+/// new build replaces the old one by rename, so a process holding the old file keeps its bytes;
+/// the same bytes again change nothing.
+#[test]
+fn plugins_install_verifies_first_and_replaces_by_rename() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+
+    let home = TempHome::new();
+    let plugins = home.path().join("plugins");
+    let installed = |home: &TempHome| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(home.path().join("plugins"))
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let before = installed(&home);
+
+    let plain = fixture("fixture_plain_cdylib");
+    let run = home.run(&["plugins", "install", plain.to_str().unwrap()]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr.contains("not installed") && run.stderr.contains("is not a clauderon plugin"),
+        "{}",
+        run.stderr
+    );
+    let api2 = build_variant("api2", "2.0.0", &|_, text| text);
+    let run = home.run(&["plugins", "install", api2.to_str().unwrap()]);
+    assert_exit(&run, 1);
+    assert!(
+        run.stderr
+            .contains("was built against clauderon-plugin-api 2.0.0, but this clauderon speaks"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(installed(&home), before, "nothing was copied");
+
+    // Installed under the name the plugin declares, whatever the file is called.
+    let renamed = home.path().join("my-download.so");
+    std::fs::copy(fixture("fixture_ok"), &renamed).unwrap();
+    let run = home.run(&["plugins", "install", renamed.to_str().unwrap(), "--json"]);
+    assert_exit(&run, 0);
+    let v = run.json();
+    assert_eq!(v["name"], "ok", "{v:#}");
+    assert_eq!(v["api_version"], API);
+    let dest = plugins.join(dylib_file_name("clauderon_ok"));
+    assert_eq!(v["path"], dest.to_str().unwrap());
+    let list = home.run(&["plugins", "list", "--json"]).json();
+    assert_eq!(
+        crate::support::row_named(&list, "ok")["status"],
+        "loaded",
+        "{list:#}"
+    );
+
+    let run = home.run(&["plugins", "install", renamed.to_str().unwrap()]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("is already installed"),
+        "{}",
+        run.stdout
+    );
+
+    // Another build of `ok`: the old file, held open, keeps its bytes; the new one is a new inode.
+    let mut held = std::fs::File::open(&dest).unwrap();
+    let old_inode = std::fs::metadata(&dest).unwrap().ino();
+    let old_bytes = std::fs::read(&dest).unwrap();
+    let rebuilt = build_variant("ok", API, &|_, text| text);
+    let run = home.run(&["plugins", "install", rebuilt.to_str().unwrap()]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("installed plugin `ok`") && run.stdout.contains("replacing 0.1.0"),
+        "{}",
+        run.stdout
+    );
+    assert_ne!(std::fs::metadata(&dest).unwrap().ino(), old_inode);
+    assert_eq!(
+        std::fs::read(&dest).unwrap(),
+        std::fs::read(&rebuilt).unwrap()
+    );
+    let mut still = Vec::new();
+    held.read_to_end(&mut still).unwrap();
+    assert_eq!(still, old_bytes, "the old file was not written over");
+    let leftovers: Vec<_> = installed(&home)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }

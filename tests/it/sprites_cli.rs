@@ -16,7 +16,7 @@ use crate::support::sprites_plugin::visible_dir;
 
 /// A home whose default backend is `sprites` pointed at `emu`, with the demo agent configured and
 /// the emulator's token stored as the `sprites_api_key` secret file.
-fn sprites_home(emu: &Emulator) -> TempHome {
+pub(crate) fn sprites_home(emu: &Emulator) -> TempHome {
     let home = TempHome::new();
     home.write_secret("sprites_api_key", emu.token(), 0o600);
     home.write_config(&format!(
@@ -73,6 +73,14 @@ async fn sprite_names(emu: &Emulator) -> Vec<String> {
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// The installation id the home's daemon made.
+fn installation_id(home: &TempHome) -> String {
+    std::fs::read_to_string(home.path().join("installation-id"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 fn logs(home: &TempHome, name: &str) -> String {
@@ -174,7 +182,11 @@ async fn a_sprites_session_through_the_cli_and_daemon() {
         .http_client()
         .post(format!("{}/v1/sprites", emu.base_url()))
         .bearer_auth(emu.token())
-        .json(&serde_json::json!({"name": "orphan-1", "labels": ["clauderon=1", "clauderon.session=00000000-dead"]}))
+        .json(&serde_json::json!({"name": "orphan-1", "labels": [
+            "clauderon=1",
+            "clauderon.session=00000000-dead",
+            format!("clauderon.installation={}", installation_id(&home)),
+        ]}))
         .send()
         .await
         .unwrap();
@@ -496,8 +508,16 @@ async fn sprites_print_gives_the_agent_stdin_eof() {
     );
 }
 
+/// Appends `[sessions] hibernation_timeout = T` to the home's config.
+pub(crate) fn set_hibernation_timeout(home: &TempHome, t: &str) {
+    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
+    home.write_config(&format!(
+        "{config}\n[sessions]\nhibernation_timeout = \"{t}\"\n"
+    ));
+}
+
 /// Appends `lines` to the `[sprites]` table (the last table `sprites_home` writes).
-fn add_sprites_config(home: &TempHome, lines: &str) {
+pub(crate) fn add_sprites_config(home: &TempHome, lines: &str) {
     let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
     assert!(config.contains("[sprites]"), "{config}");
     home.write_config(&format!("{config}{lines}"));
@@ -508,10 +528,7 @@ async fn sprites_idle_sessions_hibernate_and_attach_wakes_them() {
     let emu = Emulator::start_args(&["--idle-to-warm", "500ms", "--warm-to-cold", "1s"]);
     let home = sprites_home(&emu);
     // The configured idle time (the flag allows 5m at least; config any duration).
-    let config = std::fs::read_to_string(home.path().join("config.toml")).unwrap();
-    home.write_config(&format!(
-        "{config}\n[sessions]\nhibernation_timeout = \"3s\"\n"
-    ));
+    set_hibernation_timeout(&home, "3s");
     let d = TestDaemon::start(&home);
     let repo = git_repo();
     let repo_s = repo.path().to_str().unwrap();
@@ -789,5 +806,124 @@ async fn sprites_clone_depth_checkpoint_restore_and_failed_creates() {
             .unwrap_or_default()
             .contains("exec refused"),
         "{st:#}"
+    );
+}
+
+/// Two homes on one account (one emulator): each labels its sprites with its own installation
+/// id, and `reconcile --delete` in one home deletes its own orphans only, listing the other
+/// home's live sprites (and an unlabelled one it cannot place) as left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_homes_on_one_account_reconcile_only_their_own_sandboxes() {
+    let emu = Emulator::start();
+    let (laptop, desktop) = (sprites_home(&emu), sprites_home(&emu));
+    let _dl = TestDaemon::start(&laptop);
+    let _dd = TestDaemon::start(&desktop);
+    let repo = git_repo();
+    let repo_s = repo.path().to_str().unwrap();
+    for (home, name) in [(&laptop, "on-laptop"), (&desktop, "on-desktop")] {
+        let run = home.run(&["create", "--repo", repo_s, "--prompt", "hi", "--name", name]);
+        assert_exit(&run, 0);
+    }
+    let (l_id, d_id) = (installation_id(&laptop), installation_id(&desktop));
+    assert_ne!(l_id, d_id);
+    let health = laptop.run(&["daemon", "status", "--json"]);
+    assert!(health.stdout.contains(&l_id), "{}", health.stdout);
+    for s in emu.sprites().await {
+        let labels: Vec<&str> = s["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        let mine = if s["name"].as_str().unwrap().starts_with("on-laptop") {
+            &l_id
+        } else {
+            &d_id
+        };
+        assert!(
+            labels.contains(&format!("clauderon.installation={mine}").as_str()),
+            "{s}"
+        );
+    }
+    // An orphan of the laptop's, and a sprite from before installation ids whose session
+    // neither home knows.
+    for (name, installation) in [("laptop-orphan", Some(&l_id)), ("unlabelled", None)] {
+        let mut labels = vec![
+            "clauderon=1".to_owned(),
+            "clauderon.session=00000000-dead".to_owned(),
+        ];
+        labels.extend(installation.map(|i| format!("clauderon.installation={i}")));
+        let code = emu
+            .post_json(
+                "/v1/sprites",
+                &serde_json::json!({"name": name, "labels": labels}),
+            )
+            .await;
+        assert_eq!(code, 201);
+    }
+
+    let run = laptop.run(&["reconcile", "--delete", "--json"]);
+    assert_exit(&run, 0);
+    let report = run.json();
+    let orphans: Vec<&str> = report["orphans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(orphans, ["laptop-orphan"], "{report:#}");
+    assert_eq!(report["orphans"][0]["outcome"], "deleted");
+    let foreign = report["foreign"].as_array().unwrap();
+    assert_eq!(foreign.len(), 2, "{report:#}");
+    let theirs = foreign
+        .iter()
+        .find(|f| f["installation"] == d_id.as_str())
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert!(
+        theirs["instance"]
+            .as_str()
+            .unwrap()
+            .starts_with("on-desktop")
+    );
+    assert!(
+        foreign
+            .iter()
+            .any(|f| f["instance"] == "unlabelled" && f["installation"].is_null())
+    );
+
+    // The desktop's session and the unlabelled sprite are still there; the human report says
+    // why they were left alone.
+    let names = sprite_names(&emu).await;
+    assert!(
+        names.iter().any(|n| n.starts_with("on-desktop")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n == "unlabelled"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "laptop-orphan"), "{names:?}");
+    let st = desktop.run(&["status", "on-desktop", "--json"]).json();
+    assert_eq!(st["status"], "running", "{st:#}");
+    let run = laptop.run(&["reconcile"]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains("no orphaned sandboxes")
+            && run.stdout.contains("not this installation's")
+            && run.stdout.contains(&format!("installation {d_id}")),
+        "{}",
+        run.stdout
+    );
+
+    // From the desktop, the laptop's live sprite is the foreign one.
+    let report = desktop.run(&["reconcile", "--json"]).json();
+    assert!(
+        report["orphans"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(
+        report["foreign"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["installation"] == l_id.as_str()),
+        "{report:#}"
     );
 }

@@ -62,6 +62,14 @@ pub enum SessionEvent {
         /// What.
         message: String,
     },
+    /// The two-way sync found a path changed differently on both sides (DESIGN §15): each side
+    /// keeps its version, both are in the conflict store, the path is held until resolved.
+    SyncConflict {
+        /// The path, relative to the worktree.
+        path: String,
+        /// Where both versions were stored.
+        stored: String,
+    },
 }
 
 /// A status change.

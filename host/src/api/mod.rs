@@ -13,11 +13,15 @@ pub mod views;
 pub use events::{AgentStateEvent, ApiEvent, ProgressEvent, SessionEvent, StatusEvent};
 pub use files::DaemonInfo;
 pub use requests::{
-    CacheClearRequest, CreateSession, FieldError, ReconcileRequest, RestartRequest, ValidCreate,
+    CacheClearRequest, CreateSession, FieldError, PullRequest, ReconcileRequest, ResolveRequest,
+    RestartRequest, SyncAction, SyncRequest, TakeHistoryRequest, ValidCreate,
 };
 pub use responses::{
     CacheCleared, CacheGcReport, CacheList, CacheSaveOutcome, CacheSaveReport, CheckpointList,
-    ClearedCache, EventPage, Health, Orphan, ReconcileReport, Restored, SessionAnswer, SessionList,
-    Unpushed, Woken,
+    ClearedCache, EventPage, ForeignSandbox, Health, Orphan, Pulled, ReconcileReport, Restored,
+    SessionAnswer, SessionList, SessionSummaryList, Unpushed, Woken,
 };
-pub use views::{CacheEntryView, CacheView, CheckpointView, SessionView};
+pub use views::{
+    CacheEntryView, CacheView, CheckpointView, SessionSummary, SessionView, SyncConflictView,
+    SyncView,
+};

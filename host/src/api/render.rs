@@ -30,6 +30,10 @@ pub fn line(ev: &SessionEvent) -> Option<String> {
         },
         SessionEvent::Log { level, message } => format!("{level}: {message}"),
         SessionEvent::Error { message } => format!("error: {message}"),
+        SessionEvent::SyncConflict { path, stored } => format!(
+            "[sync] conflict: {path} changed on both sides; each keeps its own, both versions \
+             are in {stored}; `clauderon sync NAME resolve {path} --take local|sprite`"
+        ),
     })
 }
 
@@ -56,9 +60,11 @@ pub fn unpushed_warning(name: &str, branch: Option<&str>, u: &Unpushed) -> Optio
     let commits = if u.count == 1 { "commit" } else { "commits" };
     Some(format!(
         "warning: {} unpushed {commits} on branch {branch} of session {name} (not on {}); \
-         deleting the session destroys {}",
+         deleting the session destroys {}; `clauderon pull {name}` fetches {} into your local \
+         repository first",
         u.count,
         u.against.as_deref().unwrap_or("any remote branch"),
+        if u.count == 1 { "it" } else { "them" },
         if u.count == 1 { "it" } else { "them" },
     ))
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::session::{OptionError, SessionName, SessionOptions};
 
 /// The body of `POST /api/sessions`.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSession {
     /// The backend plugin (default: `default_backend`).
@@ -75,6 +75,24 @@ impl From<OptionError> for FieldError {
 }
 
 impl CreateSession {
+    /// The first option value in a create body that does not decode, as a field error
+    /// (`options.cpu_limit`), so a body the JSON decoder refused still gets its field named.
+    pub fn bad_option_in(body: &[u8]) -> Option<FieldError> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let options = v.get("options")?.as_object()?;
+        crate::session::OptionField::ALL.into_iter().find_map(|f| {
+            let value = options.get(f.key())?;
+            let one = serde_json::json!({ f.key(): value });
+            let e = serde_json::from_value::<SessionOptions>(one).err()?;
+            let message = e.to_string();
+            Some(FieldError {
+                field: f.path(),
+                for_flag: message.replace(f.path(), f.flag()),
+                message,
+            })
+        })
+    }
+
     /// Checks every value; the first bad one is the error.
     pub fn validate(self) -> Result<ValidCreate, FieldError> {
         if self.prompt.trim().is_empty() {
@@ -200,4 +218,64 @@ mod tests {
         assert!(e.message.contains("for options.cpu_limit"), "{e}");
         assert!(e.for_flag.contains("for --cpu-limit"), "{}", e.for_flag);
     }
+
+    #[test]
+    fn a_body_with_a_bad_option_names_it() {
+        let e = CreateSession::bad_option_in(
+            br#"{"repo":"/r","prompt":"p","options":{"model":"m","memory_limit":"2X"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.field, "options.memory_limit");
+        assert!(e.message.contains("`2X`"), "{e}");
+        assert!(e.for_flag.contains("--memory-limit"), "{}", e.for_flag);
+        assert!(CreateSession::bad_option_in(br#"{"options":{"cpu_limit":2}}"#).is_none());
+        assert!(CreateSession::bad_option_in(b"not json").is_none());
+    }
+}
+
+/// `POST /api/sessions/{ref}/sync`: what to do with a session's two-way sync (DESIGN §15).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncAction {
+    /// Start (or resume) it.
+    Start,
+    /// Stop it (the worktree stays; nothing is sent either way).
+    Stop,
+    /// One full reconcile now; answers once it finished.
+    Once,
+    /// A paused mass deletion is propagated.
+    ConfirmDeletions,
+    /// A new epoch: files missing on one side come back from the other, nothing is deleted.
+    Restore,
+}
+
+/// The body of `POST /api/sessions/{ref}/sync`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SyncRequest {
+    /// The action.
+    pub action: SyncAction,
+}
+
+/// The body of `POST /api/sessions/{ref}/pull` (`{}` for the default branch).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PullRequest {
+    /// The local branch to fetch into (default `clauderon/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+}
+
+/// The body of `POST /api/sessions/{ref}/sync/history`: diverged history follows one side.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TakeHistoryRequest {
+    /// `local` or `sprite`: whose commits the other side's branch takes.
+    pub take: String,
+}
+
+/// The body of `POST /api/sessions/{ref}/sync/resolve`: take one side's version of a held path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResolveRequest {
+    /// The path, relative to the worktree.
+    pub path: String,
+    /// `local` or `sprite`.
+    pub take: String,
 }

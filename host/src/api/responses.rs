@@ -2,7 +2,7 @@
 //! unpushed-commits check, checkpoint restores and reconcile reports.
 
 use super::events::ApiEvent;
-use super::views::{CheckpointView, SessionView};
+use super::views::{CheckpointView, SessionSummary, SessionView};
 
 /// `GET /api/health`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -11,6 +11,9 @@ pub struct Health {
     pub version: String,
     /// Its process id.
     pub pid: u32,
+    /// Its home's installation id (the `clauderon.installation` label of its sandboxes).
+    #[serde(default)]
+    pub installation: String,
 }
 
 /// `GET /api/sessions`.
@@ -18,6 +21,19 @@ pub struct Health {
 pub struct SessionList {
     /// The sessions, oldest first.
     pub sessions: Vec<SessionView>,
+    /// With `limit`: the `after` of the next page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next: Option<String>,
+}
+
+/// `GET /api/sessions?view=summary`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SessionSummaryList {
+    /// The sessions, oldest first.
+    pub sessions: Vec<SessionSummary>,
+    /// With `limit`: the `after` of the next page, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub next: Option<String>,
 }
 
 /// `{"session"}`: hibernate, restart.
@@ -90,6 +106,21 @@ impl Unpushed {
     }
 }
 
+/// `POST /api/sessions/{ref}/pull`: the sandbox's commits fetched into the local repository.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pulled {
+    /// The local branch that now points at the sandbox's commit.
+    pub branch: String,
+    /// The sandbox branch's commit.
+    pub commit: String,
+    /// Commits the local repository did not have.
+    pub commits: u64,
+    /// The bundle's size.
+    pub bytes: u64,
+    /// Whether the branch moved (`false`: it was there already).
+    pub updated: bool,
+}
+
 /// `POST /api/reconcile`: the selected backend's sandboxes labelled as ours that no session
 /// owns.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -98,6 +129,27 @@ pub struct ReconcileReport {
     pub backend: String,
     /// Each orphan and what happened to it.
     pub orphans: Vec<Orphan>,
+    /// Sandboxes labelled as clauderon's that belong to another installation (another home on
+    /// the same account), or that carry no installation label and no session this home knows:
+    /// listed, never deleted.
+    #[serde(default)]
+    pub foreign: Vec<ForeignSandbox>,
+}
+
+/// A sandbox of another installation, left alone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForeignSandbox {
+    /// The backend's instance id.
+    pub instance: String,
+    /// Its name at the backend.
+    pub name: Option<String>,
+    /// The session id its label names (empty when none).
+    pub session: String,
+    /// The installation its label names; `None`: it has no installation label (made by a
+    /// clauderon before installation ids, or by hand).
+    pub installation: Option<String>,
+    /// Its status at the backend.
+    pub status: crate::plugins::ops::InstanceStatus,
 }
 
 /// One sandbox no session owns.

@@ -28,6 +28,8 @@ pub enum ApiError {
         code: String,
         /// The API's message.
         message: String,
+        /// The request field a 400 is about (`options.cpu_limit`), when the answer names one.
+        field: Option<String>,
     },
     /// The daemon refused the token.
     #[error(
@@ -63,6 +65,22 @@ impl ApiError {
     pub fn status(&self) -> Option<u16> {
         match self {
             ApiError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The request field an API error names (`repo`, `options.cpu_limit`), if it names one.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Api { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The API's error code (`name_taken`, `not_found`, ...), if this is an API error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ApiError::Api { code, .. } => Some(code),
             _ => None,
         }
     }
@@ -271,6 +289,10 @@ impl ApiClient {
             .and_then(|c| c.as_str())
             .unwrap_or_default()
             .to_owned();
+        let field = err
+            .and_then(|e| e.get("field"))
+            .and_then(|f| f.as_str())
+            .map(str::to_owned);
         if status.as_u16() == 401 {
             return Err(ApiError::Unauthorized {
                 addr: self.addr,
@@ -282,6 +304,7 @@ impl ApiClient {
             status: status.as_u16(),
             code,
             message,
+            field,
         })
     }
 
@@ -308,16 +331,27 @@ impl ApiClient {
         self.event_stream(session, "since_now=true").await
     }
 
+    /// Follows every session's live events except agent output (`GET /api/web/events`): first
+    /// a `ready` frame once subscribed, `resync` when this client fell behind (DESIGN §13).
+    pub async fn follow_all_events(&self) -> Result<EventStream, ApiError> {
+        self.sse("/api/web/events").await
+    }
+
     /// Opens the session's SSE event stream with `query` (plus `follow=true`).
     async fn event_stream(&self, session: &str, query: &str) -> Result<EventStream, ApiError> {
         let path = format!(
             "/api/sessions/{}/events?{query}&follow=true",
             encode(session)
         );
+        self.sse(&path).await
+    }
+
+    /// Opens the SSE stream at `path`.
+    async fn sse(&self, path: &str) -> Result<EventStream, ApiError> {
         let resp = self
             .execute(
                 self.http
-                    .get(self.url(&path))
+                    .get(self.url(path))
                     .header("accept", "text/event-stream"),
             )
             .await?;
@@ -325,6 +359,7 @@ impl ApiClient {
             resp,
             buf: Vec::new(),
             data: String::new(),
+            name: String::new(),
             addr: self.addr,
         })
     }
@@ -370,12 +405,33 @@ pub struct EventStream {
     resp: reqwest::Response,
     buf: Vec<u8>,
     data: String,
+    name: String,
     addr: SocketAddr,
 }
 
+/// One frame of an event stream.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A session's event.
+    Event(ApiEvent),
+    /// A marker without a session event (`ready`, `resync` on `GET /api/web/events`).
+    Marker(String),
+}
+
 impl EventStream {
-    /// The next event, or `None` when the daemon ended the stream.
+    /// The next event, or `None` when the daemon ended the stream (markers are skipped).
     pub async fn next(&mut self) -> Result<Option<ApiEvent>, ApiError> {
+        loop {
+            match self.next_frame().await? {
+                Some(Frame::Event(ev)) => return Ok(Some(ev)),
+                Some(Frame::Marker(_)) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next frame, or `None` when the daemon ended the stream.
+    pub async fn next_frame(&mut self) -> Result<Option<Frame>, ApiError> {
         loop {
             while let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();
@@ -386,8 +442,12 @@ impl EventStream {
                         continue;
                     }
                     let data = std::mem::take(&mut self.data);
+                    let name = std::mem::take(&mut self.name);
+                    if matches!(name.as_str(), "ready" | "resync") {
+                        return Ok(Some(Frame::Marker(name)));
+                    }
                     return serde_json::from_str(&data)
-                        .map(Some)
+                        .map(|e| Some(Frame::Event(e)))
                         .map_err(|e| ApiError::Protocol(format!("event data: {e}")));
                 }
                 if let Some(d) = line.strip_prefix("data:") {
@@ -395,8 +455,10 @@ impl EventStream {
                         self.data.push('\n');
                     }
                     self.data.push_str(d.strip_prefix(' ').unwrap_or(d));
+                } else if let Some(n) = line.strip_prefix("event:") {
+                    self.name = n.trim().to_owned();
                 }
-                // `id:`, `event:`, `retry:` and comments carry nothing the data lacks.
+                // `id:`, `retry:` and comments carry nothing the data lacks.
             }
             match self.resp.chunk().await {
                 Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),

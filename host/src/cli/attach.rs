@@ -3,8 +3,11 @@
 //! follows resizes (SIGWINCH), Ctrl-] detaches and leaves the agent running, Ctrl-C goes to the
 //! agent as a byte.
 
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::{IsTerminal as _, Write as _};
+use std::os::fd::AsFd as _;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::Args;
 use futures::{SinkExt as _, StreamExt as _};
@@ -28,10 +31,11 @@ pub struct AttachArgs {
 
 /// Raw mode for as long as it lives; dropping it (any return, `?`, or a panic's unwind)
 /// restores the terminal.
-struct RawMode;
+pub(crate) struct RawMode;
 
 impl RawMode {
-    fn enable() -> anyhow::Result<RawMode> {
+    /// Turns raw mode on.
+    pub(crate) fn enable() -> anyhow::Result<RawMode> {
         crossterm::terminal::enable_raw_mode()?;
         Ok(RawMode)
     }
@@ -44,19 +48,58 @@ impl Drop for RawMode {
 }
 
 /// How an attachment ended.
-enum End {
+pub(crate) enum End {
+    /// The detach key: the agent keeps running.
     Detached,
+    /// The agent exited with this code.
     Exited(i32),
+    /// The daemon closed the socket.
     Closed,
+    /// The socket or the terminal failed.
     Error(String),
+    /// SIGTERM or SIGHUP arrived (the caller should stop too).
     Signal(&'static str),
 }
 
 /// The terminal's size; 80x24 when it has none (a pty nobody sized reports 0x0).
-fn size() -> (u16, u16) {
+pub(crate) fn size() -> (u16, u16) {
     match crossterm::terminal::size() {
         Ok((c, r)) if c > 0 && r > 0 => (c.min(1000), r.min(1000)),
         _ => (80, 24),
+    }
+}
+
+/// The attach WebSocket to a session.
+pub(crate) type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the attach WebSocket to `session` at the terminal's size; the error quotes the
+/// daemon's message (a hibernated session is woken first, so this can take a while).
+pub(crate) async fn connect(api: &ApiClient, session: &SessionView) -> anyhow::Result<Socket> {
+    let (cols, rows) = size();
+    let url = format!(
+        "ws://{}/api/sessions/{}/attach?cols={cols}&rows={rows}",
+        api.addr(),
+        encode(&session.id.to_string())
+    );
+    let mut req = url.into_client_request()?;
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {}", api.token()).parse()?);
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let msg = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("the daemon answered {}", resp.status()));
+            anyhow::bail!("cannot attach to {}: {msg}", session.name);
+        }
+        Err(e) => anyhow::bail!("cannot attach to {}: {e}", session.name),
     }
 }
 
@@ -68,31 +111,7 @@ impl AttachArgs {
             .get(&format!("/api/sessions/{}", encode(&self.name)))
             .await?;
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-        let (cols, rows) = size();
-        let url = format!(
-            "ws://{}/api/sessions/{}/attach?cols={cols}&rows={rows}",
-            api.addr(),
-            encode(&session.id.to_string())
-        );
-        let mut req = url.into_client_request()?;
-        req.headers_mut()
-            .insert("authorization", format!("Bearer {}", api.token()).parse()?);
-        let ws = match tokio_tungstenite::connect_async(req).await {
-            Ok((ws, _)) => ws,
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
-                let body = resp
-                    .body()
-                    .as_deref()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                let msg = serde_json::from_str::<serde_json::Value>(&body)
-                    .ok()
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                    .unwrap_or_else(|| format!("the daemon answered {}", resp.status()));
-                anyhow::bail!("cannot attach to {}: {msg}", session.name);
-            }
-            Err(e) => anyhow::bail!("cannot attach to {}: {e}", session.name),
-        };
+        let ws = connect(&api, &session).await?;
         if tty {
             eprintln!(
                 "attached to {} (detach with Ctrl-], the agent keeps running)\r",
@@ -138,32 +157,66 @@ impl AttachArgs {
     }
 }
 
-/// Moves bytes both ways until detach, exit, close or error.
-async fn pump(
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> End {
-    let (mut sink, mut stream) = ws.split();
-    // Blocking stdin reads on a plain thread: it may stay blocked in read() after we are done,
-    // which must not hold up the runtime's shutdown (a spawn_blocking task would).
-    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-    let _ = std::thread::Builder::new()
-        .name("attach-stdin".into())
-        .spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = [0u8; 4096];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if in_tx.blocking_send(buf[..n].to_vec()).is_err() {
-                            break;
-                        }
-                    }
+/// Reads stdin on a plain thread until dropped. It waits with `poll(2)` in short slices, so
+/// once dropped it has stopped reading: the bytes typed after a detach belong to whoever reads
+/// the terminal next (the TUI), not to a reader left blocked in `read(2)`.
+struct StdinReader {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StdinReader {
+    fn spawn(tx: tokio::sync::mpsc::Sender<Vec<u8>>) -> StdinReader {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("attach-stdin".into())
+            .spawn(move || read_stdin(&flag, &tx))
+            .ok();
+        StdinReader { stop, thread }
+    }
+}
+
+impl Drop for StdinReader {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn read_stdin(stop: &AtomicBool, tx: &tokio::sync::mpsc::Sender<Vec<u8>>) {
+    use nix::poll::{PollFd, PollFlags, poll};
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd();
+    let mut buf = [0u8; 4096];
+    while !stop.load(Ordering::SeqCst) {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        match poll(&mut fds, 50u16) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                    break;
                 }
             }
-        });
+            Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+/// Moves bytes both ways until detach, exit, close or error; stdin is no longer read when it
+/// returns.
+pub(crate) async fn pump(ws: Socket) -> End {
+    let (mut sink, mut stream) = ws.split();
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let _reader = StdinReader::spawn(in_tx);
     let (Ok(mut winch), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::window_change()),
         signal(SignalKind::terminate()),

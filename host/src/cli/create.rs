@@ -51,6 +51,13 @@ pub struct CreateArgs {
     /// The session's name (default: from the repository's name).
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
+    /// Keep a local worktree ($CLAUDERON_HOME/worktrees/NAME) in two-way sync with the sandbox
+    /// (default: the backend table's `sync` key).
+    #[arg(long, overrides_with = "no_sync")]
+    sync: bool,
+    /// No synced local worktree, whatever the backend table says.
+    #[arg(long)]
+    no_sync: bool,
 }
 
 impl CreateArgs {
@@ -66,6 +73,11 @@ impl CreateArgs {
             model: self.model.as_deref(),
             plan_mode: self.plan_mode,
             print: self.print,
+            sync: match (self.sync, self.no_sync) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
         }
         .validate()
         .map_err(|e| UsageError::err(e.for_flag()))?;
@@ -155,8 +167,8 @@ impl CreateArgs {
     }
 }
 
-/// `--repo`: absolute, existing, inside a git work tree.
-fn check_repo(path: &Path) -> anyhow::Result<PathBuf> {
+/// `--repo`: absolute, existing, inside a git work tree; its top level.
+pub(super) fn check_repo(path: &Path) -> anyhow::Result<PathBuf> {
     let abs = std::path::absolute(path).map_err(|e| {
         UsageError::err(format!(
             "invalid value `{}` for --repo: {e}",

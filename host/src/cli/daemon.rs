@@ -141,14 +141,15 @@ async fn status(ctx: &Context) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 output::print_json(&serde_json::json!({
                     "running": true, "pid": h.pid, "addr": api.addr().to_string(),
-                    "version": h.version,
+                    "version": h.version, "installation": h.installation,
                 }))?;
             } else {
                 println!(
-                    "daemon running: pid {}, http://{}, version {}",
+                    "daemon running: pid {}, http://{}, version {}, installation {}",
                     h.pid,
                     api.addr(),
-                    h.version
+                    h.version,
+                    h.installation
                 );
             }
             Ok(ExitCode::SUCCESS)

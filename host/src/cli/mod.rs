@@ -20,10 +20,14 @@ mod output;
 pub mod plugins;
 mod progress;
 pub mod proxy;
+mod pull;
 mod reconcile;
 mod restart;
 mod status;
+mod sync;
+pub mod tui;
 mod wake;
+mod web;
 
 use std::process::ExitCode;
 
@@ -116,6 +120,10 @@ pub enum Command {
     /// Create, list and restore checkpoints of a session's sandbox.
     #[command(subcommand)]
     Checkpoint(checkpoint::CheckpointCommand),
+    /// A session's two-way sync (created with --sync): state, stop/start, once, resolve.
+    Sync(sync::SyncArgs),
+    /// Fetch the session branch's commits from the sandbox into the local repository.
+    Pull(pull::PullArgs),
     /// Show the configuration, file paths and credentials.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -129,6 +137,11 @@ pub enum Command {
     /// The credential proxy: audit logs and rules.
     #[command(subcommand)]
     Proxy(proxy::ProxyCommand),
+    /// Open the web UI: prints a one-time sign-in link and opens it in a browser.
+    Web(web::WebArgs),
+    /// Watch and manage the sessions in a terminal UI: a live table, create, attach, wake,
+    /// hibernate, checkpoints and delete (`?` lists the keys).
+    Tui(tui::TuiArgs),
 }
 
 impl Command {
@@ -155,11 +168,15 @@ impl Cli {
             Command::Logs(a) => a.run(&ctx).await,
             Command::Cache(c) => c.run(&ctx).await,
             Command::Checkpoint(c) => c.run(&ctx).await,
+            Command::Sync(a) => a.run(&ctx).await,
+            Command::Pull(a) => a.run(&ctx).await,
             Command::Config(c) => c.run(&ctx).await,
             Command::Plugins(cmd) => cmd.run(&ctx).await,
             Command::Daemon(a) => a.run(&ctx).await,
             Command::Completions(a) => a.run(),
             Command::Proxy(cmd) => cmd.run(&ctx).await,
+            Command::Web(a) => a.run(&ctx).await,
+            Command::Tui(a) => a.run(&ctx).await,
         };
         ctx.shutdown();
         result

@@ -2,7 +2,7 @@
 
 use std::io::Write as _;
 
-use crate::api::SessionView as Session;
+use crate::api::{SessionSummary, SessionView as Session};
 
 /// Prints `v` as pretty JSON on stdout.
 pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -38,7 +38,7 @@ pub fn status_with_reason(s: &Session) -> String {
 }
 
 /// `list` as an aligned table.
-pub fn sessions_table(sessions: &[Session], now: time::OffsetDateTime) -> String {
+pub fn sessions_table(sessions: &[SessionSummary], now: time::OffsetDateTime) -> String {
     let mut rows = vec![[
         "NAME".to_owned(),
         "STATUS".to_owned(),
@@ -166,7 +166,7 @@ pub fn bytes(n: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::cli) mod tests {
     use super::*;
 
     fn now() -> time::OffsetDateTime {
@@ -177,7 +177,8 @@ mod tests {
         .unwrap()
     }
 
-    fn session(v: serde_json::Value) -> Session {
+    /// A session (`fix-it`, running) as JSON decoded into `T`, with the fields of `v` over it.
+    pub(in crate::cli) fn session<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
         let mut base = serde_json::json!({
             "id": "01234567-89ab-4def-8123-456789abcdef",
             "name": "fix-it",
@@ -208,7 +209,7 @@ mod tests {
 
     #[test]
     fn the_session_table() {
-        let rows = [
+        let rows: [SessionSummary; 3] = [
             session(serde_json::json!({"agent": {"state": "working"}})),
             session(serde_json::json!({
                 "id": "11111111-89ab-4def-8123-456789abcdef", "name": "docs",
@@ -229,7 +230,7 @@ mod tests {
 
     #[test]
     fn the_session_details() {
-        let s = session(serde_json::json!({
+        let s: Session = session(serde_json::json!({
             "instance_id": "fix-it-01234567",
             "agent": {"state": "idle"},
             "agent_conversation": "dceb9ce1-ddd9-4d6d-b599-5f5a1a3ddc5c",

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use super::Context;
+use super::{Context, output};
 use crate::plugins::{PluginReport, ops};
 
 /// `clauderon plugins ...`
@@ -22,6 +22,16 @@ pub enum PluginsCommand {
         /// The plugin name (default: the selected backend).
         name: Option<String>,
     },
+    /// Verify a plugin library and copy it into $CLAUDERON_HOME/plugins (replacing an older
+    /// version of it safely).
+    Install {
+        /// The library (`libclauderon_<name>.so`, or any file name: the plugin's own name is
+        /// used).
+        path: std::path::PathBuf,
+        /// Replace an installed newer version with this older one.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 impl PluginsCommand {
@@ -31,8 +41,60 @@ impl PluginsCommand {
             PluginsCommand::List => list(ctx),
             PluginsCommand::Info { name } => info(ctx, &name),
             PluginsCommand::Check { name } => check(ctx, name.as_deref()).await,
+            PluginsCommand::Install { path, force } => install(ctx, &path, force).await,
         }
     }
+}
+
+async fn install(ctx: &Context, path: &std::path::Path, force: bool) -> anyhow::Result<ExitCode> {
+    let installed = crate::plugins::install(path, &ctx.home().plugins_dir(), force)?;
+    if ctx.json {
+        output::print_json(&installed)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let what = format!(
+        "plugin `{}` {} (plugin API {})",
+        installed.name, installed.version, installed.api_version
+    );
+    if installed.unchanged {
+        println!(
+            "{what} is already installed at {}",
+            installed.path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let replaced = installed
+        .replaced
+        .as_deref()
+        .map(|v| format!(", replacing {v}"))
+        .unwrap_or_default();
+    println!("installed {what} to {}{replaced}", installed.path.display());
+    // A library found earlier in the search order wins over the installed copy.
+    if let Ok(registry) = ctx.registry()
+        && let Some(c) = registry
+            .candidates()
+            .iter()
+            .find(|c| c.name == installed.name && c.path != installed.path)
+        && c.source != crate::plugins::DiscoverySource::Home
+        && c.source != crate::plugins::DiscoverySource::ExeDir
+    {
+        println!(
+            "note: {} (from {:?}) is found first and is the one used; remove it from there to \
+             use the installed copy",
+            c.path.display(),
+            c.source
+        );
+    }
+    if super::api::ApiClient::connect(ctx, super::api::Autostart::No)
+        .await
+        .is_ok()
+    {
+        println!(
+            "the running daemon keeps the version it loaded until it restarts: \
+             `clauderon daemon stop` (the next command starts it again)"
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(ctx: &Context) -> anyhow::Result<ExitCode> {

@@ -18,6 +18,7 @@ pub(crate) struct AgentFile {
     pub resume_args: Option<toml::Spanned<Vec<String>>>,
     pub continue_args: Option<Vec<String>>,
     pub files: Option<toml::Spanned<BTreeMap<String, toml::Spanned<String>>>>,
+    pub start_grace: Option<toml::Spanned<String>>,
 }
 
 /// Which agent the preset describes.
@@ -59,7 +60,14 @@ pub struct AgentConfig {
     /// Whether the agent reports its state through hooks (Claude Code); without, the daemon
     /// only knows whether its process runs.
     pub reports_state: bool,
+    /// How long an agent without hooks must stay alive to count as started (one with hooks
+    /// counts as started at its first report).
+    pub start_grace: std::time::Duration,
 }
+
+/// The default [`AgentConfig::start_grace`]: long enough for an agent that cannot start
+/// (no credential, no network) to have exited.
+pub const DEFAULT_START_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A file copied from the host into the sandbox before the agent starts.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -106,6 +114,7 @@ impl AgentConfig {
                     BTreeMap::new()
                 },
                 reports_state: p == AgentPreset::Claude,
+                start_grace: DEFAULT_START_GRACE,
             },
             AgentPreset::Codex => Self {
                 preset: p,
@@ -127,6 +136,7 @@ impl AgentConfig {
                 files: Vec::new(),
                 env: BTreeMap::new(),
                 reports_state: false,
+                start_grace: DEFAULT_START_GRACE,
             },
         }
     }

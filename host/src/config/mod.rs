@@ -11,7 +11,7 @@ pub mod render;
 mod schema;
 mod source;
 
-pub use agent::{AgentConfig, AgentPreset, Resume, SandboxFile};
+pub use agent::{AgentConfig, AgentPreset, DEFAULT_START_GRACE, Resume, SandboxFile};
 pub use cache::{CacheConfig, parse_age, parse_size};
 pub use proxy::{OnePasswordConfig, ProxyConfig};
 pub use schema::{BackendSchema, ConfigKey, KeyType, SchemaError, SecretDecl};
@@ -99,6 +99,9 @@ struct ServerFile {
 #[serde(deny_unknown_fields)]
 struct SessionsFile {
     hibernation_timeout: Option<toml::Spanned<String>>,
+    keep_events: Option<toml::Spanned<i64>>,
+    keep_output: Option<toml::Spanned<String>>,
+    keep_deleted_events: Option<toml::Spanned<String>>,
 }
 
 /// `[sessions]`: defaults for every session.
@@ -107,6 +110,9 @@ pub struct SessionsConfig {
     /// Idle time before a session hibernates when its create sets none (`30m`, `90s`; `never`
     /// is `Some(None)`); unset: the backend's declared default.
     pub hibernation_timeout: Option<Option<std::time::Duration>>,
+    /// How much of each session's event log the daemon keeps (`keep_events`, `keep_output`,
+    /// `keep_deleted_events`).
+    pub retention: crate::store::Retention,
 }
 
 /// An idle time as config and the API write it: a duration (`30m`, `90s`) or `never` (`None`).
@@ -335,11 +341,44 @@ impl Config {
         }
 
         let mut sessions = SessionsConfig::default();
-        if let Some(t) = raw.sessions.and_then(|s| s.hibernation_timeout) {
+        let raw_sessions = raw.sessions.unwrap_or_default();
+        if let Some(t) = raw_sessions.hibernation_timeout {
             sessions.hibernation_timeout = Some(
                 parse_idle(t.get_ref())
                     .map_err(|e| at_span(t.span(), "sessions.hibernation_timeout", e))?,
             );
+        }
+        if let Some(n) = raw_sessions.keep_events {
+            sessions.retention.max_events = u64::try_from(*n.get_ref())
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    at_span(
+                        n.span(),
+                        "sessions.keep_events",
+                        format!(
+                            "`{}` is not a number of events; expected a positive integer such as 10000",
+                            n.get_ref()
+                        ),
+                    )
+                })?;
+        }
+        if let Some(s) = raw_sessions.keep_output {
+            sessions.retention.max_output_bytes = parse_size(s.get_ref())
+                .map_err(|e| at_span(s.span(), "sessions.keep_output", e))?;
+        }
+        if let Some(d) = raw_sessions.keep_deleted_events {
+            sessions.retention.deleted_for = humantime::parse_duration(d.get_ref().trim())
+                .map_err(|_| {
+                    at_span(
+                        d.span(),
+                        "sessions.keep_deleted_events",
+                        format!(
+                            "`{}` is not a duration; expected one such as 7d or 12h",
+                            d.get_ref()
+                        ),
+                    )
+                })?;
         }
 
         let mut cache = CacheConfig::default();
@@ -501,6 +540,18 @@ impl Config {
         }
         if let Some(v) = f.continue_args {
             a.continue_args = v;
+        }
+        if let Some(g) = f.start_grace {
+            a.start_grace = humantime::parse_duration(g.get_ref().trim()).map_err(|_| {
+                at_span(
+                    g.span(),
+                    "agent.start_grace",
+                    format!(
+                        "`{}` is not a duration; expected one such as 3s or 500ms (0s: trust the start)",
+                        g.get_ref()
+                    ),
+                )
+            })?;
         }
         for (sandbox_path, host) in f.files.map(toml::Spanned::into_inner).unwrap_or_default() {
             let span = host.span();

@@ -414,3 +414,59 @@ fn the_cache_table_sets_age_size_and_the_direct_path() {
     let e = err("[cache]\nmax_ages = \"1d\"\n");
     assert!(e.contains("unknown key `max_ages`"), "{e}");
 }
+
+#[test]
+fn event_retention_is_configurable_and_checked() {
+    let c = parse("").unwrap();
+    assert_eq!(c.sessions.retention, crate::store::Retention::default());
+    let c = parse(
+        "[sessions]\nkeep_events = 500\nkeep_output = \"64 KiB\"\nkeep_deleted_events = \"2d\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.sessions.retention.max_events, 500);
+    assert_eq!(c.sessions.retention.max_output_bytes, 64 * 1024);
+    assert_eq!(
+        c.sessions.retention.deleted_for,
+        std::time::Duration::from_secs(2 * 24 * 3600)
+    );
+    let e = err("[sessions]\nkeep_events = 0\n");
+    assert!(
+        e.starts_with("/h/config.toml:2:15: `sessions.keep_events`: `0` is not a number of events"),
+        "{e}"
+    );
+    let e = err("[sessions]\nkeep_output = \"lots\"\n");
+    assert!(
+        e.starts_with("/h/config.toml:2:15: `sessions.keep_output`: `lots` is not a size"),
+        "{e}"
+    );
+    let e = err("[sessions]\nkeep_deleted_events = \"a week\"\n");
+    assert!(
+        e.contains("`sessions.keep_deleted_events`: `a week` is not a duration"),
+        "{e}"
+    );
+    for (text, bytes) in [
+        ("50MiB", 50 << 20),
+        ("1g", 1 << 30),
+        ("4096", 4096),
+        ("2 K", 2048),
+    ] {
+        assert_eq!(super::parse_size(text), Ok(bytes), "{text}");
+    }
+    assert!(super::parse_size("-1").is_err());
+    assert!(super::parse_size("5 PB").is_err());
+}
+
+#[test]
+fn the_hookless_start_grace_is_configurable() {
+    assert_eq!(
+        parse("").unwrap().agent.start_grace,
+        crate::config::DEFAULT_START_GRACE
+    );
+    let c = parse("[agent]\npreset = \"codex\"\nstart_grace = \"500ms\"\n").unwrap();
+    assert_eq!(c.agent.start_grace, std::time::Duration::from_millis(500));
+    let e = err("[agent]\nstart_grace = \"soon\"\n");
+    assert!(
+        e.starts_with("/h/config.toml:2:15: `agent.start_grace`: `soon` is not a duration"),
+        "{e}"
+    );
+}

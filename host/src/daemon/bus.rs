@@ -2,16 +2,29 @@
 //! broadcast bus, both under one lock, so subscribers see events in `seq` order and an event
 //! stream can read history after subscribing without a gap or a duplicate (it skips
 //! `seq <= last sent`).
+//!
+//! The recorder also keeps each session's log within its [`Retention`]: after every
+//! [`TRIM_EVERY_EVENTS`] events or [`TRIM_EVERY_BYTES`] of data a session appended, its oldest
+//! events beyond the limits are dropped, in the same store call.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, broadcast};
 
 use crate::session::{Event, SessionId};
-use crate::store::{EventRecord, NewSession, SessionRecord, StatusChange, Store, StoreError};
+use crate::store::{
+    EventRecord, NewSession, Retention, SessionRecord, StatusChange, Store, StoreError,
+};
 
 /// How many events a slow subscriber may fall behind before it re-reads from the store.
 const BUS_CAPACITY: usize = 4096;
+
+/// A session's log is trimmed after this many appended events...
+pub const TRIM_EVERY_EVENTS: u32 = 256;
+
+/// ...or this many bytes of event data, whichever comes first.
+pub const TRIM_EVERY_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Appends events durably and publishes them live.
 #[derive(Debug, Clone)]
@@ -19,15 +32,42 @@ pub struct Recorder {
     store: Store,
     bus: broadcast::Sender<Arc<EventRecord>>,
     order: Arc<Mutex<()>>,
+    retention: Retention,
+    /// Events and bytes each session appended since its log was last trimmed.
+    since_trim: Arc<std::sync::Mutex<HashMap<SessionId, (u32, u64)>>>,
 }
 
 impl Recorder {
-    /// A recorder over `store`.
-    pub fn new(store: Store) -> Self {
+    /// A recorder over `store` keeping each session's log within `retention`.
+    pub fn new(store: Store, retention: Retention) -> Self {
         Self {
             store,
             bus: broadcast::channel(BUS_CAPACITY).0,
             order: Arc::new(Mutex::new(())),
+            retention,
+            since_trim: Arc::default(),
+        }
+    }
+
+    /// How much of each log is kept.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    /// Counts an append of `bytes`; true when the session's log is due for trimming.
+    fn due_for_trim(&self, id: SessionId, bytes: u64) -> bool {
+        let mut map = self
+            .since_trim
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = map.entry(id).or_default();
+        entry.0 += 1;
+        entry.1 += bytes;
+        if entry.0 >= TRIM_EVERY_EVENTS || entry.1 >= TRIM_EVERY_BYTES {
+            map.remove(&id);
+            true
+        } else {
+            false
         }
     }
 
@@ -57,10 +97,16 @@ impl Recorder {
     ) -> Result<i64, StoreError> {
         let _order = self.order.lock().await;
         let kind = kind.to_owned();
+        let trim = self
+            .due_for_trim(id, data.to_string().len() as u64)
+            .then_some(self.retention);
         let rec = self
             .store
             .run(move |db| {
                 let seq = db.append_event(id, &kind, &data)?;
+                if let Some(r) = trim {
+                    db.trim_events(id, &r)?;
+                }
                 db.events_since(id, seq - 1, 1)
             })
             .await?;
@@ -130,7 +176,7 @@ mod tests {
     async fn every_write_is_published_in_seq_order_with_what_the_store_holds() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("db.sqlite")).await.unwrap();
-        let rec = Recorder::new(store.clone());
+        let rec = Recorder::new(store.clone(), Retention::default());
         let mut rx = rec.subscribe();
         let id = SessionId::new();
         rec.insert(new_session(id)).await.unwrap();

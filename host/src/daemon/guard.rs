@@ -1,9 +1,12 @@
-//! Request guards every API call passes: the bearer token, a loopback `Host`, and no foreign
-//! `Origin`.
+//! Request guards every request passes (API, web pages, assets, sockets): a loopback `Host`, no
+//! foreign `Origin`, and a credential: the bearer token, or the web UI's session cookie.
 //!
 //! The token stops other local users and processes; the `Host` check stops DNS rebinding (a page
 //! on `evil.example` that resolves to 127.0.0.1 still sends `Host: evil.example`); the `Origin`
-//! check stops a browser page on another site from driving the API with a simple request.
+//! check stops a browser page on another site from driving the API with a simple request. The
+//! cookie (`web::auth`) is only taken from the browser's own pages: `Sec-Fetch-Site` must be
+//! `same-origin` or `none` when the browser sends it, because `SameSite` treats every port of
+//! localhost as the same site.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -11,6 +14,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
+
+use super::web::{self, AuthedBy, WebAuth};
 
 /// What the guard compares requests against.
 #[derive(Clone)]
@@ -39,13 +44,17 @@ pub enum Refusal {
     ForeignHost(String),
     /// `Origin` is a page that is not this daemon.
     ForeignOrigin(String),
+    /// The session cookie came with a request another page made (`Sec-Fetch-Site`).
+    CrossSite(String),
 }
 
 impl Refusal {
     fn status(&self) -> StatusCode {
         match self {
             Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
-            Refusal::ForeignHost(_) | Refusal::ForeignOrigin(_) => StatusCode::FORBIDDEN,
+            Refusal::ForeignHost(_) | Refusal::ForeignOrigin(_) | Refusal::CrossSite(_) => {
+                StatusCode::FORBIDDEN
+            }
         }
     }
 
@@ -61,6 +70,10 @@ impl Refusal {
             Refusal::ForeignOrigin(o) => format!(
                 "refused Origin {o:?}: the clauderon API does not accept cross-site requests"
             ),
+            Refusal::CrossSite(site) => format!(
+                "refused a {site} request with the web UI's cookie: only the web UI's own pages \
+                 may use it"
+            ),
         }
     }
 }
@@ -71,7 +84,7 @@ impl IntoResponse for Refusal {
         let body = serde_json::json!({ "error": { "message": self.message(), "code": match &self {
             Refusal::Unauthorized => "unauthorized",
             Refusal::ForeignHost(_) => "foreign_host",
-            Refusal::ForeignOrigin(_) => "foreign_origin",
+            Refusal::ForeignOrigin(_) | Refusal::CrossSite(_) => "foreign_origin",
         }}});
         let mut resp = (self.status(), axum::Json(body)).into_response();
         if self == Refusal::Unauthorized {
@@ -84,8 +97,18 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// Checks one request's headers; `Ok` when it may be served.
+/// Checks one request's headers for the bearer token; `Ok` when it may be served.
 pub fn check(cfg: &GuardConfig, headers: &HeaderMap) -> Result<(), Refusal> {
+    check_addressing(cfg, headers)?;
+    if bearer(cfg, headers)? {
+        Ok(())
+    } else {
+        Err(Refusal::Unauthorized)
+    }
+}
+
+/// The `Host` and `Origin` checks every request passes, signed in or not.
+fn check_addressing(cfg: &GuardConfig, headers: &HeaderMap) -> Result<(), Refusal> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -99,28 +122,87 @@ pub fn check(cfg: &GuardConfig, headers: &HeaderMap) -> Result<(), Refusal> {
             return Err(Refusal::ForeignOrigin(origin.to_owned()));
         }
     }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    Ok(())
+}
+
+/// `Ok(true)` for the right bearer token, `Ok(false)` without an `Authorization` header; a
+/// header with anything else is refused (never passed on to the cookie).
+fn bearer(cfg: &GuardConfig, headers: &HeaderMap) -> Result<bool, Refusal> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(false);
+    };
+    let presented = value
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(t) if constant_time_eq(t.as_bytes(), cfg.token.as_bytes()) => Ok(()),
+        Some(t) if constant_time_eq(t.as_bytes(), cfg.token.as_bytes()) => Ok(true),
         _ => Err(Refusal::Unauthorized),
     }
 }
 
-/// axum middleware applying [`check`] to every request.
-pub async fn middleware(
-    State(cfg): State<GuardConfig>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    match check(&cfg, req.headers()) {
-        Ok(()) => next.run(req).await,
+/// Checks a request for the bearer token or, from the web UI's own pages, its session cookie.
+pub fn authenticate(
+    cfg: &GuardConfig,
+    web: &WebAuth,
+    headers: &HeaderMap,
+) -> Result<AuthedBy, Refusal> {
+    check_addressing(cfg, headers)?;
+    if bearer(cfg, headers)? {
+        return Ok(AuthedBy::Bearer);
+    }
+    if !web.has_session(headers) {
+        return Err(Refusal::Unauthorized);
+    }
+    match headers
+        .get("sec-fetch-site")
+        .map(|v| v.to_str().unwrap_or("<not text>"))
+    {
+        None | Some("same-origin" | "none") => Ok(AuthedBy::Cookie),
+        Some(other) => Err(Refusal::CrossSite(other.to_owned())),
+    }
+}
+
+/// The guard's state: what requests are compared against and who is signed in.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    cfg: GuardConfig,
+    web: WebAuth,
+}
+
+impl Guard {
+    /// A guard over `cfg` that also admits the browser sessions of `web`.
+    pub fn new(cfg: GuardConfig, web: WebAuth) -> Self {
+        Self { cfg, web }
+    }
+}
+
+/// axum middleware applying [`authenticate`] to every request. The login exchange
+/// ([`web::LOGIN_PATH`]) passes with the addressing checks alone, as its token is the
+/// credential; an unauthenticated page, asset or socket gets the login page, `/api/*` the JSON
+/// 401.
+pub async fn middleware(State(g): State<Guard>, mut req: Request<Body>, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let result = if path == web::LOGIN_PATH {
+        check_addressing(&g.cfg, req.headers()).map(|()| None)
+    } else {
+        authenticate(&g.cfg, &g.web, req.headers()).map(Some)
+    };
+    match result {
+        Ok(by) => {
+            if let Some(by) = by {
+                req.extensions_mut().insert(by);
+            }
+            next.run(req).await
+        }
         Err(refusal) => {
-            tracing::warn!(reason = ?refusal_kind(&refusal), path = %req.uri().path(), "refused API request");
-            refusal.into_response()
+            tracing::warn!(reason = ?refusal_kind(&refusal), path = %path, "refused API request");
+            match refusal {
+                Refusal::Unauthorized if !web::is_api_path(&path) => web::login_page(None),
+                Refusal::CrossSite(_) if !web::is_api_path(&path) => web::continue_page(&path),
+                other => other.into_response(),
+            }
         }
     }
 }
@@ -130,6 +212,7 @@ fn refusal_kind(r: &Refusal) -> &'static str {
         Refusal::Unauthorized => "unauthorized",
         Refusal::ForeignHost(_) => "foreign host",
         Refusal::ForeignOrigin(_) => "foreign origin",
+        Refusal::CrossSite(_) => "cross-site cookie",
     }
 }
 
@@ -272,6 +355,59 @@ mod tests {
             }
             assert_eq!(check(&cfg(), &h), Err(Refusal::Unauthorized), "{auth:?}");
         }
+    }
+
+    #[test]
+    fn the_cookie_admits_only_the_own_pages() {
+        let web = WebAuth::new();
+        let token = web.mint_login_token();
+        let cookie = web.redeem(&token).unwrap();
+        let jar = format!("{}={cookie}", web::COOKIE_NAME);
+        for site in [None, Some("same-origin"), Some("none")] {
+            let mut h = headers(&[("host", "127.0.0.1:3030"), ("cookie", &jar)]);
+            if let Some(s) = site {
+                h.insert("sec-fetch-site", s.parse().unwrap());
+            }
+            assert_eq!(
+                authenticate(&cfg(), &web, &h),
+                Ok(AuthedBy::Cookie),
+                "{site:?}"
+            );
+        }
+        for site in ["same-site", "cross-site"] {
+            let h = headers(&[
+                ("host", "127.0.0.1:3030"),
+                ("cookie", &jar),
+                ("sec-fetch-site", site),
+            ]);
+            assert!(matches!(
+                authenticate(&cfg(), &web, &h),
+                Err(Refusal::CrossSite(_))
+            ));
+        }
+        // The addressing checks still apply, and a wrong bearer is not rescued by the cookie.
+        let h = headers(&[
+            ("host", "127.0.0.1:3030"),
+            ("cookie", &jar),
+            ("origin", "http://localhost:8080"),
+        ]);
+        assert!(matches!(
+            authenticate(&cfg(), &web, &h),
+            Err(Refusal::ForeignOrigin(_))
+        ));
+        let h = headers(&[
+            ("host", "127.0.0.1:3030"),
+            ("cookie", &jar),
+            ("authorization", "Bearer nope"),
+        ]);
+        assert_eq!(authenticate(&cfg(), &web, &h), Err(Refusal::Unauthorized));
+        let h = headers(&[("host", "127.0.0.1:3030"), ("authorization", "Bearer tok")]);
+        assert_eq!(authenticate(&cfg(), &web, &h), Ok(AuthedBy::Bearer));
+        let h = headers(&[
+            ("host", "127.0.0.1:3030"),
+            ("cookie", "clauderon_session=x"),
+        ]);
+        assert_eq!(authenticate(&cfg(), &web, &h), Err(Refusal::Unauthorized));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::installation::InstallationId;
 use crate::store::Store;
 
 use super::api::{self, AppState};
@@ -70,11 +71,13 @@ pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode>
         }
         Err(_) => crate::cache::Clock::default(),
     };
+    let installation = InstallationId::load_or_create(&home)?;
     let engine = Engine::new(
-        Recorder::new(store),
+        Recorder::new(store, config.sessions.retention),
         backends,
         config.clone(),
         default_idle,
+        installation,
         clock,
     )
     .await?;
@@ -106,6 +109,7 @@ pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode>
     engine.spawn_cache_collector();
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    spawn_forget_deleted_events(engine.recorder().clone(), stop_rx.clone());
     let state = AppState {
         engine: Arc::clone(&engine),
         resolver: Arc::new(resolver),
@@ -167,4 +171,33 @@ async fn stop_signal() -> &'static str {
         _ = int.recv() => "SIGINT",
         _ = term.recv() => "SIGTERM",
     }
+}
+
+/// How often the daemon drops the events of sessions deleted longer ago than the retention
+/// time (also once at start).
+const FORGET_DELETED_EVERY: Duration = Duration::from_secs(3600);
+
+/// Drops long-deleted sessions' events at start and every [`FORGET_DELETED_EVERY`] until the
+/// daemon stops.
+fn spawn_forget_deleted_events(recorder: Recorder, mut stop: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(FORGET_DELETED_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let r = *recorder.retention();
+            let now = time::OffsetDateTime::now_utc();
+            match recorder
+                .store()
+                .run(move |db| db.forget_deleted_events(&r, now))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "dropped the events of long-deleted sessions"),
+                Err(e) => tracing::warn!("dropping the events of deleted sessions: {e}"),
+            }
+        }
+    });
 }

@@ -9,6 +9,7 @@ mod client;
 mod discovery;
 mod fault;
 mod host_services;
+mod install;
 mod loader;
 mod registry;
 
@@ -22,5 +23,6 @@ pub use discovery::{
 };
 pub use fault::{MAX_PANIC_MESSAGE_CHARS, PluginFault};
 pub use host_services::{ResolverSecrets, SecretLookup};
+pub use install::{InstallError, Installed, install};
 pub use loader::{LoadError, PluginInfo};
 pub use registry::{HostSetup, PluginRegistry, PluginReport, PluginStatus, RegistryError};

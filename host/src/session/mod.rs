@@ -8,7 +8,8 @@ mod status;
 pub use id::{SessionId, SessionIdError};
 pub use name::{SessionName, SessionNameError};
 pub use options::{
-    BuildCache, CacheScope, CpuLimit, HibernationTimeout, MemoryLimit, OptionError, OptionField,
-    RawOptions, SessionOptions, TIMEOUTS, parse_build_caches, parse_cpu_limit, parse_model,
+    BuildCache, CACHE_KINDS, CacheScope, CpuLimit, HibernationTimeout, MemoryLimit, OptionError,
+    OptionField, RawOptions, SessionOptions, TIMEOUTS, parse_build_caches, parse_cpu_limit,
+    parse_model,
 };
 pub use status::{Event, Observed, Status, TransitionError, UnknownStatus, transition};

@@ -26,6 +26,21 @@ pub enum OptionField {
 }
 
 impl OptionField {
+    /// Every option that takes a value.
+    pub const ALL: [OptionField; 6] = [
+        Self::HibernationTimeout,
+        Self::CpuLimit,
+        Self::MemoryLimit,
+        Self::BuildCache,
+        Self::CacheScope,
+        Self::Model,
+    ];
+
+    /// The field's key in `options` (`cpu_limit`).
+    pub fn key(self) -> &'static str {
+        self.path().trim_start_matches("options.")
+    }
+
     /// The field's path in the create request (`options.cpu_limit`).
     pub fn path(self) -> &'static str {
         match self {
@@ -218,8 +233,18 @@ impl serde::Serialize for CpuLimit {
 
 impl<'de> serde::Deserialize<'de> for CpuLimit {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = serde_json::Number::deserialize(d)?;
-        parse_cpu_limit(&v.to_string()).map_err(serde::de::Error::custom)
+        /// A number, or the flag's text (what a form field holds).
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(serde_json::Number),
+            Text(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::Number(n) => n.to_string(),
+            Raw::Text(t) => t,
+        };
+        parse_cpu_limit(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -347,7 +372,8 @@ pub enum BuildCache {
     Dir(String),
 }
 
-const CACHE_KINDS: [(&str, BuildCache); 6] = [
+/// The named cache kinds (every [`BuildCache`] but a directory), with the names the flag takes.
+pub const CACHE_KINDS: [(&str, BuildCache); 6] = [
     ("cargo", BuildCache::Cargo),
     ("npm", BuildCache::Npm),
     ("yarn", BuildCache::Yarn),
@@ -517,6 +543,10 @@ pub struct SessionOptions {
     pub plan_mode: bool,
     /// Run the agent non-interactively and stream its output (`--print`).
     pub print: bool,
+    /// Keep a local worktree in two-way sync with the sandbox (`--sync`/`--no-sync`); `None`:
+    /// the backend table's `sync` key decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sync: Option<bool>,
 }
 
 /// JSON (API bodies, stored rows) gets the same checks as the flags.
@@ -546,6 +576,8 @@ pub struct RawOptions<'a> {
     pub plan_mode: bool,
     /// `--print`.
     pub print: bool,
+    /// `--sync` (`Some(true)`) / `--no-sync` (`Some(false)`).
+    pub sync: Option<bool>,
 }
 
 impl RawOptions<'_> {
@@ -568,6 +600,7 @@ impl RawOptions<'_> {
             model: self.model.map(parse_model).transpose()?,
             plan_mode: self.plan_mode,
             print: self.print,
+            sync: self.sync,
         })
     }
 }
@@ -727,6 +760,7 @@ mod tests {
             model: Some("opus"),
             plan_mode: true,
             print: false,
+            sync: None,
         }
         .validate()
         .unwrap();
@@ -771,8 +805,22 @@ mod tests {
             let e = serde_json::from_str::<SessionOptions>(bad).unwrap_err();
             assert!(!e.to_string().is_empty(), "{bad}");
         }
+        for bad in [
+            r#"{"cpu_limit":0}"#,
+            r#"{"cpu_limit":-1}"#,
+            r#"{"cpu_limit":"two"}"#,
+        ] {
+            let e = serde_json::from_str::<SessionOptions>(bad).unwrap_err();
+            assert!(
+                e.to_string().contains("for options.cpu_limit"),
+                "{bad}: {e}"
+            );
+        }
         let e = serde_json::from_str::<SessionOptions>(r#"{"cpu_limit":0}"#).unwrap_err();
         assert!(e.to_string().contains("at most 256"), "{e}");
+        // A form field's text is accepted like the flag's.
+        let o: SessionOptions = serde_json::from_str(r#"{"cpu_limit":"4"}"#).unwrap();
+        assert_eq!(o.cpu_limit, Some(parse_cpu_limit("4").unwrap()));
         assert_eq!(
             serde_json::from_str::<SessionOptions>("{}").unwrap(),
             SessionOptions::default()

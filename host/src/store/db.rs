@@ -277,14 +277,19 @@ impl Db {
         } else {
             "WHERE status != 'deleted'"
         };
-        let sql = format!("SELECT {SESSION_COLS} FROM sessions {filter} ORDER BY created_at, id");
+        self.sessions_where(&format!("{filter} ORDER BY created_at, id"), [])
+    }
+
+    /// The full records of the sessions `clause` selects (the sessions table is `s`).
+    pub(super) fn sessions_where(
+        &self,
+        clause: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions s {clause}");
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map([], RawSession::from_row)?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(r?.parse()?);
-        }
-        Ok(out)
+        let rows = stmt.query_map(params, RawSession::from_row)?;
+        rows.map(|r| r?.parse()).collect()
     }
 
     /// Moves a session through the state machine ([`crate::session::transition`]) and appends a
@@ -428,41 +433,57 @@ impl Db {
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
+        self.session_events(
+            id,
             "SELECT seq, at, kind, data FROM events WHERE session_id = ?1 AND seq > ?2 \
              ORDER BY seq LIMIT ?3",
+            &after_seq,
+            limit,
+        )
+    }
+
+    /// A session's newest `limit` events, oldest first; without agent `output` events unless
+    /// `with_output` (a detail pane shows what happened, not the terminal's bytes).
+    pub fn recent_events(
+        &self,
+        id: SessionId,
+        limit: usize,
+        with_output: bool,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut out = self.session_events(
+            id,
+            "SELECT seq, at, kind, data FROM events WHERE session_id = ?1 \
+             AND (?2 OR kind != 'output') ORDER BY seq DESC LIMIT ?3",
+            &with_output,
+            limit,
         )?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// One session's events by `sql`, whose parameters are the session id, `second` and the
+    /// limit, and whose columns are `seq, at, kind, data`.
+    fn session_events(
+        &self,
+        id: SessionId,
+        sql: &str,
+        second: &dyn rusqlite::ToSql,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt.query_map(
             params![
                 id.to_string(),
-                after_seq,
+                second,
                 i64::try_from(limit).unwrap_or(i64::MAX)
             ],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            },
+            event_row,
         )?;
-        let mut out = Vec::new();
-        for r in rows {
+        rows.map(|r| {
             let (seq, at, kind, data) = r?;
-            let data = serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
-                id: format!("event {seq}"),
-                what: e.to_string(),
-            })?;
-            out.push(EventRecord {
-                seq,
-                session_id: id,
-                at: from_ms(at),
-                kind,
-                data,
-            });
-        }
-        Ok(out)
+            event_record(id, seq, at, kind, &data)
+        })
+        .collect()
     }
 
     /// Every session's events with `seq > after_seq`, oldest first, at most `limit` (for an
@@ -563,8 +584,34 @@ impl Db {
         &self.conn
     }
 
-    /// The connection for a transaction of the store's own modules.
+    /// The raw connection for a transaction of another store module.
     pub(super) fn connection_mut(&mut self) -> &mut Connection {
         &mut self.conn
     }
+}
+
+/// `seq, at, kind, data` of an `events` row.
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, i64, String, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+/// A session's event from its row's columns.
+fn event_record(
+    id: SessionId,
+    seq: i64,
+    at: i64,
+    kind: String,
+    data: &str,
+) -> Result<EventRecord, StoreError> {
+    let data = serde_json::from_str(data).map_err(|e| StoreError::Corrupt {
+        id: format!("event {seq}"),
+        what: e.to_string(),
+    })?;
+    Ok(EventRecord {
+        seq,
+        session_id: id,
+        at: from_ms(at),
+        kind,
+        data,
+    })
 }

@@ -81,6 +81,37 @@ impl Store {
         })
         .await
     }
+    /// See [`Db::sync_record`].
+    pub async fn sync_record(
+        &self,
+        id: SessionId,
+    ) -> Result<Option<super::SyncRecord>, StoreError> {
+        self.run(move |db| db.sync_record(id)).await
+    }
+    /// See [`Db::put_sync_record`].
+    pub async fn put_sync_record(
+        &self,
+        id: SessionId,
+        rec: super::SyncRecord,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.put_sync_record(id, &rec)).await
+    }
+    /// See [`Db::sync_state`].
+    pub async fn sync_state(&self, id: SessionId) -> Result<crate::sync::SyncState, StoreError> {
+        self.run(move |db| db.sync_state(id)).await
+    }
+    /// See [`Db::put_sync_state`].
+    pub async fn put_sync_state(
+        &self,
+        id: SessionId,
+        state: crate::sync::SyncState,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.put_sync_state(id, &state)).await
+    }
+    /// See [`Db::remove_sync`].
+    pub async fn remove_sync(&self, id: SessionId) -> Result<(), StoreError> {
+        self.run(move |db| db.remove_sync(id)).await
+    }
     /// See [`Db::insert_session`].
     pub async fn insert_session(&self, new: NewSession) -> Result<SessionRecord, StoreError> {
         self.run(move |db| db.insert_session(&new)).await
@@ -101,6 +132,20 @@ impl Store {
     /// See [`Db::list`].
     pub async fn list(&self, include_deleted: bool) -> Result<Vec<SessionRecord>, StoreError> {
         self.run(move |db| db.list(include_deleted)).await
+    }
+    /// See [`Db::list_summaries`].
+    pub async fn list_summaries(
+        &self,
+        page: super::ListPage,
+    ) -> Result<(Vec<super::SessionSummaryRecord>, Option<super::ListCursor>), StoreError> {
+        self.run(move |db| db.list_summaries(&page)).await
+    }
+    /// See [`Db::list_page`].
+    pub async fn list_page(
+        &self,
+        page: super::ListPage,
+    ) -> Result<(Vec<SessionRecord>, Option<super::ListCursor>), StoreError> {
+        self.run(move |db| db.list_page(&page)).await
     }
     /// See [`Db::apply_event`].
     pub async fn apply_event(
@@ -148,6 +193,16 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
         self.run(move |db| db.events_since(id, after_seq, limit))
+            .await
+    }
+    /// See [`Db::recent_events`].
+    pub async fn recent_events(
+        &self,
+        id: SessionId,
+        limit: usize,
+        with_output: bool,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.run(move |db| db.recent_events(id, limit, with_output))
             .await
     }
     /// See [`Db::all_events_since`].

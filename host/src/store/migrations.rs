@@ -56,7 +56,36 @@ const MIGRATIONS: &[&str] = &[
     // with `exit_code`) and its own conversation id, which resuming hands back to it.
     "ALTER TABLE daemon_agents ADD COLUMN state TEXT;
     ALTER TABLE daemon_agents ADD COLUMN conversation TEXT;",
-    // v4: the build-cache index (DESIGN §14): a store per project and scope (the backend's
+    // v4: the two-way sync (DESIGN §15): one row per synced session, the ancestor (last agreed
+    // entry of every path) and the held conflicts.
+    "CREATE TABLE sync_sessions (
+        session_id   TEXT PRIMARY KEY NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        worktree     TEXT NOT NULL,
+        running      INTEGER NOT NULL,
+        paused       TEXT,
+        new_epoch    INTEGER NOT NULL,
+        agreed_head  TEXT,
+        last_sync_at INTEGER
+    );
+    CREATE TABLE sync_paths (
+        session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        path        TEXT NOT NULL,
+        entry       TEXT NOT NULL,
+        PRIMARY KEY (session_id, path)
+    );
+    CREATE TABLE sync_conflicts (
+        session_id  TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        path        TEXT NOT NULL,
+        local       TEXT NOT NULL,
+        remote      TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        PRIMARY KEY (session_id, path)
+    );",
+    // v5: history sync (DESIGN §15): where the commits stand (`in_step`, `diverged`, `off`)
+    // and why.
+    "ALTER TABLE sync_sessions ADD COLUMN history TEXT NOT NULL DEFAULT 'in_step';
+    ALTER TABLE sync_sessions ADD COLUMN history_reason TEXT;",
+    // v6: the build-cache index (DESIGN §16): a store per project and scope (the backend's
     // instance holding the entries, e.g. a cache sprite), its entries with size and last use,
     // each session's resolved cache plan, and housekeeping state (the last collection).
     "CREATE TABLE cache_stores (

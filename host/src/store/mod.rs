@@ -11,17 +11,23 @@ mod agents;
 mod caches;
 mod db;
 mod handle;
+mod listing;
 mod migrations;
 mod records;
+mod retention;
+mod sync;
 
 pub use agents::AgentRecord;
 pub use caches::{CacheEntryRecord, CacheStoreRecord};
 pub use db::Db;
 pub use handle::Store;
+pub use listing::{ListCursor, ListPage, SessionSummaryRecord};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
     CheckpointRecord, EventRecord, NewCheckpoint, NewSession, SessionRecord, StatusChange,
 };
+pub use retention::Retention;
+pub use sync::SyncRecord;
 
 use crate::session::TransitionError;
 use std::path::PathBuf;

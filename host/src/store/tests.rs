@@ -174,6 +174,18 @@ fn status_changes_go_through_the_state_machine_and_log() {
         db.events_since(n.id, events[4].seq, 1).unwrap()[0].kind,
         "log"
     );
+    // The newest events, oldest first, with or without the agent's output.
+    db.append_event(n.id, "output", &serde_json::json!({"b64": "aGk="}))
+        .unwrap();
+    let kinds = |v: Vec<EventRecord>| v.into_iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(
+        kinds(db.recent_events(n.id, 2, true).unwrap()),
+        ["log", "output"]
+    );
+    assert_eq!(
+        kinds(db.recent_events(n.id, 2, false).unwrap()),
+        ["status", "log"]
+    );
     let missing = SessionId::new();
     assert!(matches!(
         db.append_event(missing, "log", &serde_json::json!({})),
@@ -416,4 +428,78 @@ fn the_cache_index_keeps_stores_entries_plans_and_housekeeping() {
     db.remove_cache_store(&store.store_key).unwrap();
     assert!(db.all_cache_entries().unwrap().is_empty());
     assert!(db.cache_stores().unwrap().is_empty());
+}
+
+#[test]
+fn retention_keeps_the_newest_events_and_output_of_each_session() {
+    let (_d, mut db) = open();
+    let (a, b) = (new_session("chatty"), new_session("quiet"));
+    db.insert_session(&a).unwrap();
+    db.insert_session(&b).unwrap();
+    let chunk = serde_json::json!({"b64": "x".repeat(1000)});
+    for i in 0..300 {
+        db.append_event(a.id, "output", &chunk).unwrap();
+        if i % 10 == 0 {
+            db.append_event(a.id, "log", &serde_json::json!({"message": i}))
+                .unwrap();
+        }
+    }
+    db.append_event(b.id, "output", &chunk).unwrap();
+    let quiet = db.event_footprint(b.id).unwrap();
+    let r = Retention {
+        max_events: 100,
+        max_output_bytes: 50 * 1012,
+        deleted_for: std::time::Duration::from_secs(60),
+    };
+    let removed = db.trim_events(a.id, &r).unwrap();
+    let (n, bytes) = db.event_footprint(a.id).unwrap();
+    assert!(removed > 0);
+    assert!(n <= 100, "{n}");
+    assert!(bytes <= 50 * 1012, "{bytes}");
+    // What is kept is the newest: the last event appended is there.
+    let last = db.last_event_seq(a.id).unwrap();
+    let kept = db.events_since(a.id, 0, 1000).unwrap();
+    assert_eq!(kept.last().unwrap().seq, last);
+    assert!(kept.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Output limits: exactly the newest 50 output events (1012 stored bytes each) remain.
+    assert_eq!(kept.iter().filter(|e| e.kind == "output").count(), 50);
+    // Another session is untouched; trimming again removes nothing.
+    assert_eq!(db.event_footprint(b.id).unwrap(), quiet);
+    assert_eq!(db.trim_events(a.id, &r).unwrap(), 0);
+}
+
+#[test]
+fn a_deleted_sessions_events_go_after_the_retention_time() {
+    let (_d, mut db) = open();
+    let (gone, live) = (new_session("gone"), new_session("live"));
+    for s in [&gone, &live] {
+        db.insert_session(s).unwrap();
+        db.apply_event(s.id, Event::Created, None).unwrap();
+        db.append_event(s.id, "log", &serde_json::json!({"message": "hi"}))
+            .unwrap();
+    }
+    db.apply_event(gone.id, Event::DeleteRequested, None)
+        .unwrap();
+    db.apply_event(gone.id, Event::Deleted, None).unwrap();
+    let r = Retention {
+        deleted_for: std::time::Duration::from_secs(7 * 24 * 3600),
+        ..Retention::default()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    // Deleted just now: kept, at six days later too.
+    assert_eq!(db.forget_deleted_events(&r, now).unwrap(), 0);
+    assert_eq!(
+        db.forget_deleted_events(&r, now + time::Duration::days(6))
+            .unwrap(),
+        0
+    );
+    // Eight days later: the deleted session's events go, its row and the live one stay.
+    assert!(
+        db.forget_deleted_events(&r, now + time::Duration::days(8))
+            .unwrap()
+            > 0
+    );
+    assert_eq!(db.event_footprint(gone.id).unwrap().0, 0);
+    assert_eq!(db.get(gone.id).unwrap().status, Status::Deleted);
+    assert!(db.event_footprint(live.id).unwrap().0 > 0);
 }

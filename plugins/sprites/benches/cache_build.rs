@@ -1,4 +1,4 @@
-//! Build caches that outlive sessions, measured on real builds (DESIGN §14), in one run:
+//! Build caches that outlive sessions, measured on real builds (DESIGN §16), in one run:
 //!
 //! - cargo: a project with 26 registry dependencies (their crates downloaded from crates.io
 //!   through the credential proxy), built inside an emulator sprite that has this machine's

@@ -77,7 +77,8 @@ impl Plugin for SpritesPlugin {
         .union(Capabilities::CHECK_AUTH)
         .union(Capabilities::LIST)
         .union(Capabilities::TUNNEL)
-        .union(Capabilities::CACHE);
+        .union(Capabilities::CACHE)
+        .union(Capabilities::SYNC_STREAM);
 
     type Backend = SpritesBackend;
 
@@ -119,6 +120,20 @@ impl Plugin for SpritesPlugin {
                 "integer",
                 "History depth of the clone from the origin inside each sprite \
                  (unset: the full history; a bundle always carries it all)",
+            ))
+            .config_key(
+                ConfigKeyBuilder::new(
+                    clauderon_plugin_sdk::labels::config_keys::SYNC,
+                    "boolean",
+                    "Give every session a local worktree kept in two-way sync with its sprite \
+                     (`clauderon create --sync/--no-sync` decides per session)",
+                )
+                .with_default("false"),
+            )
+            .config_key(ConfigKeyBuilder::new(
+                clauderon_plugin_sdk::labels::config_keys::SYNC_IGNORE,
+                "array",
+                "Extra gitignore-style patterns the two-way sync leaves on each side",
             ))
             .secret(
                 SecretDeclBuilder::new(

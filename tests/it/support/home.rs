@@ -106,7 +106,13 @@ impl TempHome {
 
     /// A `clauderon` command with this home and a clean plugin environment.
     pub fn clauderon(&self) -> Command {
-        let mut cmd = Command::new(artifacts().clauderon());
+        self.clauderon_at(&artifacts().clauderon())
+    }
+
+    /// The `clauderon` binary at `program` (an installed copy) with this home and a clean
+    /// plugin environment.
+    pub fn clauderon_at(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env("CLAUDERON_HOME", self.path())
             .env_remove("CLAUDERON_PLUGIN_PATH")
             .env_remove("CLAUDERON_BACKEND")

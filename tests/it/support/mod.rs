@@ -5,6 +5,7 @@
 pub mod agents;
 pub mod artifacts;
 pub mod attached;
+pub mod browser;
 pub mod daemon;
 pub mod elf;
 pub mod emulator;

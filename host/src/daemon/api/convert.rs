@@ -1,7 +1,9 @@
 //! From the store's records to the API's views ([`crate::api`]).
 
-use crate::api::{ApiEvent, CheckpointView, SessionView};
-use crate::store::{AgentRecord, CheckpointRecord, EventRecord, SessionRecord};
+use crate::api::{ApiEvent, CheckpointView, SessionSummary, SessionView};
+use crate::store::{
+    AgentRecord, CheckpointRecord, EventRecord, SessionRecord, SessionSummaryRecord,
+};
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
@@ -25,6 +27,22 @@ pub fn session_view(rec: SessionRecord, agent: Option<&AgentRecord>) -> SessionV
         agent_exit_code: agent.and_then(|a| a.exit_code),
         agent: agent.and_then(|a| a.state),
         agent_conversation: agent.and_then(|a| a.conversation.clone()),
+        created_at: rfc3339(rec.created_at),
+        updated_at: rfc3339(rec.updated_at),
+    }
+}
+
+/// The summary of a stored session.
+pub fn session_summary(rec: SessionSummaryRecord) -> SessionSummary {
+    SessionSummary {
+        id: rec.id,
+        name: rec.name,
+        backend: rec.backend,
+        repository: rec.repository,
+        branch: rec.branch,
+        status: rec.status,
+        status_reason: rec.failure_reason,
+        agent: rec.agent,
         created_at: rfc3339(rec.created_at),
         updated_at: rfc3339(rec.updated_at),
     }

@@ -22,7 +22,7 @@ const PAGE: usize = 500;
 /// The most events one JSON page returns.
 const MAX_LIMIT: usize = 10_000;
 
-/// `?after=SEQ&follow=true&limit=N&since_now=true`.
+/// `?after=SEQ&follow=true&limit=N&since_now=true`, or `?tail=N&output=false`.
 #[derive(Debug, serde::Deserialize)]
 pub struct EventsQuery {
     #[serde(default)]
@@ -35,6 +35,12 @@ pub struct EventsQuery {
     follow: bool,
     #[serde(default)]
     limit: Option<usize>,
+    /// The newest N events instead of those after `after` (a detail pane's recent events).
+    #[serde(default)]
+    tail: Option<usize>,
+    /// With `tail`: `false` leaves agent `output` events out.
+    #[serde(default)]
+    output: Option<bool>,
 }
 
 /// The route.
@@ -62,15 +68,17 @@ pub async fn events(
     } else {
         q.after
     };
+    if let Some(n) = q.tail.filter(|_| !q.follow) {
+        let limit = n.clamp(1, MAX_LIMIT);
+        return page(
+            store
+                .recent_events(rec.id, limit, q.output.unwrap_or(true))
+                .await,
+        );
+    }
     if !q.follow {
         let limit = q.limit.unwrap_or(1000).clamp(1, MAX_LIMIT);
-        return match store.events_since(rec.id, after, limit).await {
-            Ok(ev) => Json(crate::api::EventPage {
-                events: ev.iter().map(super::convert::api_event).collect(),
-            })
-            .into_response(),
-            Err(e) => EngineError::from(e).into_response(),
-        };
+        return page(store.events_since(rec.id, after, limit).await);
     }
     let (tx, rx) = mpsc::channel::<SseEvent>(256);
     tokio::spawn(follow(store, rec.id, after, live, tx, st.shutdown.clone()));
@@ -80,6 +88,17 @@ pub async fn events(
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// A JSON page of events.
+fn page(events: Result<Vec<EventRecord>, crate::store::StoreError>) -> Response {
+    match events {
+        Ok(ev) => Json(crate::api::EventPage {
+            events: ev.iter().map(super::convert::api_event).collect(),
+        })
+        .into_response(),
+        Err(e) => EngineError::from(e).into_response(),
+    }
 }
 
 fn sse(e: &EventRecord) -> SseEvent {

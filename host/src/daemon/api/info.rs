@@ -9,10 +9,11 @@ use crate::plugins::PluginReport;
 use super::AppState;
 
 /// `{"version","pid"}`.
-pub async fn health() -> Json<crate::api::Health> {
+pub async fn health(State(st): State<AppState>) -> Json<crate::api::Health> {
     Json(crate::api::Health {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pid: std::process::id(),
+        installation: st.engine.installation().to_string(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! The REST API of DESIGN §9: the router, its shared state, and JSON errors for every way a
-//! request can be malformed. Every route sits behind [`super::guard`].
+//! request can be malformed. Every route, and the web UI's pages and assets merged in from
+//! [`super::web`], sits behind [`super::guard`].
 
 mod attach;
 mod caches;
@@ -8,21 +9,22 @@ mod convert;
 mod events;
 mod info;
 mod sessions;
+mod sync;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::middleware;
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::{get, post};
+use axum::{Extension, Router, middleware};
 use tokio::sync::watch;
 
 use crate::secrets::SecretResolver;
 
 use super::engine::Engine;
 use super::error::error_response;
-use super::guard::{self, GuardConfig};
+use super::guard::{self, Guard, GuardConfig};
+use super::web::{self, WebAuth};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -35,8 +37,9 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// The API router with the guard on every route.
+/// The API router and the web UI with the guard on every route.
 pub fn router(state: AppState, guard: GuardConfig) -> Router {
+    let web_auth = WebAuth::new();
     Router::new()
         .route("/api/health", get(info::health))
         .route("/api/credentials", get(info::credentials))
@@ -55,6 +58,16 @@ pub fn router(state: AppState, guard: GuardConfig) -> Router {
         .route("/api/sessions/{session}/restart", post(sessions::restart))
         .route("/api/sessions/{session}/unpushed", get(sessions::unpushed))
         .route(
+            "/api/sessions/{session}/sync",
+            get(sync::show).post(sync::act),
+        )
+        .route("/api/sessions/{session}/sync/resolve", post(sync::resolve))
+        .route(
+            "/api/sessions/{session}/sync/history",
+            post(sync::take_history),
+        )
+        .route("/api/sessions/{session}/pull", post(sync::pull))
+        .route(
             "/api/sessions/{session}/hibernate",
             post(sessions::hibernate),
         )
@@ -68,13 +81,21 @@ pub fn router(state: AppState, guard: GuardConfig) -> Router {
             "/api/sessions/{session}/checkpoints/{checkpoint}/restore",
             post(checkpoints::restore),
         )
+        .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(guard, guard::middleware))
+        .layer(middleware::from_fn_with_state(
+            Guard::new(guard, web_auth.clone()),
+            guard::middleware,
+        ))
+        .layer(Extension(web_auth))
         .with_state(state)
 }
 
-async fn not_found() -> Response {
+async fn not_found(uri: Uri) -> Response {
+    if !web::is_api_path(uri.path()) {
+        return web::not_found_page();
+    }
     error_response(
         StatusCode::NOT_FOUND,
         "not_found",

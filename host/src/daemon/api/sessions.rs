@@ -8,21 +8,66 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::api::{
-    CreateSession, RestartRequest, SessionAnswer, SessionList, SessionView, Unpushed, Woken,
+    CreateSession, RestartRequest, SessionAnswer, SessionList, SessionSummaryList, SessionView,
+    Unpushed, Woken,
 };
 use crate::daemon::error::EngineError;
+use crate::store::{ListCursor, ListPage};
 
-use super::convert::session_view;
+use super::convert::{session_summary, session_view};
 use super::{AppState, bad_query};
 
-/// `?all=true`.
+/// `?all=true&view=summary|full&limit=N&after=CURSOR`.
 #[derive(Debug, serde::Deserialize)]
 pub struct ListQuery {
     #[serde(default)]
     all: bool,
+    #[serde(default)]
+    view: ListView,
+    limit: Option<usize>,
+    after: Option<String>,
 }
 
-/// `GET /api/sessions`.
+/// How much of each session a list shows.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ListView {
+    /// [`SessionView`]s.
+    #[default]
+    Full,
+    /// [`crate::api::SessionSummary`]s.
+    Summary,
+}
+
+/// The most sessions one page may ask for.
+const MAX_PAGE: usize = 100_000;
+
+impl ListQuery {
+    fn page(&self) -> Result<ListPage, EngineError> {
+        if self.limit.is_some_and(|n| n == 0 || n > MAX_PAGE) {
+            return Err(EngineError::BadRequest(format!(
+                "`limit` must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let after = match self.after.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(ListCursor::decode(text).ok_or_else(|| {
+                EngineError::BadRequest(format!(
+                    "`after` is `{text}`, not a cursor this daemon handed out; pass the `next` \
+                     of the previous page"
+                ))
+            })?),
+        };
+        Ok(ListPage {
+            include_deleted: self.all,
+            after,
+            limit: self.limit,
+        })
+    }
+}
+
+/// `GET /api/sessions`: every session (deleted ones with `all`), oldest first, as full views
+/// or (`view=summary`) summaries; with `limit`, one page and the `next` cursor.
 pub async fn list(
     State(st): State<AppState>,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -33,23 +78,35 @@ pub async fn list(
     };
     let store = st.engine.store();
     let result = async {
-        let rows = store.list(q.all).await?;
-        let agents = store.agents().await?;
-        Ok::<_, EngineError>(SessionList {
-            sessions: rows
-                .into_iter()
-                .map(|r| {
-                    let a = agents.get(&r.id);
-                    session_view(r, a)
+        let page = q.page()?;
+        Ok::<_, EngineError>(match q.view {
+            ListView::Summary => {
+                let (rows, next) = store.list_summaries(page).await?;
+                Json(SessionSummaryList {
+                    sessions: rows.into_iter().map(session_summary).collect(),
+                    next: next.map(|c| c.encode()),
                 })
-                .collect(),
+                .into_response()
+            }
+            ListView::Full => {
+                let (rows, next) = store.list_page(page).await?;
+                let agents = store.agents().await?;
+                Json(SessionList {
+                    sessions: rows
+                        .into_iter()
+                        .map(|r| {
+                            let a = agents.get(&r.id);
+                            session_view(r, a)
+                        })
+                        .collect(),
+                    next: next.map(|c| c.encode()),
+                })
+                .into_response()
+            }
         })
     }
     .await;
-    match result {
-        Ok(list) => Json(list).into_response(),
-        Err(e) => e.into_response(),
-    }
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn view(st: &AppState, rec: crate::store::SessionRecord) -> Result<SessionView, EngineError> {
@@ -69,6 +126,9 @@ pub(super) fn body_of<T: serde::de::DeserializeOwned>(
 
 /// `POST /api/sessions`: 201 with the session in `creating`.
 pub async fn create(State(st): State<AppState>, body: Bytes) -> Result<Response, EngineError> {
+    if let Some(e) = CreateSession::bad_option_in(&body) {
+        return Err(e.into());
+    }
     let req: CreateSession = body_of(
         &body,
         "create request",

@@ -21,9 +21,6 @@ pub(super) const DEFAULT_COLS: u16 = 120;
 /// Terminal rows, likewise.
 pub(super) const DEFAULT_ROWS: u16 = 40;
 
-/// How long an agent without hooks must stay alive to count as started.
-const HOOKLESS_GRACE: Duration = Duration::from_secs(3);
-
 /// How long an agent with hooks may take to report for the first time before the daemon stops
 /// waiting (it then counts as started, with a warning).
 const FIRST_REPORT_LIMIT: Duration = Duration::from_secs(60);
@@ -145,7 +142,7 @@ impl Engine {
     }
 
     /// Waits until `agent` has really started: its first hook report (an agent with hooks) or
-    /// [`HOOKLESS_GRACE`] alive (one without). An agent that exits first is an
+    /// `[agent] start_grace` alive (one without). An agent that exits first is an
     /// [`EngineError::AgentExited`] quoting its last screen lines.
     pub(super) async fn confirm_start(
         &self,
@@ -164,7 +161,7 @@ impl Engine {
         let limit = if hooks {
             FIRST_REPORT_LIMIT
         } else {
-            HOOKLESS_GRACE
+            self.config().agent.start_grace
         };
         tokio::select! {
             _ = reported => Ok(()),

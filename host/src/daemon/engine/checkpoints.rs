@@ -174,6 +174,9 @@ impl Engine {
             .await;
         let instance = Engine::instance_of(&self.store().get(id).await?)
             .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
+        // The sandbox's files are about to go back in time: the sync holds (between two
+        // cycles) before they do, so nothing missing there is taken for a deletion.
+        self.sync_hold(id).await;
         let result = async {
             let req = CheckpointRestoreRequest {
                 instance,
@@ -195,6 +198,9 @@ impl Engine {
             Ok::<_, EngineError>(())
         }
         .await;
+        // A new epoch, whatever the restore did: files missing on one side come back from the
+        // other, local edits made since survive.
+        self.sync_send(id, super::sync::SyncCmd::NewEpoch);
         if let Err(e) = result {
             self.fail(id, &e.to_string()).await;
             return Err(e);

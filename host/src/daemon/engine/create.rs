@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::api::ValidCreate;
+use crate::api::{FieldError, ValidCreate};
 use crate::plugins::ops::{self, CloneRepoRequest, CreateRequest};
 use crate::plugins::{Capabilities, PluginClient, labels};
 use crate::session::{CpuLimit, Event, SessionId, SessionName};
@@ -23,13 +23,21 @@ impl Engine {
     /// background. Nothing is made when validation fails.
     pub async fn create(self: &Arc<Self>, req: ValidCreate) -> Result<SessionRecord, EngineError> {
         let repo = req.repo.clone();
+        // Both answers name the field, so a form shows them by the repository.
+        let bad_repo = |message: String| {
+            EngineError::Invalid(FieldError {
+                field: "repo",
+                for_flag: message.replace("\"repo\"", "--repo"),
+                message,
+            })
+        };
         if !repo.is_dir() {
-            return Err(EngineError::BadRequest(format!(
+            return Err(bad_repo(format!(
                 "\"repo\" {} is not a directory on this machine",
                 repo.display()
             )));
         }
-        let info = git::inspect(&repo).await.map_err(EngineError::BadRequest)?;
+        let info = git::inspect(&repo).await.map_err(bad_repo)?;
         let client = self.backends().select(req.backend.as_deref())?;
         let need = if req.options.print {
             Capabilities::LIFECYCLE | Capabilities::REMOTE_CLONE | Capabilities::EXEC
@@ -120,6 +128,10 @@ impl Engine {
         let labels = BTreeMap::from([
             (labels::MARKER.to_owned(), labels::MARKER_VALUE.to_owned()),
             (labels::SESSION.to_owned(), id.to_string()),
+            (
+                labels::INSTALLATION.to_owned(),
+                self.installation().as_str().to_owned(),
+            ),
         ]);
         let req = CreateRequest {
             session_id: id.to_string(),
@@ -216,6 +228,10 @@ impl Engine {
         }
         self.proxy_prepare(rec, client, instance, "create").await?;
         self.restore_caches(rec, client, instance, info).await;
+        if self.sync_wanted(rec) {
+            let commit = cloned.commit.clone().unwrap_or_else(|| info.head.clone());
+            self.sync_setup(rec, &commit).await?;
+        }
         let rec = self.store().get(id).await?;
         self.progress(id, "agent", "starting the agent").await;
         let agent = self.start_agent(&rec, None).await?;
@@ -228,6 +244,7 @@ impl Engine {
             return Ok(());
         }
         self.set_status(id, Event::Created, None).await?;
+        self.sync_send(id, super::sync::SyncCmd::Nudge);
         self.arm_idle_timer(id, &rec);
         Ok(())
     }

@@ -35,6 +35,8 @@ impl Engine {
             .ok_or_else(|| EngineError::Conflict("the session has no sandbox".into()))?;
         self.set_status(id, Event::HibernateRequested, None).await?;
         self.disarm_idle_timer(id);
+        // The sync pauses: its helper's stream must not keep the sandbox awake.
+        self.sync_send(id, super::sync::SyncCmd::Pause);
         if let Some(a) = rt.agent() {
             a.detach().await;
         }
@@ -100,6 +102,8 @@ impl Engine {
         match result {
             Ok(rec) => {
                 self.arm_idle_timer(id, &rec);
+                // Local edits queued while it slept go now.
+                self.sync_send(id, super::sync::SyncCmd::Nudge);
                 let rec = self.store().get(id).await?;
                 Ok((rec, started.elapsed().as_millis()))
             }
@@ -200,6 +204,7 @@ impl Engine {
         }
         self.proxy_forget(id);
         self.clear_agent_state(id).await;
+        self.sync_remove(&rec).await;
         self.set_status(id, Event::Deleted, None).await?;
         // Nothing runs for a deleted session any more; its runtime goes with it.
         self.forget_runtime(id);

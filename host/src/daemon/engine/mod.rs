@@ -12,7 +12,8 @@
 //!   daily collection);
 //! - `idle`: the hibernation timers; `proxy_link`: the credential proxy's side of a session;
 //! - `plugin_calls`: typed plugin calls with their event sink; `sandbox_exec`: one short
-//!   command in a sandbox; `backends`: the loaded plugins; `git`, `unpushed`: the repository.
+//!   command in a sandbox; `backends`: the loaded plugins; `git`, `unpushed`: the repository;
+//! - `sync`: the two-way sync of a session's local worktree with its sandbox.
 
 mod agent_setup;
 mod agent_start;
@@ -31,9 +32,11 @@ mod lifecycle;
 mod orphans;
 pub mod plugin_calls;
 pub mod proxy_link;
+mod pull;
 mod reconcile;
 mod restart;
 mod sandbox_exec;
+pub mod sync;
 pub mod unpushed;
 
 use std::collections::HashMap;
@@ -45,6 +48,7 @@ pub use backends::Backends;
 
 use crate::api::{ProgressEvent, SessionEvent};
 use crate::config::Config;
+use crate::installation::InstallationId;
 use crate::plugins::ops::Instance;
 use crate::session::{Event, SessionId, Status};
 use crate::store::{SessionRecord, Store};
@@ -70,6 +74,8 @@ pub struct Runtime {
     create_task: Mutex<Option<tokio::task::AbortHandle>>,
     /// Counts the agent's hook reports (a start waits for the first one after it).
     reports: tokio::sync::watch::Sender<u64>,
+    /// The session's sync task, when it syncs.
+    sync: Mutex<Option<sync::SyncTask>>,
 }
 
 impl Runtime {
@@ -84,6 +90,7 @@ impl Runtime {
             timer: Mutex::new(None),
             create_task: Mutex::new(None),
             reports: tokio::sync::watch::Sender::new(0),
+            sync: Mutex::new(None),
         }
     }
 
@@ -148,6 +155,7 @@ pub struct Engine {
     backends: Backends,
     config: Config,
     default_idle: Option<std::time::Duration>,
+    installation: InstallationId,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
     proxy: std::sync::OnceLock<Arc<proxy_link::SessionProxy>>,
     /// One lock per build-cache store and key: one writer per key.
@@ -158,13 +166,15 @@ pub struct Engine {
 
 impl Engine {
     /// An engine over the store (wrapped in `recorder`), the loaded backends and the config;
-    /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]),
-    /// `clock` the one build-cache ages are measured with.
+    /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]);
+    /// `installation` labels every sandbox it creates, `clock` is the one build-cache ages are
+    /// measured with.
     pub async fn new(
         recorder: Recorder,
         backends: Backends,
         config: Config,
         default_idle: Option<std::time::Duration>,
+        installation: InstallationId,
         clock: crate::cache::Clock,
     ) -> Result<Arc<Self>, EngineError> {
         Ok(Arc::new(Self {
@@ -172,6 +182,7 @@ impl Engine {
             backends,
             config,
             default_idle,
+            installation,
             runtimes: Mutex::new(HashMap::new()),
             proxy: std::sync::OnceLock::new(),
             cache_locks: Mutex::new(HashMap::new()),
@@ -197,6 +208,11 @@ impl Engine {
     /// The loaded backends.
     pub fn backends(&self) -> &Backends {
         &self.backends
+    }
+
+    /// This home's installation id (a label on every sandbox the engine creates).
+    pub fn installation(&self) -> &InstallationId {
+        &self.installation
     }
 
     /// The configuration the daemon started with.

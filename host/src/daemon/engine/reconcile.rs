@@ -111,6 +111,9 @@ impl Engine {
             let rec = self.store().get(id).await?;
             let row = self.store().agent(id).await?;
             self.arm_idle_timer(id, &rec);
+            if let Ok(Some(_)) = self.store().sync_record(id).await {
+                self.sync_spawn(id);
+            }
             if rec.options.print {
                 if row.exit_code.is_none() {
                     // A --print run's output stream cannot be re-joined: end it clearly (the CLI

@@ -29,8 +29,53 @@ use clauderon_relay::{
 const DRAIN: Duration = Duration::from_secs(2);
 
 const USAGE: &str = "usage: clauderon-relay --listen 127.0.0.1:PORT [--host-timeout-ms N]\n\
-    Listens on PORT and carries each connection to the clauderon host over stdin/stdout.\n\
+    \x20      clauderon-relay sync --root DIR [--exclude PATTERN]... [--no-watch]\n\
+    Listens on PORT and carries each connection to the clauderon host over stdin/stdout;\n\
+    `sync` serves DIR as the sandbox side of clauderon's two-way sync over stdin/stdout.\n\
     Started by the clauderon Sprites plugin; not meant to be run by hand.";
+
+/// The second mode, `sync --root DIR [--exclude PATTERN]... [--no-watch]`: serves DIR with
+/// `clauderon_sync::serve` (scan, read, compare-and-swap writes, inotify) over stdin/stdout.
+fn sync_mode(args: &[String]) -> ExitCode {
+    let mut root = None;
+    let mut exclude = Vec::new();
+    let mut watch = true;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), it.clone().next()) {
+            ("--root", Some(v)) => {
+                root = Some(std::path::PathBuf::from(v));
+                it.next();
+            }
+            ("--exclude", Some(v)) => {
+                exclude.push(v.clone());
+                it.next();
+            }
+            ("--no-watch", _) => watch = false,
+            (other, _) => {
+                eprintln!("clauderon-relay sync: unexpected argument {other:?}\n{USAGE}");
+                return ExitCode::from(EXIT_USAGE as u8);
+            }
+        }
+    }
+    let Some(root) = root.filter(|r| r.is_absolute()) else {
+        eprintln!("clauderon-relay sync: --root needs an absolute directory\n{USAGE}");
+        return ExitCode::from(EXIT_USAGE as u8);
+    };
+    match clauderon_sync::serve::serve(
+        root,
+        &exclude,
+        watch,
+        std::io::stdin().lock(),
+        std::io::stdout(),
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("clauderon-relay sync: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -87,6 +132,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("serve-cache") {
         return cache_serve::main(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "sync") {
+        return sync_mode(&args[1..]);
     }
     let args = match parse_args(&args) {
         Ok(Some(a)) => a,

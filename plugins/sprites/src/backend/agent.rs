@@ -95,7 +95,9 @@ pub async fn exec(
     })
 }
 
-async fn pump_exec(mut child: Child, stream: FrameStream) {
+/// Pumps a non-TTY child through a host stream: Stdin/StdinEof/Resize/Signal in, Stdout,
+/// Stderr and Exit (or Error) out.
+pub(crate) async fn pump_exec(mut child: Child, stream: FrameStream) {
     let (mut r, mut w) = stream.split();
     let mut stdin = child.stdin.take();
     let mut out = child.stdout.take();

@@ -10,6 +10,7 @@ pub mod names;
 mod overlap;
 pub mod progress;
 pub mod state;
+mod sync;
 pub mod upload;
 
 use std::sync::Mutex;
@@ -262,5 +263,14 @@ impl Backend for SpritesBackend {
         stream: FrameStream,
     ) -> Result<ops::StreamStarted, PluginError> {
         progress::with_sink(&ctx, "agent", agent::attach(self, &ctx, req, stream)).await
+    }
+
+    async fn sync_stream(
+        &self,
+        ctx: CallContext,
+        req: ops::SyncStreamRequest,
+        stream: FrameStream,
+    ) -> Result<ops::StreamStarted, PluginError> {
+        progress::with_sink(&ctx, "sync", sync::sync_stream(self, &ctx, req, stream)).await
     }
 }

@@ -1,0 +1,528 @@
+//! The two-way sync end to end: the real `clauderon` daemon with this plugin, a session created
+//! with `--sync` against the emulator on loopback (the demo agent in the sprite), each number
+//! printed next to a baseline measured in the same run, as a ratio:
+//!
+//! - edit propagation, both ways: a save in the local worktree until it is in the sprite's
+//!   workspace, and a write in the sprite until it is in the worktree (p50/p99; targets p50 ≤
+//!   300 ms, p99 ≤ 1 s). Baseline: the same content written by one exec (`cat > file`) through
+//!   the Sprites API, timed the same way.
+//! - initial sync of 10,000 files / 100 MB (the sync stopped while they are written, then
+//!   started): until the sync has agreed on every file. Baseline: `tar c | tar x` of the same
+//!   files pushed through one exec stream of the same API (target within 1.5x).
+//! - idle CPU over 60 s of an unchanged tree (`SYNC_BENCH_IDLE_SECS`): the daemon and the
+//!   sprite-side helper with the helper's stream open. Baseline: the same daemon over the same
+//!   time with the sync stopped.
+//!
+//! Both sides are read on the host's disk (the emulator keeps each sprite's files under its
+//! data directory), polled every millisecond, so reading adds no API traffic.
+//!
+//! `cargo build --release -p clauderon -p clauderon-sprites -p sprites-emulator && cargo bench
+//! -p clauderon-sprites --bench sync`. Run without `--bench` it is a quick smoke run (small
+//! sizes, 2 s idle).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clauderon_sprites::client::{SpritesClient, Token};
+use tokio::io::AsyncWriteExt;
+
+const TOKEN: &str = "bench-token";
+const WORKSPACE: &str = "home/sprite/workspace";
+
+type BoxError = Box<dyn std::error::Error>;
+
+/// Sizes of one run.
+struct Plan {
+    edits: usize,
+    files: usize,
+    file_size: usize,
+    idle: Duration,
+}
+
+fn main() -> Result<(), BoxError> {
+    let full = std::env::args().any(|a| a == "--bench");
+    let plan = if full {
+        Plan {
+            edits: 100,
+            files: 10_000,
+            file_size: 10_000,
+            idle: Duration::from_secs(
+                std::env::var("SYNC_BENCH_IDLE_SECS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(60),
+            ),
+        }
+    } else {
+        Plan {
+            edits: 5,
+            files: 200,
+            file_size: 1000,
+            idle: Duration::from_secs(2),
+        }
+    };
+    let dir = profile_dir()?;
+    let clauderon = dir.join("clauderon");
+    let emulator = dir.join("sprites-emulator");
+    for p in [&clauderon, &emulator] {
+        if !p.exists() {
+            return Err(format!(
+                "{} is missing: cargo build{} -p clauderon -p clauderon-sprites -p sprites-emulator",
+                p.display(),
+                if dir.ends_with("release") { " --release" } else { "" }
+            )
+            .into());
+        }
+    }
+    let tmp = tempdir("sync-bench")?;
+    let data = tmp.join("emulator");
+    let mut emu = Command::new(&emulator)
+        .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--data"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(emu.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
+    let base = format!("http://{}", line.trim());
+    let mut daemon = None;
+    let result = run(&plan, &clauderon, &base, &data, &tmp, &mut daemon);
+    if let Some(mut d) = daemon {
+        let _ = d.kill();
+        let _ = d.wait();
+    }
+    let _ = emu.kill();
+    let _ = emu.wait();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// `target/<profile>`.
+fn profile_dir() -> Result<PathBuf, BoxError> {
+    let exe = std::env::current_exe()?;
+    Ok(exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("bench binary is not in target/<profile>/deps")?
+        .to_path_buf())
+}
+
+fn tempdir(prefix: &str) -> Result<PathBuf, BoxError> {
+    let d = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, BoxError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@example.invalid",
+        ])
+        .args(args)
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Runs the CLI with `home`; its stdout, or an error with its stderr.
+fn cli(clauderon: &Path, home: &Path, args: &[&str]) -> Result<String, BoxError> {
+    let out = Command::new(clauderon)
+        .env("CLAUDERON_HOME", home)
+        .env_remove("CLAUDERON_PLUGIN_PATH")
+        .env_remove("CLAUDERON_BACKEND")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "clauderon {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sync_state(clauderon: &Path, home: &Path) -> Result<serde_json::Value, BoxError> {
+    Ok(serde_json::from_str(&cli(
+        clauderon,
+        home,
+        &["--json", "sync", "sb"],
+    )?)?)
+}
+
+fn run(
+    plan: &Plan,
+    clauderon: &Path,
+    base: &str,
+    data: &Path,
+    tmp: &Path,
+    daemon: &mut Option<Child>,
+) -> Result<(), BoxError> {
+    let home = tmp.join("home");
+    let secrets = home.join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::write(secrets.join("sprites_api_key"), TOKEN)?;
+    std::fs::set_permissions(
+        secrets.join("sprites_api_key"),
+        std::fs::Permissions::from_mode(0o600),
+    )?;
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/demo-agent/clauderon-demo-agent")
+        .canonicalize()?;
+    std::fs::write(
+        home.join("config.toml"),
+        format!(
+            "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+             [agent]\npreset = \"custom\"\n\
+             command = [\"/home/sprite/.clauderon/bin/clauderon-demo-agent\"]\n\
+             prompt_args = [\"{{prompt}}\"]\n\
+             files = {{ \".clauderon/bin/clauderon-demo-agent\" = \"{}\" }}\n\
+             [sprites]\napi_url = \"{base}\"\n",
+            agent.display()
+        ),
+    )?;
+    // The helper's stream stays open through the idle measurement (the worst case).
+    let d = Command::new(clauderon)
+        .env("CLAUDERON_HOME", &home)
+        .env("CLAUDERON_SYNC_QUIET_MS", "3600000")
+        .env_remove("CLAUDERON_PLUGIN_PATH")
+        .arg("daemon")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let daemon_pid = d.id();
+    *daemon = Some(d);
+    let until = Instant::now() + Duration::from_secs(30);
+    while !home.join("daemon.json").exists() {
+        if Instant::now() > until {
+            return Err("the daemon did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let repo = tmp.join("repo");
+    std::fs::create_dir_all(&repo)?;
+    git(&repo, &["init", "-q", "-b", "main"])?;
+    std::fs::write(repo.join("README.md"), "bench\n")?;
+    git(&repo, &["add", "README.md"])?;
+    git(&repo, &["commit", "-qm", "first"])?;
+    let repo_s = repo.to_str().ok_or("temp path is not UTF-8")?;
+    cli(
+        clauderon,
+        &home,
+        &[
+            "create",
+            "--repo",
+            repo_s,
+            "--prompt",
+            "bench",
+            "--name",
+            "sb",
+            "--sync",
+            "--hibernation-timeout",
+            "never",
+        ],
+    )?;
+    let wt = home.join("worktrees").join("sb");
+    let sprite = std::fs::read_dir(data.join("sprites"))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .ok_or("no sprite in the emulator's data")?;
+    let remote = data
+        .join("sprites")
+        .join(&sprite)
+        .join("root")
+        .join(WORKSPACE);
+    wait_for(&remote.join("DEMO_AGENT.md"), None, Duration::from_secs(30))?;
+
+    // Edit propagation.
+    let rt = tokio::runtime::Runtime::new()?;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = SpritesClient::builder()
+        .base_url(base)
+        .token(Token::new(TOKEN))
+        .build()?;
+    let up = propagation(plan.edits, &wt, &remote, "up")?;
+    let down = propagation(plan.edits, &remote, &wt, "down")?;
+    let exec = rt.block_on(exec_writes(&client, &sprite, &remote, plan.edits))?;
+    let (e50, e99) = (pct(&exec, 50), pct(&exec, 99));
+    for (what, v) in [
+        ("local save -> sprite", &up),
+        ("sprite write -> local", &down),
+    ] {
+        let (p50, p99) = (pct(v, 50), pct(v, 99));
+        println!(
+            "edit propagation, {what} ({} edits): p50 {:.1} ms, p99 {:.1} ms; one exec writing \
+             the file p50 {:.1} ms, p99 {:.1} ms; ratio p50 {:.2}x, p99 {:.2}x",
+            v.len(),
+            ms(p50),
+            ms(p99),
+            ms(e50),
+            ms(e99),
+            ratio(p50, e50),
+            ratio(p99, e99)
+        );
+    }
+
+    // Initial sync of many files, against tar through one exec.
+    cli(clauderon, &home, &["sync", "sb", "--stop"])?;
+    let bulk = wt.join("bulk");
+    write_tree(&bulk, plan.files, plan.file_size)?;
+    let before = sync_state(clauderon, &home)?["synced"]
+        .as_u64()
+        .unwrap_or(0);
+    let t = Instant::now();
+    cli(clauderon, &home, &["sync", "sb", "--start"])?;
+    loop {
+        let st = sync_state(clauderon, &home)?;
+        if st["synced"].as_u64().unwrap_or(0) >= before + plan.files as u64 {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(900) {
+            return Err(format!("the initial sync did not finish: {st}").into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let synced = t.elapsed();
+    let remote_files = count_files(&remote.join("bulk"))?;
+    if remote_files != plan.files {
+        return Err(format!("{remote_files} of {} files in the sprite", plan.files).into());
+    }
+    let tar = rt.block_on(tar_push(&client, &sprite, &wt))?;
+    let mb = (plan.files * plan.file_size) as f64 / 1e6;
+    println!(
+        "initial sync of {} files / {mb:.0} MB: {:.2} s; tar c | tar x through one exec {:.2} s; \
+         ratio {:.2}x",
+        plan.files,
+        synced.as_secs_f64(),
+        tar.as_secs_f64(),
+        ratio(synced, tar)
+    );
+
+    // Idle CPU with the helper's stream open, then the same daemon with the sync stopped.
+    cli(clauderon, &home, &["sync", "sb", "--once"])?;
+    std::thread::sleep(Duration::from_secs(1));
+    let helper = helper_pid().ok_or("no sync helper is running")?;
+    let (d0, h0) = (cpu_ms(daemon_pid)?, cpu_ms(helper)?);
+    std::thread::sleep(plan.idle);
+    let (d1, h1) = (cpu_ms(daemon_pid)?, cpu_ms(helper)?);
+    cli(clauderon, &home, &["sync", "sb", "--stop"])?;
+    std::thread::sleep(Duration::from_secs(1));
+    let b0 = cpu_ms(daemon_pid)?;
+    std::thread::sleep(plan.idle);
+    let b1 = cpu_ms(daemon_pid)?;
+    let secs = plan.idle.as_secs();
+    println!(
+        "idle CPU over {secs} s, unchanged tree: daemon {} ms, helper {} ms (stream open); \
+         the daemon with the sync stopped {} ms; ratio {:.2}x",
+        d1 - d0,
+        h1 - h0,
+        b1 - b0,
+        (d1 - d0) as f64 / ((b1 - b0) as f64).max(1.0)
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+/// The `p`th percentile (nearest rank).
+fn pct(v: &[Duration], p: usize) -> Duration {
+    let mut s = v.to_vec();
+    s.sort();
+    let i = (s.len() * p).div_ceil(100).saturating_sub(1);
+    s.get(i).copied().unwrap_or_default()
+}
+
+/// Polls `path` every millisecond until it holds `want` (or, with `None`, exists).
+fn wait_for(path: &Path, want: Option<&[u8]>, limit: Duration) -> Result<(), BoxError> {
+    let until = Instant::now() + limit;
+    loop {
+        match (std::fs::read(path), want) {
+            (Ok(_), None) => return Ok(()),
+            (Ok(b), Some(w)) if b == w => return Ok(()),
+            _ => {}
+        }
+        if Instant::now() > until {
+            return Err(format!("{} did not arrive within {limit:?}", path.display()).into());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `n` edits written in `from`, each timed until it is in `to`.
+fn propagation(n: usize, from: &Path, to: &Path, tag: &str) -> Result<Vec<Duration>, BoxError> {
+    let mut v = Vec::with_capacity(n);
+    let name = format!("edit-{tag}.txt");
+    for i in 0..n {
+        let text = format!("{tag} {i} {:?}\n", Instant::now());
+        let t = Instant::now();
+        std::fs::write(from.join(&name), &text)?;
+        wait_for(
+            &to.join(&name),
+            Some(text.as_bytes()),
+            Duration::from_secs(10),
+        )?;
+        v.push(t.elapsed());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(v)
+}
+
+/// The baseline of an edit: one exec that writes the file, timed until it is on disk.
+async fn exec_writes(
+    client: &SpritesClient,
+    sprite: &str,
+    remote: &Path,
+    n: usize,
+) -> Result<Vec<Duration>, BoxError> {
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n {
+        let text = format!("exec {i} {:?}\n", Instant::now());
+        let t = Instant::now();
+        let mut child = client
+            .sprite(sprite)
+            .command("sh")
+            .args(["-c", "cat > /home/sprite/workspace/.exec-edit.tmp && mv /home/sprite/workspace/.exec-edit.tmp /home/sprite/workspace/exec-edit.txt"])
+            .stdin(true)
+            .spawn()
+            .await?;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin.write_all(text.as_bytes()).await?;
+        stdin.shutdown().await?;
+        drop(stdin);
+        let _ = child.stdout.take();
+        let _ = child.stderr.take();
+        child.wait().await?;
+        wait_for(
+            &remote.join("exec-edit.txt"),
+            Some(text.as_bytes()),
+            Duration::from_secs(10),
+        )?;
+        v.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(v)
+}
+
+/// `files` files of `size` bytes (content that does not compress) in 100 directories.
+fn write_tree(dir: &Path, files: usize, size: usize) -> Result<(), BoxError> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..files {
+        let d = dir.join(format!("d{:03}", i % 100));
+        std::fs::create_dir_all(&d)?;
+        let mut b = vec![0u8; size];
+        for chunk in b.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bytes = x.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        std::fs::write(d.join(format!("f{i:05}.bin")), b)?;
+    }
+    Ok(())
+}
+
+fn count_files(dir: &Path) -> Result<usize, BoxError> {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            n += count_files(&e.path())?;
+        } else {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// The baseline of the initial sync: `tar c` of the same files into one exec running `tar x`.
+async fn tar_push(client: &SpritesClient, sprite: &str, wt: &Path) -> Result<Duration, BoxError> {
+    let t = Instant::now();
+    let mut tar = tokio::process::Command::new("tar")
+        .arg("c")
+        .arg("-C")
+        .arg(wt)
+        .arg("bulk")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut out = tar.stdout.take().ok_or("no tar stdout")?;
+    let mut child = client
+        .sprite(sprite)
+        .command("sh")
+        .args([
+            "-c",
+            "mkdir -p /home/sprite/tarbase && tar x -C /home/sprite/tarbase",
+        ])
+        .stdin(true)
+        .spawn()
+        .await?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    tokio::io::copy(&mut out, &mut stdin).await?;
+    stdin.shutdown().await?;
+    drop(stdin);
+    let _ = child.stdout.take();
+    let _ = child.stderr.take();
+    let code = child.wait().await?;
+    tar.wait().await?;
+    if code != 0 {
+        return Err(format!("tar x in the sprite exited {code}").into());
+    }
+    Ok(t.elapsed())
+}
+
+/// The host pid of the sprite-side sync helper (`clauderon-relay sync ...`).
+fn helper_pid() -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let mut args = cmd.split(|b| *b == 0);
+        if args.next().is_some_and(|a| a.ends_with(b"clauderon-relay"))
+            && args.next() == Some(b"sync")
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// CPU time (user + system, and of waited-for children) of `pid`, in ms.
+fn cpu_ms(pid: u32) -> Result<u64, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("bad /proc stat")?;
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime, stime, cutime, cstime are fields 14-17, i.e. 11-14 here.
+    let ticks: u64 = f.get(11..15).ok_or("short /proc stat")?.iter().sum();
+    let hz = 100; // USER_HZ on Linux
+    Ok(ticks * 1000 / hz)
+}

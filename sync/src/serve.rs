@@ -1,0 +1,187 @@
+//! Serving a replica over the wire protocol (the sandbox side of `sync_stream`): requests are
+//! read from `input` and answered in order on `output`; a watcher thread sends `Changed` when
+//! the tree moves (at most one between two scans, so a busy tree cannot flood the host).
+
+use std::collections::BTreeSet;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use crate::history;
+use crate::replica::{Change, Replica};
+
+/// Where the sandbox keeps the objects of a bundle the host sent.
+const KEEP_REF: &str = "refs/clauderon/host";
+use crate::watch::Watcher;
+use crate::wire::{Outcome, Reply, Request, VERSION, read_message};
+
+/// The directories a replica's watcher covers: those holding synced paths, and `.git` with its
+/// branch refs (a commit moves them).
+fn watched_dirs(replica: &Replica, entries: &crate::entry::Tree) -> BTreeSet<PathBuf> {
+    let mut dirs = replica.dirs_of(entries);
+    let git = replica.root().join(".git");
+    if git.is_dir() {
+        dirs.insert(git.clone());
+        add_dirs(&git.join("refs").join("heads"), &mut dirs);
+    }
+    dirs
+}
+
+fn add_dirs(dir: &Path, out: &mut BTreeSet<PathBuf>) {
+    if !dir.is_dir() {
+        return;
+    }
+    out.insert(dir.to_path_buf());
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                add_dirs(&e.path(), out);
+            }
+        }
+    }
+}
+
+/// Serves `root` (with `extra` ignore patterns) until `input` ends. `watch: false` serves
+/// without a watcher (the host then scans only when it asks).
+pub fn serve(
+    root: PathBuf,
+    extra: &[String],
+    watch: bool,
+    mut input: impl Read,
+    output: impl Write + Send + 'static,
+) -> io::Result<()> {
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let writer = std::thread::spawn(move || {
+        let mut out = BufWriter::with_capacity(256 * 1024, output);
+        while let Ok(first) = rx.recv() {
+            out.write_all(&first)?;
+            while let Ok(more) = rx.try_recv() {
+                out.write_all(&more)?;
+            }
+            out.flush()?;
+        }
+        Ok::<_, io::Error>(())
+    });
+    let mut replica = Replica::new(root.clone(), extra);
+    let _ = tx.send(
+        Reply::Hello {
+            version: VERSION,
+            root: root.display().to_string(),
+        }
+        .encode(),
+    );
+    let changed_sent = Arc::new(AtomicBool::new(false));
+    let watcher = if watch { Watcher::new().ok() } else { None };
+    if let Some(w) = &watcher {
+        let (w, tx, sent) = (w.clone(), tx.clone(), Arc::clone(&changed_sent));
+        std::thread::spawn(move || {
+            w.run(move || {
+                if !sent.swap(true, Ordering::SeqCst) {
+                    let _ = tx.send(Reply::Changed.encode());
+                }
+            })
+        });
+    }
+    let result = loop {
+        let msg = match read_message(&mut input) {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let req = match Request::decode(&msg) {
+            Ok(r) => r,
+            Err(e) => break Err(e),
+        };
+        let reply = match req {
+            Request::Scan { id } => {
+                changed_sent.store(false, Ordering::SeqCst);
+                match replica.scan() {
+                    Ok(scan) => {
+                        if let Some(w) = &watcher {
+                            w.set_dirs(&watched_dirs(&replica, &scan.entries));
+                        }
+                        Reply::Scanned {
+                            id,
+                            root_present: scan.root_present,
+                            head: scan.head,
+                            entries: scan.entries.into_iter().collect(),
+                        }
+                    }
+                    Err(e) => Reply::Error {
+                        id,
+                        message: format!("cannot scan {}: {e}", root.display()),
+                    },
+                }
+            }
+            Request::Probe { id, paths } => Reply::Probed {
+                id,
+                probes: replica.probe(&paths),
+            },
+            Request::Read { id, path, expected } => {
+                let (outcome, content) = match replica.read(&path, &expected) {
+                    Ok(content) => (Outcome::Ok, content),
+                    Err(e) => (Outcome::from(Err(e)), Vec::new()),
+                };
+                Reply::Content {
+                    id,
+                    outcome,
+                    content,
+                }
+            }
+            Request::Write {
+                id,
+                path,
+                expected,
+                entry,
+                content,
+            } => Reply::Applied {
+                id,
+                outcome: replica
+                    .apply(&Change::Write {
+                        path,
+                        expected,
+                        entry,
+                        content,
+                    })
+                    .into(),
+            },
+            Request::Delete { id, path, expected } => Reply::Applied {
+                id,
+                outcome: replica.apply(&Change::Delete { path, expected }).into(),
+            },
+            Request::Ping { id } => Reply::Pong { id },
+            Request::Bundle { id, have } => match history::bundle(&root, &have) {
+                Ok(b) => Reply::Bundled {
+                    id,
+                    outcome: Outcome::Ok,
+                    head: b.head,
+                    content: b.bytes,
+                },
+                Err(e) => Reply::Bundled {
+                    id,
+                    outcome: Outcome::Failed(e),
+                    head: None,
+                    content: Vec::new(),
+                },
+            },
+            Request::Advance {
+                id,
+                from,
+                to,
+                bundle,
+            } => Reply::Applied {
+                id,
+                outcome: history::advance(&root, &from, &to, &bundle, KEEP_REF).into(),
+            },
+        };
+        if tx.send(reply.encode()).is_err() {
+            break Ok(());
+        }
+    };
+    drop(tx);
+    // The watcher thread holds a sender too; the writer ends when the process does.
+    let _ = writer;
+    result
+}
