@@ -656,6 +656,10 @@ fn build_variant(
     api_version: &str,
     patch_api: &dyn Fn(&Path, String) -> String,
 ) -> PathBuf {
+    // Two tests may build the same variant at once: one would read the manifests and the lock
+    // file the other is writing. One build at a time (they share cargo's lock anyway).
+    static BUILDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let root = workspace_root();
     let ws = root.join("target/fixture-workspaces").join(variant);
     let root_manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();

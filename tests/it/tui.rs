@@ -308,9 +308,12 @@ async fn tui_hibernated_indicator_create_form_attach_wake_and_restore() {
     tmux.wait_for("comment:", SHORT);
     tmux.type_text("before the tui test");
     tmux.keys(&["Enter"]);
+    // Listed, and the checkpoint's end noticed (restore waits for it).
     let screen = tmux.wait_until("the new checkpoint listed", LONG, |s| {
         s.lines()
             .any(|l| l.contains("before the tui test") && !l.contains("comment:"))
+            && s.lines()
+                .any(|l| l.trim_start().starts_with("checkpoint ") && l.contains(" of sleepy"))
     });
     assert!(screen.contains("r/Enter restore"), "{screen}");
     tmux.keys(&["r"]);
