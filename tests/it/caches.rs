@@ -1,4 +1,4 @@
-//! Build caches end to end (DESIGN §14): the real `clauderon` CLI and daemon, the real Sprites
+//! Build caches end to end (DESIGN §16): the real `clauderon` CLI and daemon, the real Sprites
 //! plugin, and emulator sprites that have the host's Rust toolchain mounted where the base
 //! image keeps its languages (`--language rust=…`). The agent is a small script run with
 //! `--print` whose prompt says what to build, so each create returns once the build is done.

@@ -1,5 +1,5 @@
 //! `clauderon cache save NAME | list | clear KEY|--project PATH | gc`: build caches that
-//! outlive sessions (DESIGN §14). The daemon does the work; this only asks and prints.
+//! outlive sessions (DESIGN §16). The daemon does the work; this only asks and prints.
 
 use std::process::ExitCode;
 

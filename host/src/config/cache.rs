@@ -1,5 +1,5 @@
 //! `[cache]`: how long unused build caches are kept, how large one may grow, and whether
-//! restores may take the backend's direct path (DESIGN §14).
+//! restores may take the backend's direct path (DESIGN §16).
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! The build-cache index (migration v4, DESIGN §14): stores (one per project and scope, with
+//! The build-cache index (migration v4, DESIGN §16): stores (one per project and scope, with
 //! the backend's instance that holds the entries), their entries (key, type, size, creation
 //! and last use), each session's cache plan, and housekeeping state. Times are written by the
 //! caller's clock (the engine's cache clock), so housekeeping can be tested with any.

@@ -56,7 +56,7 @@ const MIGRATIONS: &[&str] = &[
     // with `exit_code`) and its own conversation id, which resuming hands back to it.
     "ALTER TABLE daemon_agents ADD COLUMN state TEXT;
     ALTER TABLE daemon_agents ADD COLUMN conversation TEXT;",
-    // v4: the build-cache index (DESIGN §14): a store per project and scope (the backend's
+    // v4: the build-cache index (DESIGN §16): a store per project and scope (the backend's
     // instance holding the entries, e.g. a cache sprite), its entries with size and last use,
     // each session's resolved cache plan, and housekeeping state (the last collection).
     "CREATE TABLE cache_stores (

@@ -1,4 +1,4 @@
-//! Build-cache routes (DESIGN §14): `GET /api/caches`, `POST /api/caches/clear`,
+//! Build-cache routes (DESIGN §16): `GET /api/caches`, `POST /api/caches/clear`,
 //! `POST /api/caches/gc` and `POST /api/sessions/{ref}/cache/save`.
 
 use axum::Json;

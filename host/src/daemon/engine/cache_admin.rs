@@ -1,4 +1,4 @@
-//! Build-cache housekeeping (DESIGN §14): `GET /api/caches` (every cache with its entries and
+//! Build-cache housekeeping (DESIGN §16): `GET /api/caches` (every cache with its entries and
 //! its store's state at the backend), `POST /api/caches/clear` (a cache, an entry, or every
 //! cache of a project) and the collection that deletes entries unused for `[cache] max_age`
 //! (and a store once it is empty, e.g. its cache sprite), run by the daemon at most once a day

@@ -1,4 +1,4 @@
-//! Build caches at create (DESIGN §14): before the agent starts, the sandbox is probed, the
+//! Build caches at create (DESIGN §16): before the agent starts, the sandbox is probed, the
 //! session's cache plan is made and kept, and each cache is filled from the project's store
 //! (its exact key, else the newest entry matching its restore prefixes) through the plugin's
 //! `cache_restore`. Nothing here can fail a create: a missing, unusable or damaged cache is a

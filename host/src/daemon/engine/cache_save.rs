@@ -1,4 +1,4 @@
-//! Saving build caches (DESIGN §14): before hibernate and delete, and on `clauderon cache save`.
+//! Saving build caches (DESIGN §16): before hibernate and delete, and on `clauderon cache save`.
 //! Only while the agent is idle and no build runs (a tar of a `target/` being written would be
 //! inconsistent), skipped when the store already has the exact key (entries are immutable),
 //! one writer per key (a lock per store and key; the plugin's store replaces an entry whole,

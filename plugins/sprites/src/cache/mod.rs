@@ -1,4 +1,4 @@
-//! Build caches on Sprites (`cache_save`, `cache_restore`, `cache_delete`; DESIGN §14).
+//! Build caches on Sprites (`cache_save`, `cache_restore`, `cache_delete`; DESIGN §16).
 //!
 //! sprites.dev has no shared volumes, and a sprite's disk persists while the sprite exists
 //! (billed as storage while it sleeps), so a project's caches live in the user's own Sprites
