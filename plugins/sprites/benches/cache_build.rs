@@ -19,7 +19,9 @@
 //! `cargo build --release -p clauderon -p clauderon-sprites -p sprites-emulator && cargo bench
 //! -p clauderon-sprites --bench cache_build` (`CACHE_BENCH_ONLY=cargo|npm`). It needs this
 //! machine's network to reach crates.io and registry.npmjs.org (the lockfiles are made here
-//! first), `rustc`, `npm` and `git`. Run without `--bench` it is one pair.
+//! first), `rustc`, `npm` and `git`; behind an intercepting egress proxy, `SSL_CERT_FILE` (or
+//! `CACHE_BENCH_CA_FILE`) names the CA bundle the credential proxy must also trust for the
+//! registries. Run without `--bench` it is one pair.
 
 mod common;
 
@@ -47,6 +49,9 @@ cargo-cold|cargo-warm)
   echo "BENCH run $(./target/debug/cachebench 2>&1 | head -n 1)"
   ;;
 npm-cold|npm-warm)
+  # npm trusts only its `cafile` when one is set (a global npmrc may name the system bundle,
+  # which lacks the credential proxy's CA): the sandbox's trust bundle then.
+  if [ -n "${NODE_EXTRA_CA_CERTS:-}" ]; then export npm_config_cafile="$NODE_EXTRA_CA_CERTS"; fi
   s=$(now)
   npm ci --no-audit --no-fund --ignore-scripts --loglevel=error > /tmp/bench-npm.out 2>&1
   rc=$?
@@ -57,6 +62,14 @@ npm-cold|npm-warm)
   ;;
 esac
 "#;
+
+/// The hosts the builds download from (through the credential proxy).
+const REGISTRY_HOSTS: &[&str] = &[
+    "index.crates.io",
+    "static.crates.io",
+    "crates.io",
+    "registry.npmjs.org",
+];
 
 const CARGO_DEPS: &[&str] = &[
     "anyhow = \"1\"",
@@ -191,6 +204,9 @@ fn template(kind: &str, dir: &Path) -> Result<String, BoxError> {
                     "--ignore-scripts",
                     "--no-audit",
                     "--no-fund",
+                    // npm's default, whatever this machine's npmrc says: without `resolved`
+                    // URLs `npm ci` fetches every packument and tarball again, cache or not.
+                    "--omit-lockfile-registry-resolved=false",
                 ])
                 .current_dir(dir),
             "npm install --package-lock-only",
@@ -201,7 +217,13 @@ fn template(kind: &str, dir: &Path) -> Result<String, BoxError> {
             .as_object()
             .map(|p| p.keys().filter(|k| k.starts_with("node_modules/")).count())
             .unwrap_or(0);
-        Ok(format!("{n} packages in package-lock.json"))
+        let resolved = lock["packages"]
+            .as_object()
+            .map(|p| p.values().filter(|v| v["resolved"].is_string()).count())
+            .unwrap_or(0);
+        Ok(format!(
+            "{n} packages in package-lock.json ({resolved} with a resolved URL)"
+        ))
     }
 }
 
@@ -331,10 +353,23 @@ impl Bench {
             .collect())
     }
 
-    /// How many requests to `host` the proxy's audit log shows for session `name`.
+    /// How many requests to `host` (`a+b`: to either) the proxy's audit log shows for session
+    /// `name`.
     fn audited(&self, name: &str, host: &str) -> usize {
         self.cli(&["proxy", "audit", name, "--json"])
-            .map(|t| t.matches(&format!("\"host\":\"{host}\"")).count())
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| {
+                v.as_array().map(|a| {
+                    a.iter()
+                        .filter(|e| {
+                            e["host"]
+                                .as_str()
+                                .is_some_and(|h| host.split('+').any(|x| x == h))
+                        })
+                        .count()
+                })
+            })
             .unwrap_or(0)
     }
 }
@@ -364,7 +399,7 @@ fn pair(b: &Bench, kind: &str, tpl: &Path, root: &Path, i: usize) -> Result<[f64
     let repo = fresh_repo(tpl, root, &tag)?;
     let (cold_name, warm_name) = (format!("{kind}-cold-{i}"), format!("{kind}-warm-{i}"));
     let registry = if kind == "cargo" {
-        "static.crates.io"
+        "index.crates.io+static.crates.io"
     } else {
         "registry.npmjs.org"
     };
@@ -480,6 +515,24 @@ fn main() -> Result<(), BoxError> {
             emu.base
         ),
     )?;
+    // The credential proxy trusts only the Mozilla roots upstream (DESIGN §10). Behind an
+    // intercepting egress proxy (its CA in this machine's bundle, named by `SSL_CERT_FILE`),
+    // the registries' hosts get `[upstreams]` overrides to themselves that also trust that
+    // bundle; `CACHE_BENCH_CA_FILE` names another file, an empty value turns this off.
+    let ca_file = std::env::var("CACHE_BENCH_CA_FILE")
+        .or_else(|_| std::env::var("SSL_CERT_FILE"))
+        .unwrap_or_default();
+    if !ca_file.is_empty() {
+        let mut toml = String::new();
+        for host in REGISTRY_HOSTS {
+            toml.push_str(&format!(
+                "[upstreams.\"{host}\"]\naddress = \"{host}:443\"\nca_file = {}\n",
+                serde_json::to_string(&ca_file)?
+            ));
+        }
+        std::fs::write(home.join("proxy.toml"), toml)?;
+        println!("registry hosts' upstream TLS also trusts {ca_file}");
+    }
     let daemon = Daemon {
         child: Command::new(&clauderon)
             .env("CLAUDERON_HOME", &home)
