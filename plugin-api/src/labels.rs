@@ -11,6 +11,11 @@ pub const MARKER_VALUE: &str = "1";
 /// The id of the host session that owns the sandbox.
 pub const SESSION: &str = "clauderon.session";
 
+/// Since 1.2: marks a cache store (for Sprites, a cache sprite) and names it: the value is
+/// the store's key. A sandbox carrying it belongs to no session; reconcile never reports it as
+/// an orphan.
+pub const CACHE: &str = "clauderon.cache";
+
 /// The installation (one clauderon home) that created the sandbox: several homes may share one
 /// provider account, and each acts only on its own sandboxes. Since plugin API 1.2.0.
 pub const INSTALLATION: &str = "clauderon.installation";

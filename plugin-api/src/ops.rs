@@ -32,6 +32,8 @@ pub const SYNC: &str = "sync";
 pub const CACHE_SAVE: &str = "cache_save";
 /// `cache_restore`: restore cached paths.
 pub const CACHE_RESTORE: &str = "cache_restore";
+/// `cache_delete` (since 1.2): drop entries of a cache store, or the whole store.
+pub const CACHE_DELETE: &str = "cache_delete";
 /// `open_tunnel`: relay a port inside the sandbox to a host address.
 pub const OPEN_TUNNEL: &str = "open_tunnel";
 /// `close_tunnel`: stop a tunnel.
@@ -67,7 +69,7 @@ impl Capabilities {
     pub const REMOTE_CLONE: Capabilities = Capabilities(1 << 4);
     /// sync.
     pub const SYNC: Capabilities = Capabilities(1 << 5);
-    /// cache_save, cache_restore.
+    /// cache_save, cache_restore, cache_delete.
     pub const CACHE: Capabilities = Capabilities(1 << 6);
     /// open_tunnel, close_tunnel.
     pub const TUNNEL: Capabilities = Capabilities(1 << 7);
@@ -129,7 +131,7 @@ impl Capabilities {
             ATTACH => Capabilities::ATTACH,
             CLONE_REPO => Capabilities::REMOTE_CLONE,
             SYNC => Capabilities::SYNC,
-            CACHE_SAVE | CACHE_RESTORE => Capabilities::CACHE,
+            CACHE_SAVE | CACHE_RESTORE | CACHE_DELETE => Capabilities::CACHE,
             OPEN_TUNNEL | CLOSE_TUNNEL => Capabilities::TUNNEL,
             CHECKPOINT_CREATE | CHECKPOINT_LIST | CHECKPOINT_RESTORE => Capabilities::CHECKPOINT,
             CHECK_AUTH => Capabilities::CHECK_AUTH,
@@ -375,36 +377,105 @@ fn yes() -> bool {
     true
 }
 
-/// `cache_save` request.
+/// `cache_save` request: pack `paths` of the sandbox into the entry `key` of a cache store.
+///
+/// A *cache store* is where one project's caches of one scope live at the provider (for
+/// Sprites a long-lived cache sprite); the host keeps its [`Instance`] and hands it back. An
+/// entry, once saved under its key, is never changed; saving a key again replaces it whole
+/// (the last complete save wins, a half-written one is never visible).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CacheSaveRequest {
-    /// The instance.
+    /// The session's sandbox the paths are read from.
     pub instance: Instance,
-    /// Cache key.
+    /// The entry's key (`[A-Za-z0-9._-]`, at most 200 characters).
     pub key: String,
-    /// Paths inside the sandbox to save.
+    /// Absolute paths inside the sandbox to save (missing ones are skipped).
     pub paths: Vec<String>,
+    /// Since 1.2: the store, when the host knows one; `None` (or a store that is gone) makes
+    /// the plugin create one for `store_key`.
+    #[serde(default)]
+    pub store: Option<Instance>,
+    /// Since 1.2: the store's key: the value of the `clauderon.cache` label
+    /// ([`crate::labels::CACHE`]) a new store carries, and what names it.
+    #[serde(default)]
+    pub store_key: Option<String>,
+    /// Since 1.2: labels a new store carries besides `clauderon.cache` (the host's marker).
+    #[serde(default)]
+    pub store_labels: BTreeMap<String, String>,
+    /// Since 1.2: the largest archive the entry may take; a bigger one is not stored
+    /// (`saved: false` with the reason).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
 }
 
-/// `cache_restore` request.
+/// `cache_restore` request: fill `paths` of the sandbox from the entry `key` of a store.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CacheRestoreRequest {
-    /// The instance.
+    /// The session's sandbox the paths are written into.
     pub instance: Instance,
-    /// Cache key.
+    /// The entry's key (the host chose it: an exact key or the newest prefix match).
     pub key: String,
+    /// Since 1.2: the store holding the entry.
+    #[serde(default)]
+    pub store: Option<Instance>,
+    /// Since 1.2: the absolute paths to fill (those of the entry that are not listed stay
+    /// out); empty: everything the entry holds.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Since 1.2: whether the plugin may move the bytes directly between store and sandbox
+    /// when its provider allows it (else, and when that fails, they go through the host).
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// `cache_save` / `cache_restore` response.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CacheResponse {
-    /// The instance.
+    /// The session's sandbox.
     pub instance: Instance,
-    /// Whether anything was saved or restored (false: cache miss).
+    /// Whether anything was saved or restored (false: a miss, or nothing to save).
     pub hit: bool,
-    /// Bytes moved.
+    /// Bytes moved (the compressed archive).
     #[serde(default)]
     pub bytes: u64,
+    /// Since 1.2: the store after the call (made or updated by a save); the host keeps it.
+    #[serde(default)]
+    pub store: Option<Instance>,
+    /// Since 1.2: how the bytes travelled (`relay`: through the host; `direct`: store and
+    /// sandbox talked to each other).
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// Since 1.2: why nothing was saved or restored, when `hit` is false.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Since 1.2 (restore): the entry is unusable (a corrupt or truncated archive) and should
+    /// be forgotten; the plugin removed what it could of it.
+    #[serde(default)]
+    pub damaged: bool,
+    /// Since 1.2: how long the transfer took, in milliseconds.
+    #[serde(default)]
+    pub elapsed_ms: u64,
+}
+
+/// `cache_delete` request (since 1.2): drop entries of a store, or the store itself.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CacheDeleteRequest {
+    /// The store.
+    pub store: Instance,
+    /// The entries to drop; empty: the whole store goes (for Sprites, its cache sprite).
+    #[serde(default)]
+    pub keys: Vec<String>,
+}
+
+/// `cache_delete` response.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct CacheDeleteResponse {
+    /// The store after the call; `None` when the whole store was deleted (or was gone).
+    #[serde(default)]
+    pub store: Option<Instance>,
+    /// The entries that were dropped (missing ones are not an error).
+    #[serde(default)]
+    pub deleted: Vec<String>,
 }
 
 /// `open_tunnel` request: relay connections to `remote_port` inside the sandbox to `host_addr`.
@@ -561,6 +632,8 @@ macro_rules! for_each_call_op {
             cache_save($crate::ops::CacheSaveRequest) -> $crate::ops::CacheResponse = $crate::ops::CACHE_SAVE;
             /// `cache_restore`: restore cached paths.
             cache_restore($crate::ops::CacheRestoreRequest) -> $crate::ops::CacheResponse = $crate::ops::CACHE_RESTORE;
+            /// `cache_delete`: drop entries of a cache store, or the whole store.
+            cache_delete($crate::ops::CacheDeleteRequest) -> $crate::ops::CacheDeleteResponse = $crate::ops::CACHE_DELETE;
             /// `open_tunnel`: relay a sandbox port to a host address.
             open_tunnel($crate::ops::OpenTunnelRequest) -> $crate::ops::OpenTunnelResponse = $crate::ops::OPEN_TUNNEL;
             /// `close_tunnel`: stop a tunnel.
@@ -626,6 +699,7 @@ mod tests {
             SYNC,
             CACHE_SAVE,
             CACHE_RESTORE,
+            CACHE_DELETE,
             OPEN_TUNNEL,
             CLOSE_TUNNEL,
             CHECKPOINT_CREATE,

@@ -4,6 +4,7 @@
 //! real loader, and the `sprites-emulator` over real HTTP and WebSocket on loopback. Each test
 //! gets its own temporary `CLAUDERON_HOME` and port 0, so tests run in parallel.
 
+mod caches;
 mod cli;
 mod client;
 mod core;

@@ -89,7 +89,7 @@ pub struct StatusEvent {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProgressEvent {
     /// The stage (`create`, `clone`, `agent`, `wake`, `hibernate`, `checkpoint`, `restore`,
-    /// `delete`).
+    /// `delete`, `cache`).
     pub stage: String,
     /// What is happening.
     pub message: String,
@@ -99,6 +99,15 @@ pub struct ProgressEvent {
     /// How long a wait lasts (a rate limit), when waiting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_seconds: Option<f64>,
+    /// Bytes moved so far (a cache transfer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// Bytes to move in all, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+    /// The transfer's rate, in bytes per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_second: Option<f64>,
 }
 
 impl ProgressEvent {
@@ -109,6 +118,9 @@ impl ProgressEvent {
             message: message.into(),
             fraction: None,
             wait_seconds: None,
+            bytes: None,
+            total_bytes: None,
+            bytes_per_second: None,
         }
     }
 }

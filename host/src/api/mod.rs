@@ -13,11 +13,15 @@ pub mod views;
 pub use events::{AgentStateEvent, ApiEvent, ProgressEvent, SessionEvent, StatusEvent};
 pub use files::DaemonInfo;
 pub use requests::{
-    CreateSession, FieldError, PullRequest, ReconcileRequest, ResolveRequest, RestartRequest,
-    SyncAction, SyncRequest, TakeHistoryRequest, ValidCreate,
+    CacheClearRequest, CreateSession, FieldError, PullRequest, ReconcileRequest, ResolveRequest,
+    RestartRequest, SyncAction, SyncRequest, TakeHistoryRequest, ValidCreate,
 };
 pub use responses::{
-    CheckpointList, EventPage, ForeignSandbox, Health, Orphan, Pulled, ReconcileReport, Restored,
+    CacheCleared, CacheGcReport, CacheList, CacheSaveOutcome, CacheSaveReport, CheckpointList,
+    ClearedCache, EventPage, ForeignSandbox, Health, Orphan, Pulled, ReconcileReport, Restored,
     SessionAnswer, SessionList, SessionSummaryList, Unpushed, Woken,
 };
-pub use views::{CheckpointView, SessionSummary, SessionView, SyncConflictView, SyncView};
+pub use views::{
+    CacheEntryView, CacheView, CheckpointView, SessionSummary, SessionView, SyncConflictView,
+    SyncView,
+};

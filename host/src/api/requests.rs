@@ -167,6 +167,19 @@ pub struct ReconcileRequest {
     pub delete: bool,
 }
 
+/// The body of `POST /api/caches/clear`: a cache's key, one entry's key, or a project (every
+/// cache of the repository at that path, both scopes).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheClearRequest {
+    /// A cache's key (`p-…`, `s-…`) or an entry's key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A repository on this machine (absolute path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,3 +176,101 @@ impl ReconcileReport {
             .count()
     }
 }
+
+/// What happened to one cache of a save (`POST /api/sessions/{ref}/cache/save`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheSaveOutcome {
+    /// The cache (`cargo`, `./dir`, ...).
+    pub cache: String,
+    /// The entry's exact key, when one could be named.
+    pub key: Option<String>,
+    /// `saved`, `exists` (the exact key is cached already), `skipped` or `failed`.
+    pub outcome: String,
+    /// Why, or what was moved.
+    pub detail: String,
+    /// Bytes saved.
+    #[serde(default)]
+    pub bytes: u64,
+    /// How the bytes travelled (`relay`, `direct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+}
+
+impl CacheSaveOutcome {
+    /// A cache that was not saved, and why.
+    pub fn skipped(cache: &str, key: Option<&str>, why: &str) -> Self {
+        CacheSaveOutcome {
+            cache: cache.to_owned(),
+            key: key.map(str::to_owned),
+            outcome: "skipped".into(),
+            detail: why.to_owned(),
+            bytes: 0,
+            transport: None,
+        }
+    }
+
+    /// A cache whose save failed, and why.
+    pub fn failed(cache: &str, key: Option<&str>, why: &str) -> Self {
+        CacheSaveOutcome {
+            outcome: "failed".into(),
+            ..Self::skipped(cache, key, why)
+        }
+    }
+
+    /// The outcome as one line (`cargo: saved cargo-… (123 bytes …)`).
+    pub fn line(&self) -> String {
+        format!(
+            "{}: {} {}({})",
+            self.cache,
+            self.outcome,
+            self.key
+                .as_deref()
+                .map(|k| format!("{k} "))
+                .unwrap_or_default(),
+            self.detail
+        )
+    }
+}
+
+/// `POST /api/sessions/{ref}/cache/save`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheSaveReport {
+    /// The session's name.
+    pub session: String,
+    /// One outcome per cache.
+    pub caches: Vec<CacheSaveOutcome>,
+}
+
+/// `GET /api/caches`: every build cache (a project's store in one scope) with its entries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CacheList {
+    /// Oldest first.
+    pub caches: Vec<super::views::CacheView>,
+}
+
+/// `POST /api/caches/clear`: what was removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheCleared {
+    /// One line per cache or entry removed.
+    pub removed: Vec<ClearedCache>,
+}
+
+/// One cache or entry `cache clear` removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClearedCache {
+    /// The cache's key.
+    pub cache: String,
+    /// The entry's key (`None`: the whole cache, its backend store included).
+    pub key: Option<String>,
+    /// `removed`, or `backend failed: …` (the index still forgets it).
+    pub outcome: String,
+}
+
+/// What a collection (`POST /api/caches/gc`, and the daemon's daily run) removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct CacheGcReport {
+    /// When it ran (RFC 3339, by the cache clock).
+    pub at: String,
+    /// Entries removed because they went unused for `[cache] max_age`.
+    pub removed: Vec<ClearedCache>,
+}

@@ -107,6 +107,51 @@ pub struct CheckpointView {
     pub git_head: Option<String>,
 }
 
+/// One build cache in `GET /api/caches`: a project's store in one scope and its entries.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CacheView {
+    /// The cache's key (`p-…`: the project's, `s-…`: one session name's).
+    pub key: String,
+    /// The project (its origin, or its root commit).
+    pub project: String,
+    /// `project` or `session`.
+    pub scope: crate::session::CacheScope,
+    /// For scope `session`: the session name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The backend holding it.
+    pub backend: String,
+    /// The cache types it holds (`cargo`, `npm`, `./dir`).
+    pub types: Vec<String>,
+    /// The total size of its entries, in bytes.
+    pub size: u64,
+    /// When an entry was last saved or restored (RFC 3339).
+    pub last_used: String,
+    /// The backend's store (for Sprites, the cache sprite's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The store's state at the backend (`hibernated`, `running`, `gone`, `unknown`).
+    pub state: String,
+    /// Its entries, oldest first.
+    pub entries: Vec<CacheEntryView>,
+}
+
+/// One entry of a build cache.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CacheEntryView {
+    /// The entry's key.
+    pub key: String,
+    /// Its cache type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was saved (RFC 3339).
+    pub created_at: String,
+    /// When it was last saved or restored (RFC 3339).
+    pub last_used: String,
+}
+
 /// A session's two-way sync as the API shows it (`GET /api/sessions/{ref}/sync`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SyncView {

@@ -4,6 +4,7 @@
 
 pub mod api;
 mod attach;
+mod cache;
 mod checkpoint;
 mod completions;
 mod config;
@@ -113,6 +114,9 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Show a session's events and agent output.
     Logs(logs::LogsArgs),
+    /// Build caches that outlive sessions: save, list, clear, collect.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Create, list and restore checkpoints of a session's sandbox.
     #[command(subcommand)]
     Checkpoint(checkpoint::CheckpointCommand),
@@ -162,6 +166,7 @@ impl Cli {
             Command::Hibernate(a) => a.run(&ctx).await,
             Command::Delete(a) => a.run(&ctx).await,
             Command::Logs(a) => a.run(&ctx).await,
+            Command::Cache(c) => c.run(&ctx).await,
             Command::Checkpoint(c) => c.run(&ctx).await,
             Command::Sync(a) => a.run(&ctx).await,
             Command::Pull(a) => a.run(&ctx).await,

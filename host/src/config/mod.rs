@@ -5,12 +5,14 @@
 //! JSON data; [`Config::backend_config`] checks it against the schema the plugin declares.
 
 mod agent;
+mod cache;
 mod proxy;
 pub mod render;
 mod schema;
 mod source;
 
 pub use agent::{AgentConfig, AgentPreset, DEFAULT_START_GRACE, Resume, SandboxFile};
+pub use cache::{CacheConfig, parse_age, parse_size};
 pub use proxy::{OnePasswordConfig, ProxyConfig};
 pub use schema::{BackendSchema, ConfigKey, KeyType, SchemaError, SecretDecl};
 
@@ -25,7 +27,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:3030";
 
 /// Host tables: every other top-level key must be a backend table, so no plugin may be named
 /// like one of these (the loader refuses such a plugin).
-pub const HOST_KEYS: [&str; 7] = [
+pub const HOST_KEYS: [&str; 8] = [
     "default_backend",
     "plugins",
     "server",
@@ -33,6 +35,7 @@ pub const HOST_KEYS: [&str; 7] = [
     "secrets",
     "proxy",
     "sessions",
+    "cache",
 ];
 
 /// Errors from reading a config file.
@@ -112,28 +115,6 @@ pub struct SessionsConfig {
     pub retention: crate::store::Retention,
 }
 
-/// A size as config writes it: bytes, or a number with `K`/`KiB`, `M`/`MiB`, `G`/`GiB`
-/// (powers of 1024; case and a space before the unit do not matter).
-pub fn parse_size(v: &str) -> Result<u64, String> {
-    let t = v.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => u32::MAX,
-    };
-    num.parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0 && shift != u32::MAX)
-        .and_then(|n| n.checked_mul(1u64 << shift.min(63)))
-        .ok_or_else(|| {
-            format!("`{v}` is not a size; expected a positive number of bytes or one with KiB, MiB or GiB, such as 50MiB")
-        })
-}
-
 /// An idle time as config and the API write it: a duration (`30m`, `90s`) or `never` (`None`).
 pub fn parse_idle(v: &str) -> Result<Option<std::time::Duration>, String> {
     let v = v.trim();
@@ -173,6 +154,7 @@ struct RawConfig {
     server: Option<ServerFile>,
     proxy: Option<ServerFile>,
     sessions: Option<SessionsFile>,
+    cache: Option<cache::CacheFile>,
     agent: Option<agent::AgentFile>,
     #[serde(default)]
     secrets: BTreeMap<String, String>,
@@ -194,6 +176,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[sessions]`.
     pub sessions: SessionsConfig,
+    /// `[cache]`.
+    pub cache: CacheConfig,
     /// `[proxy]`: the credential proxy's listener.
     pub proxy: ProxyServerConfig,
     /// `[agent]`, with the preset applied.
@@ -211,6 +195,7 @@ impl std::fmt::Debug for Config {
             .field("plugins", &self.plugins)
             .field("server", &self.server)
             .field("sessions", &self.sessions)
+            .field("cache", &self.cache)
             .field("proxy", &self.proxy)
             .field("agent", &self.agent)
             .field("literal_secrets", &self.literal_secrets)
@@ -396,6 +381,21 @@ impl Config {
                 })?;
         }
 
+        let mut cache = CacheConfig::default();
+        if let Some(c) = raw.cache {
+            if let Some(a) = c.max_age {
+                cache.max_age =
+                    parse_age(a.get_ref()).map_err(|e| at_span(a.span(), "cache.max_age", e))?;
+            }
+            if let Some(m) = c.max_size {
+                cache.max_size =
+                    parse_size(m.get_ref()).map_err(|e| at_span(m.span(), "cache.max_size", e))?;
+            }
+            if let Some(d) = c.direct {
+                cache.direct = d;
+            }
+        }
+
         let agent = Self::agent_from(raw.agent.unwrap_or_default(), home_root, &at_span)?;
 
         let mut warnings = Vec::new();
@@ -452,6 +452,7 @@ impl Config {
             plugins,
             server,
             sessions,
+            cache,
             proxy,
             agent,
             literal_secrets,

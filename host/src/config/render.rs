@@ -54,6 +54,11 @@ pub fn show_json(config: &Config, schemas: &BTreeMap<String, BackendSchema>) -> 
         "file": config.file(),
         "server": {"listen": config.server.listen.to_string()},
         "proxy": {"listen": config.proxy.listen.to_string()},
+        "cache": {
+            "max_age": humantime::format_duration(config.cache.max_age).to_string(),
+            "max_size": config.cache.max_size,
+            "direct": config.cache.direct,
+        },
         "agent": config.agent,
         "plugins": plugins,
         "secrets": secrets,

@@ -113,8 +113,8 @@ fn unknown_keys_in_host_tables() {
     assert_eq!(
         err("\ndefualt_backend = \"sprites\"\n"),
         "/h/config.toml:2:1: `defualt_backend`: unknown key `defualt_backend`; top-level keys are \
-         default_backend, plugins, server, agent, secrets, proxy, sessions or a backend table such \
-         as [sprites]"
+         default_backend, plugins, server, agent, secrets, proxy, sessions, cache or a backend \
+         table such as [sprites]"
     );
 }
 
@@ -389,6 +389,33 @@ fn agent_files_and_continue_args() {
 }
 
 #[test]
+fn the_cache_table_sets_age_size_and_the_direct_path() {
+    let home = Home::new("/h");
+    let c = Config::parse(
+        &home.config_file(),
+        "[cache]\nmax_age = \"14days\"\nmax_size = \"2G\"\ndirect = false\n".into(),
+        home.root(),
+    )
+    .unwrap();
+    assert_eq!(c.cache.max_age, std::time::Duration::from_secs(14 * 86_400));
+    assert_eq!(c.cache.max_size, 2 << 30);
+    assert!(!c.cache.direct);
+    assert_eq!(
+        Config::parse(&home.config_file(), String::new(), home.root())
+            .unwrap()
+            .cache,
+        super::CacheConfig::default()
+    );
+    let e = err("[cache]\nmax_size = \"lots\"\n");
+    assert!(
+        e.starts_with("/h/config.toml:2:12: `cache.max_size`: `lots` is not a size"),
+        "{e}"
+    );
+    let e = err("[cache]\nmax_ages = \"1d\"\n");
+    assert!(e.contains("unknown key `max_ages`"), "{e}");
+}
+
+#[test]
 fn event_retention_is_configurable_and_checked() {
     let c = parse("").unwrap();
     assert_eq!(c.sessions.retention, crate::store::Retention::default());
@@ -426,7 +453,7 @@ fn event_retention_is_configurable_and_checked() {
         assert_eq!(super::parse_size(text), Ok(bytes), "{text}");
     }
     assert!(super::parse_size("-1").is_err());
-    assert!(super::parse_size("5 TB").is_err());
+    assert!(super::parse_size("5 PB").is_err());
 }
 
 #[test]

@@ -60,6 +60,17 @@ pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode>
         Ok(v) => parse_idle(&v).map_err(|e| anyhow::anyhow!("{IDLE_ENV}: {e}"))?,
         Err(_) => None,
     };
+    let clock = match std::env::var(crate::cache::gc::CLOCK_ENV) {
+        Ok(v) => {
+            crate::cache::Clock::shifted(humantime::parse_duration(v.trim()).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: `{v}` is not a duration: {e}",
+                    crate::cache::gc::CLOCK_ENV
+                )
+            })?)
+        }
+        Err(_) => crate::cache::Clock::default(),
+    };
     let installation = InstallationId::load_or_create(&home)?;
     let engine = Engine::new(
         Recorder::new(store, config.sessions.retention),
@@ -67,6 +78,7 @@ pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode>
         config.clone(),
         default_idle,
         installation,
+        clock,
     )
     .await?;
     // The credential proxy runs for the daemon's life; sessions get their access from it.
@@ -94,6 +106,7 @@ pub async fn run(ctx: &App, backend: Option<String>) -> anyhow::Result<ExitCode>
     })?;
     let addr: SocketAddr = listener.local_addr()?;
     engine.reconcile().await?;
+    engine.spawn_cache_collector();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_forget_deleted_events(engine.recorder().clone(), stop_rx.clone());

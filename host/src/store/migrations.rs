@@ -85,6 +85,39 @@ const MIGRATIONS: &[&str] = &[
     // and why.
     "ALTER TABLE sync_sessions ADD COLUMN history TEXT NOT NULL DEFAULT 'in_step';
     ALTER TABLE sync_sessions ADD COLUMN history_reason TEXT;",
+    // v6: the build-cache index (DESIGN §16): a store per project and scope (the backend's
+    // instance holding the entries, e.g. a cache sprite), its entries with size and last use,
+    // each session's resolved cache plan, and housekeeping state (the last collection).
+    "CREATE TABLE cache_stores (
+        store_key       TEXT PRIMARY KEY NOT NULL,
+        backend         TEXT NOT NULL,
+        project_key     TEXT NOT NULL,
+        project         TEXT NOT NULL,
+        scope           TEXT NOT NULL,
+        session_name    TEXT,
+        instance_id     TEXT,
+        instance_state  TEXT,
+        created_at      INTEGER NOT NULL,
+        last_used       INTEGER NOT NULL
+    );
+    CREATE INDEX cache_stores_project ON cache_stores(project_key);
+    CREATE TABLE cache_entries (
+        store_key   TEXT NOT NULL REFERENCES cache_stores(store_key) ON DELETE CASCADE,
+        key         TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        size        INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL,
+        last_used   INTEGER NOT NULL,
+        PRIMARY KEY (store_key, key)
+    );
+    CREATE TABLE cache_plans (
+        session_id  TEXT PRIMARY KEY NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        plan        TEXT NOT NULL
+    );
+    CREATE TABLE cache_meta (
+        name   TEXT PRIMARY KEY NOT NULL,
+        value  TEXT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

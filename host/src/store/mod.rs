@@ -1,4 +1,5 @@
-//! The SQLite session store: migrations, sessions, events, checkpoints, agent records. Every
+//! The SQLite session store: migrations, sessions, events, checkpoints, agent records, the
+//! build-cache index. Every
 //! SQL statement of the host is in this module.
 //!
 //! [`Db`] is the synchronous store over one connection (WAL, `synchronous=FULL`, every write
@@ -7,6 +8,7 @@
 //! daemon is the single writer.
 
 mod agents;
+mod caches;
 mod db;
 mod handle;
 mod listing;
@@ -16,6 +18,7 @@ mod retention;
 mod sync;
 
 pub use agents::AgentRecord;
+pub use caches::{CacheEntryRecord, CacheStoreRecord};
 pub use db::Db;
 pub use handle::Store;
 pub use listing::{ListCursor, ListPage, SessionSummaryRecord};

@@ -368,6 +368,69 @@ fn branch_and_all_events() {
 }
 
 #[test]
+fn the_cache_index_keeps_stores_entries_plans_and_housekeeping() {
+    use crate::store::{CacheEntryRecord, CacheStoreRecord};
+    use time::macros::datetime;
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Db::open(&dir.path().join("db.sqlite")).unwrap();
+    let t0 = datetime!(2026-01-01 00:00 UTC);
+    let store = CacheStoreRecord {
+        store_key: "p-0123456789abcdef".into(),
+        backend: "sprites".into(),
+        project_key: "0123456789abcdef".into(),
+        project: "github.com/a/b".into(),
+        scope: crate::session::CacheScope::Project,
+        session_name: None,
+        instance_id: Some("clauderon-cache-p-0123456789abcdef".into()),
+        instance_state: Some(serde_json::json!({"v": 1})),
+        created_at: t0,
+        last_used: t0,
+    };
+    db.put_cache_store(&store).unwrap();
+    assert_eq!(
+        db.cache_store(&store.store_key).unwrap(),
+        Some(store.clone())
+    );
+    let entry = |key: &str, at| CacheEntryRecord {
+        store_key: store.store_key.clone(),
+        key: key.into(),
+        kind: "cargo".into(),
+        size: 10,
+        created_at: at,
+        last_used: at,
+    };
+    db.put_cache_entry(&entry("cargo-a", t0)).unwrap();
+    let t1 = datetime!(2026-01-02 00:00 UTC);
+    db.put_cache_entry(&entry("cargo-b", t1)).unwrap();
+    // The last complete save of a key replaces it whole.
+    db.put_cache_entry(&CacheEntryRecord {
+        size: 20,
+        ..entry("cargo-b", t1)
+    })
+    .unwrap();
+    let es = db.cache_entries(&store.store_key).unwrap();
+    assert_eq!(es.len(), 2);
+    assert_eq!(es[1].size, 20);
+    assert_eq!(
+        db.cache_store(&store.store_key).unwrap().unwrap().last_used,
+        t1
+    );
+    let t2 = datetime!(2026-01-03 00:00 UTC);
+    db.touch_cache_entry(&store.store_key, "cargo-a", t2)
+        .unwrap();
+    assert_eq!(db.cache_entries(&store.store_key).unwrap()[0].last_used, t2);
+    db.remove_cache_entries(&store.store_key, &["cargo-a".into()])
+        .unwrap();
+    assert_eq!(db.all_cache_entries().unwrap().len(), 1);
+    db.set_cache_meta("last_gc", "x").unwrap();
+    assert_eq!(db.cache_meta("last_gc").unwrap().as_deref(), Some("x"));
+    // Removing a store removes its entries.
+    db.remove_cache_store(&store.store_key).unwrap();
+    assert!(db.all_cache_entries().unwrap().is_empty());
+    assert!(db.cache_stores().unwrap().is_empty());
+}
+
+#[test]
 fn retention_keeps_the_newest_events_and_output_of_each_session() {
     let (_d, mut db) = open();
     let (a, b) = (new_session("chatty"), new_session("quiet"));

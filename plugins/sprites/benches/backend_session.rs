@@ -19,31 +19,16 @@ const DEMO_AGENT: &str = include_str!("../../../examples/demo-agent/clauderon-de
 /// Where the bench puts it.
 const DEMO_AGENT_PATH: &str = "/home/sprite/.clauderon/bin/clauderon-demo-agent";
 
-use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use clauderon::plugins::{
-    Candidate, DiscoverySource, FrameKind, HostSetup, PluginClient, PluginRegistry, SecretDecl,
-    SecretLookup, ops,
-};
+use clauderon::plugins::{FrameKind, PluginClient, ops};
 use clauderon_sprites::client::{CreateSprite, SpritesClient, Token, WriteOptions};
+use common::{BoxError, TOKEN};
 
-const TOKEN: &str = "bench-token";
 const READY: &str = "type a line";
-
-type BoxError = Box<dyn std::error::Error>;
-
-struct TokenLookup;
-
-impl SecretLookup for TokenLookup {
-    fn lookup(&self, _plugin: &str, _secret: &SecretDecl) -> Result<Option<String>, String> {
-        Ok(Some(TOKEN.to_owned()))
-    }
-}
 
 fn main() -> Result<(), BoxError> {
     let full = std::env::args().any(|a| a == "--bench");
@@ -51,79 +36,15 @@ fn main() -> Result<(), BoxError> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(if full { 10 } else { 2 });
-    let dir = profile_dir()?;
-    let emulator = built(&dir, "sprites-emulator", "sprites-emulator")?;
-    let plugin_lib = dir.join(format!(
-        "{}clauderon_sprites{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
-    if !plugin_lib.exists() {
-        return Err(format!(
-            "{} is missing; build clauderon-sprites",
-            plugin_lib.display()
-        )
-        .into());
-    }
-    let data = std::env::temp_dir().join(format!("backend-bench-{}", std::process::id()));
-    let mut emu = Command::new(&emulator)
-        .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--data"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    std::io::BufReader::new(emu.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    let base = format!("http://{}", line.trim());
+    let dir = common::profile_dir()?;
+    let plugin_lib = common::plugin_library(&dir)?;
+    let emu = common::Emu::start(&dir, &[])?;
     let rt = tokio::runtime::Runtime::new()?;
-    let result = rt.block_on(run(&base, &plugin_lib, iters));
-    let _ = emu.kill();
-    let _ = emu.wait();
-    let _ = std::fs::remove_dir_all(&data);
-    result
-}
-
-/// `target/<profile>`.
-fn profile_dir() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    Ok(exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("bench binary is not in target/<profile>/deps")?
-        .to_path_buf())
-}
-
-/// `target/<profile>/<bin>`, built with cargo if missing.
-fn built(dir: &Path, package: &str, bin: &str) -> Result<PathBuf, BoxError> {
-    let path = dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
-    if !path.exists() {
-        let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cargo.args(["build", "-p", package, "--quiet"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cargo.arg("--release");
-        }
-        if !cargo.status()?.success() {
-            return Err(format!("building {package} failed").into());
-        }
-    }
-    Ok(path)
+    rt.block_on(run(&emu.base, &plugin_lib, iters))
 }
 
 async fn run(base: &str, lib: &Path, iters: u32) -> Result<(), BoxError> {
-    let mut config = BTreeMap::new();
-    config.insert("sprites".to_owned(), serde_json::json!({ "api_url": base }));
-    let registry = PluginRegistry::from_candidates(
-        vec![Candidate {
-            name: "sprites".into(),
-            path: lib.to_path_buf(),
-            source: DiscoverySource::PluginPath,
-        }],
-        HostSetup {
-            secrets: Arc::new(TokenLookup),
-            plugin_config: Arc::new(config),
-        },
-    );
-    let plugin = registry.get("sprites").map_err(|e| e.to_string())?;
+    let plugin = common::load_plugin(lib, base)?;
     let client = SpritesClient::builder()
         .base_url(base)
         .token(Token::new(TOKEN))

@@ -77,6 +77,7 @@ impl Plugin for SpritesPlugin {
         .union(Capabilities::CHECK_AUTH)
         .union(Capabilities::LIST)
         .union(Capabilities::TUNNEL)
+        .union(Capabilities::CACHE)
         .union(Capabilities::SYNC_STREAM);
 
     type Backend = SpritesBackend;

@@ -3,6 +3,7 @@
 //! [`super::web`], sits behind [`super::guard`].
 
 mod attach;
+mod caches;
 mod checkpoints;
 mod convert;
 mod events;
@@ -44,6 +45,10 @@ pub fn router(state: AppState, guard: GuardConfig) -> Router {
         .route("/api/credentials", get(info::credentials))
         .route("/api/plugins", get(info::plugins))
         .route("/api/reconcile", post(info::reconcile))
+        .route("/api/caches", get(caches::list))
+        .route("/api/caches/clear", post(caches::clear))
+        .route("/api/caches/gc", post(caches::gc))
+        .route("/api/sessions/{session}/cache/save", post(caches::save))
         .route("/api/sessions", get(sessions::list).post(sessions::create))
         .route(
             "/api/sessions/{session}",

@@ -67,6 +67,9 @@ impl Engine {
         for (k, v) in &agent_cfg.env {
             env.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        for (k, v) in self.cache_env(rec.id).await {
+            env.entry(k).or_insert(v);
+        }
         self.prepare_agent(rec.id, &client, &instance, &cwd, &env)
             .await?;
         tracing::info!(session = %rec.id, "starting the agent: {}", shell_words(&argv));

@@ -227,6 +227,7 @@ impl Engine {
             self.save_instance(id, instance).await?;
         }
         self.proxy_prepare(rec, client, instance, "create").await?;
+        self.restore_caches(rec, client, instance, info).await;
         if self.sync_wanted(rec) {
             let commit = cloned.commit.clone().unwrap_or_else(|| info.head.clone());
             self.sync_setup(rec, &commit).await?;

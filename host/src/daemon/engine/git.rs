@@ -65,6 +65,18 @@ pub async fn inspect(repo: &Path) -> Result<RepoInfo, String> {
     })
 }
 
+/// The repository's root commit (the oldest when there are several), `None` when git cannot
+/// say: what identifies a project without an origin.
+pub async fn root_commit(repo: &Path) -> Option<String> {
+    let out = git(repo, &["rev-list", "--max-parents=0", "HEAD"])
+        .await
+        .ok()??;
+    out.lines()
+        .last()
+        .map(str::to_owned)
+        .filter(|l| !l.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ use crate::session::{Event, SessionId, Status};
 use crate::store::SessionRecord;
 
 use super::super::error::EngineError;
+use super::cache_save::SaveTrigger;
 use super::{AgentInput, Engine};
 
 impl Engine {
@@ -39,6 +40,7 @@ impl Engine {
         if let Some(a) = rt.agent() {
             a.detach().await;
         }
+        self.save_caches_before(id, SaveTrigger::Hibernate).await;
         self.progress(id, "hibernate", format!("hibernating ({why})"))
             .await;
         let slept = self
@@ -181,6 +183,10 @@ impl Engine {
         if let Some(a) = rt.agent() {
             let _ = a.send(AgentInput::Signal("TERM".into())).await;
             a.detach().await;
+        }
+        let rec = self.store().get(id).await?;
+        if rec.instance_id.is_some() {
+            self.save_caches_before(id, SaveTrigger::Delete).await;
         }
         let rec = self.store().get(id).await?;
         if let Some(instance) = Engine::instance_of(&rec) {

@@ -7,6 +7,9 @@
 //! - the agent: `agent_start` (start, confirm, resume, re-attach), `agent_setup` (its unattended
 //!   start in the sandbox), `agent_task` (the task owning its stream), `agent_state` (its hook
 //!   reports);
+//! - build caches: `cache_restore` (probe, plan, restore at create, the agent's cache env),
+//!   `cache_save` (before hibernate and delete, on request), `cache_admin` (list, clear, the
+//!   daily collection);
 //! - `idle`: the hibernation timers; `proxy_link`: the credential proxy's side of a session;
 //! - `plugin_calls`: typed plugin calls with their event sink; `sandbox_exec`: one short
 //!   command in a sandbox; `backends`: the loaded plugins; `git`, `unpushed`: the repository;
@@ -18,6 +21,9 @@ mod agent_state;
 pub mod agent_task;
 
 pub mod backends;
+mod cache_admin;
+mod cache_restore;
+pub mod cache_save;
 mod checkpoints;
 mod create;
 pub mod git;
@@ -152,18 +158,24 @@ pub struct Engine {
     installation: InstallationId,
     runtimes: Mutex<HashMap<SessionId, Arc<Runtime>>>,
     proxy: std::sync::OnceLock<Arc<proxy_link::SessionProxy>>,
+    /// One lock per build-cache store and key: one writer per key.
+    cache_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The clock build-cache ages are measured with.
+    clock: crate::cache::Clock,
 }
 
 impl Engine {
     /// An engine over the store (wrapped in `recorder`), the loaded backends and the config;
     /// `default_idle` is the idle time of sessions that set none (see [`Engine::idle_timeout`]);
-    /// `installation` labels every sandbox it creates.
+    /// `installation` labels every sandbox it creates, `clock` is the one build-cache ages are
+    /// measured with.
     pub async fn new(
         recorder: Recorder,
         backends: Backends,
         config: Config,
         default_idle: Option<std::time::Duration>,
         installation: InstallationId,
+        clock: crate::cache::Clock,
     ) -> Result<Arc<Self>, EngineError> {
         Ok(Arc::new(Self {
             recorder,
@@ -173,7 +185,14 @@ impl Engine {
             installation,
             runtimes: Mutex::new(HashMap::new()),
             proxy: std::sync::OnceLock::new(),
+            cache_locks: Mutex::new(HashMap::new()),
+            clock,
         }))
+    }
+
+    /// The clock build-cache ages are measured with.
+    pub fn cache_clock(&self) -> crate::cache::Clock {
+        self.clock
     }
 
     /// The event recorder (store + live bus).

@@ -53,6 +53,10 @@ impl Engine {
         let mut orphans = Vec::new();
         let mut foreign = Vec::new();
         for i in listed.instances {
+            // A cache store (a cache sprite) belongs to no session: never an orphan.
+            if i.labels.contains_key(labels::CACHE) {
+                continue;
+            }
             let owner = i.labels.get(labels::SESSION).cloned().unwrap_or_default();
             let installation = i.labels.get(labels::INSTALLATION).cloned();
             let ours = match &installation {

@@ -4,7 +4,8 @@
 //! `clauderon logs`, the SSE stream and `clauderon create`'s progress line show it. Events on an
 //! agent stream (`reconnecting`, `reconnected`, warnings) go the same way. Nothing here names a
 //! backend: events are read by their documented shape (`{"type":"progress","stage","message",
-//! "fraction"?,"wait_seconds"?}`, or any `{"type", ...}` object).
+//! "fraction"?,"wait_seconds"?,"bytes"?,"total_bytes"?,"bytes_per_second"?}`, or any
+//! `{"type", ...}` object).
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use super::Engine;
 
 /// The progress stages of DESIGN §9; a plugin event naming another stage is recorded under the
 /// stage of the op that caused it.
-const STAGES: [&str; 8] = [
+const STAGES: [&str; 9] = [
     "create",
     "clone",
     "agent",
@@ -28,6 +29,7 @@ const STAGES: [&str; 8] = [
     "checkpoint",
     "restore",
     "delete",
+    "cache",
 ];
 
 /// Longest plugin message recorded (longer ones are cut, with an ellipsis).
@@ -53,6 +55,9 @@ pub fn progress_data(event: &Value, fallback_stage: &str) -> Option<ProgressEven
     let mut p = ProgressEvent::new(stage, cut(&message));
     p.fraction = obj.get("fraction").and_then(Value::as_f64);
     p.wait_seconds = obj.get("wait_seconds").and_then(Value::as_f64);
+    p.bytes = obj.get("bytes").and_then(Value::as_u64);
+    p.total_bytes = obj.get("total_bytes").and_then(Value::as_u64);
+    p.bytes_per_second = obj.get("bytes_per_second").and_then(Value::as_f64);
     Some(p)
 }
 

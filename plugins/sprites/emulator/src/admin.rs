@@ -33,6 +33,7 @@ pub async fn info(State(app): State<Arc<App>>) -> Response {
             "http_exit_delay_ms": c.http_exit_delay.as_millis() as u64,
             "non_tty_disconnect_ms": c.non_tty_disconnect.as_millis() as u64,
             "replay_bytes": c.replay_bytes,
+            "languages": c.languages.iter().map(|l| json!({"name": l.name, "dir": l.dir.display().to_string(), "mount": l.mount_point()})).collect::<Vec<_>>(),
             "quirks": c.quirks.iter().map(|q| q.name()).collect::<Vec<_>>(),
             "faults": app.faults.list().len(),
             "sprites": app.all().len(),

@@ -139,6 +139,16 @@ pub struct App {
     pub next_conn: AtomicU64,
     /// How sprites' CPU and memory limits are enforced here.
     pub limits: crate::limits::Enforcer,
+    /// The CA and TLS configurations of sprite URLs.
+    pub url_tls: crate::sprite_url::UrlTls,
+    /// The bundle every sprite trusts as its system bundle (the host's plus the URL CA).
+    pub ca_bundle: Option<std::path::PathBuf>,
+    /// Where sprites' egress proxies hand connections to sprite URLs
+    /// ([`crate::sprite_url::run`] serves them).
+    pub url_conns: tokio::sync::mpsc::UnboundedSender<crate::sprite_url::UrlConn>,
+    /// The receiving end, until [`crate::sprite_url::run`] takes it.
+    pub url_conns_rx:
+        std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<crate::sprite_url::UrlConn>>>,
 }
 
 impl App {
@@ -163,6 +173,10 @@ impl App {
             map.insert(s.name.clone(), Arc::new(s));
         }
         let faults = Faults::new(cfg.faults.clone());
+        let url_tls =
+            crate::sprite_url::UrlTls::new().map_err(|e| anyhow::anyhow!("sprite URLs: {e}"))?;
+        let cfg_data = cfg.data.clone();
+        let (url_conns, url_conns_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(App {
             cfg,
             sandboxed,
@@ -171,6 +185,10 @@ impl App {
             faults,
             next_conn: AtomicU64::new(1),
             limits: crate::limits::Enforcer::detect(),
+            ca_bundle: url_tls.write_bundle(&cfg_data.join("sprite-url")),
+            url_tls,
+            url_conns,
+            url_conns_rx: std::sync::Mutex::new(Some(url_conns_rx)),
         })
     }
 
@@ -234,6 +252,8 @@ impl App {
                     &sprite.paths.mnt(),
                     &self.cfg.data,
                     &sprite.name,
+                    &self.cfg.languages,
+                    self.ca_bundle.as_deref(),
                 )
                 .await
                 .map_err(ApiError::internal)?;
@@ -245,6 +265,7 @@ impl App {
                     Arc::clone(&sprite.egress),
                     init,
                     helper,
+                    self.url_conns.clone(),
                 )
                 .await
                 {

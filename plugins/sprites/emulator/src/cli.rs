@@ -124,6 +124,11 @@ pub struct Args {
     /// test servers: `--egress-host api.test=127.0.0.1`).
     #[arg(long = "egress-host", value_name = "NAME=IP")]
     pub egress_hosts: Vec<String>,
+    /// Mount a host toolchain read-only into every sprite at `/.sprite/languages/NAME` with its
+    /// `bin` on the default PATH, as sprites.dev's base image has node, python and rust
+    /// (repeatable; e.g. `rust=$(rustc --print sysroot)`; needs namespaces).
+    #[arg(long = "language", value_name = "NAME=DIR")]
+    pub languages: Vec<String>,
     /// Pick the other form of a behaviour where the sources disagree (repeatable).
     #[arg(long = "quirk", value_enum)]
     pub quirks: Vec<Quirk>,
@@ -161,6 +166,8 @@ pub struct Config {
     pub sandbox: SandboxArg,
     /// Sprites' egress proxy.
     pub egress: crate::egress::EgressConfig,
+    /// Host toolchains mounted into every sprite.
+    pub languages: Vec<crate::languages::Language>,
     /// Enabled quirks.
     pub quirks: BTreeSet<Quirk>,
     /// Faults from the command line.
@@ -234,6 +241,15 @@ impl Args {
                 })?;
             hosts.insert(name.trim_end_matches('.').to_ascii_lowercase(), ip);
         }
+        let mut languages: Vec<crate::languages::Language> = Vec::new();
+        for spec in &self.languages {
+            let l = crate::languages::Language::parse(spec)
+                .map_err(|e| anyhow::anyhow!("--language {e}"))?;
+            if languages.iter().any(|o| o.name == l.name) {
+                bail!("--language {spec:?}: `{}` is given twice", l.name);
+            }
+            languages.push(l);
+        }
         Ok(Config {
             listen: self.listen,
             data,
@@ -251,6 +267,7 @@ impl Args {
                 port: self.egress_port,
                 hosts: std::sync::Arc::new(hosts),
             },
+            languages,
             quirks: self.quirks.into_iter().collect(),
             faults,
             helper,

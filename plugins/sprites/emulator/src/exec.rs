@@ -154,7 +154,12 @@ async fn start_session_once(
         id,
         limits,
         env_extra: if app.sandboxed {
-            app.cfg.egress.env()
+            let mut env = app.cfg.egress.env();
+            env.extend(crate::languages::env(
+                &app.cfg.languages,
+                crate::session::DEFAULT_PATH,
+            ));
+            env
         } else {
             Vec::new()
         },

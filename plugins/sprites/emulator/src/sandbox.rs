@@ -72,6 +72,8 @@ struct HelperArgs {
     stage: PathBuf,
     hide: PathBuf,
     hostname: String,
+    languages: Vec<(String, PathBuf)>,
+    ca_bundle: Option<PathBuf>,
 }
 
 fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
@@ -80,6 +82,8 @@ fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
     let mut stage = None;
     let mut hide = None;
     let mut hostname = None;
+    let mut languages = Vec::new();
+    let mut ca_bundle = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -89,6 +93,11 @@ fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
             "--stage" => stage = Some(PathBuf::from(v)),
             "--hide" => hide = Some(PathBuf::from(v)),
             "--hostname" => hostname = Some(v.clone()),
+            "--ca-bundle" => ca_bundle = Some(PathBuf::from(v)),
+            "--language" => {
+                let (n, d) = v.split_once('=').ok_or("--language needs NAME=DIR")?;
+                languages.push((n.to_owned(), PathBuf::from(d)));
+            }
             other => return Err(format!("unknown helper flag {other}")),
         }
     }
@@ -98,6 +107,8 @@ fn parse_helper_args(args: &[String]) -> Result<HelperArgs, String> {
         stage: stage.ok_or("--stage missing")?,
         hide: hide.ok_or("--hide missing")?,
         hostname: hostname.ok_or("--hostname missing")?,
+        languages,
+        ca_bundle,
     })
 }
 
@@ -356,6 +367,20 @@ fn init_child(a: &HelperArgs) -> Result<(), String> {
         let dst = stage.join(inside);
         mkdir(&dst)?;
         bind(&a.root.join(sub), &dst, false)?;
+    }
+    // The base image's language runtimes, read-only (the mount points are made on the
+    // sprite's own disk, empty).
+    for (name, dir) in &a.languages {
+        let dst = stage.join(".sprite/languages").join(name);
+        mkdir(&dst)?;
+        bind(dir, &dst, true)?;
+    }
+    // The system bundle with the sprite-URL CA over the host's (read-only, like the rest).
+    if let Some(bundle) = &a.ca_bundle {
+        let dst = stage.join("etc/ssl/certs/ca-certificates.crt");
+        if dst.is_file() {
+            bind(bundle, &dst, true)?;
+        }
     }
     // Checkpoints are visible read-only at /.sprite/checkpoints (as on the real service).
     if let Some(cp) = &a.checkpoints
@@ -964,11 +989,19 @@ impl Holder {
         stage: &Path,
         hide: &Path,
         hostname: &str,
+        languages: &[crate::languages::Language],
+        ca_bundle: Option<&Path>,
     ) -> Result<Holder, String> {
         // No environment: the sprite's init must not carry the emulator's (token, paths).
-        let mut child = tokio::process::Command::new(helper)
-            .env_clear()
-            .arg(HELPER_ARG)
+        let mut cmd = tokio::process::Command::new(helper);
+        cmd.env_clear().arg(HELPER_ARG);
+        for l in languages {
+            cmd.arg("--language").arg(l.helper_arg());
+        }
+        if let Some(b) = ca_bundle {
+            cmd.arg("--ca-bundle").arg(b);
+        }
+        let mut child = cmd
             .arg("--root")
             .arg(root)
             .arg("--checkpoints")

@@ -15,6 +15,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cfg.listen))?;
     let addr = listener.local_addr().context("local address")?;
     let app = Arc::new(App::new(cfg)?);
+    tokio::spawn(crate::sprite_url::run(Arc::clone(&app)));
     if !app.sandboxed {
         eprintln!(
             "sprites-emulator: WARNING: sprites are NOT isolated ({}); processes run on the host \

@@ -149,7 +149,8 @@ pub struct SpawnCtx {
     pub env_extra: Vec<(String, String)>,
 }
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// The PATH of every exec's default environment (language runtimes go before it).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 fn default_env(tty: bool) -> Vec<(String, String)> {
     let mut env = vec![

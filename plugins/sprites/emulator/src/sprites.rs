@@ -27,7 +27,7 @@ pub fn sprite_json(app: &App, s: &Sprite) -> Value {
     let mut v = json!({
         "id": r.id,
         "name": r.name,
-        "url": format!("https://{}-emul.sprites.app", r.name),
+        "url": crate::sprite_url::url_of(&r.name),
         "url_settings": r.url_settings,
         "status": s.state.get().as_str(),
         "created_at": r.created_at,

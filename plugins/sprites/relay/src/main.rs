@@ -6,6 +6,9 @@
 //!
 //! Threads: one accepts, one reads stdin, one writes stdout, one watches the host's liveness,
 //! and two per connection (socket → host, host → socket).
+//!
+//! `clauderon-relay serve-cache ...` is the other job the same static binary does inside
+//! sprites: serving a cache sprite's entries to capability holders ([`cache_serve`]).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -123,8 +126,13 @@ fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     }))
 }
 
+mod cache_serve;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve-cache") {
+        return cache_serve::main(&args[1..]);
+    }
     if args.first().is_some_and(|a| a == "sync") {
         return sync_mode(&args[1..]);
     }

@@ -167,6 +167,30 @@ impl Backend for SpritesBackend {
         progress::with_sink(&ctx, "clone", clone::clone_repo(self, &ctx, req)).await
     }
 
+    async fn cache_save(
+        &self,
+        ctx: CallContext,
+        req: ops::CacheSaveRequest,
+    ) -> Result<ops::CacheResponse, PluginError> {
+        progress::with_sink(&ctx, "cache", crate::cache::save(self, &ctx, req)).await
+    }
+
+    async fn cache_restore(
+        &self,
+        ctx: CallContext,
+        req: ops::CacheRestoreRequest,
+    ) -> Result<ops::CacheResponse, PluginError> {
+        progress::with_sink(&ctx, "cache", crate::cache::restore(self, &ctx, req)).await
+    }
+
+    async fn cache_delete(
+        &self,
+        ctx: CallContext,
+        req: ops::CacheDeleteRequest,
+    ) -> Result<ops::CacheDeleteResponse, PluginError> {
+        progress::with_sink(&ctx, "cache", crate::cache::delete(self, &ctx, req)).await
+    }
+
     async fn open_tunnel(
         &self,
         ctx: CallContext,

@@ -193,7 +193,12 @@ fn origin_head(method: &str, path: &str, version: &str, lines: &[&str]) -> Vec<u
 }
 
 /// Serves one client of the egress proxy.
-pub async fn serve(mut client: TcpStream, eg: Arc<SpriteEgress>, hosts: Arc<HostMap>) {
+pub async fn serve(
+    mut client: TcpStream,
+    eg: Arc<SpriteEgress>,
+    hosts: Arc<HostMap>,
+    urls: tokio::sync::mpsc::UnboundedSender<crate::sprite_url::UrlConn>,
+) {
     let Some((head, rest)) = read_head(&mut client).await else {
         return;
     };
@@ -233,6 +238,40 @@ pub async fn serve(mut client: TcpStream, eg: Arc<SpriteEgress>, hosts: Arc<Host
     };
     let mut rules_rx = eg.subscribe();
     let rules = rules_rx.borrow_and_update().clone();
+    let host = target.host.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(name) = crate::sprite_url::sprite_of(&host) {
+        // Another sprite's URL: the emulator answers it (under this sprite's policy).
+        let why = match rules.decide(&host) {
+            Decision::Allow => None,
+            Decision::Deny(rule) => Some(format!("{host} is denied by the rule `{rule}`")),
+            Decision::Unlisted => Some(format!("{host} matches no allow rule")),
+        };
+        if let Some(why) = why {
+            let msg = format!("blocked by the sprite's network policy: {why}\n");
+            answer(&mut client, "403 Forbidden", &msg).await;
+            return;
+        }
+        if forward.is_some() || target.port != 443 {
+            let msg = "sprite URLs are https on port 443: use CONNECT\n";
+            answer(&mut client, "400 Bad Request", msg).await;
+            return;
+        }
+        if client
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let conn = crate::sprite_url::UrlConn {
+            sprite: name.to_owned(),
+            host,
+            client,
+        };
+        // Served by the app's own task (it wakes sprites, whose egress lives here).
+        let _ = urls.send(conn);
+        return;
+    }
     let addrs = match admit(&target, &rules, &eg, &hosts).await {
         Ok(a) => a,
         Err(why) => {

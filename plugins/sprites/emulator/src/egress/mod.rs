@@ -121,6 +121,7 @@ pub async fn start(
     eg: Arc<SpriteEgress>,
     init_pid: i32,
     helper_pid: Option<i32>,
+    urls: tokio::sync::mpsc::UnboundedSender<crate::sprite_url::UrlConn>,
 ) -> Result<Option<Running>, String> {
     if cfg.port == 0 {
         return Ok(None);
@@ -146,7 +147,12 @@ pub async fn start(
                 continue;
             };
             let _ = client.set_nodelay(true);
-            tokio::spawn(forward::serve(client, Arc::clone(&eg), Arc::clone(&hosts)));
+            tokio::spawn(forward::serve(
+                client,
+                Arc::clone(&eg),
+                Arc::clone(&hosts),
+                urls.clone(),
+            ));
         }
     });
     Ok(Some(Running {

@@ -1,0 +1,317 @@
+//! The direct path of a restore: the session sprite fetches the archive from the cache
+//! sprite's own URL, so the bytes cross no link of the user's.
+//!
+//! A sprite's URL (`https://<name>-<org>.sprites.app`) reaches port 8080 inside it, for the
+//! org's token (`url_settings.auth = "sprite"`) or for anyone (`"public"`). The org token must
+//! never enter a session sprite, so the cache sprite's URL is made public and what listens
+//! there checks a capability instead: the plugin (holding the org token) starts the cache
+//! server (`clauderon-relay serve-cache`, the static relay the tunnel already uploads) and
+//! writes a capability file into the cache sprite: 256 random bits naming one entry, valid five
+//! minutes, used once. Only the capability goes into the session sprite (through the exec's
+//! stdin, never its arguments), where `curl` fetches the entry, hashes it on the way (the entry's
+//! SHA-256 must match) and unpacks it into the staging directory. The server exits after two
+//! idle minutes, so the public URL answers nothing between restores.
+
+use std::time::{Duration, SystemTime};
+
+use clauderon_plugin_sdk::CallContext;
+use tokio::io::AsyncWriteExt;
+
+use super::store::{EntryMeta, ROOT, Store};
+use super::transfer::{self, Tick};
+use super::{Attempt, run, scripts};
+use crate::backend::SpritesBackend;
+use crate::client::{SpriteHandle, UpdateSprite, UrlSettings};
+use crate::tunnel::{install, locate};
+
+/// How long a capability stays valid.
+const CAPABILITY_LIFE: Duration = Duration::from_secs(300);
+/// How long the cache server lives without a connection.
+const SERVER_IDLE_SECS: &str = "120";
+/// How long the server may take to start listening.
+const SERVER_START: Duration = Duration::from_secs(15);
+
+/// Cache sprite, stdin = the capability: records it for entry `$2` until `$3` (Unix seconds);
+/// capabilities older than an hour (never used) are removed.
+const GRANT: &str = r#"set -eu
+IFS= read -r t
+umask 077
+mkdir -p "$1/caps"
+find "$1/caps" -type f -mmin +60 -exec rm -f {} + 2>/dev/null || true
+printf '%s %s\n' "$2" "$3" > "$1/caps/$t"
+"#;
+
+/// Session sprite, stdin = the capability: fetches `$1` into the staging directory `$2`,
+/// checking the SHA-256 `$3` on the way and decompressing with `$4`. Exit 7: the URL could not
+/// be fetched (the caller relays instead); 4: the bytes do not verify; 6: tar failed; 8: no
+/// decompressor.
+const FETCH: &str = r#"set -u
+IFS= read -r token || { echo "no capability on stdin" >&2; exit 2; }
+url=$1 stage=$2 sum=$3 comp=$4
+command -v curl >/dev/null 2>&1 || { echo "curl is not installed in the sprite" >&2; exit 7; }
+command -v "$comp" >/dev/null 2>&1 || { echo "$comp is not installed in the sprite" >&2; exit 8; }
+rm -rf "$stage" "$stage.status" "$stage.fifo" "$stage.sum"
+mkdir -p "$stage"
+st="$stage.status" fifo="$stage.fifo"
+mkfifo "$fifo"
+(sha256sum < "$fifo" | cut -d ' ' -f 1 > "$stage.sum") &
+{ curl -f -S --connect-timeout 20 --max-time 3600 -K - <<CURLCFG || echo "curl exit $?" > "$st"
+url = "$url"
+header = "Authorization: Bearer $token"
+CURLCFG
+} | tee "$fifo" | { "$comp" -dc || echo "$comp exit $?" >> "$st"; } | tar -xf - -C "$stage"
+tr=$?
+wait
+got=$(cat "$stage.sum" 2>/dev/null)
+rm -f "$fifo" "$stage.sum"
+if [ -s "$st" ] && grep -q '^curl' "$st"; then cat "$st" >&2; rm -rf "$stage" "$st"; exit 7; fi
+if [ "$got" != "$sum" ]; then echo "SHA-256 $got arrived, the entry records $sum" >&2; rm -rf "$stage" "$st"; exit 4; fi
+if [ -s "$st" ]; then cat "$st" >&2; rm -rf "$stage" "$st"; exit 4; fi
+rm -f "$st"
+if [ "$tr" != 0 ]; then rm -rf "$stage"; echo "tar could not unpack the archive (exit $tr)" >&2; exit 6; fi
+"#;
+
+/// Exit code of [`FETCH`]: the URL could not be fetched.
+const UNREACHABLE: i32 = 7;
+
+/// 32 random bytes as hex (a capability).
+fn capability() -> Result<String, String> {
+    let mut buf = [0u8; 32];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut buf)
+        .map_err(|_| "the system has no random numbers".to_owned())?;
+    Ok(locate::hex(&buf))
+}
+
+/// Bytes received so far, from one line of curl's progress meter (`% Total % Received ...`).
+pub fn meter_bytes(line: &str) -> Option<u64> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() < 12 || f[0].parse::<u32>().is_err() {
+        return None;
+    }
+    let v = f[3];
+    let (num, mult) = match v.chars().last()? {
+        'k' => (&v[..v.len() - 1], 1024.0),
+        'M' => (&v[..v.len() - 1], 1024.0 * 1024.0),
+        'G' => (&v[..v.len() - 1], 1024.0 * 1024.0 * 1024.0),
+        c if c.is_ascii_digit() => (v, 1.0),
+        _ => return None,
+    };
+    num.parse::<f64>().ok().map(|n| (n * mult) as u64)
+}
+
+/// Starts the cache server in the cache sprite unless one runs (it then serves every
+/// capability); returns once it listens.
+async fn ensure_server(store: &Store) -> Result<(), String> {
+    let cmd = store
+        .sprite
+        .command(install::REMOTE_PATH)
+        .args([
+            "serve-cache",
+            "--root",
+            ROOT,
+            "--listen",
+            "0.0.0.0:8080",
+            "--idle-secs",
+            SERVER_IDLE_SECS,
+        ])
+        // It outlives this connection; it stops itself once idle.
+        .max_run_after_disconnect(Duration::from_secs(3600));
+    let mut child = cmd
+        .spawn()
+        .await
+        .map_err(|e| format!("starting the cache server: {e}"))?;
+    let mut out = child
+        .stdout
+        .take()
+        .ok_or("the cache server has no stdout")?;
+    match tokio::time::timeout(SERVER_START, out.recv()).await {
+        Ok(Some(line)) if String::from_utf8_lossy(&line).starts_with("serving") => {
+            // Leave it running.
+            drop(out);
+            drop(child);
+            Ok(())
+        }
+        Ok(_) => match tokio::time::timeout(SERVER_START, child.wait()).await {
+            Ok(Ok(c)) if c == clauderon_relay::EXIT_ADDR_IN_USE => Ok(()),
+            Ok(Ok(c)) => Err(format!("the cache server exited with {c}")),
+            Ok(Err(e)) => Err(format!("the cache server: {e}")),
+            Err(_) => Err("the cache server did not start".into()),
+        },
+        Err(_) => Err("the cache server did not start listening".into()),
+    }
+}
+
+/// The lines of the fetch's stderr that are not curl's progress meter.
+fn without_meter(stderr: &str) -> String {
+    stderr
+        .split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && meter_bytes(l).is_none())
+        .filter(|l| !l.starts_with("% Total") && !l.starts_with("Dload"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Tries the direct path; `Err` says why it cannot be used (the caller relays instead).
+pub(crate) async fn restore(
+    b: &SpritesBackend,
+    ctx: &CallContext,
+    store: &Store,
+    session: &SpriteHandle,
+    meta: &EntryMeta,
+    stage: &str,
+) -> Result<Attempt, String> {
+    let client = b.client().await.map_err(|e| e.message)?;
+    let name = store.state.sprite.clone();
+    let info = client
+        .get(&name)
+        .await
+        .map_err(|e| format!("looking up the cache sprite's URL: {e}"))?;
+    let url = info
+        .url
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .ok_or("the cache sprite has no URL")?;
+    let relay = locate::find_relay(b.settings().relay_path.as_deref()).map_err(|e| e.message)?;
+    install::install(&store.sprite, &relay, &|_, _| {})
+        .await
+        .map_err(|e| e.message)?;
+    if info.url_settings.as_ref().map(|s| s.auth.as_str()) != Some("public") {
+        let public = UpdateSprite {
+            url_settings: Some(UrlSettings {
+                auth: "public".into(),
+                private_access: None,
+            }),
+            ..UpdateSprite::default()
+        };
+        client
+            .update(&name, &public)
+            .await
+            .map_err(|e| format!("opening the cache sprite's URL: {e}"))?;
+    }
+    ensure_server(store).await?;
+    let token = capability()?;
+    let expiry = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| (d + CAPABILITY_LIFE).as_secs())
+        .unwrap_or(0)
+        .to_string();
+    let granted = run(
+        &store.sprite,
+        GRANT,
+        "clauderon-cache-grant",
+        &[ROOT, &meta.key, &expiry],
+        Some(format!("{token}\n").as_bytes()),
+    )
+    .await
+    .map_err(|e| e.message)?;
+    if !granted.success() {
+        return Err(format!(
+            "granting a capability failed: {}",
+            String::from_utf8_lossy(&granted.stderr).trim()
+        ));
+    }
+    let entry_url = format!("{}/entries/{}", url.trim_end_matches('/'), meta.key);
+    ctx.progress(
+        "cache",
+        &format!(
+            "restoring {} directly from cache sprite {name} ({})",
+            meta.key,
+            transfer::human(meta.size)
+        ),
+        Some(0.0),
+    );
+    let mut child = session
+        .command("sh")
+        .stdin(true)
+        .args([
+            "-c",
+            FETCH,
+            "clauderon-cache-fetch",
+            &entry_url,
+            stage,
+            &meta.sha256,
+            meta.decompressor(),
+        ])
+        .spawn()
+        .await
+        .map_err(|e| format!("starting the fetch in the session sprite: {e}"))?;
+    if let Some(mut w) = child.stdin.take() {
+        let _ = w.write_all(format!("{token}\n").as_bytes()).await;
+        let _ = w.shutdown().await;
+    }
+    let mut err_stream = child.stderr.take().ok_or("the fetch has no stderr")?;
+    let started = std::time::Instant::now();
+    let what = format!("restoring {}", meta.key);
+    let how = "directly from the cache sprite";
+    let watch = async {
+        let (mut text, mut last) = (String::new(), std::time::Instant::now());
+        while let Some(chunk) = err_stream.recv().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(bytes) = text.rsplit(['\r', '\n']).find_map(meter_bytes)
+                && last.elapsed() >= Duration::from_millis(500)
+            {
+                last = std::time::Instant::now();
+                let rate = transfer::rate(bytes, started.elapsed());
+                let total = Some(meta.size);
+                super::report(ctx, &what, how, Tick { bytes, total, rate });
+            }
+            if text.len() > 64 * 1024 {
+                text.drain(..text.len() - 4096);
+            }
+        }
+        text
+    };
+    let (stderr, out) = tokio::join!(watch, child.wait_with_output());
+    let out = out.map_err(|e| format!("fetching in the session sprite: {e}"))?;
+    let said = without_meter(&stderr);
+    match out.exit_code {
+        0 => {
+            let rate = transfer::rate(meta.size, started.elapsed());
+            let (bytes, total) = (meta.size, Some(meta.size));
+            super::report(ctx, &what, how, Tick { bytes, total, rate });
+            Ok(Attempt::Staged { bytes: meta.size })
+        }
+        scripts::DAMAGED => Ok(Attempt::Damaged(said)),
+        scripts::NO_DECOMPRESSOR => Ok(Attempt::Unusable(said)),
+        UNREACHABLE => Err(format!(
+            "the session sprite cannot fetch the cache sprite's URL: {said}"
+        )),
+        c => {
+            let _ = run(
+                session,
+                scripts::CLEAN,
+                "clauderon-cache-clean",
+                &[stage],
+                None,
+            )
+            .await;
+            Err(format!("the direct fetch failed (exit {c}): {said}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn curls_meter_gives_the_bytes_received() {
+        let l = " 45  190M   45 86.5M    0     0  85.1M      0  0:00:02  0:00:01  0:00:01 85.1M";
+        assert_eq!(meter_bytes(l), Some((86.5 * 1024.0 * 1024.0) as u64));
+        let l = "100  1234  100  1234    0     0   9000      0 --:--:-- --:--:-- --:--:--  9000";
+        assert_eq!(meter_bytes(l), Some(1234));
+        assert_eq!(
+            meter_bytes("  % Total    % Received % Xferd  Average Speed"),
+            None
+        );
+        assert_eq!(
+            meter_bytes("curl: (22) The requested URL returned error: 403"),
+            None
+        );
+        let err = "  % Total    % Received\r  0     0    0     0    0     0      0      0 --:--:-- --:--:-- --:--:--     0\ncurl: (22) error 403\n";
+        assert_eq!(without_meter(err), "curl: (22) error 403");
+        assert_eq!(capability().unwrap().len(), 64);
+    }
+}

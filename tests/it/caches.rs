@@ -1,0 +1,585 @@
+//! Build caches end to end (DESIGN §16): the real `clauderon` CLI and daemon, the real Sprites
+//! plugin, and emulator sprites that have the host's Rust toolchain mounted where the base
+//! image keeps its languages (`--language rust=…`). The agent is a small script run with
+//! `--print` whose prompt says what to build, so each create returns once the build is done.
+//! Caches are tiny (a no-dependency cargo crate, a directory of a few hundred kB, a 1 MB pip
+//! blob) so the tests stay fast.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::daemon::TestDaemon;
+use crate::support::emulator::Emulator;
+use crate::support::git::{git, git_repo};
+use crate::support::home::{Run, TempHome, assert_exit};
+
+/// The agent: `$1` (the prompt) names what to do in the workspace.
+const AGENT: &str = r#"case "$1" in
+cargo)
+  if [ -e target/debug/hello ]; then echo "cargo: warm"; else echo "cargo: cold"; fi
+  cargo build --offline 2>&1 | tail -n 2
+  echo "CARGO_HOME=$CARGO_HOME CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
+  ;;
+dir)
+  if [ -f out/marker ]; then echo "dir: warm $(cat out/marker)"; else
+    echo "dir: cold"
+    mkdir -p out && head -c 300000 /dev/urandom > out/blob
+    od -An -N8 -tx8 /dev/urandom | tr -d ' \n' > out/marker
+    echo "dir: wrote $(cat out/marker)"
+  fi
+  ;;
+pip)
+  mkdir -p "$PIP_CACHE_DIR" && head -c 1000000 /dev/urandom > "$PIP_CACHE_DIR/blob"
+  echo "pip: wrote $(sha256sum < "$PIP_CACHE_DIR/blob" | cut -c1-64)"
+  ;;
+pipcheck)
+  if [ -f "$PIP_CACHE_DIR/blob" ]; then echo "pip: warm $(sha256sum < "$PIP_CACHE_DIR/blob" | cut -c1-64)"; else echo "pip: cold"; fi
+  ;;
+esac
+"#;
+
+/// How long one create (sprite, clone, restore, agent) may take.
+const CREATE_LIMIT: Duration = Duration::from_secs(240);
+
+/// An emulator with the host's Rust mounted, a home whose agent is [`AGENT`], a daemon.
+struct Lab {
+    emu: Emulator,
+    home: TempHome,
+    daemon: TestDaemon,
+}
+
+fn rust_sysroot() -> String {
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+impl Lab {
+    fn start() -> Lab {
+        Self::start_with("")
+    }
+
+    /// `extra`: more config.toml lines (e.g. a `[cache]` table).
+    fn start_with(extra: &str) -> Lab {
+        let sysroot = format!("rust={}", rust_sysroot());
+        let emu = Emulator::start_args(&["--language", &sysroot]);
+        let home = TempHome::new();
+        home.write_secret("sprites_api_key", emu.token(), 0o600);
+        let script = serde_json::to_string(AGENT).unwrap();
+        home.write_config(&format!(
+            "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+             [agent]\npreset = \"custom\"\ncommand = [\"sh\", \"-c\", {script}, \"agent\"]\n\
+             prompt_args = [\"{{prompt}}\"]\nprint_args = []\n{extra}\n\
+             [sprites]\napi_url = \"{}\"\nhibernate_wait_seconds = 20\n",
+            emu.base_url()
+        ));
+        let daemon = TestDaemon::start(&home);
+        Lab { emu, home, daemon }
+    }
+
+    /// `clauderon create --print` of session `name` on `repo` running agent action `what`.
+    fn create(&self, repo: &Path, name: &str, what: &str, flags: &[&str]) -> Run {
+        let mut args = vec![
+            "create",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--prompt",
+            what,
+            "--name",
+            name,
+            "--print",
+        ];
+        args.extend_from_slice(flags);
+        let run = self.home.run_timeout(&args, CREATE_LIMIT);
+        assert_exit(&run, 0);
+        run
+    }
+
+    fn delete(&self, name: &str) {
+        let run = self
+            .home
+            .run_timeout(&["delete", name, "--yes"], CREATE_LIMIT);
+        assert_exit(&run, 0);
+    }
+
+    /// The log of the newest session named `name`, deleted or not.
+    fn logs(&self, name: &str) -> String {
+        let list = self.home.run(&["list", "--all", "--json"]);
+        assert_exit(&list, 0);
+        let id = list
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no session {name}: {}", list.stdout))["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let run = self.home.run(&["logs", &id]);
+        assert_exit(&run, 0);
+        run.stdout
+    }
+
+    fn caches(&self) -> Value {
+        let run = self.home.run(&["cache", "list", "--json"]);
+        assert_exit(&run, 0);
+        run.json()
+    }
+
+    async fn cache_sprites(&self) -> Vec<String> {
+        self.emu
+            .sprites()
+            .await
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_owned())
+            .filter(|n| n.starts_with("clauderon-cache-"))
+            .collect()
+    }
+
+    /// The directory holding a cache sprite's entries on the emulator's disk.
+    fn store_dir(&self, sprite: &str) -> std::path::PathBuf {
+        self.emu
+            .data_dir()
+            .join("sprites")
+            .join(sprite)
+            .join("root/home/sprite/clauderon-cache")
+    }
+
+    fn dump(&self) -> String {
+        format!("daemon log:\n{}", self.daemon.log())
+    }
+}
+
+/// A repository holding a no-dependency cargo crate `hello` with its lockfile.
+fn cargo_repo() -> tempfile::TempDir {
+    let repo = git_repo();
+    let p = repo.path();
+    std::fs::write(
+        p.join("Cargo.toml"),
+        "[package]\nname = \"hello\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(p.join("src")).unwrap();
+    std::fs::write(
+        p.join("src/main.rs"),
+        "fn main() { println!(\"hello\"); }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("Cargo.lock"),
+        "# This file is automatically @generated by Cargo.\nversion = 4\n\n[[package]]\nname = \"hello\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    git(p, &["add", "."]);
+    git(p, &["commit", "-q", "-m", "crate"]);
+    repo
+}
+
+/// The one cache of the list (panics naming the list otherwise).
+fn only_cache(list: &Value) -> Value {
+    let a = list.as_array().unwrap();
+    assert_eq!(a.len(), 1, "{list:#}");
+    a[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_sessions_cargo_cache_fills_the_next_session_of_the_project() {
+    let lab = Lab::start();
+    let repo = cargo_repo();
+
+    let run = lab.create(repo.path(), "a", "cargo", &["--build-cache", "cargo"]);
+    assert!(run.stdout.contains("cargo: cold"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains(
+            "CARGO_HOME=/home/sprite/.cargo CARGO_TARGET_DIR=/home/sprite/workspace/target"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lab.logs("a").contains("no build cache yet"),
+        "{}",
+        lab.logs("a")
+    );
+    lab.delete("a");
+    let log = lab.logs("a");
+    let saved = log
+        .lines()
+        .find(|l| l.contains("cargo: saved cargo-"))
+        .unwrap_or_else(|| panic!("{log}\n{}", lab.dump()));
+    let key = saved
+        .split_whitespace()
+        .find(|w| w.starts_with("cargo-"))
+        .unwrap()
+        .to_owned();
+    assert!(key.ends_with(&key[key.len() - 16..]), "{key}");
+
+    let cache = only_cache(&lab.caches());
+    assert_eq!(cache["types"], serde_json::json!(["cargo"]), "{cache:#}");
+    assert_eq!(cache["entries"][0]["key"], key.as_str(), "{cache:#}");
+    assert!(cache["size"].as_u64().unwrap() > 1000, "{cache:#}");
+
+    let run = lab.create(repo.path(), "b", "cargo", &["--build-cache", "cargo"]);
+    assert!(
+        run.stdout.contains("cargo: warm"),
+        "{}\n{}",
+        run.stdout,
+        lab.logs("b")
+    );
+    let log = lab.logs("b");
+    assert!(
+        log.contains(&format!("cargo: restored {key} (")),
+        "{log}\n{}",
+        lab.dump()
+    );
+    // The transport is named: the emulator serves sprite URLs, so the direct path.
+    assert!(
+        log.contains("directly between the store and the sandbox"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_last_session_keeps_the_cache_reconcile_ignores_it_and_clear_removes_it() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    lab.create(repo.path(), "r1", "dir", &["--build-cache", "./out"]);
+    lab.delete("r1");
+    let stores = lab.cache_sprites().await;
+    assert_eq!(stores.len(), 1, "{stores:?}\n{}", lab.dump());
+    let cache = only_cache(&lab.caches());
+    assert_eq!(cache["instance"], stores[0].as_str(), "{cache:#}");
+    assert_eq!(cache["types"], serde_json::json!(["./out"]), "{cache:#}");
+    assert_ne!(cache["state"], "gone", "{cache:#}");
+    let text = lab.home.run(&["cache", "list"]);
+    assert_exit(&text, 0);
+    assert!(text.stdout.starts_with("KEY "), "{}", text.stdout);
+
+    // The cache sprite carries clauderon=1 but is no session's sandbox: not an orphan.
+    let run = lab.home.run(&["reconcile", "--json"]);
+    assert_exit(&run, 0);
+    assert_eq!(
+        run.json()["orphans"],
+        serde_json::json!([]),
+        "{}",
+        run.stdout
+    );
+
+    let key = cache["key"].as_str().unwrap();
+    let run = lab.home.run(&["cache", "clear", key]);
+    assert_exit(&run, 0);
+    assert!(
+        run.stdout.contains(&format!("{key}: removed")),
+        "{}",
+        run.stdout
+    );
+    assert!(lab.cache_sprites().await.is_empty());
+    assert_eq!(lab.caches(), serde_json::json!([]));
+    let run = lab.home.run(&["cache", "clear", key]);
+    assert_exit(&run, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_scoped_cache_is_private_and_survives_delete_and_recreate() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let scoped = ["--build-cache", "./out", "--cache-scope", "session"];
+    let run = lab.create(repo.path(), "s1", "dir", &scoped);
+    let marker = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("dir: wrote "))
+        .unwrap_or_else(|| panic!("{}", run.stdout))
+        .to_owned();
+    lab.delete("s1");
+
+    // Another session of the same project, in session scope or project scope, sees nothing.
+    let run = lab.create(repo.path(), "s2", "dir", &scoped);
+    assert!(run.stdout.contains("dir: cold"), "{}", run.stdout);
+    let run = lab.create(repo.path(), "p1", "dir", &["--build-cache", "./out"]);
+    assert!(run.stdout.contains("dir: cold"), "{}", run.stdout);
+
+    // The same name again finds its own cache.
+    let run = lab.create(repo.path(), "s1", "dir", &scoped);
+    assert!(
+        run.stdout.contains(&format!("dir: warm {marker}")),
+        "{}\n{}",
+        run.stdout,
+        lab.logs("s1")
+    );
+    let caches = lab.caches();
+    let scoped: Vec<&Value> = caches
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["scope"] == "session")
+        .collect();
+    assert_eq!(scoped.len(), 1, "{caches:#}");
+    assert_eq!(scoped[0]["session"], "s1", "{caches:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_saving_the_same_key_at_once_leave_one_complete_cache() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    std::fs::write(repo.path().join("requirements.txt"), "requests==2.32.3\n").unwrap();
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-q", "-m", "deps"]);
+    let mut sums = Vec::new();
+    for name in ["w1", "w2"] {
+        let run = lab.create(repo.path(), name, "pip", &["--build-cache", "pip"]);
+        let sum = run
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("pip: wrote "))
+            .unwrap_or_else(|| panic!("{}", run.stdout))
+            .to_owned();
+        sums.push(sum);
+    }
+    assert_ne!(sums[0], sums[1]);
+    let saves: Vec<std::thread::JoinHandle<Run>> = ["w1", "w2"]
+        .into_iter()
+        .map(|name| {
+            let home = lab.home.path().to_path_buf();
+            std::thread::spawn(move || {
+                let out =
+                    std::process::Command::new(crate::support::artifacts::artifacts().clauderon())
+                        .env("CLAUDERON_HOME", home)
+                        .args(["cache", "save", name, "--json"])
+                        .output()
+                        .unwrap();
+                out.into()
+            })
+        })
+        .collect();
+    let runs: Vec<Run> = saves.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut outcomes = Vec::new();
+    for run in &runs {
+        assert_exit(run, 0);
+        outcomes.push(
+            run.json()["caches"][0]["outcome"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    outcomes.sort();
+    assert_eq!(outcomes, ["exists", "saved"], "{runs:?}");
+
+    let cache = only_cache(&lab.caches());
+    assert_eq!(cache["entries"].as_array().unwrap().len(), 1, "{cache:#}");
+    let sprite = cache["instance"].as_str().unwrap().to_owned();
+    let store = lab.store_dir(&sprite);
+    let entries: Vec<_> = std::fs::read_dir(store.join("entries")).unwrap().collect();
+    assert_eq!(entries.len(), 1);
+    let incoming = std::fs::read_dir(store.join("incoming"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(incoming, 0, "no half-written save is left");
+
+    // A third session gets one of the two blobs, whole.
+    let run = lab.create(repo.path(), "w3", "pipcheck", &["--build-cache", "pip"]);
+    let got = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pip: warm "))
+        .unwrap_or_else(|| panic!("{}\n{}", run.stdout, lab.logs("w3")))
+        .to_owned();
+    assert!(sums.contains(&got), "{got} not in {sums:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_archive_is_a_cold_start_with_a_warning() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    lab.create(repo.path(), "c1", "dir", &["--build-cache", "./out"]);
+    lab.delete("c1");
+    let cache = only_cache(&lab.caches());
+    let key = cache["entries"][0]["key"].as_str().unwrap().to_owned();
+    let archive = lab
+        .store_dir(cache["instance"].as_str().unwrap())
+        .join("entries")
+        .join(&key)
+        .join("archive.tgz");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    for b in &mut bytes[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&archive, bytes).unwrap();
+
+    let run = lab.create(repo.path(), "c2", "dir", &["--build-cache", "./out"]);
+    assert!(run.stdout.contains("dir: cold"), "{}", run.stdout);
+    let log = lab.logs("c2");
+    assert!(
+        log.contains(&format!("warn: build cache ./out: entry {key} is damaged")),
+        "{log}\n{}",
+        lab.dump()
+    );
+    assert!(log.contains("building cold"), "{log}");
+    // The damaged entry is gone from the index and from the cache sprite.
+    let cache = only_cache(&lab.caches());
+    assert_eq!(cache["entries"], serde_json::json!([]), "{cache:#}");
+    assert!(!archive.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_a_31_day_idle_cache_and_keeps_a_29_day_one() {
+    let mut lab = Lab::start();
+    let old = git_repo();
+    let young = git_repo();
+    // Each repository is its own project (no origin: keyed by its root commit, which the
+    // amend makes differ).
+    git(
+        young.path(),
+        &["commit", "-q", "--amend", "-m", "another project"],
+    );
+    lab.create(old.path(), "g1", "dir", &["--build-cache", "./out"]);
+    lab.delete("g1");
+    lab.daemon.kill();
+    lab.daemon = TestDaemon::start_with(&lab.home, |c| {
+        c.env("CLAUDERON_CLOCK_OFFSET", "2days");
+    });
+    lab.create(young.path(), "g2", "dir", &["--build-cache", "./out"]);
+    lab.delete("g2");
+    let caches = lab.caches();
+    assert_eq!(caches.as_array().unwrap().len(), 2, "{caches:#}");
+    let key_of = |repo: &Path| {
+        let root = git(repo, &["rev-list", "--max-parents=0", "HEAD"]);
+        caches
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["project"].as_str().unwrap().contains(&root[..12]))
+            .unwrap_or_else(|| panic!("{root} in {caches:#}"))["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (old_key, young_key) = (key_of(old.path()), key_of(young.path()));
+    assert_eq!(lab.cache_sprites().await.len(), 2);
+
+    // 31 days after the first save (29 after the second): the daemon collects at start.
+    lab.daemon.kill();
+    lab.daemon = TestDaemon::start_with(&lab.home, |c| {
+        c.env("CLAUDERON_CLOCK_OFFSET", "31days");
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let left = loop {
+        let list = lab.caches();
+        let keys: Vec<String> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["key"].as_str().unwrap().to_owned())
+            .collect();
+        if !keys.contains(&old_key) || std::time::Instant::now() > deadline {
+            break keys;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(left, std::slice::from_ref(&young_key), "{}", lab.dump());
+    let sprites = lab.cache_sprites().await;
+    assert_eq!(sprites, [format!("clauderon-cache-{young_key}")]);
+}
+
+/// Every file under `dir` that contains `needle` (unreadable files are skipped).
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(p),
+                Ok(t)
+                    if t.is_file()
+                        && std::fs::read(&p)
+                            .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) =>
+                {
+                    found.push(p);
+                }
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restores_fetch_the_cache_sprites_url_with_a_capability_else_go_through_the_host() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let run = lab.create(repo.path(), "d1", "dir", &["--build-cache", "./out"]);
+    let marker = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("dir: wrote "))
+        .unwrap()
+        .to_owned();
+    lab.delete("d1");
+    let sprite = lab.cache_sprites().await.pop().unwrap();
+
+    // Opening the cache sprite's URL fails once: the restore goes through the host instead.
+    lab.emu
+        .add_fault(serde_json::json!({"kind": "error", "method": "PUT",
+            "path": "/v1/sprites/clauderon-cache-*", "status": 500, "times": 1}))
+        .await;
+    let run = lab.create(repo.path(), "d2", "dir", &["--build-cache", "./out"]);
+    assert!(
+        run.stdout.contains(&format!("dir: warm {marker}")),
+        "{}",
+        run.stdout
+    );
+    let log = lab.logs("d2");
+    assert!(log.contains("the direct path is not available"), "{log}");
+    assert!(log.contains("relayed through this machine"), "{log}");
+
+    // Then the session sprite fetches the entry from the cache sprite's URL itself.
+    let run = lab.create(repo.path(), "d3", "dir", &["--build-cache", "./out"]);
+    assert!(
+        run.stdout.contains(&format!("dir: warm {marker}")),
+        "{}",
+        run.stdout
+    );
+    let log = lab.logs("d3");
+    assert!(
+        log.contains("directly between the store and the sandbox"),
+        "{log}\n{}",
+        lab.dump()
+    );
+    let info: Value = lab
+        .emu
+        .http_client()
+        .get(format!("{}/v1/sprites/{sprite}", lab.emu.base_url()))
+        .bearer_auth(lab.emu.token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["url_settings"]["auth"], "public", "{info:#}");
+    // The capability was used up; the org's token is nowhere in a session sprite.
+    let caps = lab.store_dir(&sprite).join("caps");
+    assert_eq!(std::fs::read_dir(&caps).unwrap().count(), 0);
+    let sprites = lab.emu.data_dir().join("sprites");
+    for s in std::fs::read_dir(&sprites).unwrap().flatten() {
+        let name = s.file_name().to_string_lossy().into_owned();
+        if name.starts_with("d2-") || name.starts_with("d3-") {
+            let hits = files_containing(&s.path().join("root"), lab.emu.token().as_bytes());
+            assert!(hits.is_empty(), "the org token is in {hits:?}");
+        }
+    }
+}
