@@ -419,4 +419,29 @@ async fn tui_in_80x24_help_form_panic_and_sigterm_restore_the_terminal() {
         .unwrap();
     assert!(killed.success());
     tmux.assert_restored();
+
+    // The terminal goes away (an SSH connection drops, the window is closed): the TUI ends,
+    // rather than living on against a hung-up terminal.
+    tmux.keys(&["clear", "Enter"]);
+    tmux.start_tui();
+    let pid = tmux.foreground_pid();
+    tmux.tmux(&["kill-server"]);
+    let deadline = Instant::now() + SHORT;
+    while is_alive(pid) {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("the TUI (pid {pid}) still runs {SHORT:?} after its terminal went away");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether `pid` runs (a zombie has ended).
+fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }

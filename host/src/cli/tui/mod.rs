@@ -111,7 +111,13 @@ async fn event_loop(
                 Some(m) => m,
                 None => return Ok(()),
             },
-            _ = tick.tick() => Msg::Tick(time::OffsetDateTime::now_utc()),
+            // Each second: the clock, and whether the terminal is still there (the reader
+            // may be stuck in a read of a terminal that hung up).
+            _ = tick.tick() => if term::terminal_gone() {
+                Msg::Quit
+            } else {
+                Msg::Tick(time::OffsetDateTime::now_utc())
+            },
             _ = sigterm.recv() => Msg::Quit,
             _ = sighup.recv() => Msg::Quit,
             _ = sigint.recv() => Msg::Quit,

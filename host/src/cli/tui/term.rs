@@ -184,10 +184,26 @@ impl Drop for Input {
             c.stop = true;
             cv.notify_all();
         }
+        // The reader sees `stop` within one poll (50 ms). On a hung-up terminal crossterm's
+        // read can spin without returning, so it is waited for briefly and otherwise left to
+        // end with the process: never a TUI that cannot exit.
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let deadline = std::time::Instant::now() + Duration::from_millis(500);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
+}
+
+/// Whether the terminal went away (a dropped SSH connection, a closed window): a hung-up
+/// terminal answers every ioctl with EIO, so it is no longer a terminal.
+pub fn terminal_gone() -> bool {
+    use std::io::IsTerminal;
+    !std::io::stdout().is_terminal()
 }
 
 fn read_loop(control: &(Mutex<Control>, Condvar), tx: &UnboundedSender<Msg>) {
@@ -207,6 +223,11 @@ fn read_loop(control: &(Mutex<Control>, Condvar), tx: &UnboundedSender<Msg>) {
             if c.stop {
                 return;
             }
+        }
+        // Never poll a hung-up terminal: crossterm would read its end-of-file forever.
+        if terminal_gone() {
+            let _ = tx.send(Msg::Quit);
+            return;
         }
         match event::poll(Duration::from_millis(50)) {
             Ok(false) => continue,
