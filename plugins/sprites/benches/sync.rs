@@ -17,7 +17,9 @@
 //! data directory), polled every millisecond, so reading adds no API traffic.
 //!
 //! `cargo build --release -p clauderon -p clauderon-sprites -p sprites-emulator && cargo bench
-//! -p clauderon-sprites --bench sync`. Run without `--bench` it is a quick smoke run (small
+//! -p clauderon-sprites --bench sync`. `SYNC_BENCH_FILES` / `SYNC_BENCH_FILE_SIZE` change the
+//! initial sync's tree, `SYNC_BENCH_POLL_MS` how often it is checked (20), and
+//! `SYNC_BENCH_DAEMON_LOG=FILE` keeps the daemon's log (with `CLAUDERON_LOG=info`). Run without `--bench` it is a quick smoke run (small
 //! sizes, 2 s idle).
 
 use std::io::BufRead;
@@ -62,6 +64,18 @@ fn main() -> Result<(), BoxError> {
             file_size: 1000,
             idle: Duration::from_secs(2),
         }
+    };
+    // `SYNC_BENCH_FILES`, `SYNC_BENCH_FILE_SIZE`: another initial sync.
+    let plan = Plan {
+        files: std::env::var("SYNC_BENCH_FILES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(plan.files),
+        file_size: std::env::var("SYNC_BENCH_FILE_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(plan.file_size),
+        ..plan
     };
     let dir = profile_dir()?;
     let clauderon = dir.join("clauderon");
@@ -201,7 +215,10 @@ fn run(
         .arg("daemon")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(match std::env::var_os("SYNC_BENCH_DAEMON_LOG") {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        })
         .spawn()?;
     let daemon_pid = d.id();
     *daemon = Some(d);
@@ -294,7 +311,12 @@ fn run(
         if t.elapsed() > Duration::from_secs(900) {
             return Err(format!("the initial sync did not finish: {st}").into());
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(
+            std::env::var("SYNC_BENCH_POLL_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20),
+        ));
     }
     let synced = t.elapsed();
     let remote_files = count_files(&remote.join("bulk"))?;

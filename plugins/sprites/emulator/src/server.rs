@@ -41,6 +41,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     writeln!(out, "{addr}").context("stdout")?;
     out.flush().context("stdout")?;
     drop(out);
+    // Every socket without Nagle's delay, as the real service's (Go's default): small exec
+    // frames (a reply after a request) otherwise wait for the peer's delayed ACK.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, crate::api::router(app))
         .await
         .context("server")

@@ -103,19 +103,15 @@ pub(crate) async fn pump_exec(mut child: Child, stream: FrameStream) {
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
     let control = child.control();
-    let wait = child.wait();
-    tokio::pin!(wait);
-    loop {
-        tokio::select! {
-            c = recv(&mut out), if out.is_some() => match c {
-                Some(b) => { send(&mut w, FrameKind::Stdout, b.to_vec()).await; }
-                None => out = None,
-            },
-            c = recv(&mut err), if err.is_some() => match c {
-                Some(b) => { send(&mut w, FrameKind::Stderr, b.to_vec()).await; }
-                None => err = None,
-            },
-            f = r.read_frame() => match f {
+    // Host -> command on a task of its own: a stdin write waits while the command does not
+    // read, and the command may be waiting for its output to be read (a request/reply helper
+    // such as the sync's). Were both on one loop, neither would move and the connection would
+    // die of its unanswered pings.
+    let (hangup_tx, mut hangup) = tokio::sync::oneshot::channel::<()>();
+    let (warn_tx, mut warnings) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let input = tokio::spawn(async move {
+        loop {
+            match r.read_frame().await {
                 Ok(Some(f)) => match f.kind {
                     FrameKind::Stdin => {
                         if let Some(s) = stdin.as_mut()
@@ -137,15 +133,40 @@ pub(crate) async fn pump_exec(mut child: Child, stream: FrameStream) {
                     FrameKind::Signal => {
                         let name = String::from_utf8_lossy(&f.payload).into_owned();
                         if let Err(e) = control.signal(&name).await {
-                            send(&mut w, FrameKind::Event, serde_json::json!({"type": "warning", "message": e.to_string()}).to_string()).await;
+                            let _ = warn_tx.send(e.to_string());
                         }
                     }
                     _ => {}
                 },
                 // The host hung up: stop forwarding; the command ends with its connection.
-                Ok(None) | Err(_) => return,
+                Ok(None) | Err(_) => {
+                    let _ = hangup_tx.send(());
+                    return;
+                }
+            }
+        }
+    });
+    let wait = child.wait();
+    tokio::pin!(wait);
+    loop {
+        tokio::select! {
+            c = recv(&mut out), if out.is_some() => match c {
+                Some(b) => { send(&mut w, FrameKind::Stdout, b.to_vec()).await; }
+                None => out = None,
             },
+            c = recv(&mut err), if err.is_some() => match c {
+                Some(b) => { send(&mut w, FrameKind::Stderr, b.to_vec()).await; }
+                None => err = None,
+            },
+            Some(message) = warnings.recv() => {
+                send(&mut w, FrameKind::Event, serde_json::json!({"type": "warning", "message": message}).to_string()).await;
+            }
+            _ = &mut hangup => {
+                input.abort();
+                return;
+            }
             code = &mut wait, if out.is_none() && err.is_none() => {
+                input.abort();
                 match code {
                     Ok(c) => { send(&mut w, FrameKind::Exit, c.to_be_bytes().to_vec()).await; }
                     Err(e) => { send(&mut w, FrameKind::Error, plugin_error("the command", &e).message).await; }
