@@ -3,7 +3,7 @@
 //! the tree moves (at most one between two scans, so a busy tree cannot flood the host).
 
 use std::collections::BTreeSet;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +11,14 @@ use std::sync::mpsc;
 
 use crate::history;
 use crate::replica::{Change, Replica};
+
+/// Whether `buffered` starts with a whole message (its length prefix and body).
+fn holds_a_message(buffered: &[u8]) -> bool {
+    buffered.len() >= 4 && {
+        let n = u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]]) as usize;
+        buffered.len() >= 4 + n
+    }
+}
 
 /// Where the sandbox keeps the objects of a bundle the host sent.
 const KEEP_REF: &str = "refs/clauderon/host";
@@ -49,19 +57,24 @@ pub fn serve(
     root: PathBuf,
     extra: &[String],
     watch: bool,
-    mut input: impl Read,
+    input: impl Read,
     output: impl Write + Send + 'static,
 ) -> io::Result<()> {
+    // Requests are read through a buffer, and replies are flushed only when no complete request
+    // is waiting: a batch of writes is answered in a few large writes, not one per file. An
+    // empty message on the channel is the flush.
+    let mut input = BufReader::with_capacity(1 << 20, input);
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let writer = std::thread::spawn(move || {
         let mut out = BufWriter::with_capacity(256 * 1024, output);
-        while let Ok(first) = rx.recv() {
-            out.write_all(&first)?;
-            while let Ok(more) = rx.try_recv() {
-                out.write_all(&more)?;
+        while let Ok(msg) = rx.recv() {
+            if msg.is_empty() {
+                out.flush()?;
+            } else {
+                out.write_all(&msg)?;
             }
-            out.flush()?;
         }
+        out.flush()?;
         Ok::<_, io::Error>(())
     });
     let mut replica = Replica::new(root.clone(), extra);
@@ -72,6 +85,7 @@ pub fn serve(
         }
         .encode(),
     );
+    let _ = tx.send(Vec::new());
     let changed_sent = Arc::new(AtomicBool::new(false));
     let watcher = if watch { Watcher::new().ok() } else { None };
     if let Some(w) = &watcher {
@@ -80,6 +94,7 @@ pub fn serve(
             w.run(move || {
                 if !sent.swap(true, Ordering::SeqCst) {
                     let _ = tx.send(Reply::Changed.encode());
+                    let _ = tx.send(Vec::new());
                 }
             })
         });
@@ -177,6 +192,10 @@ pub fn serve(
             },
         };
         if tx.send(reply.encode()).is_err() {
+            break Ok(());
+        }
+        // Flush before a read that could wait: the host may be waiting for these replies.
+        if !holds_a_message(input.buffer()) && tx.send(Vec::new()).is_err() {
             break Ok(());
         }
     };
