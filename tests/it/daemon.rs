@@ -942,7 +942,7 @@ fn store_bytes(home: &TempHome) -> u64 {
 async fn the_store_stops_growing_under_a_chatty_agent() {
     let agent = r#"[agent]
 preset = "custom"
-command = ["sh", "-c", "i=0; while [ $i -lt 3 ]; do yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c 8388608; echo; echo BURST-$i-DONE; while [ ! -e GO_DIR/go-$i ]; do sleep 0.05; done; i=$((i+1)); done; exec cat"]
+command = ["sh", "-c", "i=0; while [ $i -lt 3 ]; do yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c 8388608; echo; echo BURST-$i-DONE; while [ ! -e GO_DIR/go-$i ]; do [ -d GO_DIR ] || exit 0; sleep 0.05; done; i=$((i+1)); done; exec cat"]
 prompt_args = ["{prompt}"]
 "#;
     let home = local_home("", agent);
@@ -975,6 +975,7 @@ prompt_args = ["{prompt}"]
         sizes.push(store_bytes(&home));
         std::fs::write(home.path().join(format!("go-{burst}")), "").unwrap();
     }
+    // (The agent ends by itself once the home is gone: local sandboxes outlive the daemon.)
     // 24 MiB of output went through (32 MiB as stored base64); the store holds a bounded
     // window of it, and the third burst did not make the file grow past the second's.
     assert!(sizes[2] < 16 << 20, "{sizes:?}");
