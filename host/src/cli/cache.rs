@@ -8,7 +8,9 @@ use clap::Subcommand;
 use super::api::{ApiClient, Autostart};
 use super::progress::session_action;
 use super::{Context, UsageError, output};
-use crate::api::{CacheClearRequest, CacheCleared, CacheGcReport, CacheList, CacheSaveReport};
+use crate::api::{
+    CacheClearRequest, CacheCleared, CacheGcReport, CacheList, CacheSaveReport, ClearedCache,
+};
 
 /// `clauderon cache ...`
 #[derive(Debug, Subcommand)]
@@ -93,12 +95,7 @@ impl CacheCommand {
                 if ctx.json {
                     output::print_json(&r)?;
                 } else {
-                    for c in &r.removed {
-                        match &c.key {
-                            Some(k) => println!("{}: entry {k} {}", c.cache, c.outcome),
-                            None => println!("{}: {}", c.cache, c.outcome),
-                        }
-                    }
+                    print_removed(&r.removed);
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -110,12 +107,7 @@ impl CacheCommand {
                 } else if r.removed.is_empty() {
                     println!("no build cache is old enough to remove");
                 } else {
-                    for c in &r.removed {
-                        match &c.key {
-                            Some(k) => println!("{}: entry {k} {}", c.cache, c.outcome),
-                            None => println!("{}: {}", c.cache, c.outcome),
-                        }
-                    }
+                    print_removed(&r.removed);
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -158,6 +150,16 @@ fn table(list: &CacheList, now: time::OffsetDateTime) -> String {
         ]);
     }
     output::aligned(&rows)
+}
+
+/// One line per removed cache or entry, with its outcome.
+fn print_removed(removed: &[ClearedCache]) {
+    for c in removed {
+        match &c.key {
+            Some(k) => println!("{}: entry {k} {}", c.cache, c.outcome),
+            None => println!("{}: {}", c.cache, c.outcome),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -55,6 +55,17 @@ fn install_panic_hook() {
     });
 }
 
+/// The alternate screen with the cursor hidden, remembered for [`restore`].
+fn show_alternate_screen() -> anyhow::Result<()> {
+    execute!(
+        std::io::stdout(),
+        terminal::EnterAlternateScreen,
+        cursor::Hide
+    )?;
+    ON_ALTERNATE_SCREEN.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
 /// The terminal in TUI mode for as long as it lives.
 pub struct Screen {
     /// The ratatui terminal over stdout.
@@ -69,12 +80,7 @@ impl Screen {
         let screen = Screen {
             terminal: Terminal::new(CrosstermBackend::new(std::io::stdout()))?,
         };
-        execute!(
-            std::io::stdout(),
-            terminal::EnterAlternateScreen,
-            cursor::Hide
-        )?;
-        ON_ALTERNATE_SCREEN.store(true, Ordering::SeqCst);
+        show_alternate_screen()?;
         Ok(screen)
     }
 
@@ -94,12 +100,7 @@ impl Screen {
     /// and a full redraw.
     pub fn resume(&mut self) -> anyhow::Result<()> {
         terminal::enable_raw_mode()?;
-        execute!(
-            std::io::stdout(),
-            terminal::EnterAlternateScreen,
-            cursor::Hide
-        )?;
-        ON_ALTERNATE_SCREEN.store(true, Ordering::SeqCst);
+        show_alternate_screen()?;
         self.terminal.clear()?;
         Ok(())
     }

@@ -169,21 +169,7 @@ impl Engine {
     /// Deletes a whole store at its backend and forgets it; a backend failure is reported in
     /// the outcome (the index forgets it anyway, so a lost store cannot block the user).
     async fn drop_store(&self, s: &CacheStoreRecord) -> Result<ClearedCache, EngineError> {
-        let mut outcome = "removed".to_owned();
-        if let Some(instance) = store_instance(s) {
-            match self.backends().get(&s.backend) {
-                Ok(client) => {
-                    let req = CacheDeleteRequest {
-                        store: instance,
-                        keys: Vec::new(),
-                    };
-                    if let Err(e) = client.cache_delete(&req).await {
-                        outcome = format!("backend failed: {e}");
-                    }
-                }
-                Err(e) => outcome = format!("backend failed: {e}"),
-            }
-        }
+        let outcome = self.delete_at_backend(s, Vec::new()).await;
         let sk = s.store_key.clone();
         self.store()
             .run(move |db| db.remove_cache_store(&sk))
@@ -195,27 +181,33 @@ impl Engine {
         })
     }
 
+    /// Deletes `keys` of a store (all of it when empty) at its backend: `removed`, or why the
+    /// backend failed.
+    async fn delete_at_backend(&self, s: &CacheStoreRecord, keys: Vec<String>) -> String {
+        let Some(store) = store_instance(s) else {
+            return "removed".to_owned();
+        };
+        let result = match self.backends().get(&s.backend) {
+            Ok(client) => client
+                .cache_delete(&CacheDeleteRequest { store, keys })
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match result {
+            Ok(()) => "removed".to_owned(),
+            Err(e) => format!("backend failed: {e}"),
+        }
+    }
+
     /// Deletes entries of a store at its backend and forgets them.
     async fn drop_entries(
         &self,
         s: &CacheStoreRecord,
         keys: &[String],
     ) -> Result<Vec<ClearedCache>, EngineError> {
-        let mut outcome = "removed".to_owned();
-        if let Some(instance) = store_instance(s) {
-            match self.backends().get(&s.backend) {
-                Ok(client) => {
-                    let req = CacheDeleteRequest {
-                        store: instance,
-                        keys: keys.to_vec(),
-                    };
-                    if let Err(e) = client.cache_delete(&req).await {
-                        outcome = format!("backend failed: {e}");
-                    }
-                }
-                Err(e) => outcome = format!("backend failed: {e}"),
-            }
-        }
+        let outcome = self.delete_at_backend(s, keys.to_vec()).await;
         let (sk, gone) = (s.store_key.clone(), keys.to_vec());
         self.store()
             .run(move |db| db.remove_cache_entries(&sk, &gone))

@@ -19,7 +19,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::store::{EntryMeta, ROOT, Store};
 use super::transfer::{self, Tick};
-use super::{Attempt, run, scripts};
+use super::{Attempt, clean_stage, run, scripts};
 use crate::backend::SpritesBackend;
 use crate::client::{SpriteHandle, UpdateSprite, UrlSettings};
 use crate::tunnel::{install, locate};
@@ -279,14 +279,7 @@ pub(crate) async fn restore(
             "the session sprite cannot fetch the cache sprite's URL: {said}"
         )),
         c => {
-            let _ = run(
-                session,
-                scripts::CLEAN,
-                "clauderon-cache-clean",
-                &[stage],
-                None,
-            )
-            .await;
+            clean_stage(session, stage).await;
             Err(format!("the direct fetch failed (exit {c}): {said}"))
         }
     }

@@ -51,6 +51,19 @@ pub fn nonce() -> String {
     hex(&Sha256::digest(seed.as_bytes()))[..16].to_owned()
 }
 
+/// Removes a restore's staging directory in the session sprite (best effort: a leftover stage
+/// is cleaned by the next restore).
+pub(crate) async fn clean_stage(sprite: &SpriteHandle, stage: &str) {
+    let _ = run(
+        sprite,
+        scripts::CLEAN,
+        "clauderon-cache-clean",
+        &[stage],
+        None,
+    )
+    .await;
+}
+
 /// Runs `script` in `sprite` as `sh -c SCRIPT NAME ARGS...`, with `stdin` when given.
 pub(crate) async fn run(
     sprite: &SpriteHandle,
@@ -424,14 +437,7 @@ pub async fn restore(
             ));
         }
         Attempt::Unusable(why) => {
-            let _ = run(
-                &session_sprite,
-                scripts::CLEAN,
-                "clauderon-cache-clean",
-                &[&stage],
-                None,
-            )
-            .await;
+            clean_stage(&session_sprite, &stage).await;
             return Ok(miss(
                 format!("entry {key} cannot be unpacked here: {why}"),
                 false,
@@ -439,14 +445,7 @@ pub async fn restore(
             ));
         }
         Attempt::Damaged(why) => {
-            let _ = run(
-                &session_sprite,
-                scripts::CLEAN,
-                "clauderon-cache-clean",
-                &[&stage],
-                None,
-            )
-            .await;
+            clean_stage(&session_sprite, &stage).await;
             forget(&store, key).await;
             return Ok(miss(
                 format!("entry {key} is damaged ({why}); it was removed"),
@@ -471,14 +470,7 @@ pub async fn restore(
     )
     .await?;
     if !placed.success() {
-        let _ = run(
-            &session_sprite,
-            scripts::CLEAN,
-            "clauderon-cache-clean",
-            &[&stage],
-            None,
-        )
-        .await;
+        clean_stage(&session_sprite, &stage).await;
         return Err(failed("moving the restored paths into place", &placed));
     }
     let elapsed = started.elapsed();
