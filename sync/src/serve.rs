@@ -20,6 +20,17 @@ fn holds_a_message(buffered: &[u8]) -> bool {
     }
 }
 
+/// The most writes applied as one group.
+const WRITE_GROUP: usize = 1024;
+
+/// The next request (`None`: the input ended).
+fn next_request(input: &mut impl Read) -> io::Result<Option<Request>> {
+    match read_message(input)? {
+        Some(m) => Request::decode(&m).map(Some),
+        None => Ok(None),
+    }
+}
+
 /// Where the sandbox keeps the objects of a bundle the host sent.
 const KEEP_REF: &str = "refs/clauderon/host";
 use crate::watch::Watcher;
@@ -51,12 +62,18 @@ fn add_dirs(dir: &Path, out: &mut BTreeSet<PathBuf>) {
     }
 }
 
+/// How often at most a served replica writes its stamps file while it runs (it always does
+/// when its input ends).
+const STAMPS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves `root` (with `extra` ignore patterns) until `input` ends. `watch: false` serves
-/// without a watcher (the host then scans only when it asks).
+/// without a watcher (the host then scans only when it asks); `stamps` keeps the hash cache
+/// between runs (see [`Replica::with_stamps_file`]).
 pub fn serve(
     root: PathBuf,
     extra: &[String],
     watch: bool,
+    stamps: Option<PathBuf>,
     input: impl Read,
     output: impl Write + Send + 'static,
 ) -> io::Result<()> {
@@ -78,6 +95,9 @@ pub fn serve(
         Ok::<_, io::Error>(())
     });
     let mut replica = Replica::new(root.clone(), extra);
+    if let Some(file) = stamps {
+        replica = replica.with_stamps_file(file);
+    }
     let _ = tx.send(
         Reply::Hello {
             version: VERSION,
@@ -99,21 +119,57 @@ pub fn serve(
             })
         });
     }
+    let mut carried: Option<Request> = None;
     let result = loop {
-        let msg = match read_message(&mut input) {
-            Ok(Some(m)) => m,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+        let req = match carried.take() {
+            Some(r) => r,
+            None => match next_request(&mut input) {
+                Ok(Some(r)) => r,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            },
         };
-        let req = match Request::decode(&msg) {
-            Ok(r) => r,
-            Err(e) => break Err(e),
-        };
+        // Writes already waiting in the buffer are applied together, over a few threads.
+        if let Request::Write { .. } = req {
+            let mut group = vec![req];
+            while group.len() < WRITE_GROUP && holds_a_message(input.buffer()) {
+                match next_request(&mut input) {
+                    Ok(Some(r @ Request::Write { .. })) => group.push(r),
+                    Ok(Some(other)) => {
+                        carried = Some(other);
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            let (ids, changes): (Vec<u32>, Vec<Change>) =
+                group.into_iter().filter_map(Request::into_change).unzip();
+            let results = replica.apply_all(&changes);
+            let mut gone = false;
+            for (id, r) in ids.into_iter().zip(results) {
+                let reply = Reply::Applied {
+                    id,
+                    outcome: r.into(),
+                };
+                gone |= tx.send(reply.encode()).is_err();
+            }
+            if gone
+                || (carried.is_none()
+                    && !holds_a_message(input.buffer())
+                    && tx.send(Vec::new()).is_err())
+            {
+                break Ok(());
+            }
+            continue;
+        }
         let reply = match req {
             Request::Scan { id } => {
                 changed_sent.store(false, Ordering::SeqCst);
                 match replica.scan() {
                     Ok(scan) => {
+                        // Best effort: the cache only spares a later helper some hashing.
+                        let _ = replica.save_stamps(STAMPS_EVERY);
                         if let Some(w) = &watcher {
                             w.set_dirs(&watched_dirs(&replica, &scan.entries));
                         }
@@ -145,26 +201,12 @@ pub fn serve(
                     content,
                 }
             }
-            Request::Write {
-                id,
-                path,
-                expected,
-                entry,
-                content,
-            } => Reply::Applied {
-                id,
-                outcome: replica
-                    .apply(&Change::Write {
-                        path,
-                        expected,
-                        entry,
-                        content,
-                    })
-                    .into(),
-            },
-            Request::Delete { id, path, expected } => Reply::Applied {
-                id,
-                outcome: replica.apply(&Change::Delete { path, expected }).into(),
+            r @ (Request::Write { .. } | Request::Delete { .. }) => match r.into_change() {
+                Some((id, change)) => Reply::Applied {
+                    id,
+                    outcome: replica.apply(&change).into(),
+                },
+                None => continue,
             },
             Request::Ping { id } => Reply::Pong { id },
             Request::Bundle { id, have } => match history::bundle(&root, &have) {
@@ -195,10 +237,11 @@ pub fn serve(
             break Ok(());
         }
         // Flush before a read that could wait: the host may be waiting for these replies.
-        if !holds_a_message(input.buffer()) && tx.send(Vec::new()).is_err() {
+        if carried.is_none() && !holds_a_message(input.buffer()) && tx.send(Vec::new()).is_err() {
             break Ok(());
         }
     };
+    let _ = replica.save_stamps(std::time::Duration::ZERO);
     drop(tx);
     // The watcher thread holds a sender too; the writer ends when the process does.
     let _ = writer;

@@ -144,6 +144,30 @@ impl Request {
             Change::Delete { path, expected } => Request::Delete { id, path, expected },
         }
     }
+
+    /// The change a `Write` or `Delete` carries, with its id (the inverse of
+    /// [`Request::change`]); `None` for any other request.
+    pub fn into_change(self) -> Option<(u32, Change)> {
+        match self {
+            Request::Write {
+                id,
+                path,
+                expected,
+                entry,
+                content,
+            } => Some((
+                id,
+                Change::Write {
+                    path,
+                    expected,
+                    entry,
+                    content,
+                },
+            )),
+            Request::Delete { id, path, expected } => Some((id, Change::Delete { path, expected })),
+            _ => None,
+        }
+    }
 }
 
 /// A message from the replica to the host.

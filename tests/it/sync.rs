@@ -531,6 +531,24 @@ async fn a_killed_helper_and_a_dropped_socket_resume_without_a_lost_or_duplicate
         sync_json(&home, "kh", &[])["state"] == "idle"
     })
     .await;
+    // The helper saw its input end and exited at once (not after the exec's 10 s of
+    // `max_run_after_disconnect`), leaving its hash cache for the next one.
+    let closed = Instant::now();
+    while !helper_pids(&emu).is_empty() {
+        assert!(
+            closed.elapsed() < Duration::from_secs(5),
+            "the helper outlived its closed stream: {:?}",
+            helper_pids(&emu)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (stamps, _) = sh(&emu, &sprite, "ls /.sprite/clauderon/").await;
+    assert!(
+        stamps
+            .lines()
+            .any(|l| l.starts_with("sync-") && l.ends_with(".stamps")),
+        "{stamps}"
+    );
     emu.add_fault(serde_json::json!({
         "kind": "drop_ws",
         "path": "/v1/sprites/*/exec",

@@ -100,6 +100,21 @@ impl Store {
     pub async fn sync_state(&self, id: SessionId) -> Result<crate::sync::SyncState, StoreError> {
         self.run(move |db| db.sync_state(id)).await
     }
+    /// See [`Db::sync_conflicts`] and [`Db::sync_path_count`]: what `sync NAME` shows, without
+    /// loading the ancestor.
+    pub async fn sync_summary(
+        &self,
+        id: SessionId,
+    ) -> Result<
+        (
+            usize,
+            std::collections::BTreeMap<String, crate::sync::Conflict>,
+        ),
+        StoreError,
+    > {
+        self.run(move |db| Ok((db.sync_path_count(id)?, db.sync_conflicts(id)?)))
+            .await
+    }
     /// See [`Db::put_sync_state`].
     pub async fn put_sync_state(
         &self,

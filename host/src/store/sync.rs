@@ -102,11 +102,21 @@ impl Db {
             let (p, e) = row?;
             ancestor.insert(p, e);
         }
+        let conflicts = self.sync_conflicts(id)?;
+        Ok(SyncState {
+            ancestor,
+            conflicts,
+            new_epoch,
+        })
+    }
+
+    /// The paths a session holds in conflict.
+    pub fn sync_conflicts(&self, id: SessionId) -> Result<BTreeMap<String, Conflict>, StoreError> {
         let mut conflicts = BTreeMap::new();
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = self.connection().prepare_cached(
             "SELECT path, local, remote FROM sync_conflicts WHERE session_id = ?1",
         )?;
-        let rows = stmt.query_map([&sid], |r| {
+        let rows = stmt.query_map([id.to_string()], |r| {
             let (p, l, rm): (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
             Ok(Conflict {
                 path: p,
@@ -118,11 +128,17 @@ impl Db {
             let c = row?;
             conflicts.insert(c.path.clone(), c);
         }
-        Ok(SyncState {
-            ancestor,
-            conflicts,
-            new_epoch,
-        })
+        Ok(conflicts)
+    }
+
+    /// How many paths a session's ancestor holds (what `sync NAME` shows as synced), without
+    /// loading them.
+    pub fn sync_path_count(&self, id: SessionId) -> Result<usize, StoreError> {
+        let n: i64 = self
+            .connection()
+            .prepare_cached("SELECT COUNT(*) FROM sync_paths WHERE session_id = ?1")?
+            .query_row([id.to_string()], |r| r.get(0))?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// Replaces the three-way state of a session in one transaction (only rows that changed

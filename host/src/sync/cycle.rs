@@ -222,8 +222,11 @@ pub async fn run<L: Endpoint, R: Endpoint>(
     keep: &mut Keep<'_>,
 ) -> Result<Report, EndpointError> {
     let mut report = Report::default();
-    let ls = local.scan().await?;
-    let rs = remote.scan().await?;
+    let started = std::time::Instant::now();
+    // The two sides scan at once (one is this host's disk, the other the sandbox's).
+    let (ls, rs) = tokio::join!(local.scan(), remote.scan());
+    let (ls, rs) = (ls?, rs?);
+    let t_scan = started.elapsed();
     report.local_head = ls.head.clone();
     report.remote_head = rs.head.clone();
     for (side, scan) in [(Side::Local, &ls), (Side::Remote, &rs)] {
@@ -251,8 +254,10 @@ pub async fn run<L: Endpoint, R: Endpoint>(
         }
     }
     let (lp, rp) = plan::to_probe(&ancestor, &ls.entries, &rs.entries);
-    let lprobes = zip(lp.clone(), local.probe(lp).await?);
-    let rprobes = zip(rp.clone(), remote.probe(rp).await?);
+    let (lprobed, rprobed) = tokio::join!(local.probe(lp.clone()), remote.probe(rp.clone()));
+    let lprobes = zip(lp, lprobed?);
+    let rprobes = zip(rp, rprobed?);
+    let t_probe = started.elapsed();
     let held: BTreeSet<String> = state.conflicts.keys().cloned().collect();
     let mut plan = plan::reconcile(
         &ancestor,
@@ -288,7 +293,15 @@ pub async fn run<L: Endpoint, R: Endpoint>(
     }
     report.resolved = plan.resolved.clone();
 
+    let t_plan = started.elapsed();
     let outcome = apply(&plan, &mut ancestor, local, remote, &mut report, keep).await;
+    tracing::debug!(
+        scan_ms = t_scan.as_millis() as u64,
+        probe_ms = (t_probe - t_scan).as_millis() as u64,
+        plan_ms = (t_plan - t_probe).as_millis() as u64,
+        apply_ms = (started.elapsed() - t_plan).as_millis() as u64,
+        "sync cycle phases"
+    );
     if outcome.is_ok() || !epoch {
         state.ancestor = ancestor;
     }
@@ -421,7 +434,7 @@ async fn apply<L: Endpoint, R: Endpoint>(
     }
     // Copies, shallow paths first, in batches bounded by bytes.
     for from in [Side::Local, Side::Remote] {
-        let copies: Vec<(&String, &Entry, &Option<Entry>)> = plan
+        let copies: Vec<Copy<'_>> = plan
             .actions
             .iter()
             .filter_map(|a| match a {
@@ -434,56 +447,102 @@ async fn apply<L: Endpoint, R: Endpoint>(
                 _ => None,
             })
             .collect();
-        let mut start = 0;
-        while start < copies.len() {
-            let mut end = start;
-            let mut bytes = 0;
-            while end < copies.len()
-                && end - start < BATCH_ITEMS
-                && (end == start || bytes + size_of(copies[end].1) <= BATCH_BYTES)
-            {
-                bytes += size_of(copies[end].1);
-                end += 1;
-            }
-            let chunk = &copies[start..end];
-            start = end;
-            let contents = side_mut(from, local, remote)
-                .read(
-                    chunk
-                        .iter()
-                        .map(|(p, e, _)| ((*p).clone(), (*e).clone()))
-                        .collect(),
-                )
-                .await?;
-            let mut changes = Vec::new();
-            let mut which = Vec::new();
-            for ((p, e, x), c) in chunk.iter().zip(contents) {
-                match c {
-                    Ok(content) => {
-                        changes.push(Change::Write {
-                            path: (*p).clone(),
-                            expected: (*x).clone(),
-                            entry: (*e).clone(),
-                            content,
-                        });
-                        which.push((*p, *e));
-                    }
-                    Err(e) => {
-                        record(report, from, p, Err(e));
-                    }
+        match from {
+            Side::Local => copy(from, &copies, local, remote, ancestor, report).await?,
+            Side::Remote => copy(from, &copies, remote, local, ancestor, report).await?,
+        }
+    }
+    Ok(())
+}
+
+/// A copy to make: the path, the entry to copy, what the target side should hold now.
+type Copy<'a> = (&'a String, &'a Entry, &'a Option<Entry>);
+
+/// The copies split into batches bounded by items and bytes.
+fn batches<'a, 'c>(copies: &'c [Copy<'a>]) -> Vec<&'c [Copy<'a>]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < copies.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < copies.len()
+            && end - start < BATCH_ITEMS
+            && (end == start || bytes + size_of(copies[end].1) <= BATCH_BYTES)
+        {
+            bytes += size_of(copies[end].1);
+            end += 1;
+        }
+        out.push(&copies[start..end]);
+        start = end;
+    }
+    out
+}
+
+fn read_items(batch: &[Copy<'_>]) -> Vec<(String, Entry)> {
+    batch
+        .iter()
+        .map(|(p, e, _)| ((*p).clone(), (*e).clone()))
+        .collect()
+}
+
+/// Copies from `src` (side `from`) to `dst` in batches, reading the next batch while the
+/// current one is applied (the two sides work at once, so a large sync costs about the slower
+/// side's time, not the sum).
+async fn copy<S: Endpoint, D: Endpoint>(
+    from: Side,
+    copies: &[Copy<'_>],
+    src: &mut S,
+    dst: &mut D,
+    ancestor: &mut Tree,
+    report: &mut Report,
+) -> Result<(), EndpointError> {
+    let target = from.other();
+    let batches = batches(copies);
+    let mut next = match batches.first() {
+        Some(b) => Some(src.read(read_items(b)).await?),
+        None => None,
+    };
+    for (i, chunk) in batches.iter().enumerate() {
+        let Some(contents) = next.take() else { break };
+        let mut changes = Vec::new();
+        let mut which = Vec::new();
+        for ((p, e, x), c) in chunk.iter().zip(contents) {
+            match c {
+                Ok(content) => {
+                    changes.push(Change::Write {
+                        path: (*p).clone(),
+                        expected: (*x).clone(),
+                        entry: (*e).clone(),
+                        content,
+                    });
+                    which.push((*p, *e));
                 }
-            }
-            if changes.is_empty() {
-                continue;
-            }
-            let target = from.other();
-            let results = side_mut(target, local, remote).apply(changes).await?;
-            for ((p, e), r) in which.into_iter().zip(results) {
-                if record(report, target, p, r) {
-                    ancestor.insert(p.clone(), e.clone());
+                Err(e) => {
+                    record(report, from, p, Err(e));
                 }
             }
         }
+        let following = batches.get(i + 1).map(|b| read_items(b));
+        let read_next = async {
+            match following {
+                Some(items) => src.read(items).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let apply = async {
+            if changes.is_empty() {
+                Ok(Vec::new())
+            } else {
+                dst.apply(changes).await
+            }
+        };
+        let (results, read) = tokio::join!(apply, read_next);
+        for ((p, e), r) in which.into_iter().zip(results?) {
+            if record(report, target, p, r) {
+                ancestor.insert(p.clone(), e.clone());
+            }
+        }
+        next = read?;
     }
     Ok(())
 }

@@ -7,6 +7,9 @@ use clauderon_sync::{ApplyError, Entry, Probe, Replica, Scan};
 
 use super::cycle::{Change, Endpoint, EndpointError};
 
+/// How often at most the hash cache is written while the sync runs.
+const STAMPS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The local worktree.
 #[derive(Debug, Clone)]
 pub struct LocalEndpoint {
@@ -15,10 +18,19 @@ pub struct LocalEndpoint {
 }
 
 impl LocalEndpoint {
-    /// The worktree at `root` with `extra` ignore patterns.
-    pub fn new(root: std::path::PathBuf, extra: &[String]) -> LocalEndpoint {
+    /// The worktree at `root` with `extra` ignore patterns, keeping its hash cache in
+    /// `stamps` between daemon runs.
+    pub fn new(
+        root: std::path::PathBuf,
+        extra: &[String],
+        stamps: Option<std::path::PathBuf>,
+    ) -> LocalEndpoint {
+        let mut replica = Replica::new(root.clone(), extra);
+        if let Some(file) = stamps {
+            replica = replica.with_stamps_file(file);
+        }
         LocalEndpoint {
-            replica: Arc::new(Mutex::new(Replica::new(root.clone(), extra))),
+            replica: Arc::new(Mutex::new(replica)),
             root,
         }
     }
@@ -44,9 +56,14 @@ impl LocalEndpoint {
 
 impl Endpoint for LocalEndpoint {
     async fn scan(&mut self) -> Result<Scan, EndpointError> {
-        self.with(|r| r.scan())
-            .await?
-            .map_err(|e| EndpointError(format!("cannot scan the local worktree: {e}")))
+        self.with(|r| {
+            let scan = r.scan();
+            // Best effort: the cache only spares a restarted daemon some hashing.
+            let _ = r.save_stamps(STAMPS_EVERY);
+            scan
+        })
+        .await?
+        .map_err(|e| EndpointError(format!("cannot scan the local worktree: {e}")))
     }
 
     async fn probe(&mut self, paths: Vec<String>) -> Result<Vec<Probe>, EndpointError> {
@@ -65,7 +82,6 @@ impl Endpoint for LocalEndpoint {
         &mut self,
         changes: Vec<Change>,
     ) -> Result<Vec<Result<(), ApplyError>>, EndpointError> {
-        self.with(move |r| changes.iter().map(|c| r.apply(c)).collect())
-            .await
+        self.with(move |r| r.apply_all(&changes)).await
     }
 }

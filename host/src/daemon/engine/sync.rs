@@ -32,6 +32,8 @@ use super::Engine;
 
 /// How long local events settle before a cycle (editors write in bursts).
 const DEBOUNCE: Duration = Duration::from_millis(30);
+/// While the sync cannot run, local changes are counted at most this often.
+const PENDING_SETTLE: Duration = Duration::from_millis(300);
 
 /// After this long without a change the helper's stream is closed (default 60 s,
 /// `CLAUDERON_SYNC_QUIET_MS` overrides it, for tests).
@@ -149,6 +151,15 @@ impl Engine {
             .join("sync")
             .join(id.to_string())
             .join("conflicts")
+    }
+
+    /// Where the local side keeps its hash cache between daemon runs.
+    fn sync_stamps_file(&self, id: SessionId) -> PathBuf {
+        self.config()
+            .home_root()
+            .join("sync")
+            .join(id.to_string())
+            .join("stamps")
     }
 
     /// Whether a new session of `backend` syncs: its `--sync`/`--no-sync`, else the backend
@@ -302,6 +313,8 @@ impl Engine {
             tracing::warn!(session = %rec.id, "cannot remove the worktree {}: {e}", s.worktree);
         }
         let _ = self.store().remove_sync(rec.id).await;
+        // The conflict store beside it stays: it may hold the only copy of a version.
+        let _ = std::fs::remove_file(self.sync_stamps_file(rec.id));
     }
 
     fn keep_version(dir: &Path, k: &Kept<'_>) -> Result<(), String> {
@@ -327,7 +340,7 @@ impl Engine {
         };
         let root = PathBuf::from(&srec.worktree);
         let extra = self.sync_ignore(&rec.backend);
-        let mut local = LocalEndpoint::new(root.clone(), &extra);
+        let mut local = LocalEndpoint::new(root.clone(), &extra, Some(self.sync_stamps_file(id)));
         let (ltx, mut lrx) = mpsc::unbounded_channel::<()>();
         let git_dir = root.join(".git");
         // The worktree's own git directory (inside the user's repository): a commit, reset or
@@ -383,6 +396,10 @@ impl Engine {
         let mut held = false;
         let mut last_activity = Instant::now();
         let mut backoff = Duration::from_millis(200);
+        // While the sync cannot run, local changes are counted at most every `PENDING_SETTLE`,
+        // not once per event: a build or a checkout would otherwise rescan the tree back to
+        // back.
+        let mut recount_at: Option<Instant> = None;
         loop {
             let running =
                 matches!(self.store().get(id).await, Ok(r) if r.status == Status::Running);
@@ -491,14 +508,23 @@ impl Engine {
                     set_live(&|l| l.connected = false);
                 }
                 if dirty {
-                    // Count what waits for the sandbox; nothing is sent, nothing wakes it.
-                    let pending = match (local.scan().await, self.store().sync_state(id).await) {
-                        (Ok(scan), Ok(st)) => cycle::pending(&st.ancestor, &scan.entries),
-                        _ => 0,
-                    };
-                    set_live(&|l| l.pending_local = pending);
-                    dirty = false;
+                    let now = Instant::now();
+                    let at = *recount_at.get_or_insert(now + PENDING_SETTLE);
+                    if at <= now {
+                        // Count what waits for the sandbox; nothing is sent, nothing wakes it.
+                        while lrx.try_recv().is_ok() {}
+                        let pending = match (local.scan().await, self.store().sync_state(id).await)
+                        {
+                            (Ok(scan), Ok(st)) => cycle::pending(&st.ancestor, &scan.entries),
+                            _ => 0,
+                        };
+                        set_live(&|l| l.pending_local = pending);
+                        dirty = false;
+                        recount_at = None;
+                    }
                 }
+            } else {
+                recount_at = None;
             }
             let quiet_at = last_activity + quiet_spell();
             tokio::select! {
@@ -575,6 +601,11 @@ impl Engine {
                         }
                     }
                 }
+                () = async {
+                    if let Some(t) = recount_at {
+                        tokio::time::sleep_until(t.into()).await;
+                    }
+                }, if recount_at.is_some() => {}
                 () = tokio::time::sleep_until(quiet_at.into()), if remote.is_some() => {
                     if let Some(r) = remote.take() {
                         r.close().await;
@@ -619,6 +650,7 @@ impl Engine {
         cy: Cycle<'_>,
     ) -> Result<bool, String> {
         let (opts, conflict_dir) = (cy.opts, cy.conflict_dir);
+        let started = Instant::now();
         let mut state = self
             .store()
             .sync_state(id)
@@ -626,12 +658,20 @@ impl Engine {
             .map_err(|e| e.to_string())?;
         let dir = conflict_dir.to_path_buf();
         let mut keep = move |k: Kept<'_>| Engine::keep_version(&dir, &k);
+        let loaded = started.elapsed();
         let result = cycle::run(&mut state, local, remote, opts, &mut keep).await;
+        let ran = started.elapsed();
         // What was applied is recorded even when the stream broke midway.
         self.store()
             .put_sync_state(id, state)
             .await
             .map_err(|e| e.to_string())?;
+        tracing::debug!(
+            session = %id,
+            load_ms = loaded.as_millis() as u64,
+            save_ms = (started.elapsed() - ran).as_millis() as u64,
+            "sync state"
+        );
         let report = result.map_err(|e| e.0)?;
         // Re-read: `sync --stop/--start` may have changed the record during the cycle.
         let mut rec = match self.store().sync_record(id).await {
@@ -821,13 +861,13 @@ impl Engine {
             )
         })?;
         let rec = self.store().get(id).await?;
-        let st = self.store().sync_state(id).await?;
+        let (synced, conflicts) = self.store().sync_summary(id).await?;
         let live = self.sync_live(id).unwrap_or_default();
         let state = if !srec.running {
             "stopped"
         } else if srec.paused.is_some() || rec.status != Status::Running {
             "paused"
-        } else if !st.conflicts.is_empty() {
+        } else if !conflicts.is_empty() {
             "conflicts"
         } else if live.connected {
             "watching"
@@ -851,9 +891,8 @@ impl Engine {
             reason,
             worktree: srec.worktree.clone(),
             pending_local: live.pending_local,
-            synced: st.ancestor.len(),
-            conflicts: st
-                .conflicts
+            synced,
+            conflicts: conflicts
                 .values()
                 .map(|c| crate::api::SyncConflictView {
                     path: c.path.clone(),

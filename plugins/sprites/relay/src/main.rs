@@ -29,17 +29,19 @@ use clauderon_relay::{
 const DRAIN: Duration = Duration::from_secs(2);
 
 const USAGE: &str = "usage: clauderon-relay --listen 127.0.0.1:PORT [--host-timeout-ms N]\n\
-    \x20      clauderon-relay sync --root DIR [--exclude PATTERN]... [--no-watch]\n\
+    \x20      clauderon-relay sync --root DIR [--exclude PATTERN]... [--no-watch] [--stamps FILE]\n\
     Listens on PORT and carries each connection to the clauderon host over stdin/stdout;\n\
     `sync` serves DIR as the sandbox side of clauderon's two-way sync over stdin/stdout.\n\
     Started by the clauderon Sprites plugin; not meant to be run by hand.";
 
-/// The second mode, `sync --root DIR [--exclude PATTERN]... [--no-watch]`: serves DIR with
-/// `clauderon_sync::serve` (scan, read, compare-and-swap writes, inotify) over stdin/stdout.
+/// The second mode, `sync --root DIR [--exclude PATTERN]... [--no-watch] [--stamps FILE]`:
+/// serves DIR with `clauderon_sync::serve` (scan, read, compare-and-swap writes, inotify) over
+/// stdin/stdout, keeping its hash cache in FILE between runs.
 fn sync_mode(args: &[String]) -> ExitCode {
     let mut root = None;
     let mut exclude = Vec::new();
     let mut watch = true;
+    let mut stamps = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match (a.as_str(), it.clone().next()) {
@@ -49,6 +51,10 @@ fn sync_mode(args: &[String]) -> ExitCode {
             }
             ("--exclude", Some(v)) => {
                 exclude.push(v.clone());
+                it.next();
+            }
+            ("--stamps", Some(v)) => {
+                stamps = Some(std::path::PathBuf::from(v));
                 it.next();
             }
             ("--no-watch", _) => watch = false,
@@ -66,6 +72,7 @@ fn sync_mode(args: &[String]) -> ExitCode {
         root,
         &exclude,
         watch,
+        stamps,
         std::io::stdin().lock(),
         std::io::stdout(),
     ) {

@@ -95,6 +95,9 @@ pub async fn exec(
     })
 }
 
+/// How long a command whose input the host closed may take to end once the host is gone.
+const AFTER_HANGUP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Pumps a non-TTY child through a host stream: Stdin/StdinEof/Resize/Signal in, Stdout,
 /// Stderr and Exit (or Error) out.
 pub(crate) async fn pump_exec(mut child: Child, stream: FrameStream) {
@@ -107,9 +110,11 @@ pub(crate) async fn pump_exec(mut child: Child, stream: FrameStream) {
     // read, and the command may be waiting for its output to be read (a request/reply helper
     // such as the sync's). Were both on one loop, neither would move and the connection would
     // die of its unanswered pings.
-    let (hangup_tx, mut hangup) = tokio::sync::oneshot::channel::<()>();
+    // Says, when the host hangs up, whether it had closed the command's stdin first.
+    let (hangup_tx, mut hangup) = tokio::sync::oneshot::channel::<bool>();
     let (warn_tx, mut warnings) = tokio::sync::mpsc::unbounded_channel::<String>();
     let input = tokio::spawn(async move {
+        let mut eof_sent = false;
         loop {
             match r.read_frame().await {
                 Ok(Some(f)) => match f.kind {
@@ -124,6 +129,7 @@ pub(crate) async fn pump_exec(mut child: Child, stream: FrameStream) {
                         if let Some(mut s) = stdin.take() {
                             let _ = s.shutdown().await;
                         }
+                        eof_sent = true;
                     }
                     FrameKind::Resize => {
                         if let Some((c, rws)) = f.resize_size() {
@@ -140,7 +146,7 @@ pub(crate) async fn pump_exec(mut child: Child, stream: FrameStream) {
                 },
                 // The host hung up: stop forwarding; the command ends with its connection.
                 Ok(None) | Err(_) => {
-                    let _ = hangup_tx.send(());
+                    let _ = hangup_tx.send(eof_sent);
                     return;
                 }
             }
@@ -161,8 +167,24 @@ pub(crate) async fn pump_exec(mut child: Child, stream: FrameStream) {
             Some(message) = warnings.recv() => {
                 send(&mut w, FrameKind::Event, serde_json::json!({"type": "warning", "message": message}).to_string()).await;
             }
-            _ = &mut hangup => {
+            hung = &mut hangup => {
                 input.abort();
+                // A host that closed the command's input before leaving (the sync's helper
+                // when its stream closes) lets it end on that end-of-file, as it would have
+                // seen it, instead of dropping the connection under it: a dropped exec runs
+                // on for `max_run_after_disconnect` and never finishes what it does at exit.
+                if hung.unwrap_or(false) {
+                    let _ = tokio::time::timeout(AFTER_HANGUP, async {
+                        while out.is_some() || err.is_some() {
+                            tokio::select! {
+                                c = recv(&mut out), if out.is_some() => if c.is_none() { out = None },
+                                c = recv(&mut err), if err.is_some() => if c.is_none() { err = None },
+                            }
+                        }
+                        let _ = (&mut wait).await;
+                    })
+                    .await;
+                }
                 return;
             }
             code = &mut wait, if out.is_none() && err.is_none() => {

@@ -15,6 +15,15 @@ use super::errors::ctx as err_ctx;
 use super::state::SpriteState;
 use crate::tunnel::{install, locate};
 
+/// Where the helper keeps its hash cache for `root` between runs (beside the relay, outside
+/// any workspace): a reopened stream does not hash the whole tree again.
+fn stamps_file(root: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(root.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("/.sprite/clauderon/sync-{hex}.stamps")
+}
+
 /// Starts the helper on `req.root` and pumps its stdin/stdout through `stream`.
 pub async fn sync_stream(
     b: &SpritesBackend,
@@ -43,6 +52,8 @@ pub async fn sync_stream(
     if !req.watch {
         args.push("--no-watch".into());
     }
+    args.push("--stamps".into());
+    args.push(stamps_file(&req.root));
     let child = sprite
         .command(install::REMOTE_PATH)
         .args(args)
