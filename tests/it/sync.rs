@@ -596,3 +596,53 @@ async fn the_local_test_backend_syncs_too_so_the_host_side_is_backend_agnostic()
     assert_eq!(st["conflicts"], Value::Array(vec![]), "{st:#}");
     assert_eq!(st["history"], "in_step", "{st:#}");
 }
+
+/// A large batch each way through one stream: 1,500 files the agent wrote (their content
+/// fills the helper's stdout while the host's read requests fill its stdin) and 1,500 local
+/// ones, agreed in one reconcile without the stream ever being lost. (The Sprites plugin's
+/// exec pump once wrote stdin and read stdout on one loop, and the stream died of unanswered
+/// pings under a large batch.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_each_way_crosses_on_one_stream() {
+    let emu = Emulator::start();
+    let home = sync_home(&emu);
+    let d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let wt = create_synced(&home, repo.path(), "lb");
+    let sprite = sprite_named(&emu, "lb").await;
+    eventually("the first sync", || async {
+        sync_json(&home, "lb", &[])["synced"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    let before = sync_json(&home, "lb", &[])["synced"].as_u64().unwrap_or(0);
+    sync_json(&home, "lb", &["--stop"]);
+    let (_, code) = sh(
+        &emu,
+        &sprite,
+        "mkdir -p many && i=0; while [ $i -lt 1500 ]; do \
+         head -c 4096 /dev/urandom > many/s$i.bin; i=$((i+1)); done",
+    )
+    .await;
+    assert_eq!(code, 0);
+    std::fs::create_dir_all(wt.join("mine")).unwrap();
+    for i in 0..1500 {
+        std::fs::write(
+            wt.join(format!("mine/l{i}.txt")),
+            format!("{i}\n").repeat(500),
+        )
+        .unwrap();
+    }
+    sync_json(&home, "lb", &["--start"]);
+    let st = sync_json(&home, "lb", &["--once"]);
+    assert_eq!(
+        st["synced"].as_u64().unwrap_or(0),
+        before + 3000,
+        "every file agreed in one reconcile: {st:#}"
+    );
+    let local = std::fs::read_dir(wt.join("many")).unwrap().count();
+    assert_eq!(local, 1500);
+    let (n, _) = sh(&emu, &sprite, "ls mine | wc -l").await;
+    assert_eq!(n.trim(), "1500");
+    let dlog = d.log();
+    assert!(!dlog.contains("the sync stream was lost"), "{dlog}");
+}
