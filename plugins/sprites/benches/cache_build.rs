@@ -26,10 +26,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
-use common::{BoxError, TOKEN, median};
+use common::{BoxError, median};
 use serde_json::Value;
 
 /// The agent: `$1` says which build to run and time, inside the workspace.
@@ -252,17 +252,6 @@ fn fresh_repo(template: &Path, root: &Path, tag: &str) -> Result<PathBuf, BoxErr
         &["commit", "-q", "-m", &format!("bench project {tag}")],
     )?;
     Ok(dir)
-}
-
-struct Daemon {
-    child: Child,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Bench {
@@ -499,14 +488,9 @@ fn main() -> Result<(), BoxError> {
     let emu = common::Emu::start(&dir, &["--language", &format!("rust={}", sysroot.trim())])?;
     let work = std::env::temp_dir().join(format!("cache-build-bench-{}", std::process::id()));
     let home = work.join("home");
-    std::fs::create_dir_all(home.join("secrets"))?;
-    let secret = home.join("secrets/sprites_api_key");
-    std::fs::write(&secret, TOKEN)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
+    common::bench_home(
+        &home,
+        &format!(
             "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
              [agent]\npreset = \"custom\"\ncommand = [\"sh\", \"-c\", {}, \"agent\"]\n\
              prompt_args = [\"{{prompt}}\"]\nprint_args = []\n\
@@ -533,22 +517,12 @@ fn main() -> Result<(), BoxError> {
         std::fs::write(home.join("proxy.toml"), toml)?;
         println!("registry hosts' upstream TLS also trusts {ca_file}");
     }
-    let daemon = Daemon {
-        child: Command::new(&clauderon)
-            .env("CLAUDERON_HOME", &home)
-            .arg("daemon")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.join("daemon.log"))?)
-            .spawn()?,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !home.join("daemon.json").exists() {
-        if Instant::now() > deadline {
-            return Err("the daemon did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let daemon = common::Daemon::start(
+        &clauderon,
+        &home,
+        &[],
+        Stdio::from(std::fs::File::create(work.join("daemon.log"))?),
+    )?;
     let b = Bench { clauderon, home };
     let result = (|| -> Result<(), BoxError> {
         for (kind, target) in [("cargo", 0.80), ("npm", 0.70)] {

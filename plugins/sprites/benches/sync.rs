@@ -24,18 +24,17 @@
 //! `SYNC_BENCH_DAEMON_LOG=FILE` keeps the daemon's log (with `CLAUDERON_LOG=info`). Run without `--bench` it is a quick smoke run (small
 //! sizes, 2 s idle).
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clauderon_sprites::client::{SpritesClient, Token};
+use common::{BoxError, TOKEN};
 use tokio::io::AsyncWriteExt;
 
-const TOKEN: &str = "bench-token";
 const WORKSPACE: &str = "home/sprite/workspace";
-
-type BoxError = Box<dyn std::error::Error>;
 
 /// Sizes of one run.
 struct Plan {
@@ -87,56 +86,16 @@ fn main() -> Result<(), BoxError> {
             .unwrap_or(plan.rounds),
         ..plan
     };
-    let dir = profile_dir()?;
-    let clauderon = dir.join("clauderon");
-    let emulator = dir.join("sprites-emulator");
-    for p in [&clauderon, &emulator] {
-        if !p.exists() {
-            return Err(format!(
-                "{} is missing: cargo build{} -p clauderon -p clauderon-sprites -p sprites-emulator",
-                p.display(),
-                if dir.ends_with("release") { " --release" } else { "" }
-            )
-            .into());
-        }
-    }
-    let tmp = tempdir("sync-bench")?;
-    let data = tmp.join("emulator");
-    let mut emu = Command::new(&emulator)
-        .args(["--listen", "127.0.0.1:0", "--token", TOKEN, "--data"])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut line = String::new();
-    std::io::BufReader::new(emu.stdout.take().ok_or("no stdout")?).read_line(&mut line)?;
-    let base = format!("http://{}", line.trim());
-    let mut daemon = None;
-    let result = run(&plan, &clauderon, &base, &data, &tmp, &mut daemon);
-    if let Some(mut d) = daemon {
-        let _ = d.kill();
-        let _ = d.wait();
-    }
-    let _ = emu.kill();
-    let _ = emu.wait();
+    let dir = common::profile_dir()?;
+    common::plugin_library(&dir)?;
+    let clauderon = common::built(&dir, "clauderon", "clauderon")?;
+    let emu = common::Emu::start(&dir, &[])?;
+    let tmp = std::env::temp_dir().join(format!("sync-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let result = run(&plan, &clauderon, &emu, &tmp);
+    drop(emu);
     let _ = std::fs::remove_dir_all(&tmp);
     result
-}
-
-/// `target/<profile>`.
-fn profile_dir() -> Result<PathBuf, BoxError> {
-    let exe = std::env::current_exe()?;
-    Ok(exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("bench binary is not in target/<profile>/deps")?
-        .to_path_buf())
-}
-
-fn tempdir(prefix: &str) -> Result<PathBuf, BoxError> {
-    let d = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, BoxError> {
@@ -207,30 +166,15 @@ fn sync_state_api(
     })
 }
 
-fn run(
-    plan: &Plan,
-    clauderon: &Path,
-    base: &str,
-    data: &Path,
-    tmp: &Path,
-    daemon: &mut Option<Child>,
-) -> Result<(), BoxError> {
+fn run(plan: &Plan, clauderon: &Path, emu: &common::Emu, tmp: &Path) -> Result<(), BoxError> {
+    let (base, data) = (&emu.base, emu.data());
     let home = tmp.join("home");
-    let secrets = home.join("secrets");
-    std::fs::create_dir_all(&secrets)?;
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))?;
-    std::fs::write(secrets.join("sprites_api_key"), TOKEN)?;
-    std::fs::set_permissions(
-        secrets.join("sprites_api_key"),
-        std::fs::Permissions::from_mode(0o600),
-    )?;
     let agent = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/demo-agent/clauderon-demo-agent")
         .canonicalize()?;
-    std::fs::write(
-        home.join("config.toml"),
-        format!(
+    common::bench_home(
+        &home,
+        &format!(
             "default_backend = \"sprites\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
              [agent]\npreset = \"custom\"\n\
              command = [\"/home/sprite/.clauderon/bin/clauderon-demo-agent\"]\n\
@@ -241,27 +185,16 @@ fn run(
         ),
     )?;
     // The helper's stream stays open through the idle measurement (the worst case).
-    let d = Command::new(clauderon)
-        .env("CLAUDERON_HOME", &home)
-        .env("CLAUDERON_SYNC_QUIET_MS", "3600000")
-        .env_remove("CLAUDERON_PLUGIN_PATH")
-        .arg("daemon")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(match std::env::var_os("SYNC_BENCH_DAEMON_LOG") {
+    let daemon = common::Daemon::start(
+        clauderon,
+        &home,
+        &[("CLAUDERON_SYNC_QUIET_MS", "3600000")],
+        match std::env::var_os("SYNC_BENCH_DAEMON_LOG") {
             Some(path) => Stdio::from(std::fs::File::create(path)?),
             None => Stdio::null(),
-        })
-        .spawn()?;
-    let daemon_pid = d.id();
-    *daemon = Some(d);
-    let until = Instant::now() + Duration::from_secs(30);
-    while !home.join("daemon.json").exists() {
-        if Instant::now() > until {
-            return Err("the daemon did not start".into());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        },
+    )?;
+    let daemon_pid = daemon.pid();
     let repo = tmp.join("repo");
     std::fs::create_dir_all(&repo)?;
     git(&repo, &["init", "-q", "-b", "main"])?;
@@ -382,11 +315,10 @@ fn run(
         );
         ratios.push(ratio(synced, tar));
     }
-    ratios.sort_by(f64::total_cmp);
     println!(
         "initial sync: median ratio to tar over {} round(s) {:.2}x",
         ratios.len(),
-        ratios[ratios.len() / 2]
+        common::median(ratios)
     );
 
     // Idle CPU with the helper's stream open, then the same daemon with the sync stopped.

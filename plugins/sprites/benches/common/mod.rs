@@ -138,6 +138,70 @@ pub fn load_plugin(lib: &Path, base: &str) -> Result<Arc<PluginClient>, BoxError
     Ok(registry.get("sprites").map_err(|e| e.to_string())?)
 }
 
+/// Makes `home` a clauderon home for a bench: the emulator's token as the Sprites secret
+/// (`secrets/` 0700, the file 0600, as the host requires) and `config` as `config.toml`.
+pub fn bench_home(home: &Path, config: &str) -> Result<(), BoxError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let secrets = home.join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o700))?;
+    let key = secrets.join("sprites_api_key");
+    std::fs::write(&key, TOKEN)?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(home.join("config.toml"), config)?;
+    Ok(())
+}
+
+/// A `clauderon daemon` child on a bench home; killed on drop.
+pub struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    /// Starts `clauderon daemon` on `home` with `env` and its stderr to `stderr`, and waits
+    /// (up to 30 s) until it has written `daemon.json`.
+    pub fn start(
+        clauderon: &Path,
+        home: &Path,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Result<Daemon, BoxError> {
+        let mut cmd = Command::new(clauderon);
+        cmd.env("CLAUDERON_HOME", home)
+            .env_remove("CLAUDERON_PLUGIN_PATH")
+            .arg("daemon")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let daemon = Daemon {
+            child: cmd.spawn()?,
+        };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !home.join("daemon.json").exists() {
+            if std::time::Instant::now() > until {
+                return Err("the daemon did not start".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(daemon)
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The median of some durations (in seconds).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
