@@ -272,6 +272,12 @@ impl Out {
     fn new(kind: u8) -> Out {
         Out(vec![0, 0, 0, 0, kind])
     }
+    /// A message that starts with its request id.
+    fn with_id(kind: u8, id: u32) -> Out {
+        let mut o = Out::new(kind);
+        o.u32(id);
+        o
+    }
     fn u8(&mut self, v: u8) {
         self.0.push(v);
     }
@@ -287,6 +293,12 @@ impl Out {
     }
     fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
+    }
+    fn strs(&mut self, v: &[String]) {
+        self.u32(v.len() as u32);
+        for s in v {
+            self.str(s);
+        }
     }
     fn entry(&mut self, e: &Entry) {
         match e {
@@ -413,23 +425,14 @@ impl Request {
     /// The encoded message.
     pub fn encode(&self) -> Vec<u8> {
         let o = match self {
-            Request::Scan { id } => {
-                let mut o = Out::new(SCAN);
-                o.u32(*id);
-                o
-            }
+            Request::Scan { id } => Out::with_id(SCAN, *id),
             Request::Probe { id, paths } => {
-                let mut o = Out::new(PROBE);
-                o.u32(*id);
-                o.u32(paths.len() as u32);
-                for p in paths {
-                    o.str(p);
-                }
+                let mut o = Out::with_id(PROBE, *id);
+                o.strs(paths);
                 o
             }
             Request::Read { id, path, expected } => {
-                let mut o = Out::new(READ);
-                o.u32(*id);
+                let mut o = Out::with_id(READ, *id);
                 o.str(path);
                 o.entry(expected);
                 o
@@ -441,8 +444,7 @@ impl Request {
                 entry,
                 content,
             } => {
-                let mut o = Out::new(WRITE);
-                o.u32(*id);
+                let mut o = Out::with_id(WRITE, *id);
                 o.str(path);
                 o.opt_entry(expected.as_ref());
                 o.entry(entry);
@@ -450,24 +452,15 @@ impl Request {
                 o
             }
             Request::Delete { id, path, expected } => {
-                let mut o = Out::new(DELETE);
-                o.u32(*id);
+                let mut o = Out::with_id(DELETE, *id);
                 o.str(path);
                 o.entry(expected);
                 o
             }
-            Request::Ping { id } => {
-                let mut o = Out::new(PING);
-                o.u32(*id);
-                o
-            }
+            Request::Ping { id } => Out::with_id(PING, *id),
             Request::Bundle { id, have } => {
-                let mut o = Out::new(BUNDLE);
-                o.u32(*id);
-                o.u32(have.len() as u32);
-                for h in have {
-                    o.str(h);
-                }
+                let mut o = Out::with_id(BUNDLE, *id);
+                o.strs(have);
                 o
             }
             Request::Advance {
@@ -476,8 +469,7 @@ impl Request {
                 to,
                 bundle,
             } => {
-                let mut o = Out::new(ADVANCE);
-                o.u32(*id);
+                let mut o = Out::with_id(ADVANCE, *id);
                 o.str(from);
                 o.str(to);
                 o.bytes(bundle);
@@ -550,8 +542,7 @@ impl Reply {
                 head,
                 entries,
             } => {
-                let mut o = Out::new(SCANNED);
-                o.u32(*id);
+                let mut o = Out::with_id(SCANNED, *id);
                 o.u8(u8::from(*root_present));
                 o.str(head.as_deref().unwrap_or(""));
                 o.u32(entries.len() as u32);
@@ -562,8 +553,7 @@ impl Reply {
                 o
             }
             Reply::Probed { id, probes } => {
-                let mut o = Out::new(PROBED);
-                o.u32(*id);
+                let mut o = Out::with_id(PROBED, *id);
                 o.u32(probes.len() as u32);
                 for p in probes {
                     o.u8(u8::from(p.exists) | (u8::from(p.ignored) << 1));
@@ -575,26 +565,19 @@ impl Reply {
                 outcome,
                 content,
             } => {
-                let mut o = Out::new(CONTENT);
-                o.u32(*id);
+                let mut o = Out::with_id(CONTENT, *id);
                 o.outcome(outcome);
                 o.bytes(content);
                 o
             }
             Reply::Applied { id, outcome } => {
-                let mut o = Out::new(APPLIED);
-                o.u32(*id);
+                let mut o = Out::with_id(APPLIED, *id);
                 o.outcome(outcome);
                 o
             }
-            Reply::Pong { id } => {
-                let mut o = Out::new(PONG);
-                o.u32(*id);
-                o
-            }
+            Reply::Pong { id } => Out::with_id(PONG, *id),
             Reply::Error { id, message } => {
-                let mut o = Out::new(ERROR);
-                o.u32(*id);
+                let mut o = Out::with_id(ERROR, *id);
                 o.str(message);
                 o
             }
@@ -604,8 +587,7 @@ impl Reply {
                 head,
                 content,
             } => {
-                let mut o = Out::new(BUNDLED);
-                o.u32(*id);
+                let mut o = Out::with_id(BUNDLED, *id);
                 o.outcome(outcome);
                 o.str(head.as_deref().unwrap_or(""));
                 o.bytes(content);
@@ -858,5 +840,11 @@ mod tests {
             assert_eq!(&Reply::decode(&m).unwrap(), r);
         }
         assert!(Request::decode(&[99, 0, 0, 0, 0]).is_err());
+        // A change and the request carrying it convert both ways; other requests carry none.
+        for r in &reqs[3..6] {
+            let (id, change) = r.clone().into_change().unwrap();
+            assert_eq!(&Request::change(id, change), r);
+        }
+        assert_eq!(Request::Ping { id: 7 }.into_change(), None);
     }
 }

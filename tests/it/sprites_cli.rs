@@ -161,18 +161,7 @@ async fn a_sprites_session_through_the_cli_and_daemon() {
     );
 
     // Checkpoints through the CLI.
-    let run = home.run(&["checkpoint", "create", "demo", "first one"]);
-    assert_exit(&run, 0);
-    let cps = home.run(&["checkpoint", "list", "demo", "--json"]).json();
-    let cp = cps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["comment"] == "first one")
-        .unwrap_or_else(|| panic!("{cps:#}"))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cp = home.create_checkpoint("demo", "first one");
     let run = home.run(&["checkpoint", "restore", "demo", &cp]);
     assert_exit(&run, 0);
 

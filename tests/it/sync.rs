@@ -198,10 +198,16 @@ async fn edits_cross_both_ways_and_ignored_and_git_paths_never_do() {
     let log = d.log();
     assert!(!log.contains("panicked"), "{log}");
 
-    // Delete removes the worktree.
+    // The local side's hash cache is kept for a restarted daemon, beside the conflict store.
+    let stamps = store.parent().unwrap().join("stamps");
+    assert!(stamps.is_file(), "{}", stamps.display());
+
+    // Delete removes the worktree and the hash cache; the conflict store stays.
     let run = home.run(&["delete", "sy", "--yes"]);
     assert_exit(&run, 0);
     assert!(!wt.exists());
+    assert!(!stamps.exists(), "{}", stamps.display());
+    assert!(store.join("local/agent.txt").is_file());
 }
 
 /// The sprite's checked-out commit.
@@ -430,18 +436,7 @@ async fn a_checkpoint_restore_reconciles_as_a_new_epoch() {
     })
     .await;
     let _ = sync_json(&home, "rs", &["--once"]);
-    let run = home.run(&["checkpoint", "create", "rs", "cp"]);
-    assert_exit(&run, 0);
-    let cps = home.run(&["checkpoint", "list", "rs", "--json"]).json();
-    let cp = cps
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["comment"] == "cp")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let cp = home.create_checkpoint("rs", "cp");
 
     // After the checkpoint: a local file and a sprite file, both synced.
     std::fs::write(wt.join("b.txt"), "local, after\n").unwrap();

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use common::{BoxError, median};
+use common::{BoxError, git, median, run};
 use serde_json::Value;
 
 /// The agent: `$1` says which build to run and time, inside the workspace.
@@ -137,36 +137,6 @@ const NPM_DEPS: &str = r#"{
   }
 }
 "#;
-
-fn run(cmd: &mut Command, what: &str) -> Result<String, BoxError> {
-    let out = cmd.output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "{what} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn git(dir: &Path, args: &[&str]) -> Result<String, BoxError> {
-    run(
-        Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args([
-                "-c",
-                "user.name=bench",
-                "-c",
-                "user.email=bench@example.invalid",
-            ])
-            .args(args),
-        &format!("git {args:?}"),
-    )
-}
 
 /// The project's files, made once on this machine (its lockfile from the real registry).
 fn template(kind: &str, dir: &Path) -> Result<String, BoxError> {

@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clauderon_sprites::client::{SpritesClient, Token};
-use common::{BoxError, TOKEN};
+use common::{BoxError, TOKEN, git};
 use tokio::io::AsyncWriteExt;
 
 const WORKSPACE: &str = "home/sprite/workspace";
@@ -98,41 +98,17 @@ fn main() -> Result<(), BoxError> {
     result
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<String, BoxError> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@example.invalid",
-        ])
-        .args(args)
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// Runs the CLI with `home`; its stdout, or an error with its stderr.
+/// Runs the CLI with `home`; its stdout, or an error with its output.
 fn cli(clauderon: &Path, home: &Path, args: &[&str]) -> Result<String, BoxError> {
-    let out = Command::new(clauderon)
-        .env("CLAUDERON_HOME", home)
-        .env_remove("CLAUDERON_PLUGIN_PATH")
-        .env_remove("CLAUDERON_BACKEND")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!(
-            "clauderon {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    common::run(
+        Command::new(clauderon)
+            .env("CLAUDERON_HOME", home)
+            .env_remove("CLAUDERON_PLUGIN_PATH")
+            .env_remove("CLAUDERON_BACKEND")
+            .args(args)
+            .stdin(Stdio::null()),
+        &format!("clauderon {args:?}"),
+    )
 }
 
 fn sync_state(clauderon: &Path, home: &Path) -> Result<serde_json::Value, BoxError> {

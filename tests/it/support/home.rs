@@ -126,6 +126,18 @@ impl TempHome {
         self.run_with(args, |_| {})
     }
 
+    /// `clauderon checkpoint create SESSION COMMENT` (which must succeed); the new
+    /// checkpoint's id, found by its comment in `checkpoint list --json`.
+    pub fn create_checkpoint(&self, session: &str, comment: &str) -> String {
+        assert_exit(&self.run(&["checkpoint", "create", session, comment]), 0);
+        let cps = self.run(&["checkpoint", "list", session, "--json"]).json();
+        cps.as_array()
+            .and_then(|a| a.iter().find(|c| c["comment"] == comment))
+            .and_then(|c| c["id"].as_str())
+            .unwrap_or_else(|| panic!("no checkpoint {comment:?} in {cps:#}"))
+            .to_owned()
+    }
+
     /// Runs `clauderon args...` with stdin closed, killing it when it has not finished within
     /// `limit` (then `code` is `None` and stderr says so).
     pub fn run_timeout(&self, args: &[&str], limit: std::time::Duration) -> Run {

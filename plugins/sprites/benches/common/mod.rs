@@ -202,6 +202,38 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `cmd` to completion; its stdout, or an error naming `what` with its output.
+pub fn run(cmd: &mut Command, what: &str) -> Result<String, BoxError> {
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `git -C dir args...` as the bench's identity; its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> Result<String, BoxError> {
+    run(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@example.invalid",
+            ])
+            .args(args),
+        &format!("git {args:?}"),
+    )
+}
+
 /// The median of some durations (in seconds).
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
