@@ -18,9 +18,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Size-focused settings for the relay only (a custom profile defined on the command line).
+/// Size-focused settings for the relay only (a custom profile defined on the command line),
+/// except for the hashing a sync helper does on every byte it writes: at `opt-level = "z"`
+/// SHA-256's rounds are not inlined, which costs the helper about a third more CPU per file.
 const PROFILE: &str = "relay-static";
-const PROFILE_SETTINGS: [&str; 8] = [
+const PROFILE_SETTINGS: [&str; 9] = [
     "profile.relay-static.inherits=\"release\"",
     "profile.relay-static.opt-level=\"z\"",
     "profile.relay-static.lto=true",
@@ -29,6 +31,7 @@ const PROFILE_SETTINGS: [&str; 8] = [
     "profile.relay-static.strip=true",
     "profile.relay-static.debug=false",
     "profile.relay-static.incremental=false",
+    "profile.relay-static.package.sha2.opt-level=3",
 ];
 
 fn main() {

@@ -62,6 +62,18 @@ fn add_dirs(dir: &Path, out: &mut BTreeSet<PathBuf>) {
     }
 }
 
+/// Asks for larger pipe buffers on this process's stdin and stdout (1 MiB, the unprivileged
+/// limit), when they are pipes: a large sync then crosses in reads and writes of up to a
+/// mebibyte instead of 64 KiB, with a sixteenth of the wake-ups on both ends. Best effort.
+pub fn widen_stdio_pipes() {
+    for fd in [0, 1] {
+        // SAFETY: plain fcntl calls on the standard descriptors; a non-pipe refuses them.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
+}
+
 /// How often at most a served replica writes its stamps file while it runs (it always does
 /// when its input ends).
 const STAMPS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);

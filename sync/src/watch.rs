@@ -71,15 +71,18 @@ impl Watcher {
         Ok(())
     }
 
-    /// Watches exactly `dirs` (plus `extra`, e.g. `.git` and its refs): new ones are added,
-    /// ones no longer wanted removed. Directories that vanished are skipped.
+    /// Watches `dirs` (plus `extra`, e.g. `.git` and its refs): new ones are added, and ones no
+    /// longer wanted removed, except a directory that still holds no file at any depth (made
+    /// by `mkdir` and not filled yet): a file written into it later must still be seen. So
+    /// only directories of ignored content (`node_modules/`, `target/`) stop being watched.
+    /// Directories that vanished are skipped.
     pub fn set_dirs(&self, dirs: &BTreeSet<PathBuf>) {
         let current: Vec<(i32, PathBuf)> = lock(&self.dirs)
             .iter()
             .map(|(w, p)| (*w, p.clone()))
             .collect();
         for (wd, p) in current {
-            if !dirs.contains(&p) {
+            if !dirs.contains(&p) && !holds_no_file(&p) {
                 // SAFETY: a plain syscall on our descriptor.
                 unsafe {
                     libc::inotify_rm_watch(self.fd.0, wd);
@@ -108,34 +111,44 @@ impl Watcher {
                 }
                 return e;
             }
-            let n = n as usize;
-            let mut off = 0;
-            let header = std::mem::size_of::<libc::inotify_event>();
-            while off + header <= n {
-                // SAFETY: the kernel wrote a whole event header at `off`; read unaligned.
-                let ev: libc::inotify_event =
-                    unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
-                let name_len = ev.len as usize;
-                let name = &buf[off + header..(off + header + name_len).min(n)];
-                let name = name.split(|b| *b == 0).next().unwrap_or(&[]);
-                if ev.mask & libc::IN_ISDIR != 0
-                    && ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0
-                {
-                    let parent = lock(&self.dirs).get(&ev.wd).cloned();
-                    if let Some(parent) = parent {
-                        let name = std::ffi::OsStr::from_bytes(name);
-                        if name != ".git" {
-                            self.add_tree(&parent.join(name));
-                        }
+            if self.handle(&buf[..n as usize]) {
+                on_change();
+            }
+        }
+    }
+
+    /// Follows one read's worth of events: new directories are watched, removed ones
+    /// forgotten. Whether any of them is a change (a watch we removed ourselves says
+    /// `IN_IGNORED` and nothing else: not one).
+    fn handle(&self, buf: &[u8]) -> bool {
+        let mut changed = false;
+        let n = buf.len();
+        let mut off = 0;
+        let header = std::mem::size_of::<libc::inotify_event>();
+        while off + header <= n {
+            // SAFETY: the kernel wrote a whole event header at `off`; read unaligned.
+            let ev: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
+            let name_len = ev.len as usize;
+            let name = &buf[off + header..(off + header + name_len).min(n)];
+            let name = name.split(|b| *b == 0).next().unwrap_or(&[]);
+            if ev.mask & libc::IN_ISDIR != 0 && ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0
+            {
+                let parent = lock(&self.dirs).get(&ev.wd).cloned();
+                if let Some(parent) = parent {
+                    let name = std::ffi::OsStr::from_bytes(name);
+                    if name != ".git" {
+                        self.add_tree(&parent.join(name));
                     }
                 }
-                if ev.mask & libc::IN_IGNORED != 0 {
-                    lock(&self.dirs).remove(&ev.wd);
-                }
-                off += header + name_len;
             }
-            on_change();
+            if ev.mask & libc::IN_IGNORED != 0 {
+                lock(&self.dirs).remove(&ev.wd);
+            }
+            changed |= ev.mask & !libc::IN_IGNORED != 0;
+            off += header + name_len;
         }
+        changed
     }
 
     fn add_tree(&self, dir: &Path) {
@@ -150,6 +163,25 @@ impl Watcher {
             }
         }
     }
+}
+
+/// Whether `dir` exists and holds only directories, at any depth (stops at the first file).
+fn holds_no_file(dir: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for e in rd {
+        let Ok(e) = e else { return false };
+        match e.file_type() {
+            Ok(t) if t.is_dir() => {
+                if !holds_no_file(&e.path()) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -178,6 +210,49 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         while rx.try_recv().is_ok() {}
         std::fs::write(dir.path().join("d/b"), b"2").unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+
+    /// Runs `w` on a thread; its change notices arrive on the returned channel.
+    fn notices(w: &Watcher) -> mpsc::Receiver<()> {
+        let (tx, rx) = mpsc::channel();
+        let w2 = w.clone();
+        std::thread::spawn(move || {
+            w2.run(move || {
+                let _ = tx.send(());
+            })
+        });
+        rx
+    }
+
+    fn drain(rx: &mpsc::Receiver<()>) {
+        std::thread::sleep(Duration::from_millis(100));
+        while rx.try_recv().is_ok() {}
+    }
+
+    #[test]
+    fn a_directory_not_filled_yet_stays_watched_and_one_of_ignored_content_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let w = Watcher::new().unwrap();
+        w.set_dirs(&[root.clone()].into_iter().collect());
+        let rx = notices(&w);
+        std::fs::create_dir_all(root.join("new/deeper")).unwrap();
+        std::fs::create_dir(root.join("deps")).unwrap();
+        std::fs::write(root.join("deps/lib.js"), b"ignored").unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        drain(&rx);
+        // A scan found no synced path below either directory.
+        w.set_dirs(&[root.clone()].into_iter().collect());
+        let watched: BTreeSet<PathBuf> = lock(&w.dirs).values().cloned().collect();
+        assert!(watched.contains(&root.join("new")), "{watched:?}");
+        assert!(watched.contains(&root.join("new/deeper")), "{watched:?}");
+        assert!(!watched.contains(&root.join("deps")), "{watched:?}");
+        // A file written later into the empty directory is reported; one among ignored
+        // content is not.
+        std::fs::write(root.join("deps/more.js"), b"ignored").unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        std::fs::write(root.join("new/deeper/a.rs"), b"fn main() {}").unwrap();
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
     }
 }

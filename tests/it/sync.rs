@@ -115,6 +115,16 @@ async fn edits_cross_both_ways_and_ignored_and_git_paths_never_do() {
     })
     .await;
 
+    // A directory the agent makes now and fills only after a reconcile has scanned it empty
+    // is still watched: the file it gets later arrives.
+    sh(&emu, &sprite, "mkdir -p later/deeper").await;
+    let _ = sync_json(&home, "sy", &["--once"]);
+    sh(&emu, &sprite, "printf 'filled\\n' > later/deeper/f.txt").await;
+    eventually("later/deeper/f.txt locally", || async {
+        std::fs::read_to_string(wt.join("later/deeper/f.txt")).is_ok_and(|s| s == "filled\n")
+    })
+    .await;
+
     // Ignored paths (git's and the extra pattern) and .git never cross.
     std::fs::create_dir_all(wt.join("node_modules/x")).unwrap();
     std::fs::write(wt.join("node_modules/x/big.js"), "local only").unwrap();

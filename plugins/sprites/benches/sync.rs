@@ -10,7 +10,11 @@
 //!   started): until the sync has agreed on every file. Baseline: `tar c | tar x` of the same
 //!   files pushed through one exec stream of the same API (target within 1.5x). Rounds of
 //!   both alternate, each on a new tree (`SYNC_BENCH_ROUNDS`, 3), and the median ratio is the
-//!   result: the host filesystem's state moves both numbers by 2-5x between runs.
+//!   result. Each timed phase starts once the daemon and the helper have used no CPU for
+//!   200 ms (a sync's last scans must not run into tar's time). Where the trees live is
+//!   `TMPDIR`: on an ext4 without a journal (this VM's root) the inode allocator skips
+//!   recently deleted inodes one by one, which moves both numbers by 2-5x from one run to the
+//!   next; a journaled filesystem gives steady numbers.
 //! - idle CPU over 60 s of an unchanged tree (`SYNC_BENCH_IDLE_SECS`): the daemon and the
 //!   sprite-side helper with the helper's stream open. Baseline: the same daemon over the same
 //!   time with the sync stopped.
@@ -250,6 +254,7 @@ fn run(plan: &Plan, clauderon: &Path, emu: &common::Emu, tmp: &Path) -> Result<(
             .as_u64()
             .unwrap_or(0);
         flush_disks()?;
+        settle(daemon_pid)?;
         let d0 = cpu_ms(daemon_pid)?;
         let t = Instant::now();
         cli(clauderon, &home, &["sync", "sb", "--start"])?;
@@ -276,7 +281,10 @@ fn run(plan: &Plan, clauderon: &Path, emu: &common::Emu, tmp: &Path) -> Result<(
         if remote_files != plan.files {
             return Err(format!("{remote_files} of {} files in the sprite", plan.files).into());
         }
+        // The sync's aftermath (its next scans, the helper's own stamps) must not run into the
+        // baseline's time.
         flush_disks()?;
+        settle(daemon_pid)?;
         let tar = rt.block_on(tar_push(&client, &sprite, &wt, &name))?;
         let mb = (plan.files * plan.file_size) as f64 / 1e6;
         println!(
@@ -429,6 +437,25 @@ fn write_tree(dir: &Path, files: usize, size: usize) -> Result<(), BoxError> {
 
 /// Writes every dirty page to disk (`sync`), so a timed phase does not pay for the last one's
 /// writeback.
+/// Waits (at most 10 s) until the daemon and any sync helper used no CPU for 200 ms, so a
+/// timed phase starts on a quiet machine.
+fn settle(daemon: u32) -> Result<(), BoxError> {
+    let busy = || -> Result<u64, BoxError> {
+        Ok(cpu_ms(daemon)? + helper_pid().map(cpu_ms).transpose()?.unwrap_or(0))
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut last = busy()?;
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = busy()?;
+        if now == last {
+            return Ok(());
+        }
+        last = now;
+    }
+    Ok(())
+}
+
 fn flush_disks() -> Result<(), BoxError> {
     let st = Command::new("sync").status()?;
     if !st.success() {

@@ -400,6 +400,8 @@ impl Engine {
         // not once per event: a build or a checkout would otherwise rescan the tree back to
         // back.
         let mut recount_at: Option<Instant> = None;
+        // The last wake-up was a user's command, not a file event: no debounce.
+        let mut commanded = false;
         loop {
             let running =
                 matches!(self.store().get(id).await, Ok(r) if r.status == Status::Running);
@@ -409,7 +411,10 @@ impl Engine {
             };
             let can_sync = running && srec.running && !held;
             if (dirty || !waiters.is_empty() || take.is_some()) && can_sync {
-                tokio::time::sleep(DEBOUNCE).await;
+                // Events settle first; a command (start, once, resolve) runs at once.
+                if !std::mem::take(&mut commanded) {
+                    tokio::time::sleep(DEBOUNCE).await;
+                }
                 while lrx.try_recv().is_ok() {}
                 if remote.is_none() {
                     match self.sync_connect(id, &extra).await {
@@ -492,6 +497,7 @@ impl Engine {
                 continue;
             }
             if !can_sync {
+                commanded = false;
                 let why = if srec.running {
                     "the session is not running; wake it first"
                 } else {
@@ -528,16 +534,18 @@ impl Engine {
             }
             let quiet_at = last_activity + quiet_spell();
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    None => return,
-                    Some(SyncCmd::Nudge) => dirty = true,
-                    Some(SyncCmd::NewEpoch) => {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { return };
+                    commanded = !matches!(cmd, SyncCmd::Nudge | SyncCmd::Pause);
+                    match cmd {
+                    SyncCmd::Nudge => dirty = true,
+                    SyncCmd::NewEpoch => {
                         self.sync_mark_epoch(id).await;
                         remote = None;
                         held = false;
                         dirty = true;
                     }
-                    Some(SyncCmd::Hold(reply)) => {
+                    SyncCmd::Hold(reply) => {
                         self.sync_mark_epoch(id).await;
                         if let Some(r) = remote.take() {
                             r.close().await;
@@ -546,13 +554,13 @@ impl Engine {
                         held = true;
                         let _ = reply.send(());
                     }
-                    Some(SyncCmd::Once(w)) => waiters.push(w),
-                    Some(SyncCmd::TakeHistory { take: side, reply }) => take = Some((side, reply)),
-                    Some(SyncCmd::ConfirmDeletions) => {
+                    SyncCmd::Once(w) => waiters.push(w),
+                    SyncCmd::TakeHistory { take: side, reply } => take = Some((side, reply)),
+                    SyncCmd::ConfirmDeletions => {
                         opts.allow_mass_deletion = true;
                         dirty = true;
                     }
-                    Some(SyncCmd::Resolve { path, take, reply }) => {
+                    SyncCmd::Resolve { path, take, reply } => {
                         let done = match self.store().sync_state(id).await {
                             Ok(mut st) => match crate::sync::resolve::resolve(&mut st, &path, take) {
                                 Ok(()) => self
@@ -567,7 +575,7 @@ impl Engine {
                         let _ = reply.send(done);
                         dirty = true;
                     }
-                    Some(SyncCmd::SetRunning(on, reply)) => {
+                    SyncCmd::SetRunning(on, reply) => {
                         if let Ok(Some(mut r)) = self.store().sync_record(id).await {
                             r.running = on;
                             if on {
@@ -582,17 +590,24 @@ impl Engine {
                         let _ = reply.send(());
                         dirty = true;
                     }
-                    Some(SyncCmd::Pause) => {
+                    SyncCmd::Pause => {
                         if let Some(r) = remote.take() {
                             r.close().await;
                         }
                         set_live(&|l| l.connected = false);
                     }
-                },
-                Some(()) = lrx.recv() => dirty = true,
+                    }
+                }
+                Some(()) = lrx.recv() => {
+                    tracing::trace!(session = %id, "sync: a local change");
+                    dirty = true;
+                }
                 r = async { match remote.as_mut() { Some(r) => r.wait_changed().await, None => std::future::pending().await } } => {
                     match r {
-                        Ok(()) => dirty = true,
+                        Ok(()) => {
+                            tracing::trace!(session = %id, "sync: a change in the sandbox");
+                            dirty = true;
+                        }
                         Err(e) => {
                             tracing::warn!(session = %id, "sync: {e}; reconnecting");
                             remote = None;

@@ -68,6 +68,7 @@ fn sync_mode(args: &[String]) -> ExitCode {
         eprintln!("clauderon-relay sync: --root needs an absolute directory\n{USAGE}");
         return ExitCode::from(EXIT_USAGE as u8);
     };
+    clauderon_sync::serve::widen_stdio_pipes();
     match clauderon_sync::serve::serve(
         root,
         &exclude,
