@@ -205,6 +205,10 @@ fn unexpected(r: &Reply) -> EndpointError {
 
 impl Endpoint for RemoteEndpoint {
     async fn scan(&mut self) -> Result<Scan, EndpointError> {
+        // A change announced before this scan is in what it returns (the helper re-arms its
+        // notice when it starts a scan, so a later change is announced again): remembered, it
+        // would only make the host scan once more for nothing after every applied batch.
+        self.changed = false;
         let id = self.id();
         let mut r = self.exchange(vec![Request::Scan { id }]).await?;
         match r.pop() {
