@@ -538,64 +538,64 @@ impl Engine {
                     let Some(cmd) = cmd else { return };
                     commanded = !matches!(cmd, SyncCmd::Nudge | SyncCmd::Pause);
                     match cmd {
-                    SyncCmd::Nudge => dirty = true,
-                    SyncCmd::NewEpoch => {
-                        self.sync_mark_epoch(id).await;
-                        remote = None;
-                        held = false;
-                        dirty = true;
-                    }
-                    SyncCmd::Hold(reply) => {
-                        self.sync_mark_epoch(id).await;
-                        if let Some(r) = remote.take() {
-                            r.close().await;
+                        SyncCmd::Nudge => dirty = true,
+                        SyncCmd::NewEpoch => {
+                            self.sync_mark_epoch(id).await;
+                            remote = None;
+                            held = false;
+                            dirty = true;
                         }
-                        set_live(&|l| l.connected = false);
-                        held = true;
-                        let _ = reply.send(());
-                    }
-                    SyncCmd::Once(w) => waiters.push(w),
-                    SyncCmd::TakeHistory { take: side, reply } => take = Some((side, reply)),
-                    SyncCmd::ConfirmDeletions => {
-                        opts.allow_mass_deletion = true;
-                        dirty = true;
-                    }
-                    SyncCmd::Resolve { path, take, reply } => {
-                        let done = match self.store().sync_state(id).await {
-                            Ok(mut st) => match crate::sync::resolve::resolve(&mut st, &path, take) {
-                                Ok(()) => self
-                                    .store()
-                                    .put_sync_state(id, st)
-                                    .await
-                                    .map_err(|e| e.to_string()),
-                                Err(e) => Err(e.to_string()),
-                            },
-                            Err(e) => Err(e.to_string()),
-                        };
-                        let _ = reply.send(done);
-                        dirty = true;
-                    }
-                    SyncCmd::SetRunning(on, reply) => {
-                        if let Ok(Some(mut r)) = self.store().sync_record(id).await {
-                            r.running = on;
-                            if on {
-                                r.paused = None;
+                        SyncCmd::Hold(reply) => {
+                            self.sync_mark_epoch(id).await;
+                            if let Some(r) = remote.take() {
+                                r.close().await;
                             }
-                            let _ = self.store().put_sync_record(id, r).await;
+                            set_live(&|l| l.connected = false);
+                            held = true;
+                            let _ = reply.send(());
                         }
-                        if !on && let Some(r) = remote.take() {
-                            r.close().await;
+                        SyncCmd::Once(w) => waiters.push(w),
+                        SyncCmd::TakeHistory { take: side, reply } => take = Some((side, reply)),
+                        SyncCmd::ConfirmDeletions => {
+                            opts.allow_mass_deletion = true;
+                            dirty = true;
+                        }
+                        SyncCmd::Resolve { path, take, reply } => {
+                            let done = match self.store().sync_state(id).await {
+                                Ok(mut st) => match crate::sync::resolve::resolve(&mut st, &path, take) {
+                                    Ok(()) => self
+                                        .store()
+                                        .put_sync_state(id, st)
+                                        .await
+                                        .map_err(|e| e.to_string()),
+                                    Err(e) => Err(e.to_string()),
+                                },
+                                Err(e) => Err(e.to_string()),
+                            };
+                            let _ = reply.send(done);
+                            dirty = true;
+                        }
+                        SyncCmd::SetRunning(on, reply) => {
+                            if let Ok(Some(mut r)) = self.store().sync_record(id).await {
+                                r.running = on;
+                                if on {
+                                    r.paused = None;
+                                }
+                                let _ = self.store().put_sync_record(id, r).await;
+                            }
+                            if !on && let Some(r) = remote.take() {
+                                r.close().await;
+                                set_live(&|l| l.connected = false);
+                            }
+                            let _ = reply.send(());
+                            dirty = true;
+                        }
+                        SyncCmd::Pause => {
+                            if let Some(r) = remote.take() {
+                                r.close().await;
+                            }
                             set_live(&|l| l.connected = false);
                         }
-                        let _ = reply.send(());
-                        dirty = true;
-                    }
-                    SyncCmd::Pause => {
-                        if let Some(r) = remote.take() {
-                            r.close().await;
-                        }
-                        set_live(&|l| l.connected = false);
-                    }
                     }
                 }
                 Some(()) = lrx.recv() => {
