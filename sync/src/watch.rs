@@ -2,10 +2,10 @@
 //! synced path (so `node_modules/` and `target/` cost nothing), plus a new directory as soon as
 //! it appears, and `.git` for commits. Every event only says "something changed": the host then
 //! scans, and a scan of an unchanged tree reads no file. No timer, no polling: an idle tree
-//! costs nothing.
+//! costs nothing. The sandbox's helper and the host's worktree both watch this way.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub struct Watcher {
     fd: Arc<Fd>,
     dirs: Arc<Mutex<HashMap<i32, PathBuf>>>,
+    /// An eventfd that ends [`Watcher::run`] (see [`Watcher::stop`]).
+    stop: Arc<Fd>,
+}
+
+/// Stops its watcher's [`Watcher::run`] when dropped.
+#[derive(Debug)]
+pub struct StopOnDrop(Watcher);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 #[derive(Debug)]
@@ -53,10 +65,31 @@ impl Watcher {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
+        let fd = Fd(fd);
+        // SAFETY: a plain syscall.
+        let stop = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if stop < 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(Watcher {
-            fd: Arc::new(Fd(fd)),
+            fd: Arc::new(fd),
             dirs: Arc::new(Mutex::new(HashMap::new())),
+            stop: Arc::new(Fd(stop)),
         })
+    }
+
+    /// Makes [`Watcher::run`] return (on any clone of this watcher).
+    pub fn stop(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 valid bytes to our eventfd.
+        unsafe {
+            libc::write(self.stop.0, (&raw const one).cast(), 8);
+        }
+    }
+
+    /// A guard that stops this watcher's `run` when it goes out of scope.
+    pub fn stop_on_drop(&self) -> StopOnDrop {
+        StopOnDrop(self.clone())
     }
 
     fn add(&self, dir: &Path) -> io::Result<()> {
@@ -98,10 +131,47 @@ impl Watcher {
 
     /// Blocks until events arrive; calls `on_change` once per batch. A directory created under
     /// a watched one is watched at once (with what is already inside it), so files written
-    /// into it right away are not missed. Returns when the descriptor fails.
-    pub fn run(&self, mut on_change: impl FnMut()) -> io::Error {
+    /// into it right away are not missed. Returns when the descriptor fails or on
+    /// [`Watcher::stop`].
+    pub fn run(&self, on_change: impl FnMut()) -> io::Error {
+        self.run_filtered(|_, _| true, on_change)
+    }
+
+    /// [`Watcher::run`], where an event counts as a change only if `counts(dir, name)` says so
+    /// (the watched directory and the entry's name in it; a lost event queue always counts).
+    pub fn run_filtered(
+        &self,
+        mut counts: impl FnMut(&Path, &OsStr) -> bool,
+        mut on_change: impl FnMut(),
+    ) -> io::Error {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.fd.0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.stop.0,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: two valid pollfds; waits without a timeout.
+            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return e;
+            }
+            if fds[1].revents != 0 {
+                return io::Error::other("the watcher was stopped");
+            }
+            if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+                return io::Error::other("the inotify descriptor failed");
+            }
             // SAFETY: `buf` is valid for writes of its length.
             let n = unsafe { libc::read(self.fd.0, buf.as_mut_ptr().cast(), buf.len()) };
             if n < 0 {
@@ -111,16 +181,16 @@ impl Watcher {
                 }
                 return e;
             }
-            if self.handle(&buf[..n as usize]) {
+            if self.handle(&buf[..n as usize], &mut counts) {
                 on_change();
             }
         }
     }
 
     /// Follows one read's worth of events: new directories are watched, removed ones
-    /// forgotten. Whether any of them is a change (a watch we removed ourselves says
-    /// `IN_IGNORED` and nothing else: not one).
-    fn handle(&self, buf: &[u8]) -> bool {
+    /// forgotten. Whether any of them is a change that `counts` (a watch we removed ourselves
+    /// says `IN_IGNORED` and nothing else: not one).
+    fn handle(&self, buf: &[u8], counts: &mut impl FnMut(&Path, &OsStr) -> bool) -> bool {
         let mut changed = false;
         let n = buf.len();
         let mut off = 0;
@@ -131,21 +201,25 @@ impl Watcher {
                 unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
             let name_len = ev.len as usize;
             let name = &buf[off + header..(off + header + name_len).min(n)];
-            let name = name.split(|b| *b == 0).next().unwrap_or(&[]);
-            if ev.mask & libc::IN_ISDIR != 0 && ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0
+            let name = OsStr::from_bytes(name.split(|b| *b == 0).next().unwrap_or(&[]));
+            let dir = lock(&self.dirs).get(&ev.wd).cloned();
+            if ev.mask & !libc::IN_IGNORED != 0 {
+                changed |= match &dir {
+                    Some(d) => counts(d, name),
+                    // The queue overflowed (no watch named): anything may have changed.
+                    None => true,
+                };
+            }
+            if ev.mask & libc::IN_ISDIR != 0
+                && ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0
+                && let Some(parent) = &dir
+                && name != ".git"
             {
-                let parent = lock(&self.dirs).get(&ev.wd).cloned();
-                if let Some(parent) = parent {
-                    let name = std::ffi::OsStr::from_bytes(name);
-                    if name != ".git" {
-                        self.add_tree(&parent.join(name));
-                    }
-                }
+                self.add_tree(&parent.join(name));
             }
             if ev.mask & libc::IN_IGNORED != 0 {
                 lock(&self.dirs).remove(&ev.wd);
             }
-            changed |= ev.mask & !libc::IN_IGNORED != 0;
             off += header + name_len;
         }
         changed
@@ -254,5 +328,33 @@ mod tests {
         assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
         std::fs::write(root.join("new/deeper/a.rs"), b"fn main() {}").unwrap();
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    }
+
+    #[test]
+    fn a_filter_decides_what_counts_and_stop_ends_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let w = Watcher::new().unwrap();
+        w.set_dirs(&[root.clone()].into_iter().collect());
+        let (tx, rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel();
+        let w2 = w.clone();
+        std::thread::spawn(move || {
+            let e = w2.run_filtered(
+                |_, name| name != "index",
+                move || {
+                    let _ = tx.send(());
+                },
+            );
+            let _ = done_tx.send(e.to_string());
+        });
+        std::fs::write(root.join("index"), b"git's own").unwrap();
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        std::fs::write(root.join("HEAD"), b"moved").unwrap();
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let guard = w.stop_on_drop();
+        drop(guard);
+        let why = done_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(why.contains("stopped"), "{why}");
     }
 }

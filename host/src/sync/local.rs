@@ -1,8 +1,11 @@
 //! The host's worktree as an [`Endpoint`]: the same replica code the sandbox's helper runs
 //! (git's ignores, compare-and-swap writes through a staged rename), on the blocking pool.
 
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use clauderon_sync::watch::Watcher;
 use clauderon_sync::{ApplyError, Entry, Probe, Replica, Scan};
 
 use super::cycle::{Change, Endpoint, EndpointError};
@@ -15,6 +18,8 @@ const STAMPS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 pub struct LocalEndpoint {
     root: std::path::PathBuf,
     replica: Arc<Mutex<Replica>>,
+    /// Kept on the directories each scan finds synced paths in, plus `extra` (git's).
+    watch: Option<(Watcher, BTreeSet<PathBuf>)>,
 }
 
 impl LocalEndpoint {
@@ -32,7 +37,15 @@ impl LocalEndpoint {
         LocalEndpoint {
             replica: Arc::new(Mutex::new(replica)),
             root,
+            watch: None,
         }
+    }
+
+    /// Points `watcher` after every scan at the directories holding synced paths (so
+    /// `target/` and `node_modules/` wake nothing), plus `extra`.
+    pub fn with_watcher(mut self, watcher: Watcher, extra: BTreeSet<PathBuf>) -> LocalEndpoint {
+        self.watch = Some((watcher, extra));
+        self
     }
 
     /// The worktree.
@@ -56,10 +69,16 @@ impl LocalEndpoint {
 
 impl Endpoint for LocalEndpoint {
     async fn scan(&mut self) -> Result<Scan, EndpointError> {
-        self.with(|r| {
+        let watch = self.watch.clone();
+        self.with(move |r| {
             let scan = r.scan();
             // Best effort: the cache only spares a restarted daemon some hashing.
             let _ = r.save_stamps(STAMPS_EVERY);
+            if let (Ok(s), Some((w, extra))) = (&scan, watch) {
+                let mut dirs = r.dirs_of(&s.entries);
+                dirs.extend(extra);
+                w.set_dirs(&dirs);
+            }
             scan
         })
         .await?

@@ -1,18 +1,19 @@
 //! The two-way sync of a session (DESIGN §15): the local worktree
 //! (`$CLAUDERON_HOME/worktrees/<name>`, a `git worktree` of the user's repository on the
 //! session branch) kept in sync with the sandbox's workspace through the plugin's
-//! `sync_stream`. One task per synced session: local changes come from `notify`, the
+//! `sync_stream`. One task per synced session: local changes come from an inotify watcher
+//! (the same one the sandbox's helper runs), the
 //! sandbox's from its helper's `Changed`; each wakes a cycle ([`crate::sync::cycle`]) whose
 //! state is written to the store. The helper's stream is closed after a quiet spell and never
 //! opened while the session is not running, so the sync never keeps a sandbox awake nor wakes
 //! it: local edits made meanwhile wait (shown as pending) for the next wake.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clauderon_sync::Entry;
-use notify::Watcher as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::SessionEvent;
@@ -342,7 +343,6 @@ impl Engine {
         let extra = self.sync_ignore(&rec.backend);
         let mut local = LocalEndpoint::new(root.clone(), &extra, Some(self.sync_stamps_file(id)));
         let (ltx, mut lrx) = mpsc::unbounded_channel::<()>();
-        let git_dir = root.join(".git");
         // The worktree's own git directory (inside the user's repository): a commit, reset or
         // checkout rewrites its `HEAD` reflog, which wakes history sync.
         let wt_git = {
@@ -352,34 +352,37 @@ impl Engine {
                 .ok()
                 .flatten()
         };
-        let wt_git2 = wt_git.clone();
-        let watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            // Opening or reading a file (our own scans, git, editors) changes nothing.
-            if let Ok(ev) = ev
-                && !ev.kind.is_access()
-                && ev.paths.iter().any(|p| {
-                    let head_moved = wt_git2.as_ref().is_some_and(|g| p.starts_with(g))
-                        && p.file_name().is_some_and(|n| n == "HEAD");
-                    head_moved || (!p.starts_with(&git_dir) && !is_under_git(&wt_git2, p))
-                })
-            {
-                let _ = ltx.send(());
-            }
-        });
-        let _watcher = match watcher {
-            Ok(mut w) => {
-                if let Err(e) = w.watch(&root, notify::RecursiveMode::Recursive) {
-                    self.warn(id, format!("sync: cannot watch {}: {e}", root.display()))
-                        .await;
-                }
-                if let Some(g) = &wt_git {
-                    for dir in [g.clone(), g.join("logs")] {
-                        if let Err(e) = w.watch(&dir, notify::RecursiveMode::NonRecursive) {
-                            tracing::debug!(session = %id, "sync: cannot watch {}: {e}", dir.display());
-                        }
-                    }
-                }
-                Some(w)
+        // The worktree is watched where it holds synced paths (each local scan says where), so
+        // a build in `target/` or an install in `node_modules/` wakes nothing, and opening a
+        // file (our own reads, editors, git) is no event at all. In the worktree's git
+        // directory only `HEAD` (and its reflog) counts: a commit or checkout there.
+        let git_dirs: BTreeSet<PathBuf> = wt_git
+            .iter()
+            .flat_map(|g| [g.clone(), g.join("logs")])
+            .collect();
+        let _stop_watch = match clauderon_sync::watch::Watcher::new() {
+            Ok(w) => {
+                let mut first = git_dirs.clone();
+                first.insert(root.clone());
+                w.set_dirs(&first);
+                local = local.with_watcher(w.clone(), git_dirs.clone());
+                let stop = w.stop_on_drop();
+                let (root, git_dirs) = (root.clone(), git_dirs.clone());
+                std::thread::spawn(move || {
+                    w.run_filtered(
+                        move |dir, name| {
+                            if git_dirs.contains(dir) {
+                                name == "HEAD"
+                            } else {
+                                !(dir == root.as_path() && name == ".git")
+                            }
+                        },
+                        move || {
+                            let _ = ltx.send(());
+                        },
+                    )
+                });
+                Some(stop)
             }
             Err(e) => {
                 self.warn(id, format!("sync: no local watcher: {e}")).await;
@@ -827,10 +830,6 @@ pub(super) fn session_branch(rec: &SessionRecord) -> String {
 }
 
 /// Whether `p` is inside the worktree's git directory.
-fn is_under_git(git: &Option<PathBuf>, p: &Path) -> bool {
-    git.as_ref().is_some_and(|g| p.starts_with(g))
-}
-
 /// The side a user names: `local`, or `sprite` (also `remote`, `sandbox`).
 fn side_of(take: &str) -> Result<Side, EngineError> {
     match take {
