@@ -264,26 +264,26 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    /// A new temporary directory (kept alive by the first value), its path, and a watcher on it.
+    fn watching_a_tempdir() -> (tempfile::TempDir, PathBuf, Watcher) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let w = Watcher::new().unwrap();
+        w.set_dirs(&[root.clone()].into_iter().collect());
+        (dir, root, w)
+    }
+
     #[test]
     fn reports_changes_in_watched_and_new_directories() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = Watcher::new().unwrap();
-        w.set_dirs(&[dir.path().to_path_buf()].into_iter().collect());
-        let (tx, rx) = mpsc::channel();
-        let w2 = w.clone();
-        std::thread::spawn(move || {
-            w2.run(move || {
-                let _ = tx.send(());
-            })
-        });
-        std::fs::write(dir.path().join("a"), b"1").unwrap();
+        let (_dir, root, w) = watching_a_tempdir();
+        let rx = notices(&w);
+        std::fs::write(root.join("a"), b"1").unwrap();
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
-        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::create_dir(root.join("d")).unwrap();
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
         // The new directory is watched: drain, then a write inside it is reported.
-        std::thread::sleep(Duration::from_millis(50));
-        while rx.try_recv().is_ok() {}
-        std::fs::write(dir.path().join("d/b"), b"2").unwrap();
+        drain(&rx);
+        std::fs::write(root.join("d/b"), b"2").unwrap();
         rx.recv_timeout(Duration::from_secs(5)).unwrap();
     }
 
@@ -306,10 +306,7 @@ mod tests {
 
     #[test]
     fn a_directory_not_filled_yet_stays_watched_and_one_of_ignored_content_does_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let w = Watcher::new().unwrap();
-        w.set_dirs(&[root.clone()].into_iter().collect());
+        let (_dir, root, w) = watching_a_tempdir();
         let rx = notices(&w);
         std::fs::create_dir_all(root.join("new/deeper")).unwrap();
         std::fs::create_dir(root.join("deps")).unwrap();
@@ -332,10 +329,7 @@ mod tests {
 
     #[test]
     fn a_filter_decides_what_counts_and_stop_ends_the_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let w = Watcher::new().unwrap();
-        w.set_dirs(&[root.clone()].into_iter().collect());
+        let (_dir, root, w) = watching_a_tempdir();
         let (tx, rx) = mpsc::channel();
         let (done_tx, done_rx) = mpsc::channel();
         let w2 = w.clone();
