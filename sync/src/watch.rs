@@ -104,8 +104,8 @@ impl Watcher {
         Ok(())
     }
 
-    /// Watches `dirs` (plus `extra`, e.g. `.git` and its refs): new ones are added, and ones no
-    /// longer wanted removed, except a directory that still holds no file at any depth (made
+    /// Watches `dirs` (the caller adds any extra, e.g. `.git` and its refs): new ones are
+    /// added, and ones no longer wanted removed, except a directory that still holds no file at any depth (made
     /// by `mkdir` and not filled yet): a file written into it later must still be seen. So
     /// only directories of ignored content (`node_modules/`, `target/`) stop being watched.
     /// Directories that vanished are skipped.
@@ -202,20 +202,24 @@ impl Watcher {
             let name_len = ev.len as usize;
             let name = &buf[off + header..(off + header + name_len).min(n)];
             let name = OsStr::from_bytes(name.split(|b| *b == 0).next().unwrap_or(&[]));
-            let dir = lock(&self.dirs).get(&ev.wd).cloned();
-            if ev.mask & !libc::IN_IGNORED != 0 {
-                changed |= match &dir {
-                    Some(d) => counts(d, name),
-                    // The queue overflowed (no watch named): anything may have changed.
-                    None => true,
-                };
-            }
-            if ev.mask & libc::IN_ISDIR != 0
+            let is_change = ev.mask & !libc::IN_IGNORED != 0;
+            let new_dir = ev.mask & libc::IN_ISDIR != 0
                 && ev.mask & (libc::IN_CREATE | libc::IN_MOVED_TO) != 0
-                && let Some(parent) = &dir
-                && name != ".git"
-            {
-                self.add_tree(&parent.join(name));
+                && name != ".git";
+            // The watched directory is looked up only while it matters: until one event of the
+            // batch counted, and for a new directory (a large batch is thousands of events).
+            if (is_change && !changed) || new_dir {
+                let dir = lock(&self.dirs).get(&ev.wd).cloned();
+                if is_change && !changed {
+                    changed = match &dir {
+                        Some(d) => counts(d, name),
+                        // The queue overflowed, or a watch just removed: count it, to be safe.
+                        None => true,
+                    };
+                }
+                if new_dir && let Some(parent) = dir {
+                    self.add_tree(&parent.join(name));
+                }
             }
             if ev.mask & libc::IN_IGNORED != 0 {
                 lock(&self.dirs).remove(&ev.wd);

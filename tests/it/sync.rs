@@ -157,6 +157,18 @@ async fn edits_cross_both_ways_and_ignored_and_git_paths_never_do() {
     assert_eq!(st["conflicts"], Value::Array(vec![]), "{st:#}");
     assert!(st["synced"].as_u64().unwrap() >= 5, "{st:#}");
 
+    // Writes where nothing is synced (an ignored directory, as a local build's or install's)
+    // start no cycle: the last sync stays where it was.
+    let _ = sync_json(&home, "sy", &["--once"]);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let quiet = sync_json(&home, "sy", &[])["last_sync"].clone();
+    assert!(quiet.is_string(), "{quiet}");
+    for i in 0..20 {
+        std::fs::write(wt.join(format!("node_modules/x/gen{i}.js")), "built").unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(sync_json(&home, "sy", &[])["last_sync"], quiet);
+
     // Modify-vs-delete: the modification wins, the deleted side gets it back.
     let _ = sync_json(&home, "sy", &["--once"]);
     sh(&emu, &sprite, "rm local.txt").await;

@@ -441,7 +441,9 @@ fn write_tree(dir: &Path, files: usize, size: usize) -> Result<(), BoxError> {
 /// timed phase starts on a quiet machine.
 fn settle(daemon: u32) -> Result<(), BoxError> {
     let busy = || -> Result<u64, BoxError> {
-        Ok(cpu_ms(daemon)? + helper_pid().map(cpu_ms).transpose()?.unwrap_or(0))
+        // A helper that ends meanwhile (a stopped sync's) counts as idle.
+        let helper = helper_pid().and_then(|p| cpu_ms(p).ok()).unwrap_or(0);
+        Ok(cpu_ms(daemon)? + helper)
     };
     let until = Instant::now() + Duration::from_secs(10);
     let mut last = busy()?;
