@@ -307,11 +307,14 @@ impl Replica {
         lock(&self.known_dirs).clear();
         let mut entries = Tree::new();
         let mut seen = HashMap::with_capacity(lock(&self.cache).len());
-        for path in self.candidates()? {
-            if self.skipped(&path) {
-                continue;
-            }
-            match self.entry_at(&path) {
+        let paths: Vec<String> = self
+            .candidates()?
+            .into_iter()
+            .filter(|p| !self.skipped(p))
+            .collect();
+        let found = self.entries_at(&paths);
+        for (path, found) in paths.into_iter().zip(found) {
+            match found {
                 Ok(Some(e)) => {
                     if let Some(c) = lock(&self.cache).remove(&path) {
                         seen.insert(path.clone(), c);
@@ -335,6 +338,32 @@ impl Replica {
             entries,
             head: self.head(),
         })
+    }
+
+    /// [`Replica::entry_at`] of each path, in order. Many paths are looked at over a few
+    /// threads: a first scan hashes every byte of the tree, which one core cannot keep up
+    /// with.
+    fn entries_at(&self, paths: &[String]) -> Vec<io::Result<Option<Entry>>> {
+        const CHUNK: usize = 64;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .clamp(1, 4);
+        if threads == 1 || paths.len() < 4 * CHUNK {
+            return paths.iter().map(|p| self.entry_at(p)).collect();
+        }
+        let chunks: Vec<&[String]> = paths.chunks(CHUNK).collect();
+        in_parallel(&chunks, threads, |chunk| {
+            chunk.iter().map(|p| self.entry_at(p)).collect::<Vec<_>>()
+        })
+        .into_iter()
+        .zip(&chunks)
+        .flat_map(|(done, chunk)| {
+            done.unwrap_or_else(|| {
+                let stopped = || Err(io::Error::other("a scan thread stopped"));
+                chunk.iter().map(|_| stopped()).collect()
+            })
+        })
+        .collect()
     }
 
     /// The entry at `path` now (`None`: nothing there, or a directory or special file). Files
@@ -394,37 +423,42 @@ impl Replica {
         Ok(Some(Entry::File { hash, size, exec }))
     }
 
-    /// What is at each of `paths` outside a scan (see [`Probe`]).
+    /// What is at each of `paths` outside a scan (see [`Probe`]). Git's answer on ignores is
+    /// computed while the paths are looked at.
     pub fn probe(&self, paths: &[String]) -> Vec<Probe> {
-        let ignored = self.git_ignored(paths);
-        let mut out = Vec::with_capacity(paths.len());
-        for p in paths {
-            let exists = check_path(p).is_ok()
-                && self.parents_are_dirs(p).is_ok()
-                && fs::symlink_metadata(self.root.join(p)).is_ok_and(|m| !m.is_dir());
-            out.push(Probe {
+        let asked = self.ask_check_ignore(paths);
+        let exists: Vec<bool> = paths
+            .iter()
+            .map(|p| {
+                check_path(p).is_ok()
+                    && self.parents_are_dirs(p).is_ok()
+                    && fs::symlink_metadata(self.root.join(p)).is_ok_and(|m| !m.is_dir())
+            })
+            .collect();
+        let ignored = asked.map(ignored_of).unwrap_or_default();
+        paths
+            .iter()
+            .zip(exists)
+            .map(|(p, exists)| Probe {
                 exists,
                 ignored: self.skipped(p) || ignored.contains(p.as_str()),
-            });
-        }
-        out
+            })
+            .collect()
     }
 
-    /// The paths of `paths` git ignores here (`git check-ignore`, which, like `ls-files`, never
-    /// calls a tracked file ignored).
-    fn git_ignored(&self, paths: &[String]) -> BTreeSet<String> {
+    /// Starts `git check-ignore` on `paths` (which, like `ls-files`, never calls a tracked
+    /// file ignored); [`ignored_of`] collects its answer. `None`: nothing to ask, or no git.
+    fn ask_check_ignore(&self, paths: &[String]) -> Option<std::process::Child> {
         if paths.is_empty() {
-            return BTreeSet::new();
+            return None;
         }
-        let child = self
+        let mut child = self
             .git()
             .args(["check-ignore", "-z", "--stdin"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .spawn();
-        let Ok(mut child) = child else {
-            return BTreeSet::new();
-        };
+            .spawn()
+            .ok()?;
         if let Some(mut stdin) = child.stdin.take() {
             let input: Vec<u8> = paths
                 .iter()
@@ -435,15 +469,7 @@ impl Replica {
                 let _ = stdin.write_all(&input);
             });
         }
-        let Ok(out) = child.wait_with_output() else {
-            return BTreeSet::new();
-        };
-        out.stdout
-            .split(|b| *b == 0)
-            .filter_map(|s| std::str::from_utf8(s).ok())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect()
+        Some(child)
     }
 
     /// Checks every directory above `path` inside the root: each must be a real directory (or
@@ -778,27 +804,9 @@ impl Replica {
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZeroUsize::get)
             .clamp(1, 4);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<(), ApplyError>>>> =
-            changes.iter().map(|_| Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(c) = changes.get(k) else { break };
-                        *lock(&results[k]) = Some(self.apply(c));
-                    }
-                });
-            }
-        });
-        results
+        in_parallel(changes, threads, |c| self.apply(c))
             .into_iter()
-            .map(|r| {
-                r.into_inner()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .unwrap_or_else(|| Err(ApplyError::Io("a write thread stopped".into())))
-            })
+            .map(|r| r.unwrap_or_else(|| Err(ApplyError::Io("a write thread stopped".into()))))
             .collect()
     }
 
@@ -834,6 +842,34 @@ impl Replica {
         }
         dirs
     }
+}
+
+/// `f` of every item over `threads` threads, in order (`None` where a thread stopped first).
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<Option<R>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(k) else { break };
+                    *lock(&results[k]) = Some(f(item));
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|m| {
+            m.into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+        .collect()
 }
 
 fn encode_stamps(cache: &HashMap<String, (Stamp, ContentHash)>) -> Vec<u8> {
@@ -895,6 +931,20 @@ fn decode_stamps(bytes: &[u8]) -> Option<HashMap<String, (Stamp, ContentHash)>> 
 }
 
 /// Every file and link below `dir` (relative to the walk's root as `prefix`), skipping `.git`.
+/// The paths a `git check-ignore` started by [`Replica::ask_check_ignore`] called ignored
+/// (none if it failed).
+fn ignored_of(child: std::process::Child) -> BTreeSet<String> {
+    let Ok(out) = child.wait_with_output() else {
+        return BTreeSet::new();
+    };
+    out.stdout
+        .split(|b| *b == 0)
+        .filter_map(|s| std::str::from_utf8(s).ok())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -1040,6 +1090,36 @@ mod tests {
                 assert!(!name.starts_with(STAGING_PREFIX), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn a_large_tree_is_scanned_over_threads_with_every_entry_right() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..700 {
+            let d = dir.path().join(format!("d{}", i % 7));
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join(format!("f{i}")), format!("content {i}")).unwrap();
+        }
+        std::os::unix::fs::symlink("d0/f0", dir.path().join("link")).unwrap();
+        let mut r = Replica::new(dir.path(), &[]);
+        let entries = r.scan().unwrap().entries;
+        assert_eq!(entries.len(), 701);
+        for i in [0, 1, 350, 699] {
+            let p = format!("d{}/f{i}", i % 7);
+            assert_eq!(
+                entries.get(&p),
+                Some(&file(format!("content {i}").as_bytes(), false)),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            entries.get("link"),
+            Some(&Entry::Link {
+                target: "d0/f0".into()
+            })
+        );
+        // Scanned again, from the hash cache: the same.
+        assert_eq!(r.scan().unwrap().entries, entries);
     }
 
     #[test]

@@ -12,23 +12,44 @@ use std::sync::mpsc;
 use crate::history;
 use crate::replica::{Change, Replica};
 
-/// Whether `buffered` starts with a whole message (its length prefix and body).
-fn holds_a_message(buffered: &[u8]) -> bool {
-    buffered.len() >= 4 && {
-        let n = u32::from_be_bytes([buffered[0], buffered[1], buffered[2], buffered[3]]) as usize;
-        buffered.len() >= 4 + n
-    }
-}
-
 /// The most writes applied as one group.
 const WRITE_GROUP: usize = 1024;
 
-/// The next request (`None`: the input ended).
-fn next_request(input: &mut impl Read) -> io::Result<Option<Request>> {
-    match read_message(input)? {
-        Some(m) => Request::decode(&m).map(Some),
-        None => Ok(None),
+/// Decoded requests read ahead of the one being served (the host has at most one batch of
+/// changes in flight, so this only bounds a misbehaving peer).
+const READ_AHEAD: usize = 4 * WRITE_GROUP;
+
+/// A request, or why the input could not be read.
+type Incoming = io::Result<Request>;
+
+/// Reads and decodes requests from `input` on a thread of its own; the channel ends with the
+/// input (or after an error).
+fn read_ahead(input: impl Read + Send + 'static) -> mpsc::Receiver<Incoming> {
+    let (tx, rx) = mpsc::sync_channel::<Incoming>(READ_AHEAD);
+    std::thread::spawn(move || {
+        let mut input = BufReader::with_capacity(1 << 20, input);
+        loop {
+            let next = match read_message(&mut input) {
+                Ok(Some(m)) => Request::decode(&m),
+                Ok(None) => return,
+                Err(e) => Err(e),
+            };
+            let failed = next.is_err();
+            if tx.send(next).is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Whether a request (or a read error) is waiting to be served; one taken off the channel is
+/// kept in `carried`.
+fn waiting(requests: &mpsc::Receiver<Incoming>, carried: &mut Option<Incoming>) -> bool {
+    if carried.is_none() {
+        *carried = requests.try_recv().ok();
     }
+    carried.is_some()
 }
 
 /// Where the sandbox keeps the objects of a bundle the host sent.
@@ -86,13 +107,14 @@ pub fn serve(
     extra: &[String],
     watch: bool,
     stamps: Option<PathBuf>,
-    input: impl Read,
+    input: impl Read + Send + 'static,
     output: impl Write + Send + 'static,
 ) -> io::Result<()> {
-    // Requests are read through a buffer, and replies are flushed only when no complete request
-    // is waiting: a batch of writes is answered in a few large writes, not one per file. An
-    // empty message on the channel is the flush.
-    let mut input = BufReader::with_capacity(1 << 20, input);
+    // Requests are read and decoded on a thread of their own, so a batch keeps arriving while
+    // its first writes are applied. Replies are flushed only when no request is waiting: a
+    // batch of writes is answered in a few large writes, not one per file. An empty message on
+    // the reply channel is the flush.
+    let requests = read_ahead(input);
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let writer = std::thread::spawn(move || {
         let mut out = BufWriter::with_capacity(256 * 1024, output);
@@ -131,28 +153,25 @@ pub fn serve(
             })
         });
     }
-    let mut carried: Option<Request> = None;
+    let mut carried: Option<Incoming> = None;
     let result = loop {
-        let req = match carried.take() {
-            Some(r) => r,
-            None => match next_request(&mut input) {
-                Ok(Some(r)) => r,
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            },
+        let req = match carried.take().map(Ok).unwrap_or_else(|| requests.recv()) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => break Err(e),
+            // The input ended.
+            Err(_) => break Ok(()),
         };
-        // Writes already waiting in the buffer are applied together, over a few threads.
+        // Writes already waiting are applied together, over a few threads.
         if let Request::Write { .. } = req {
             let mut group = vec![req];
-            while group.len() < WRITE_GROUP && holds_a_message(input.buffer()) {
-                match next_request(&mut input) {
-                    Ok(Some(r @ Request::Write { .. })) => group.push(r),
-                    Ok(Some(other)) => {
+            while group.len() < WRITE_GROUP {
+                match requests.try_recv() {
+                    Ok(Ok(r @ Request::Write { .. })) => group.push(r),
+                    Ok(other) => {
                         carried = Some(other);
                         break;
                     }
-                    Ok(None) => break,
-                    Err(e) => return Err(e),
+                    Err(_) => break,
                 }
             }
             let (ids, changes): (Vec<u32>, Vec<Change>) =
@@ -166,11 +185,7 @@ pub fn serve(
                 };
                 gone |= tx.send(reply.encode()).is_err();
             }
-            if gone
-                || (carried.is_none()
-                    && !holds_a_message(input.buffer())
-                    && tx.send(Vec::new()).is_err())
-            {
+            if gone || (!waiting(&requests, &mut carried) && tx.send(Vec::new()).is_err()) {
                 break Ok(());
             }
             continue;
@@ -249,7 +264,7 @@ pub fn serve(
             break Ok(());
         }
         // Flush before a read that could wait: the host may be waiting for these replies.
-        if carried.is_none() && !holds_a_message(input.buffer()) && tx.send(Vec::new()).is_err() {
+        if !waiting(&requests, &mut carried) && tx.send(Vec::new()).is_err() {
             break Ok(());
         }
     };
@@ -258,4 +273,107 @@ pub fn serve(
     // The watcher thread holds a sender too; the writer ends when the process does.
     let _ = writer;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Decoder;
+    use std::sync::Mutex;
+
+    /// An output the test reads back after `serve` returned.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn replies(out: &Shared) -> Vec<Reply> {
+        // The writer thread may still be flushing when `serve` returns.
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut d = Decoder::default();
+        d.push(&out.0.lock().unwrap());
+        let mut v = Vec::new();
+        while let Some(m) = d.next_message().unwrap() {
+            v.push(Reply::decode(&m).unwrap());
+        }
+        v
+    }
+
+    #[test]
+    fn requests_read_ahead_are_answered_in_order_and_bad_input_ends_with_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = crate::ContentHash::of(b"hi");
+        let mut input = Vec::new();
+        for (id, name) in [(1, "a"), (2, "b")] {
+            Request::Write {
+                id,
+                path: name.into(),
+                expected: None,
+                entry: crate::Entry::File {
+                    hash,
+                    size: 2,
+                    exec: false,
+                },
+                content: b"hi".to_vec(),
+            }
+            .encode_onto(&mut input);
+        }
+        Request::Ping { id: 3 }.encode_onto(&mut input);
+        let good = input.clone();
+        // A message of an unknown kind.
+        input.extend_from_slice(&[0, 0, 0, 1, 250]);
+        let out = Shared::default();
+        let root = dir.path().to_path_buf();
+        let err = serve(
+            root.clone(),
+            &[],
+            false,
+            None,
+            io::Cursor::new(input),
+            out.clone(),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        let got = replies(&out);
+        assert!(matches!(got[0], Reply::Hello { .. }), "{got:?}");
+        assert!(
+            matches!(
+                &got[1..],
+                [
+                    Reply::Applied {
+                        id: 1,
+                        outcome: Outcome::Ok
+                    },
+                    Reply::Applied {
+                        id: 2,
+                        outcome: Outcome::Ok
+                    },
+                    Reply::Pong { id: 3 },
+                ]
+            ),
+            "{got:?}"
+        );
+        assert_eq!(std::fs::read(root.join("b")).unwrap(), b"hi");
+        // The same requests and then the end of the input: a clean end.
+        let dir = tempfile::tempdir().unwrap();
+        let out = Shared::default();
+        serve(
+            dir.path().into(),
+            &[],
+            false,
+            None,
+            io::Cursor::new(good),
+            out.clone(),
+        )
+        .unwrap();
+        assert_eq!(replies(&out).len(), 4);
+    }
 }

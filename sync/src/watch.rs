@@ -53,6 +53,9 @@ const MASK: u32 = libc::IN_CREATE
     | libc::IN_MOVE_SELF
     | libc::IN_ONLYDIR;
 
+/// How long the watcher lets a burst of events gather after a read that returned some.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -184,7 +187,28 @@ impl Watcher {
             if self.handle(&buf[..n as usize], &mut counts) {
                 on_change();
             }
+            // Events come in bursts (a sync writing thousands of files, a build, a checkout):
+            // the rest of a burst is read a moment later in a few large reads, not one wake-up
+            // per file. The first event of a quiet tree is still seen at once. A directory
+            // made meanwhile is watched that much later, which the scan that the change
+            // announced covers: it lists what is there.
+            if self.wait_for_stop(COALESCE) {
+                return io::Error::other("the watcher was stopped");
+            }
         }
+    }
+
+    /// Waits `how_long` unless [`Watcher::stop`] is called first (then `true`).
+    fn wait_for_stop(&self, how_long: std::time::Duration) -> bool {
+        let mut fds = [libc::pollfd {
+            fd: self.stop.0,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ms = how_long.as_millis().try_into().unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
+        n > 0 && fds[0].revents != 0
     }
 
     /// Follows one read's worth of events: new directories are watched, removed ones

@@ -266,30 +266,45 @@ fn bad(what: &str) -> io::Error {
 
 /// Builds one message.
 #[derive(Debug, Default)]
-struct Out(Vec<u8>);
+struct Out {
+    /// What was there before this message, then the message.
+    buf: Vec<u8>,
+    /// Where this message (its length prefix) starts in `buf`.
+    start: usize,
+}
 
 impl Out {
     fn new(kind: u8) -> Out {
-        Out(vec![0, 0, 0, 0, kind])
+        Out::after(Vec::new(), kind)
+    }
+    /// A message appended to `buf`.
+    fn after(mut buf: Vec<u8>, kind: u8) -> Out {
+        let start = buf.len();
+        buf.extend_from_slice(&[0, 0, 0, 0, kind]);
+        Out { buf, start }
     }
     /// A message that starts with its request id.
     fn with_id(kind: u8, id: u32) -> Out {
-        let mut o = Out::new(kind);
+        Out::with_id_after(Vec::new(), kind, id)
+    }
+    /// A message that starts with its request id, appended to `buf`.
+    fn with_id_after(buf: Vec<u8>, kind: u8, id: u32) -> Out {
+        let mut o = Out::after(buf, kind);
         o.u32(id);
         o
     }
     fn u8(&mut self, v: u8) {
-        self.0.push(v);
+        self.buf.push(v);
     }
     fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_be_bytes());
+        self.buf.extend_from_slice(&v.to_be_bytes());
     }
     fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_be_bytes());
+        self.buf.extend_from_slice(&v.to_be_bytes());
     }
     fn bytes(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
+        self.buf.extend_from_slice(b);
     }
     fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
@@ -304,7 +319,7 @@ impl Out {
         match e {
             Entry::File { hash, size, exec } => {
                 self.u8(1);
-                self.0.extend_from_slice(&hash.0);
+                self.buf.extend_from_slice(&hash.0);
                 self.u64(*size);
                 self.u8(u8::from(*exec));
             }
@@ -338,9 +353,9 @@ impl Out {
         }
     }
     fn finish(mut self) -> Vec<u8> {
-        let len = (self.0.len() - 4) as u32;
-        self.0[..4].copy_from_slice(&len.to_be_bytes());
-        self.0
+        let len = (self.buf.len() - self.start - 4) as u32;
+        self.buf[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
+        self.buf
     }
 }
 
@@ -424,15 +439,24 @@ impl In<'_> {
 impl Request {
     /// The encoded message.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_onto(&mut out);
+        out
+    }
+
+    /// Appends the encoded request to `out` (a batch is written as one buffer, without a
+    /// buffer per request).
+    pub fn encode_onto(&self, out: &mut Vec<u8>) {
+        let buf = std::mem::take(out);
         let o = match self {
-            Request::Scan { id } => Out::with_id(SCAN, *id),
+            Request::Scan { id } => Out::with_id_after(buf, SCAN, *id),
             Request::Probe { id, paths } => {
-                let mut o = Out::with_id(PROBE, *id);
+                let mut o = Out::with_id_after(buf, PROBE, *id);
                 o.strs(paths);
                 o
             }
             Request::Read { id, path, expected } => {
-                let mut o = Out::with_id(READ, *id);
+                let mut o = Out::with_id_after(buf, READ, *id);
                 o.str(path);
                 o.entry(expected);
                 o
@@ -444,7 +468,9 @@ impl Request {
                 entry,
                 content,
             } => {
-                let mut o = Out::with_id(WRITE, *id);
+                let mut buf = buf;
+                buf.reserve(content.len() + path.len() + 2 * 64);
+                let mut o = Out::with_id_after(buf, WRITE, *id);
                 o.str(path);
                 o.opt_entry(expected.as_ref());
                 o.entry(entry);
@@ -452,14 +478,14 @@ impl Request {
                 o
             }
             Request::Delete { id, path, expected } => {
-                let mut o = Out::with_id(DELETE, *id);
+                let mut o = Out::with_id_after(buf, DELETE, *id);
                 o.str(path);
                 o.entry(expected);
                 o
             }
-            Request::Ping { id } => Out::with_id(PING, *id),
+            Request::Ping { id } => Out::with_id_after(buf, PING, *id),
             Request::Bundle { id, have } => {
-                let mut o = Out::with_id(BUNDLE, *id);
+                let mut o = Out::with_id_after(buf, BUNDLE, *id);
                 o.strs(have);
                 o
             }
@@ -469,14 +495,14 @@ impl Request {
                 to,
                 bundle,
             } => {
-                let mut o = Out::with_id(ADVANCE, *id);
+                let mut o = Out::with_id_after(buf, ADVANCE, *id);
                 o.str(from);
                 o.str(to);
                 o.bytes(bundle);
                 o
             }
         };
-        o.finish()
+        *out = o.finish();
     }
 
     /// Decodes one message body (`kind` and what follows).
@@ -788,6 +814,18 @@ mod tests {
             let m = d.next_message().unwrap().unwrap();
             assert_eq!(&Request::decode(&m).unwrap(), r);
         }
+        // The same requests appended to one buffer (as a batch is sent) read back alike.
+        let mut batch = b"already there".to_vec();
+        for r in &reqs {
+            r.encode_onto(&mut batch);
+        }
+        let mut d = Decoder::default();
+        d.push(&batch[b"already there".len()..]);
+        for r in &reqs {
+            let m = d.next_message().unwrap().unwrap();
+            assert_eq!(&Request::decode(&m).unwrap(), r);
+        }
+        assert!(d.next_message().unwrap().is_none());
         let replies = vec![
             Reply::Hello {
                 version: VERSION,

@@ -123,6 +123,16 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.run(move |db| db.put_sync_state(id, &state)).await
     }
+    /// See [`Db::put_sync_state_since`].
+    pub async fn put_sync_state_since(
+        &self,
+        id: SessionId,
+        old: crate::sync::SyncState,
+        state: crate::sync::SyncState,
+    ) -> Result<(), StoreError> {
+        self.run(move |db| db.put_sync_state_since(id, &old, &state))
+            .await
+    }
     /// See [`Db::remove_sync`].
     pub async fn remove_sync(&self, id: SessionId) -> Result<(), StoreError> {
         self.run(move |db| db.remove_sync(id)).await

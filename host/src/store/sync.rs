@@ -145,6 +145,17 @@ impl Db {
     /// are written).
     pub fn put_sync_state(&mut self, id: SessionId, state: &SyncState) -> Result<(), StoreError> {
         let old = self.sync_state(id)?;
+        self.put_sync_state_since(id, &old, state)
+    }
+
+    /// [`Db::put_sync_state`] for a caller that holds what is stored now (`old`, as it loaded
+    /// it and nobody wrote since): a large ancestor is not read back only to be compared.
+    pub fn put_sync_state_since(
+        &mut self,
+        id: SessionId,
+        old: &SyncState,
+        state: &SyncState,
+    ) -> Result<(), StoreError> {
         let sid = id.to_string();
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let tx = self.connection_mut().transaction()?;

@@ -147,7 +147,10 @@ fn mass_deletion(side: Side, n: usize, ancestor: usize, emptied: bool) -> Option
 /// Bytes of content moved per batch (reads, then writes).
 const BATCH_BYTES: u64 = 16 << 20;
 /// Changes per batch.
-const BATCH_ITEMS: usize = 1024;
+const BATCH_ITEMS: usize = 4096;
+/// The first copy batch's bounds (see [`batches`]).
+const FIRST_BATCH_ITEMS: usize = 64;
+const FIRST_BATCH_BYTES: u64 = 1 << 20;
 
 fn side_mut<'a, L: Endpoint, R: Endpoint>(
     side: Side,
@@ -458,22 +461,27 @@ async fn apply<L: Endpoint, R: Endpoint>(
 /// A copy to make: the path, the entry to copy, what the target side should hold now.
 type Copy<'a> = (&'a String, &'a Entry, &'a Option<Entry>);
 
-/// The copies split into batches bounded by items and bytes.
+/// The copies split into batches bounded by items and bytes. The first batches are small and
+/// each is twice the last, up to the bounds: the first read is not overlapped with anything,
+/// so it should be short.
 fn batches<'a, 'c>(copies: &'c [Copy<'a>]) -> Vec<&'c [Copy<'a>]> {
     let mut out = Vec::new();
     let mut start = 0;
+    let (mut items, mut max_bytes) = (FIRST_BATCH_ITEMS, FIRST_BATCH_BYTES);
     while start < copies.len() {
         let mut end = start;
         let mut bytes = 0;
         while end < copies.len()
-            && end - start < BATCH_ITEMS
-            && (end == start || bytes + size_of(copies[end].1) <= BATCH_BYTES)
+            && end - start < items
+            && (end == start || bytes + size_of(copies[end].1) <= max_bytes)
         {
             bytes += size_of(copies[end].1);
             end += 1;
         }
         out.push(&copies[start..end]);
         start = end;
+        items = (items * 2).min(BATCH_ITEMS);
+        max_bytes = (max_bytes * 2).min(BATCH_BYTES);
     }
     out
 }
@@ -556,4 +564,37 @@ pub fn pending(ancestor: &Tree, side: &Tree) -> usize {
         .filter(|(p, e)| ancestor.get(*p) != Some(e))
         .count();
     gone + changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_batches_start_small_double_and_stay_within_their_bounds() {
+        let entry = |size| Entry::File {
+            hash: clauderon_sync::ContentHash::of(b""),
+            size,
+            exec: false,
+        };
+        let none = None;
+        let (paths, small, big): (Vec<String>, _, _) = (
+            (0..20_000).map(|i| format!("f{i}")).collect(),
+            entry(10),
+            entry(BATCH_BYTES),
+        );
+        let copies: Vec<Copy<'_>> = paths.iter().map(|p| (p, &small, &none)).collect();
+        let sizes: Vec<usize> = batches(&copies).iter().map(|b| b.len()).collect();
+        assert_eq!(&sizes[..7], &[64, 128, 256, 512, 1024, 2048, 4096]);
+        assert!(sizes[7..].iter().all(|n| *n <= BATCH_ITEMS));
+        assert_eq!(sizes.iter().sum::<usize>(), copies.len());
+        // A file as large as the bound travels alone.
+        let mixed: Vec<Copy<'_>> = paths[..6]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p, if i % 2 == 0 { &big } else { &small }, &none))
+            .collect();
+        let sizes: Vec<usize> = batches(&mixed).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![1; 6]);
+    }
 }

@@ -115,12 +115,16 @@ impl RemoteEndpoint {
         let n = reqs.len();
         let writer = &mut self.writer;
         let write = async move {
-            let mut buf = Vec::new();
+            // Frames of about a mebibyte, each encoded in place.
+            const FRAME: usize = 1 << 20;
+            let fresh = || Vec::with_capacity(FRAME + (64 << 10));
+            let mut buf = fresh();
             for r in reqs {
-                buf.extend_from_slice(&r.encode());
-                if buf.len() >= 1 << 20 {
+                r.encode_onto(&mut buf);
+                if buf.len() >= FRAME {
+                    let full = std::mem::replace(&mut buf, fresh());
                     writer
-                        .write_frame(&Frame::new(FrameKind::Stdin, std::mem::take(&mut buf)))
+                        .write_frame(&Frame::new(FrameKind::Stdin, full))
                         .await?;
                 }
             }

@@ -9,7 +9,8 @@
 //! - initial sync of 10,000 files / 100 MB (the sync stopped while they are written, then
 //!   started): until the sync has agreed on every file. Baseline: `tar c | tar x` of the same
 //!   files pushed through one exec stream of the same API (target within 1.5x). Rounds of
-//!   both alternate, each on a new tree (`SYNC_BENCH_ROUNDS`, 3), and the median ratio is the
+//!   both alternate, each a true initial sync of a new tree beside the same base (the last
+//!   round's files are removed from both sides first; `SYNC_BENCH_ROUNDS`, 3), and the median ratio is the
 //!   result. Each timed phase starts once the daemon and the helper have used no CPU for
 //!   200 ms (a sync's last scans must not run into tar's time). Where the trees live is
 //!   `TMPDIR`: on an ext4 without a journal (this VM's root) the inode allocator skips
@@ -241,8 +242,9 @@ fn run(plan: &Plan, clauderon: &Path, emu: &common::Emu, tmp: &Path) -> Result<(
     }
 
     // Initial sync of many files, against tar through one exec, in alternating rounds (each
-    // a new tree, nothing deleted between them, dirty pages flushed before each timed phase:
-    // the host filesystem's state moves both numbers a lot between runs).
+    // a new tree beside the same base, the last round's removed from both sides; dirty pages
+    // flushed before each timed phase: the host filesystem's state moves both numbers a lot
+    // between runs).
     let mut ratios = Vec::new();
     let http = reqwest::Client::new();
     for round in 1..=plan.rounds {
@@ -255,7 +257,12 @@ fn run(plan: &Plan, clauderon: &Path, emu: &common::Emu, tmp: &Path) -> Result<(
             .unwrap_or(0);
         flush_disks()?;
         settle(daemon_pid)?;
+        // While the sync was stopped the daemon counted the new files as pending, hashing
+        // them; a first sync has no hashes yet. A new ctime on every file makes the timed
+        // sync hash them all again.
+        touch_every_file(&bulk)?;
         let d0 = cpu_ms(daemon_pid)?;
+        let e0 = own_cpu_ms(emu.pid())?;
         let t = Instant::now();
         cli(clauderon, &home, &["sync", "sb", "--start"])?;
         loop {
@@ -275,6 +282,7 @@ fn run(plan: &Plan, clauderon: &Path, emu: &common::Emu, tmp: &Path) -> Result<(
         }
         let synced = t.elapsed();
         let daemon_cpu = cpu_ms(daemon_pid)? - d0;
+        let emu_cpu = own_cpu_ms(emu.pid())? - e0;
         // A new helper each round (the stop closed the last one's stream): its CPU is this sync's.
         let helper_cpu = helper_pid().map(cpu_ms).transpose()?.unwrap_or(0);
         let remote_files = count_files(&remote.join(&name))?;
@@ -285,19 +293,43 @@ fn run(plan: &Plan, clauderon: &Path, emu: &common::Emu, tmp: &Path) -> Result<(
         // baseline's time.
         flush_disks()?;
         settle(daemon_pid)?;
+        let e0 = own_cpu_ms(emu.pid())?;
         let tar = rt.block_on(tar_push(&client, &sprite, &wt, &name))?;
+        let emu_tar_cpu = own_cpu_ms(emu.pid())? - e0;
         let mb = (plan.files * plan.file_size) as f64 / 1e6;
         println!(
             "initial sync of {} files / {mb:.0} MB, round {round}: {:.2} s (CPU: daemon {} ms, \
-             helper {} ms); tar c | tar x through one exec {:.2} s; ratio {:.2}x",
+             helper {} ms, emulator {} ms); tar c | tar x through one exec {:.2} s (CPU: \
+             emulator {} ms); ratio {:.2}x",
             plan.files,
             synced.as_secs_f64(),
             daemon_cpu,
             helper_cpu,
+            emu_cpu,
             tar.as_secs_f64(),
+            emu_tar_cpu,
             ratio(synced, tar)
         );
         ratios.push(ratio(synced, tar));
+        // The next round starts from the same tree: both copies go while the sync is stopped
+        // (gone on both sides is agreed, not a deletion to propagate), and one cycle drops
+        // them from the ancestor.
+        cli(clauderon, &home, &["sync", "sb", "--stop"])?;
+        std::fs::remove_dir_all(&bulk)?;
+        std::fs::remove_dir_all(remote.join(&name))?;
+        std::fs::remove_dir_all(tar_dir(data, &sprite, &name))?;
+        cli(clauderon, &home, &["sync", "sb", "--start"])?;
+        let t = Instant::now();
+        while sync_state_api(&rt, &http, &home)?["synced"]
+            .as_u64()
+            .unwrap_or(0)
+            > before
+        {
+            if t.elapsed() > Duration::from_secs(60) {
+                return Err("the removed round's files stayed in the sync state".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     println!(
         "initial sync: median ratio to tar over {} round(s) {:.2}x",
@@ -435,6 +467,21 @@ fn write_tree(dir: &Path, files: usize, size: usize) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// Gives every file below `dir` a new ctime (its mode set again), so no hash cached for it is
+/// trusted.
+fn touch_every_file(dir: &Path) -> Result<(), BoxError> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let meta = e.metadata()?;
+        if meta.is_dir() {
+            touch_every_file(&e.path())?;
+        } else {
+            std::fs::set_permissions(e.path(), meta.permissions())?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes every dirty page to disk (`sync`), so a timed phase does not pay for the last one's
 /// writeback.
 /// Waits (at most 10 s) until the daemon and any sync helper used no CPU for 200 ms, so a
@@ -521,6 +568,14 @@ async fn tar_push(
     Ok(t.elapsed())
 }
 
+/// Where [`tar_push`] unpacked round `name` (on the host, in the emulator's data).
+fn tar_dir(data: &Path, sprite: &str, name: &str) -> std::path::PathBuf {
+    data.join("sprites")
+        .join(sprite)
+        .join("root")
+        .join(format!("home/sprite/tarbase-{name}"))
+}
+
 /// The host pid of the sprite-side sync helper (`clauderon-relay sync ...`).
 fn helper_pid() -> Option<u32> {
     // The newest one, should an older helper still be ending.
@@ -552,8 +607,19 @@ fn helper_pid() -> Option<u32> {
     best.map(|(_, pid)| pid)
 }
 
+/// CPU time of `pid` itself, without its waited-for children (the emulator's: the sandboxes
+/// it runs are counted apart), in ms.
+fn own_cpu_ms(pid: u32) -> Result<u64, BoxError> {
+    stat_ms(pid, 11..13)
+}
+
 /// CPU time (user + system, and of waited-for children) of `pid`, in ms.
 fn cpu_ms(pid: u32) -> Result<u64, BoxError> {
+    stat_ms(pid, 11..15)
+}
+
+/// The sum of `/proc/PID/stat` time fields `range` (counted from field 3), in milliseconds.
+fn stat_ms(pid: u32, range: std::ops::Range<usize>) -> Result<u64, BoxError> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = stat
@@ -565,7 +631,7 @@ fn cpu_ms(pid: u32) -> Result<u64, BoxError> {
         .map(|x| x.parse().unwrap_or(0))
         .collect();
     // utime, stime, cutime, cstime are fields 14-17, i.e. 11-14 here.
-    let ticks: u64 = f.get(11..15).ok_or("short /proc stat")?.iter().sum();
+    let ticks: u64 = f.get(range).ok_or("short /proc stat")?.iter().sum();
     let hz = 100; // USER_HZ on Linux
     Ok(ticks * 1000 / hz)
 }

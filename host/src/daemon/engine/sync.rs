@@ -677,11 +677,13 @@ impl Engine {
         let dir = conflict_dir.to_path_buf();
         let mut keep = move |k: Kept<'_>| Engine::keep_version(&dir, &k);
         let loaded = started.elapsed();
+        let before = state.clone();
         let result = cycle::run(&mut state, local, remote, opts, &mut keep).await;
         let ran = started.elapsed();
-        // What was applied is recorded even when the stream broke midway.
+        // What was applied is recorded even when the stream broke midway. This loop is the
+        // only writer of the state while it runs, so what it loaded is what is stored.
         self.store()
-            .put_sync_state(id, state)
+            .put_sync_state_since(id, before, state)
             .await
             .map_err(|e| e.to_string())?;
         tracing::debug!(

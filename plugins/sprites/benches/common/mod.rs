@@ -106,6 +106,11 @@ impl Emu {
         })
     }
 
+    /// The emulator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The emulator's data directory.
     pub fn data(&self) -> &Path {
         &self.data

@@ -74,7 +74,7 @@ fn sync_mode(args: &[String]) -> ExitCode {
         &exclude,
         watch,
         stamps,
-        std::io::stdin().lock(),
+        std::io::stdin(),
         std::io::stdout(),
     ) {
         Ok(()) => ExitCode::SUCCESS,
