@@ -157,6 +157,12 @@ const TMPFILE_UNKNOWN: u8 = 0;
 const TMPFILE_YES: u8 = 1;
 const TMPFILE_NO: u8 = 2;
 
+thread_local! {
+    /// The buffer a thread hashes files through (one per thread, not one per file: a fresh
+    /// 256 KiB buffer is a mapping and page faults every time).
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -403,16 +409,17 @@ impl Replica {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&full)?;
         let mut hasher = Hasher::default();
-        let mut buf = vec![0u8; 256 * 1024];
         let mut size = 0u64;
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
+        READ_BUF.with_borrow_mut(|buf| {
+            loop {
+                let n = f.read(buf)?;
+                if n == 0 {
+                    return Ok::<_, io::Error>(());
+                }
+                size += n as u64;
+                hasher.update(&buf[..n]);
             }
-            size += n as u64;
-            hasher.update(&buf[..n]);
-        }
+        })?;
         let hash = hasher.finish();
         // A file that changed while it was read is hashed again on the next scan.
         let after = Stamp::of(&f.metadata()?);
