@@ -503,3 +503,61 @@ fn a_deleted_sessions_events_go_after_the_retention_time() {
     assert_eq!(db.get(gone.id).unwrap().status, Status::Deleted);
     assert!(db.event_footprint(live.id).unwrap().0 > 0);
 }
+
+#[test]
+fn sync_state_round_trips_through_its_changes() {
+    use crate::sync::{Conflict, SyncState};
+    use clauderon_sync::{ContentHash, Entry};
+    let (_d, mut db) = open();
+    let n = new_session("synced");
+    db.insert_session(&n).unwrap();
+    db.put_sync_record(
+        n.id,
+        &SyncRecord {
+            worktree: "/w".into(),
+            running: true,
+            ..SyncRecord::default()
+        },
+    )
+    .unwrap();
+    let file = |b: &[u8]| Entry::File {
+        hash: ContentHash::of(b),
+        size: b.len() as u64,
+        exec: false,
+    };
+    let mut st = SyncState::default();
+    for (p, b) in [
+        ("a.txt", b"a".as_slice()),
+        ("dir/\"quoted\" name.rs", b"q"),
+        ("ünï/côde", b"u"),
+        ("gone", b"g"),
+    ] {
+        st.ancestor.insert(p.into(), file(b));
+    }
+    st.ancestor.insert(
+        "link".into(),
+        Entry::Link {
+            target: "a.txt".into(),
+        },
+    );
+    st.conflicts.insert(
+        "c".into(),
+        Conflict {
+            path: "c".into(),
+            local: file(b"l"),
+            remote: file(b"r"),
+        },
+    );
+    db.put_sync_state(n.id, &st).unwrap();
+    assert_eq!(db.sync_state(n.id).unwrap(), st);
+    // One removed, one changed, one added, the conflict settled: only those rows move.
+    let before = st.clone();
+    st.ancestor.remove("gone");
+    st.ancestor.insert("a.txt".into(), file(b"changed"));
+    st.ancestor.insert("new/file".into(), file(b"n"));
+    st.conflicts.clear();
+    st.new_epoch = false;
+    db.put_sync_state_since(n.id, &before, &st).unwrap();
+    assert_eq!(db.sync_state(n.id).unwrap(), st);
+    assert_eq!(db.sync_path_count(n.id).unwrap(), 5);
+}
