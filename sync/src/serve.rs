@@ -5,9 +5,9 @@
 use std::collections::BTreeSet;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::history;
 use crate::replica::{Change, Replica};
@@ -15,39 +15,85 @@ use crate::replica::{Change, Replica};
 /// The most writes applied as one group.
 const WRITE_GROUP: usize = 1024;
 
-/// Decoded requests read ahead of the one being served (the host has at most one batch of
-/// changes in flight, so this only bounds a misbehaving peer).
-const READ_AHEAD: usize = 4 * WRITE_GROUP;
+/// Bytes of decoded requests that may wait to be served (one larger request waits alone).
+/// The host has at most one batch of changes (16 MiB of content) in flight, so this only
+/// bounds a peer that does not wait for answers.
+const READ_AHEAD_BYTES: usize = 64 << 20;
 
 /// A request, or why the input could not be read.
 type Incoming = io::Result<Request>;
 
-/// Reads and decodes requests from `input` on a thread of its own; the channel ends with the
-/// input (or after an error).
-fn read_ahead(input: impl Read + Send + 'static) -> mpsc::Receiver<Incoming> {
-    let (tx, rx) = mpsc::sync_channel::<Incoming>(READ_AHEAD);
-    std::thread::spawn(move || {
-        let mut input = BufReader::with_capacity(1 << 20, input);
-        loop {
-            let next = match read_message(&mut input) {
-                Ok(Some(m)) => Request::decode(&m),
-                Ok(None) => return,
-                Err(e) => Err(e),
-            };
-            let failed = next.is_err();
-            if tx.send(next).is_err() || failed {
-                return;
+/// Requests read and decoded from the input on a thread of their own, ahead of the one being
+/// served; the channel ends with the input (or after an error).
+struct ReadAhead {
+    rx: mpsc::Receiver<(Incoming, usize)>,
+    /// Bytes waiting in the channel, and the reader waiting for them to be taken.
+    waiting: Arc<(Mutex<usize>, Condvar)>,
+}
+
+fn lock_count(m: &Mutex<usize>) -> MutexGuard<'_, usize> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl ReadAhead {
+    fn start(input: impl Read + Send + 'static) -> ReadAhead {
+        ReadAhead::with_budget(input, READ_AHEAD_BYTES)
+    }
+
+    /// [`ReadAhead::start`] with at most `budget` bytes waiting.
+    fn with_budget(input: impl Read + Send + 'static, budget_bytes: usize) -> ReadAhead {
+        let (tx, rx) = mpsc::channel::<(Incoming, usize)>();
+        let waiting = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let budget = Arc::clone(&waiting);
+        std::thread::spawn(move || {
+            let mut input = BufReader::with_capacity(1 << 20, input);
+            loop {
+                let (next, n) = match read_message(&mut input) {
+                    Ok(Some(m)) => (Request::decode(&m), m.len()),
+                    Ok(None) => return,
+                    Err(e) => (Err(e), 0),
+                };
+                let (count, taken) = &*budget;
+                let mut used = lock_count(count);
+                while *used > 0 && *used + n > budget_bytes {
+                    used = taken
+                        .wait(used)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                *used += n;
+                drop(used);
+                let failed = next.is_err();
+                if tx.send((next, n)).is_err() || failed {
+                    return;
+                }
             }
-        }
-    });
-    rx
+        });
+        ReadAhead { rx, waiting }
+    }
+
+    fn taken(&self, (incoming, n): (Incoming, usize)) -> Incoming {
+        let (count, taken) = &*self.waiting;
+        *lock_count(count) -= n;
+        taken.notify_one();
+        incoming
+    }
+
+    /// The next request, waiting for it (`Err`: the input ended).
+    fn recv(&self) -> Result<Incoming, mpsc::RecvError> {
+        self.rx.recv().map(|m| self.taken(m))
+    }
+
+    /// The next request if one is waiting.
+    fn try_recv(&self) -> Option<Incoming> {
+        self.rx.try_recv().ok().map(|m| self.taken(m))
+    }
 }
 
 /// Whether a request (or a read error) is waiting to be served; one taken off the channel is
 /// kept in `carried`.
-fn waiting(requests: &mpsc::Receiver<Incoming>, carried: &mut Option<Incoming>) -> bool {
+fn waiting(requests: &ReadAhead, carried: &mut Option<Incoming>) -> bool {
     if carried.is_none() {
-        *carried = requests.try_recv().ok();
+        *carried = requests.try_recv();
     }
     carried.is_some()
 }
@@ -114,7 +160,7 @@ pub fn serve(
     // its first writes are applied. Replies are flushed only when no request is waiting: a
     // batch of writes is answered in a few large writes, not one per file. An empty message on
     // the reply channel is the flush.
-    let requests = read_ahead(input);
+    let requests = ReadAhead::start(input);
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
     let writer = std::thread::spawn(move || {
         let mut out = BufWriter::with_capacity(256 * 1024, output);
@@ -166,12 +212,12 @@ pub fn serve(
             let mut group = vec![req];
             while group.len() < WRITE_GROUP {
                 match requests.try_recv() {
-                    Ok(Ok(r @ Request::Write { .. })) => group.push(r),
-                    Ok(other) => {
+                    Some(Ok(r @ Request::Write { .. })) => group.push(r),
+                    Some(other) => {
                         carried = Some(other);
                         break;
                     }
-                    Err(_) => break,
+                    None => break,
                 }
             }
             let (ids, changes): (Vec<u32>, Vec<Change>) =
@@ -305,6 +351,41 @@ mod tests {
             v.push(Reply::decode(&m).unwrap());
         }
         v
+    }
+
+    #[test]
+    fn requests_read_ahead_wait_within_their_byte_budget() {
+        let mut input = Vec::new();
+        for id in 0..10 {
+            Request::Probe {
+                id,
+                paths: vec!["p".repeat(40)],
+            }
+            .encode_onto(&mut input);
+        }
+        // Each message body is 53 bytes: two fit a budget of 120, a third waits.
+        let ahead = ReadAhead::with_budget(io::Cursor::new(input), 120);
+        let waiting = || *lock_count(&ahead.waiting.0);
+        // Two are read at once; a third is not, however long it is given.
+        let settled = || {
+            let t = std::time::Instant::now();
+            while waiting() < 106 && t.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            waiting()
+        };
+        assert_eq!(settled(), 106);
+        assert!(matches!(ahead.recv(), Ok(Ok(Request::Probe { id: 0, .. }))));
+        assert_eq!(settled(), 106);
+        let ids: Vec<u32> = std::iter::from_fn(|| ahead.recv().ok())
+            .map(|r| match r {
+                Ok(Request::Probe { id, .. }) => id,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ids, (1..10).collect::<Vec<_>>());
+        assert_eq!(waiting(), 0);
     }
 
     #[test]
