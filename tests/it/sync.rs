@@ -224,12 +224,19 @@ async fn edits_cross_both_ways_and_ignored_and_git_paths_never_do() {
     let stamps = store.parent().unwrap().join("stamps");
     assert!(stamps.is_file(), "{}", stamps.display());
 
-    // Delete removes the worktree and the hash cache; the conflict store stays.
+    // Delete removes the worktree and the hash cache; the conflict store stays, and delete
+    // says where.
     let run = home.run(&["delete", "sy", "--yes"]);
     assert_exit(&run, 0);
     assert!(!wt.exists());
     assert!(!stamps.exists(), "{}", stamps.display());
     assert!(store.join("local/agent.txt").is_file());
+    assert!(
+        run.stderr
+            .contains(&format!("conflict store stays at {}", store.display())),
+        "{}",
+        run.stderr
+    );
 }
 
 /// The sprite's checked-out commit.
@@ -612,6 +619,19 @@ async fn the_local_test_backend_syncs_too_so_the_host_side_is_backend_agnostic()
     let st = sync_json(&home, "lb", &["--once"]);
     assert_eq!(st["conflicts"], Value::Array(vec![]), "{st:#}");
     assert_eq!(st["history"], "in_step", "{st:#}");
+
+    // Nothing was ever in conflict: delete leaves nothing of the sync behind, and says nothing
+    // of a conflict store.
+    let session_dir = PathBuf::from(st["conflict_store"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(session_dir.is_dir(), "{}", session_dir.display());
+    let run = home.run(&["delete", "lb", "--yes"]);
+    assert_exit(&run, 0);
+    assert!(!wt.exists());
+    assert!(!session_dir.exists(), "{}", session_dir.display());
+    assert!(!run.stderr.contains("conflict store"), "{}", run.stderr);
 }
 
 /// A large batch each way through one stream: 1,500 files the agent wrote (their content

@@ -9,7 +9,7 @@ use clap::Args;
 use super::api::{ApiClient, Autostart, encode};
 use super::{Context, UsageError, output};
 use crate::api::render::unpushed_warning;
-use crate::api::{SessionView as Session, Unpushed};
+use crate::api::{SessionView as Session, SyncView, Unpushed};
 use crate::session::Status;
 
 /// `clauderon delete NAME`
@@ -105,6 +105,16 @@ impl DeleteArgs {
                 return Ok(ExitCode::from(super::EXIT_FAILURE));
             }
         }
+        // A synced session's conflict store outlives it (it may hold the only copy of a
+        // version): where it is, to say so afterwards.
+        let conflict_store = api
+            .get::<SyncView>(&format!(
+                "/api/sessions/{}/sync",
+                encode(&session.id.to_string())
+            ))
+            .await
+            .ok()
+            .map(|s| std::path::PathBuf::from(s.conflict_store));
         // Delete by id: the name could be reused between the question and the answer.
         let v: serde_json::Value = api
             .delete(&format!(
@@ -116,6 +126,13 @@ impl DeleteArgs {
             output::print_json(&v)?;
         } else {
             println!("deleted {}", session.name);
+        }
+        if let Some(store) = conflict_store.filter(|p| p.exists()) {
+            eprintln!(
+                "note: the sync's conflict store stays at {}: it may hold the only copy of a \
+                 version; remove it when you no longer need it",
+                store.display()
+            );
         }
         Ok(ExitCode::SUCCESS)
     }
