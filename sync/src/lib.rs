@@ -15,3 +15,9 @@ pub mod wire;
 
 pub use entry::{ContentHash, Entry, Tree, check_path};
 pub use replica::{ApplyError, Change, Probe, Replica, Scan};
+
+/// Locks `m`, taking the data of a poisoned lock as it is (a panicked holder leaves nothing
+/// half-done that these locks guard).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -13,10 +13,11 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use crate::entry::{ContentHash, Entry, Hasher, Tree, check_path};
 use crate::ignore::Patterns;
+use crate::lock;
 
 /// Names of staged files: never scanned, never synced.
 pub const STAGING_PREFIX: &str = ".clauderon-sync-";
@@ -161,10 +162,6 @@ thread_local! {
     /// The buffer a thread hashes files through (one per thread, not one per file: a fresh
     /// 256 KiB buffer is a mapping and page faults every time).
     static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 256 * 1024]);
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The process's umask, read once (from `/proc`, which never changes it; `None` when unknown).
@@ -351,9 +348,7 @@ impl Replica {
     /// with.
     fn entries_at(&self, paths: &[String]) -> Vec<io::Result<Option<Entry>>> {
         const CHUNK: usize = 64;
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 4);
+        let threads = worker_threads();
         if threads == 1 || paths.len() < 4 * CHUNK {
             return paths.iter().map(|p| self.entry_at(p)).collect();
         }
@@ -808,9 +803,7 @@ impl Replica {
     }
 
     fn apply_parallel(&self, changes: &[Change]) -> Vec<Result<(), ApplyError>> {
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .clamp(1, 4);
+        let threads = worker_threads();
         in_parallel(changes, threads, |c| self.apply(c))
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(ApplyError::Io("a write thread stopped".into()))))
@@ -849,6 +842,13 @@ impl Replica {
         }
         dirs
     }
+}
+
+/// How many threads a scan or a write group spreads over: the cores, at most 4.
+fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, 4)
 }
 
 /// `f` of every item over `threads` threads, in order (`None` where a thread stopped first).

@@ -7,9 +7,10 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::history;
+use crate::lock;
 use crate::replica::{Change, Replica};
 
 /// The most writes applied as one group.
@@ -31,10 +32,6 @@ struct ReadAhead {
     waiting: Arc<(Mutex<usize>, Condvar)>,
 }
 
-fn lock_count(m: &Mutex<usize>) -> MutexGuard<'_, usize> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl ReadAhead {
     fn start(input: impl Read + Send + 'static) -> ReadAhead {
         ReadAhead::with_budget(input, READ_AHEAD_BYTES)
@@ -54,7 +51,7 @@ impl ReadAhead {
                     Err(e) => (Err(e), 0),
                 };
                 let (count, taken) = &*budget;
-                let mut used = lock_count(count);
+                let mut used = lock(count);
                 while *used > 0 && *used + n > budget_bytes {
                     used = taken
                         .wait(used)
@@ -73,7 +70,7 @@ impl ReadAhead {
 
     fn taken(&self, (incoming, n): (Incoming, usize)) -> Incoming {
         let (count, taken) = &*self.waiting;
-        *lock_count(count) -= n;
+        *lock(count) -= n;
         taken.notify_one();
         incoming
     }
@@ -325,7 +322,6 @@ pub fn serve(
 mod tests {
     use super::*;
     use crate::wire::Decoder;
-    use std::sync::Mutex;
 
     /// An output the test reads back after `serve` returned.
     #[derive(Clone, Default)]
@@ -365,7 +361,7 @@ mod tests {
         }
         // Each message body is 53 bytes: two fit a budget of 120, a third waits.
         let ahead = ReadAhead::with_budget(io::Cursor::new(input), 120);
-        let waiting = || *lock_count(&ahead.waiting.0);
+        let waiting = || *lock(&ahead.waiting.0);
         // Two are read at once; a third is not, however long it is given.
         let settled = || {
             let t = std::time::Instant::now();

@@ -9,7 +9,9 @@ use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
 
 /// A set of inotify watches.
 #[derive(Debug, Clone)]
@@ -55,10 +57,6 @@ const MASK: u32 = libc::IN_CREATE
 
 /// How long the watcher lets a burst of events gather after a read that returned some.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 impl Watcher {
     /// A new inotify instance.
@@ -268,7 +266,7 @@ impl Watcher {
 }
 
 /// Whether `dir` exists and holds only directories, at any depth (stops at the first file).
-fn holds_no_file(dir: &Path) -> bool {
+pub fn holds_no_file(dir: &Path) -> bool {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return false;
     };

@@ -319,7 +319,7 @@ impl Engine {
         // session's directory when nothing else is left in it.
         let _ = std::fs::remove_file(self.sync_stamps_file(rec.id));
         let conflicts = self.sync_conflict_dir(rec.id);
-        if holds_no_file(&conflicts) {
+        if clauderon_sync::watch::holds_no_file(&conflicts) {
             let _ = std::fs::remove_dir_all(&conflicts);
         }
         if let Some(dir) = conflicts.parent() {
@@ -857,15 +857,6 @@ fn side_dir(side: Side) -> &'static str {
 }
 
 /// Writes one version into the conflict store (`<dir>/<side>/<path>`; a link as a link).
-/// Whether `dir` holds no file at any depth (a missing directory holds none).
-fn holds_no_file(dir: &Path) -> bool {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return true;
-    };
-    rd.flatten()
-        .all(|e| e.file_type().is_ok_and(|t| t.is_dir()) && holds_no_file(&e.path()))
-}
-
 fn store_version(
     dir: &Path,
     side: &str,
