@@ -455,6 +455,11 @@ pub struct CacheResponse {
     /// Since 1.2: how long the transfer took, in milliseconds.
     #[serde(default)]
     pub elapsed_ms: u64,
+    /// Since 1.2 (save): the entry is a layer over this one (it holds only what changed since
+    /// that entry), so the store must keep that entry while this one lives; `None`: a whole
+    /// archive.
+    #[serde(default)]
+    pub base: Option<String>,
 }
 
 /// `cache_delete` request (since 1.2): drop entries of a store, or the store itself.

@@ -32,6 +32,18 @@ dir)
     echo "dir: wrote $(cat out/marker)"
   fi
   ;;
+layer)
+  if [ -f out/marker ]; then
+    echo "layer: warm $(cat out/marker) $(sha256sum < out/blob | cut -c1-16)"
+    if [ -f out/extra ]; then echo "layer: extra $(cat out/extra)"; fi
+    if [ -f out/old ]; then echo "layer: old present"; fi
+    if [ ! -f out/extra ]; then echo second > out/extra; rm -f out/old; echo "layer: changed"; fi
+  else
+    mkdir -p out && head -c 300000 /dev/urandom > out/blob && echo first > out/old
+    od -An -N8 -tx8 /dev/urandom | tr -d ' \n' > out/marker
+    echo "layer: wrote $(cat out/marker) $(sha256sum < out/blob | cut -c1-16)"
+  fi
+  ;;
 pip)
   mkdir -p "$PIP_CACHE_DIR" && head -c 1000000 /dev/urandom > "$PIP_CACHE_DIR/blob"
   echo "pip: wrote $(sha256sum < "$PIP_CACHE_DIR/blob" | cut -c1-64)"
@@ -394,6 +406,88 @@ async fn two_sessions_saving_the_same_key_at_once_leave_one_complete_cache() {
         .unwrap_or_else(|| panic!("{}\n{}", run.stdout, lab.logs("w3")))
         .to_owned();
     assert!(sums.contains(&got), "{got} not in {sums:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let flags = ["--build-cache", "./out"];
+    let run = lab.create(repo.path(), "l1", "layer", &flags);
+    let first = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("layer: wrote "))
+        .unwrap_or_else(|| panic!("{}", run.stdout))
+        .to_owned();
+    lab.delete("l1");
+    let cache = only_cache(&lab.caches());
+    let whole = cache["entries"][0].clone();
+    let k0 = whole["key"].as_str().unwrap().to_owned();
+    assert!(whole.get("base").is_none(), "{whole:#}");
+
+    // l2 restores k0, adds a file and deletes one; its save holds only that.
+    let run = lab.create(repo.path(), "l2", "layer", &flags);
+    assert!(
+        run.stdout.contains(&format!("layer: warm {first}")),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("layer: changed"), "{}", run.stdout);
+    let save = lab.home.run(&["cache", "save", "l2", "--json"]);
+    assert_exit(&save, 0);
+    let outcome = save.json()["caches"][0].clone();
+    assert_eq!(outcome["outcome"], "saved", "{outcome:#}");
+    assert!(
+        outcome["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("a layer over {k0}")),
+        "{outcome:#}"
+    );
+    let cache = only_cache(&lab.caches());
+    let top = cache["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["key"] != k0.as_str())
+        .unwrap_or_else(|| panic!("{cache:#}"))
+        .clone();
+    let k1 = top["key"].as_str().unwrap().to_owned();
+    assert_eq!(top["base"], k0.as_str(), "{cache:#}");
+    // 300 kB of random bytes are in k0 only.
+    assert!(
+        top["size"].as_u64().unwrap() * 10 < whole["size"].as_u64().unwrap(),
+        "{cache:#}"
+    );
+    let meta = lab
+        .store_dir(cache["instance"].as_str().unwrap())
+        .join("entries")
+        .join(&k1)
+        .join("meta.json");
+    let meta: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(meta["base"], k0.as_str(), "{meta:#}");
+    assert_eq!(meta["depth"], 1, "{meta:#}");
+    lab.delete("l2");
+
+    // l3 gets k1 (the newest): k0's blob and marker, k1's new file, not the deleted one.
+    let run = lab.create(repo.path(), "l3", "layer", &flags);
+    assert!(
+        run.stdout.contains(&format!("layer: warm {first}")),
+        "{}\n{}",
+        run.stdout,
+        lab.logs("l3")
+    );
+    assert!(run.stdout.contains("layer: extra second"), "{}", run.stdout);
+    assert!(!run.stdout.contains("layer: old present"), "{}", run.stdout);
+    let log = lab.logs("l3");
+    assert!(log.contains(&format!("./out: restored {k1}")), "{log}");
+
+    // Clearing the whole entry takes the layer on it too.
+    let run = lab.home.run(&["cache", "clear", &k0, "--json"]);
+    assert_exit(&run, 0);
+    let cache = only_cache(&lab.caches());
+    assert_eq!(cache["entries"], serde_json::json!([]), "{cache:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,6 +150,9 @@ pub struct CacheEntryView {
     pub created_at: String,
     /// When it was last saved or restored (RFC 3339).
     pub last_used: String,
+    /// The entry this one is a layer over (absent: a whole archive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// A session's two-way sync as the API shows it (`GET /api/sessions/{ref}/sync`).

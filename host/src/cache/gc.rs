@@ -2,6 +2,8 @@
 //! entries have gone unused for too long, which to drop when a store is over its size cap
 //! (least recently used first), and whether a daily collection is due.
 
+use std::collections::HashMap;
+
 use time::{Duration, OffsetDateTime};
 
 /// The clock cache ages are measured with: the system's, shifted by an offset (the daemon
@@ -45,30 +47,105 @@ pub struct Aged {
     pub size: u64,
     /// When it was last saved or restored.
     pub last_used: OffsetDateTime,
+    /// The entry it is a layer over (which must stay while it does).
+    pub base: Option<String>,
 }
 
-/// The entries unused for `max_age` or more at `now`.
+/// `keys` and every entry lying on one of them, directly or through other layers: what goes
+/// when they go (a layer cannot be restored without what it lies on).
+pub fn with_layers(entries: &[Aged], keys: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = keys.to_vec();
+    while let Some(k) = todo.pop() {
+        if out.contains(&k) {
+            continue;
+        }
+        todo.extend(
+            entries
+                .iter()
+                .filter(|e| e.base.as_deref() == Some(k.as_str()))
+                .map(|e| e.key.clone()),
+        );
+        out.push(k);
+    }
+    out
+}
+
+/// `key` and every entry under it (what a restore of it unpacks).
+fn with_bases<'a>(entries: &'a [Aged], key: &'a str) -> Vec<&'a str> {
+    let mut out = vec![key];
+    let mut cur = key;
+    while let Some(b) = entries
+        .iter()
+        .find(|e| e.key == cur)
+        .and_then(|e| e.base.as_deref())
+    {
+        if out.contains(&b) {
+            break;
+        }
+        out.push(b);
+        cur = b;
+    }
+    out
+}
+
+/// Each entry's last use, counting the use of every layer lying on it (restoring a layer
+/// unpacks what it lies on).
+fn last_uses(entries: &[Aged]) -> HashMap<&str, OffsetDateTime> {
+    let mut uses: HashMap<&str, OffsetDateTime> = HashMap::new();
+    for e in entries {
+        for k in with_bases(entries, &e.key) {
+            let t = uses.entry(k).or_insert(e.last_used);
+            *t = (*t).max(e.last_used);
+        }
+    }
+    uses
+}
+
+/// The entries unused for `max_age` or more at `now` (an entry some fresher layer lies on is
+/// in use).
 pub fn expired(entries: &[Aged], now: OffsetDateTime, max_age: Duration) -> Vec<String> {
+    let uses = last_uses(entries);
     entries
         .iter()
-        .filter(|e| now - e.last_used >= max_age)
+        .filter(|e| {
+            uses.get(e.key.as_str())
+                .is_some_and(|t| now - *t >= max_age)
+        })
         .map(|e| e.key.clone())
         .collect()
 }
 
 /// The entries to drop so the store's total size is at most `cap`: least recently used
-/// first, never `keep` (the entry just saved).
+/// first, each with the layers lying on it; never `keep` (the entry just saved) nor what it
+/// lies on.
 pub fn over_cap(entries: &[Aged], cap: u64, keep: &str) -> Vec<String> {
+    let uses = last_uses(entries);
+    let kept = with_bases(entries, keep);
     let mut total: u64 = entries.iter().map(|e| e.size).sum();
-    let mut by_age: Vec<&Aged> = entries.iter().filter(|e| e.key != keep).collect();
-    by_age.sort_by(|a, b| a.last_used.cmp(&b.last_used).then(a.key.cmp(&b.key)));
-    let mut out = Vec::new();
+    let mut by_age: Vec<&Aged> = entries
+        .iter()
+        .filter(|e| !kept.contains(&e.key.as_str()))
+        .collect();
+    by_age.sort_by(|a, b| {
+        let (ua, ub) = (uses.get(a.key.as_str()), uses.get(b.key.as_str()));
+        ua.cmp(&ub).then(a.key.cmp(&b.key))
+    });
+    let mut out: Vec<String> = Vec::new();
     for e in by_age {
         if total <= cap {
             break;
         }
-        total = total.saturating_sub(e.size);
-        out.push(e.key.clone());
+        if out.contains(&e.key) {
+            continue;
+        }
+        for k in with_layers(entries, std::slice::from_ref(&e.key)) {
+            if !out.contains(&k) {
+                total =
+                    total.saturating_sub(entries.iter().find(|x| x.key == k).map_or(0, |x| x.size));
+                out.push(k);
+            }
+        }
     }
     out
 }
@@ -86,7 +163,51 @@ mod tests {
             key: key.into(),
             size,
             last_used: at(used),
+            base: None,
         }
+    }
+
+    fn layer(key: &str, size: u64, used: i64, base: &str) -> Aged {
+        Aged {
+            base: Some(base.into()),
+            ..e(key, size, used)
+        }
+    }
+
+    #[test]
+    fn a_base_lives_as_long_as_a_layer_on_it_is_used_and_goes_with_its_layers() {
+        let now = at(100);
+        // base (old) <- mid (old) <- top (fresh); lone (old) has no layer.
+        let entries = [
+            e("base", 50, 10),
+            layer("mid", 5, 20, "base"),
+            layer("top", 5, 95, "mid"),
+            e("lone", 50, 10),
+        ];
+        assert_eq!(expired(&entries, now, Duration::days(30)), ["lone"]);
+        // Everything old: all of the chain expires.
+        assert_eq!(
+            expired(&entries, at(200), Duration::days(30)),
+            ["base", "mid", "top", "lone"]
+        );
+        // Clearing a base takes every layer on it.
+        let mut gone = with_layers(&entries, &["base".into()]);
+        gone.sort();
+        assert_eq!(gone, ["base", "mid", "top"]);
+        assert_eq!(with_layers(&entries, &["top".into()]), ["top"]);
+        // Over the cap: `lone` is the least recently used (the chain counts top's use).
+        assert_eq!(over_cap(&entries, 60, "top"), ["lone"]);
+        // The entry just saved and what it lies on are never dropped, even over the cap.
+        assert_eq!(over_cap(&entries, 0, "top"), ["lone"]);
+        // Dropping a base for the cap drops its layers too.
+        let fresh = [
+            e("new", 10, 99),
+            e("base", 50, 10),
+            layer("mid", 5, 20, "base"),
+        ];
+        let mut dropped = over_cap(&fresh, 20, "new");
+        dropped.sort();
+        assert_eq!(dropped, ["base", "mid"]);
     }
 
     #[test]

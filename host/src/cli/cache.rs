@@ -187,6 +187,7 @@ mod tests {
                     size: 1,
                     created_at: "2026-01-01T00:00:00Z".into(),
                     last_used: "2026-01-01T00:00:00Z".into(),
+                    base: None,
                 }],
             }],
         };

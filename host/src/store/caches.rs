@@ -50,6 +50,21 @@ pub struct CacheEntryRecord {
     pub created_at: OffsetDateTime,
     /// When it was last saved or restored.
     pub last_used: OffsetDateTime,
+    /// The entry this one is a layer over (it cannot be restored without it); `None`: a
+    /// whole archive.
+    pub base: Option<String>,
+}
+
+impl CacheEntryRecord {
+    /// The entry as housekeeping sees it.
+    pub fn aged(&self) -> crate::cache::gc::Aged {
+        crate::cache::gc::Aged {
+            key: self.key.clone(),
+            size: self.size,
+            last_used: self.last_used,
+            base: self.base.clone(),
+        }
+    }
 }
 
 fn to_ms(t: OffsetDateTime) -> i64 {
@@ -103,7 +118,7 @@ fn parse_store(
     Ok(rec)
 }
 
-const ENTRY_COLS: &str = "store_key, key, kind, size, created_at, last_used";
+const ENTRY_COLS: &str = "store_key, key, kind, size, created_at, last_used, base";
 
 fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CacheEntryRecord> {
     Ok(CacheEntryRecord {
@@ -113,6 +128,7 @@ fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CacheEntryRecord> {
         size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
         created_at: from_ms(r.get(4)?),
         last_used: from_ms(r.get(5)?),
+        base: r.get(6)?,
     })
 }
 
@@ -198,9 +214,9 @@ impl Db {
         let tx = self.connection_mut().transaction()?;
         tx.execute(
             &format!(
-                "INSERT INTO cache_entries ({ENTRY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                "INSERT INTO cache_entries ({ENTRY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
                  ON CONFLICT(store_key, key) DO UPDATE SET kind = ?3, size = ?4, \
-                 created_at = ?5, last_used = ?6"
+                 created_at = ?5, last_used = ?6, base = ?7"
             ),
             params![
                 e.store_key,
@@ -208,7 +224,8 @@ impl Db {
                 e.kind,
                 i64::try_from(e.size).unwrap_or(i64::MAX),
                 to_ms(e.created_at),
-                to_ms(e.last_used)
+                to_ms(e.last_used),
+                e.base
             ],
         )?;
         tx.execute(

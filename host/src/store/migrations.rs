@@ -118,6 +118,8 @@ const MIGRATIONS: &[&str] = &[
         name   TEXT PRIMARY KEY NOT NULL,
         value  TEXT NOT NULL
     );",
+    // v7: an entry saved as a layer names the entry it lies on (NULL: a whole archive).
+    "ALTER TABLE cache_entries ADD COLUMN base TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -398,19 +398,23 @@ fn the_cache_index_keeps_stores_entries_plans_and_housekeeping() {
         size: 10,
         created_at: at,
         last_used: at,
+        base: None,
     };
     db.put_cache_entry(&entry("cargo-a", t0)).unwrap();
     let t1 = datetime!(2026-01-02 00:00 UTC);
     db.put_cache_entry(&entry("cargo-b", t1)).unwrap();
-    // The last complete save of a key replaces it whole.
+    // The last complete save of a key replaces it whole, here with a layer over another.
     db.put_cache_entry(&CacheEntryRecord {
         size: 20,
+        base: Some("cargo-a".into()),
         ..entry("cargo-b", t1)
     })
     .unwrap();
     let es = db.cache_entries(&store.store_key).unwrap();
     assert_eq!(es.len(), 2);
     assert_eq!(es[1].size, 20);
+    assert_eq!(es[1].base.as_deref(), Some("cargo-a"));
+    assert_eq!(es[0].base, None);
     assert_eq!(
         db.cache_store(&store.store_key).unwrap().unwrap().last_used,
         t1

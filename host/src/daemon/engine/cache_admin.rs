@@ -66,6 +66,7 @@ impl Engine {
                         size: e.size,
                         created_at: rfc3339(e.created_at),
                         last_used: rfc3339(e.last_used),
+                        base: e.base.clone(),
                     })
                     .collect(),
             });
@@ -125,8 +126,14 @@ impl Engine {
                     }
                     for e in hits {
                         if let Some(s) = stores.iter().find(|s| s.store_key == e.store_key) {
-                            removed
-                                .extend(self.drop_entries(s, std::slice::from_ref(&e.key)).await?);
+                            // The layers on it go too: they cannot be restored without it.
+                            let aged: Vec<gc::Aged> = entries
+                                .iter()
+                                .filter(|x| x.store_key == s.store_key)
+                                .map(CacheEntryRecord::aged)
+                                .collect();
+                            let gone = gc::with_layers(&aged, std::slice::from_ref(&e.key));
+                            removed.extend(self.drop_entries(s, &gone).await?);
                         }
                     }
                 }
@@ -236,11 +243,7 @@ impl Engine {
             let aged: Vec<gc::Aged> = entries
                 .iter()
                 .filter(|e| e.store_key == s.store_key)
-                .map(|e| gc::Aged {
-                    key: e.key.clone(),
-                    size: e.size,
-                    last_used: e.last_used,
-                })
+                .map(CacheEntryRecord::aged)
                 .collect();
             let old = gc::expired(&aged, now, max_age);
             let empty_and_idle = aged.is_empty() && now - s.last_used >= max_age;

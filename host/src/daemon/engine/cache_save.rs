@@ -285,6 +285,7 @@ impl Engine {
             size: r.bytes,
             created_at: now,
             last_used: now,
+            base: r.base.clone(),
         });
         let written = self
             .store()
@@ -314,17 +315,22 @@ impl Engine {
             key: Some(key.to_owned()),
             outcome: "saved".into(),
             detail: format!(
-                "{} bytes in {} ms, {}",
+                "{} bytes in {} ms, {}{}",
                 r.bytes,
                 r.elapsed_ms,
-                transport_text(r.transport.as_deref())
+                transport_text(r.transport.as_deref()),
+                r.base
+                    .as_ref()
+                    .map(|b| format!(", a layer over {b}"))
+                    .unwrap_or_default()
             ),
             bytes: r.bytes,
             transport: r.transport.clone(),
         }
     }
 
-    /// Drops the least recently used entries of a store over its size cap (never `keep`).
+    /// Drops the least recently used entries of a store over its size cap, each with the
+    /// layers on it (never `keep` nor what it lies on).
     async fn trim_store(
         &self,
         id: SessionId,
@@ -340,14 +346,7 @@ impl Engine {
         else {
             return;
         };
-        let aged: Vec<gc::Aged> = entries
-            .iter()
-            .map(|e| gc::Aged {
-                key: e.key.clone(),
-                size: e.size,
-                last_used: e.last_used,
-            })
-            .collect();
+        let aged: Vec<gc::Aged> = entries.iter().map(CacheEntryRecord::aged).collect();
         let drop = gc::over_cap(&aged, self.config().cache.max_size, keep);
         if drop.is_empty() {
             return;

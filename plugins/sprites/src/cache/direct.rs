@@ -42,16 +42,21 @@ printf '%s %s\n' "$2" "$3" > "$1/caps/$t"
 "#;
 
 /// Session sprite, stdin = the capability: fetches `$1` into the staging directory `$2`,
-/// checking the SHA-256 `$3` on the way and decompressing with `$4`. Exit 7: the URL could not
-/// be fetched (the caller relays instead); 4: the bytes do not verify; 6: tar failed; 8: no
-/// decompressor.
+/// checking the SHA-256 `$3` on the way and decompressing with `$4`; `$5` is `base` (a fresh
+/// stage) or `layer` (applied over the stage, as [`scripts::UNPACK`] does). Exit 7: the URL
+/// could not be fetched (the caller relays instead); 4: the bytes do not verify; 6: tar
+/// failed; 8: no decompressor.
 const FETCH: &str = r#"set -u
 IFS= read -r token || { echo "no capability on stdin" >&2; exit 2; }
-url=$1 stage=$2 sum=$3 comp=$4
+url=$1 stage=$2 sum=$3 comp=$4 mode=$5
 command -v curl >/dev/null 2>&1 || { echo "curl is not installed in the sprite" >&2; exit 7; }
 command -v "$comp" >/dev/null 2>&1 || { echo "$comp is not installed in the sprite" >&2; exit 8; }
-rm -rf "$stage" "$stage.status" "$stage.fifo" "$stage.sum"
+rm -rf "$stage.status" "$stage.fifo" "$stage.sum"
+if [ "$mode" != layer ]; then rm -rf "$stage"; fi
 mkdir -p "$stage"
+untar() {
+  if [ "$mode" = layer ]; then tar --listed-incremental=/dev/null -xf - -C "$stage"; else tar -xf - -C "$stage"; fi
+}
 st="$stage.status" fifo="$stage.fifo"
 mkfifo "$fifo"
 (sha256sum < "$fifo" | cut -d ' ' -f 1 > "$stage.sum") &
@@ -59,7 +64,7 @@ mkfifo "$fifo"
 url = "$url"
 header = "Authorization: Bearer $token"
 CURLCFG
-} | tee "$fifo" | { "$comp" -dc || echo "$comp exit $?" >> "$st"; } | tar -xf - -C "$stage"
+} | tee "$fifo" | { "$comp" -dc || echo "$comp exit $?" >> "$st"; } | untar
 tr=$?
 wait
 got=$(cat "$stage.sum" 2>/dev/null)
@@ -162,6 +167,7 @@ pub(crate) async fn restore(
     session: &SpriteHandle,
     meta: &EntryMeta,
     stage: &str,
+    layer: bool,
 ) -> Result<Attempt, String> {
     let client = b.client().await.map_err(|e| e.message)?;
     let name = store.state.sprite.clone();
@@ -233,6 +239,7 @@ pub(crate) async fn restore(
             stage,
             &meta.sha256,
             meta.decompressor(),
+            if layer { "layer" } else { "base" },
         ])
         .spawn()
         .await

@@ -34,6 +34,20 @@ use transfer::{Stopped, Tick};
 /// the final moves are renames).
 const STAGE_DIR: &str = "/home/sprite/.clauderon";
 
+/// Where a session sprite keeps the snapshot of each set of cache paths (see
+/// [`scripts::SNAPSHOT`]).
+const SNAPSHOT_DIR: &str = "/home/sprite/.clauderon/cache-snapshots";
+
+/// At most this many layers lie under an entry; the next save of its paths is whole again (a
+/// restore unpacks every layer, so a long chain would cost more than it saves).
+pub const MAX_LAYERS: u32 = 4;
+
+/// The snapshot file of a set of cache paths in a session sprite.
+fn snapshot_of(paths: &[String]) -> String {
+    let id = hex(&Sha256::digest(paths.join("\n").as_bytes()));
+    format!("{SNAPSHOT_DIR}/{}.snar", &id[..16])
+}
+
 /// The transport names the response carries.
 pub const RELAY: &str = "relay";
 /// The direct transport's name.
@@ -94,7 +108,9 @@ fn stderr_of(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr);
     let said: Vec<&str> = text
         .lines()
-        .filter(|l| !l.starts_with(scripts::COMPRESSION_LINE))
+        .filter(|l| {
+            !l.starts_with(scripts::COMPRESSION_LINE) && !l.starts_with(scripts::ARCHIVE_LINE)
+        })
         .collect();
     said.join("\n").trim().chars().take(500).collect()
 }
@@ -167,11 +183,17 @@ pub async fn save(
     };
     let nonce = nonce();
     let key = req.key.as_str();
+    let snapshot = snapshot_of(&req.paths);
+    let base = layer_base(&session_sprite, &store, &snapshot, key).await;
     ctx.progress(
         "cache",
         &format!(
-            "saving {key} from sprite {} into cache sprite {}",
-            session.sprite, store.state.sprite
+            "saving {key} from sprite {} into cache sprite {}{}",
+            session.sprite,
+            store.state.sprite,
+            base.as_ref()
+                .map(|b| format!(", as a layer over {}", b.key))
+                .unwrap_or_default()
         ),
         Some(0.0),
     );
@@ -190,7 +212,8 @@ pub async fn save(
         .spawn()
         .await
         .map_err(|e| plugin_error("starting the receiver in the cache sprite", &e))?;
-    let mut pack_args = vec!["-c", scripts::PACK, "clauderon-cache-pack"];
+    let mode = if base.is_some() { "layer" } else { "full" };
+    let mut pack_args = vec!["-c", scripts::PACK, "clauderon-cache-pack", &snapshot, mode];
     pack_args.extend(req.paths.iter().map(String::as_str));
     let mut producer = session_sprite
         .command("sh")
@@ -280,6 +303,8 @@ pub async fn save(
             &received,
         ));
     }
+    let archive = archive_of(&packed.stderr);
+    let base = base.filter(|_| archive == "layer");
     let meta = EntryMeta {
         key: key.to_owned(),
         size: moved.bytes,
@@ -289,6 +314,8 @@ pub async fn save(
         created_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
+        base: base.as_ref().map(|b| b.key.clone()),
+        depth: base.as_ref().map_or(0, |b| b.depth + 1),
     };
     let meta_json = serde_json::to_vec(&meta)
         .map_err(|e| PluginError::new(ErrorKind::Internal, format!("encoding meta.json: {e}")))?;
@@ -304,12 +331,31 @@ pub async fn save(
     if !committed.success() {
         return Err(failed("storing the entry in the cache sprite", &committed));
     }
+    if archive != "plain" {
+        // The next save of these paths can be a layer over this entry; best effort (without
+        // the snapshot it is whole).
+        let promoted = run(
+            &session_sprite,
+            scripts::PROMOTE,
+            "clauderon-cache-promote",
+            &[&snapshot, key],
+            None,
+        )
+        .await;
+        if let Err(e) = promoted {
+            tracing::debug!("keeping the snapshot of {key} failed: {e}");
+        }
+    }
     ctx.progress(
         "cache",
         &format!(
-            "saved {key}: {} in {:.1}s (relay through the host)",
+            "saved {key}: {} in {:.1}s (relay through the host){}",
             transfer::human(moved.bytes),
-            moved.elapsed.as_secs_f64()
+            moved.elapsed.as_secs_f64(),
+            meta.base
+                .as_ref()
+                .map(|b| format!(", a layer over {b}"))
+                .unwrap_or_default()
         ),
         Some(1.0),
     );
@@ -322,7 +368,67 @@ pub async fn save(
         reason: None,
         damaged: false,
         elapsed_ms: u64::try_from(moved.elapsed.as_millis()).unwrap_or(u64::MAX),
+        base: meta.base,
     })
+}
+
+/// The entry a save of the paths whose snapshot is `snapshot` can be a layer over: the one
+/// that snapshot describes (restored or saved in this sprite), if the store still has it, it
+/// is not `key` itself, and fewer than [`MAX_LAYERS`] lie under it.
+async fn layer_base(
+    session: &SpriteHandle,
+    store: &Store,
+    snapshot: &str,
+    key: &str,
+) -> Option<EntryMeta> {
+    let said = run(
+        session,
+        scripts::SNAPSHOT_KEY,
+        "clauderon-cache-snapshot-key",
+        &[snapshot],
+        None,
+    )
+    .await
+    .ok()
+    .filter(Output::success)?;
+    let base = String::from_utf8_lossy(&said.stdout).trim().to_owned();
+    if base.is_empty() || base == key || store::check_key(&base).is_err() {
+        return None;
+    }
+    match entry_meta(store, &base).await {
+        Ok(Lookup::Found(m)) if m.depth < MAX_LAYERS => Some(m),
+        _ => None,
+    }
+}
+
+/// What a store holds under a key.
+enum Lookup {
+    /// The entry's meta.
+    Found(EntryMeta),
+    /// No such entry.
+    Missing,
+    /// A `meta.json` that does not parse (why).
+    Unreadable(String),
+}
+
+/// Reads entry `key`'s meta from the store.
+async fn entry_meta(store: &Store, key: &str) -> Result<Lookup, PluginError> {
+    let out = run(
+        &store.sprite,
+        scripts::META,
+        "clauderon-cache-meta",
+        &[ROOT, key],
+        None,
+    )
+    .await?;
+    match out.exit_code {
+        0 => Ok(match serde_json::from_slice(&out.stdout) {
+            Ok(m) => Lookup::Found(m),
+            Err(e) => Lookup::Unreadable(e.to_string()),
+        }),
+        scripts::NOTHING => Ok(Lookup::Missing),
+        _ => Err(failed("reading the entry's meta.json", &out)),
+    }
 }
 
 /// How one restore attempt ended.
@@ -338,6 +444,19 @@ pub(crate) enum Attempt {
     Missing,
     /// This sprite cannot unpack the entry (why: its decompressor is missing); not a damage.
     Unusable(String),
+}
+
+/// The archive [`scripts::PACK`] said it made (`plain` when it said nothing).
+fn archive_of(stderr: &[u8]) -> &'static str {
+    let text = String::from_utf8_lossy(stderr);
+    match text
+        .lines()
+        .find_map(|l| l.strip_prefix(scripts::ARCHIVE_LINE))
+    {
+        Some("layer") => "layer",
+        Some("full") => "full",
+        _ => "plain",
+    }
 }
 
 /// The compression [`scripts::PACK`] named on its stderr (gzip when it said nothing).
@@ -378,82 +497,112 @@ pub async fn restore(
     let session = SpriteState::of(&req.instance)?;
     let session_sprite = b.sprite(&session).await?;
     let key = req.key.as_str();
-    let meta_out = run(
-        &store.sprite,
-        scripts::META,
-        "clauderon-cache-meta",
-        &[ROOT, key],
-        None,
-    )
-    .await?;
-    let meta: EntryMeta = match meta_out.exit_code {
-        0 => match serde_json::from_slice(&meta_out.stdout) {
-            Ok(m) => m,
-            Err(e) => {
-                forget(&store, key).await;
-                return Ok(miss(
-                    format!("entry {key} has an unreadable meta.json ({e})"),
-                    true,
-                    Some(store.instance()),
-                ));
-            }
-        },
-        scripts::NOTHING => {
-            return Ok(miss(
-                format!("cache sprite {} has no entry {key}", store.state.sprite),
-                false,
-                Some(store.instance()),
-            ));
-        }
-        _ => return Err(failed("reading the entry's meta.json", &meta_out)),
-    };
-    let stage = format!("{STAGE_DIR}/cache-restore-{}", nonce());
-    let mut transport = RELAY;
-    let mut attempt = None;
-    if req.direct {
-        match direct::restore(b, ctx, &store, &session_sprite, &meta, &stage).await {
-            Ok(a) => {
-                transport = DIRECT;
-                attempt = Some(a);
-            }
-            Err(why) => ctx.progress(
-                "cache",
-                &format!("the direct path is not available ({why}); relaying through the host"),
-                None,
-            ),
-        }
-    }
-    let attempt = match attempt {
-        Some(a) => a,
-        None => relay_restore(ctx, &store, &session_sprite, &meta, &stage).await?,
-    };
-    let bytes = match attempt {
-        Attempt::Staged { bytes, .. } => bytes,
-        Attempt::Missing => {
-            return Ok(miss(
-                format!("entry {key} vanished during the restore"),
-                false,
-                Some(store.instance()),
-            ));
-        }
-        Attempt::Unusable(why) => {
-            clean_stage(&session_sprite, &stage).await;
-            return Ok(miss(
-                format!("entry {key} cannot be unpacked here: {why}"),
-                false,
-                Some(store.instance()),
-            ));
-        }
-        Attempt::Damaged(why) => {
-            clean_stage(&session_sprite, &stage).await;
+    // The entry, then each entry it is a layer over, down to a whole archive.
+    let mut chain: Vec<EntryMeta> = Vec::new();
+    let mut next = Some(key.to_owned());
+    while let Some(k) = next.take() {
+        if chain.len() > MAX_LAYERS as usize {
             forget(&store, key).await;
             return Ok(miss(
-                format!("entry {key} is damaged ({why}); it was removed"),
+                format!("entry {key} lies on more than {MAX_LAYERS} layers; it was removed"),
                 true,
                 Some(store.instance()),
             ));
         }
-    };
+        match entry_meta(&store, &k).await? {
+            Lookup::Found(m) => {
+                next = m.base.clone();
+                chain.push(m);
+            }
+            Lookup::Unreadable(e) => {
+                forget(&store, &k).await;
+                if k != key {
+                    forget(&store, key).await;
+                }
+                return Ok(miss(
+                    format!("entry {k} has an unreadable meta.json ({e})"),
+                    true,
+                    Some(store.instance()),
+                ));
+            }
+            Lookup::Missing if k == key => {
+                return Ok(miss(
+                    format!("cache sprite {} has no entry {key}", store.state.sprite),
+                    false,
+                    Some(store.instance()),
+                ));
+            }
+            Lookup::Missing => {
+                // A layer without what it lies on is of no use.
+                forget(&store, key).await;
+                return Ok(miss(
+                    format!("entry {key} is a layer over {k}, which is gone; it was removed"),
+                    true,
+                    Some(store.instance()),
+                ));
+            }
+        }
+    }
+    chain.reverse();
+    let meta = chain.last().cloned().unwrap_or_default();
+    let stage = format!("{STAGE_DIR}/cache-restore-{}", nonce());
+    let mut transport = if req.direct { DIRECT } else { RELAY };
+    let mut bytes = 0;
+    for (i, m) in chain.iter().enumerate() {
+        let layer = i > 0;
+        let mut attempt = None;
+        if transport == DIRECT {
+            match direct::restore(b, ctx, &store, &session_sprite, m, &stage, layer).await {
+                Ok(a) => attempt = Some(a),
+                Err(why) => {
+                    transport = RELAY;
+                    ctx.progress(
+                        "cache",
+                        &format!(
+                            "the direct path is not available ({why}); relaying through the host"
+                        ),
+                        None,
+                    );
+                }
+            }
+        }
+        let attempt = match attempt {
+            Some(a) => a,
+            None => relay_restore(ctx, &store, &session_sprite, m, &stage, layer).await?,
+        };
+        let k = m.key.as_str();
+        match attempt {
+            Attempt::Staged { bytes: n } => bytes += n,
+            Attempt::Missing => {
+                clean_stage(&session_sprite, &stage).await;
+                return Ok(miss(
+                    format!("entry {k} vanished during the restore"),
+                    false,
+                    Some(store.instance()),
+                ));
+            }
+            Attempt::Unusable(why) => {
+                clean_stage(&session_sprite, &stage).await;
+                return Ok(miss(
+                    format!("entry {k} cannot be unpacked here: {why}"),
+                    false,
+                    Some(store.instance()),
+                ));
+            }
+            Attempt::Damaged(why) => {
+                clean_stage(&session_sprite, &stage).await;
+                forget(&store, k).await;
+                if k != key {
+                    forget(&store, key).await;
+                }
+                return Ok(miss(
+                    format!("entry {k} is damaged ({why}); it was removed"),
+                    true,
+                    Some(store.instance()),
+                ));
+            }
+        }
+    }
     let paths = if req.paths.is_empty() {
         meta.paths.clone()
     } else {
@@ -473,17 +622,38 @@ pub async fn restore(
         clean_stage(&session_sprite, &stage).await;
         return Err(failed("moving the restored paths into place", &placed));
     }
+    // What was restored, as the base a later save of these paths can be a layer over; best
+    // effort (without it that save is whole).
+    let mut snap_args = vec![snapshot_of(&paths), key.to_owned()];
+    snap_args.extend(paths.iter().cloned());
+    let snap_args: Vec<&str> = snap_args.iter().map(String::as_str).collect();
+    if let Err(e) = run(
+        &session_sprite,
+        scripts::SNAPSHOT,
+        "clauderon-cache-snapshot",
+        &snap_args,
+        None,
+    )
+    .await
+    {
+        tracing::debug!("snapshotting the restored {key} failed: {e}");
+    }
     let elapsed = started.elapsed();
     ctx.progress(
         "cache",
         &format!(
-            "restored {key}: {} in {:.1}s ({})",
+            "restored {key}: {} in {:.1}s ({}){}",
             transfer::human(bytes),
             elapsed.as_secs_f64(),
             if transport == DIRECT {
                 "directly from the cache sprite"
             } else {
                 "relay through the host"
+            },
+            if chain.len() > 1 {
+                format!(", {} layers", chain.len())
+            } else {
+                String::new()
             }
         ),
         Some(1.0),
@@ -497,6 +667,7 @@ pub async fn restore(
         reason: None,
         damaged: false,
         elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        base: None,
     })
 }
 
@@ -507,6 +678,7 @@ async fn relay_restore(
     session: &SpriteHandle,
     meta: &EntryMeta,
     stage: &str,
+    layer: bool,
 ) -> Result<Attempt, PluginError> {
     let key = meta.key.as_str();
     let mut consumer = session
@@ -518,6 +690,7 @@ async fn relay_restore(
             "clauderon-cache-unpack",
             stage,
             meta.decompressor(),
+            if layer { "layer" } else { "base" },
         ])
         .spawn()
         .await
@@ -679,6 +852,9 @@ mod tests {
         assert_eq!(compression_of(b"clauderon-compression: zstd\n"), "zstd");
         assert_eq!(compression_of(b"clauderon-compression: gzip\nx\n"), "gzip");
         assert_eq!(compression_of(b""), "gzip");
+        assert_eq!(archive_of(b"clauderon-archive: layer\n"), "layer");
+        assert_eq!(archive_of(b"clauderon-archive: full\n"), "full");
+        assert_eq!(archive_of(b"x\n"), "plain");
         let out = Output {
             exit_code: 3,
             stdout: Vec::new(),

@@ -2,6 +2,8 @@
 //! (`$0` names the step in the sprite's session list). They use only POSIX `sh`, `tar`,
 //! `gzip`, `sha256sum`, `wc`, `mv` and `flock` (when present), which the base image has, and
 //! `zstd` when the sprite has it (several times faster than gzip both ways; gzip otherwise).
+//! Where `tar` is GNU tar (the base image's), saves after a restore or an earlier save are
+//! layers: its listed-incremental format holds only what changed, directory listings included.
 //!
 //! Exit codes the plugin reads: 0 done, 3 nothing there (a miss, or no path to save), 4 the
 //! bytes do not verify, 5 a path changed while it was packed (a build ran), 6 tar could not
@@ -22,11 +24,22 @@ pub const NO_DECOMPRESSOR: i32 = 8;
 /// The line [`PACK`] writes first on stderr, naming the compression it chose.
 pub const COMPRESSION_LINE: &str = "clauderon-compression: ";
 
-/// Session sprite, stdout = the archive: packs the absolute paths given (missing ones are
+/// The line [`PACK`] writes on stderr naming the archive it made: `layer` (only what changed
+/// since the snapshot, GNU tar's listed-incremental format), `full` (everything, with a new
+/// snapshot) or `plain` (everything, no snapshot: the sprite's tar is not GNU tar).
+pub const ARCHIVE_LINE: &str = "clauderon-archive: ";
+
+/// Session sprite, stdout = the archive: packs the absolute paths `$3...` (missing ones are
 /// skipped) as a tar relative to `/`, compressed with zstd (fast level, all cores) when the
-/// sprite has it, else gzip; the first stderr line names which. A tar that sees a file change
-/// fails the step, so a half-written `target/` is never saved.
+/// sprite has it, else gzip; stderr's first lines name which, and the archive made (see
+/// [`ARCHIVE_LINE`]). `$1` is the paths' snapshot file and `$2` `layer` or `full`: a layer
+/// holds only what changed since the snapshot (files, plus each directory's listing, which
+/// carries deletions), packed against a copy of it at `$1.work`; a full archive starts
+/// `$1.work` afresh. The caller promotes `$1.work` once the entry is stored ([`PROMOTE`]). A tar
+/// that sees a file change fails the step, so a half-written `target/` is never saved.
 pub const PACK: &str = r#"set -u
+snap=$1 mode=$2
+shift 2
 cd /
 for p in "$@"; do
   shift
@@ -36,11 +49,31 @@ done
 if [ "$#" -eq 0 ]; then echo "none of the cache paths exists" >&2; exit 3; fi
 if command -v zstd >/dev/null 2>&1; then comp=zstd; else comp=gzip; fi
 echo "clauderon-compression: $comp" >&2
+kind=plain
+if tar --version 2>/dev/null | head -n 1 | grep -q 'GNU tar'; then
+  mkdir -p "$(dirname "$snap")"
+  rm -f "$snap.work" "$snap.work.paths"
+  kind=full
+  # A layer says nothing of a path it does not hold: one that is gone since the snapshot
+  # would come back from the base, so then the archive is whole.
+  if [ "$mode" = layer ] && [ -f "$snap" ] && [ -f "$snap.paths" ]; then
+    kind=layer
+    while IFS= read -r p; do
+      if [ ! -e "/$p" ] && [ ! -L "/$p" ]; then kind=full; fi
+    done < "$snap.paths"
+    if [ "$kind" = layer ] && ! cp "$snap" "$snap.work"; then kind=full; fi
+  fi
+  printf '%s\n' "$@" > "$snap.work.paths"
+fi
+echo "clauderon-archive: $kind" >&2
+pack() {
+  if [ "$kind" = plain ]; then tar -cf - -- "$@"; else tar --listed-incremental="$snap.work" -cf - -- "$@"; fi
+}
 st=$(mktemp)
 if [ "$comp" = zstd ]; then
-  { tar -cf - -- "$@" || echo "$?" > "$st"; } | zstd -1 -T0 -q -c
+  { pack "$@" || echo "$?" > "$st"; } | zstd -1 -T0 -q -c
 else
-  { tar -cf - -- "$@" || echo "$?" > "$st"; } | gzip -1
+  { pack "$@" || echo "$?" > "$st"; } | gzip -1
 fi
 gz=$?
 rc=$(cat "$st"); rm -f "$st"
@@ -100,17 +133,21 @@ exec cat "$f"
 "#;
 
 /// Session sprite, stdin = an archive compressed with `$2` (`zstd` or `gzip`): unpacks it into
-/// the staging directory `$1` (made afresh). The decompressor's own check (CRC, checksum,
-/// length) failing is exit 4, so a damaged archive is never taken for a good one even when tar
-/// read all it needed.
+/// the staging directory `$1`, made afresh when `$3` is `base`; when it is `layer` the archive
+/// is a layer ([`PACK`]) applied over what the stage holds (changed files replaced, deleted
+/// ones removed). The decompressor's own check (CRC, checksum, length) failing is exit 4, so a
+/// damaged archive is never taken for a good one even when tar read all it needed.
 pub const UNPACK: &str = r#"set -u
-stage=$1 comp=$2
+stage=$1 comp=$2 mode=$3
 if ! command -v "$comp" >/dev/null 2>&1; then echo "$comp is not installed in the sprite" >&2; exit 8; fi
-rm -rf "$stage"
+if [ "$mode" != layer ]; then rm -rf "$stage"; fi
 mkdir -p "$stage"
 st="$stage.gzip-status"
 rm -f "$st"
-{ "$comp" -dc || echo "$?" > "$st"; } | tar -xf - -C "$stage"
+untar() {
+  if [ "$mode" = layer ]; then tar --listed-incremental=/dev/null -xf - -C "$stage"; else tar -xf - -C "$stage"; fi
+}
+{ "$comp" -dc || echo "$?" > "$st"; } | untar
 tr=$?
 if [ -s "$st" ]; then rm -f "$st"; rm -rf "$stage"; echo "the archive does not decompress (corrupt or truncated)" >&2; exit 4; fi
 rm -f "$st"
@@ -136,6 +173,40 @@ rm -rf "$stage"
 echo "$n"
 "#;
 
+/// Session sprite: records the state of the absolute paths `$3...` just restored from entry
+/// `$2` in the snapshot file `$1` (GNU tar's listed-incremental snapshot; nothing is read but
+/// the directories), with the key beside it in `$1.key`, so a later save of these paths can
+/// be a layer over that entry. Exit 3: not GNU tar, or no path there.
+pub const SNAPSHOT: &str = r#"set -u
+snap=$1 key=$2
+shift 2
+tar --version 2>/dev/null | head -n 1 | grep -q 'GNU tar' || { echo "the sprite's tar is not GNU tar" >&2; exit 3; }
+cd /
+for p in "$@"; do
+  shift
+  if [ -e "$p" ] || [ -L "$p" ]; then set -- "$@" "${p#/}"; fi
+done
+if [ "$#" -eq 0 ]; then exit 3; fi
+mkdir -p "$(dirname "$snap")"
+rm -f "$snap" "$snap.key" "$snap.paths" "$snap.tmp"
+tar --listed-incremental="$snap.tmp" -cf /dev/null -- "$@" || { rm -f "$snap.tmp"; exit 1; }
+mv "$snap.tmp" "$snap"
+printf '%s\n' "$@" > "$snap.paths"
+printf '%s\n' "$key" > "$snap.key"
+"#;
+
+/// Session sprite: the key of the entry the snapshot `$1` describes (exit 3: none).
+pub const SNAPSHOT_KEY: &str =
+    r#"if [ -f "$1" ] && [ -f "$1.key" ] && [ -f "$1.paths" ]; then cat "$1.key"; else exit 3; fi"#;
+
+/// Session sprite: makes the snapshot [`PACK`] left at `$1.work` the paths' snapshot, for the
+/// entry `$2` just stored.
+pub const PROMOTE: &str = r#"set -eu
+mv "$1.work" "$1"
+mv "$1.work.paths" "$1.paths"
+printf '%s\n' "$2" > "$1.key"
+"#;
+
 /// Session sprite: removes a staging directory left by a failed restore.
 pub const CLEAN: &str = r#"rm -rf "$1" "$1.gzip-status""#;
 
@@ -153,3 +224,117 @@ for k in "$@"; do
 done
 rm -rf "$root/trash"/*.deleted.$$
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::{Command, Stdio};
+
+    /// Runs `script` with `sh` and `args`, `stdin` on its input: (exit code, stdout, stderr).
+    fn sh(script: &str, args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>, String) {
+        use std::io::Write as _;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("clauderon-test")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sh starts");
+        if let Some(mut i) = child.stdin.take() {
+            i.write_all(stdin).expect("stdin is written");
+        }
+        let out = child.wait_with_output().expect("sh ends");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code().unwrap_or(-1), out.stdout, err)
+    }
+
+    fn said<'a>(stderr: &'a str, line: &str) -> &'a str {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("no {line:?} in {stderr}"))
+    }
+
+    fn s(p: &Path) -> &str {
+        p.to_str().expect("a UTF-8 temp path")
+    }
+
+    #[test]
+    fn a_layer_holds_changes_and_deletions_and_a_path_gone_since_makes_the_next_whole() {
+        if !Command::new("tar")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"))
+        {
+            eprintln!("skipped: this machine's tar is not GNU tar");
+            return;
+        }
+        let root = std::env::temp_dir().join(format!("clauderon-layer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let (a, b) = (root.join("src/a"), root.join("src/b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("keep"), "keep").unwrap();
+        std::fs::write(a.join("old"), "old").unwrap();
+        // Bytes that do not compress (xorshift), so the whole archive is large.
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let noise: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(b.join("x"), &noise).unwrap();
+        let snap = root.join("snapshots/p.snar");
+        let pack = |mode: &str| {
+            let (code, archive, err) = sh(PACK, &[s(&snap), mode, s(&a), s(&b)], b"");
+            assert_eq!(code, 0, "{err}");
+            let kind = said(&err, ARCHIVE_LINE).to_owned();
+            let comp = said(&err, COMPRESSION_LINE).to_owned();
+            (kind, comp, archive)
+        };
+        // No snapshot yet: whole, and its snapshot is kept once the entry is stored.
+        let (kind, comp, whole) = pack("layer");
+        assert_eq!(kind, "full");
+        assert_eq!(sh(PROMOTE, &[s(&snap), "k0"], b"").0, 0);
+        let (_, key, _) = sh(SNAPSHOT_KEY, &[s(&snap)], b"");
+        assert_eq!(String::from_utf8_lossy(&key).trim(), "k0");
+
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(a.join("new"), "new").unwrap();
+        std::fs::remove_file(a.join("old")).unwrap();
+        let (kind, _, layer) = pack("layer");
+        assert_eq!(kind, "layer");
+        assert!(
+            layer.len() * 4 < whole.len(),
+            "{} vs {}",
+            layer.len(),
+            whole.len()
+        );
+        assert_eq!(sh(PROMOTE, &[s(&snap), "k1"], b"").0, 0);
+
+        // The whole archive, then the layer over it: the state the layer was made from.
+        let stage = root.join("stage");
+        assert_eq!(sh(UNPACK, &[s(&stage), &comp, "base"], &whole).0, 0);
+        let (code, _, err) = sh(UNPACK, &[s(&stage), &comp, "layer"], &layer);
+        assert_eq!(code, 0, "{err}");
+        let got = stage.join(a.strip_prefix("/").unwrap());
+        assert_eq!(std::fs::read_to_string(got.join("keep")).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(got.join("new")).unwrap(), "new");
+        assert!(!got.join("old").exists());
+        let bx = stage.join(b.strip_prefix("/").unwrap()).join("x");
+        assert_eq!(std::fs::read(bx).unwrap(), noise);
+
+        // A path gone since the snapshot would come back from the base: the next is whole.
+        std::fs::remove_dir_all(&b).unwrap();
+        let (kind, _, _) = pack("layer");
+        assert_eq!(kind, "full");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

@@ -41,6 +41,13 @@ pub struct EntryMeta {
     /// When it was saved (RFC 3339).
     #[serde(default)]
     pub created_at: String,
+    /// The entry this one is a layer over (its archive holds only what changed since that
+    /// entry was restored or saved); `None`: a whole archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// How many layers lie under this entry's archive (0: a whole archive).
+    #[serde(default)]
+    pub depth: u32,
 }
 
 impl EntryMeta {
