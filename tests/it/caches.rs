@@ -481,7 +481,19 @@ async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
     assert!(run.stdout.contains("layer: extra second"), "{}", run.stdout);
     assert!(!run.stdout.contains("layer: old present"), "{}", run.stdout);
     let log = lab.logs("l3");
-    assert!(log.contains(&format!("./out: restored {k1}")), "{log}");
+    // Both archives came straight from the cache sprite, the layer over the whole one.
+    let restored = log
+        .lines()
+        .find(|l| l.contains(&format!("./out: restored {k1}")))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        restored.contains("directly between the store and the sandbox"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("restored {k1}: ")) && log.contains(", 2 layers"),
+        "{log}"
+    );
 
     // Clearing the whole entry takes the layer on it too.
     let run = lab.home.run(&["cache", "clear", &k0, "--json"]);

@@ -8,7 +8,10 @@
 //!   session is deleted after the warm build). Then a *different* new sprite of the
 //!   same project with `--build-cache cargo`: T_restore (from the probe to the restored entry),
 //!   then one file of the project's own crate is touched and it builds again: T_warm.
-//!   Saving = 1 − (T_restore + T_warm) / T_cold; target ≥ 0.80.
+//!   Saving = 1 − (T_restore + T_warm) / T_cold; target ≥ 0.80. In the first pair the
+//!   project then gains a dependency: a session restores the whole entry by prefix, builds
+//!   and saves a layer over it (only what changed), and another restores that layer with its
+//!   base; bytes and times are printed beside the whole save's and restore's.
 //! - npm: `npm ci` of a project with well over 300 packages (tarballs from the npm registry
 //!   through the credential proxy), cold and after a restore of the npm cache; target ≥ 0.70.
 //!   Printed beside it: `npm ci` of the same lockfile straight on this host, cold and then with
@@ -380,6 +383,98 @@ fn npm_on_this_host(tpl: &Path, work: &Path) -> Result<(f64, f64), BoxError> {
     Ok((secs[0], secs[1]))
 }
 
+/// The time from a session's cache probe to its `<kind>: restored` event, and that event's
+/// text.
+fn restore_time(b: &Bench, name: &str, kind: &str) -> Result<(f64, String), BoxError> {
+    let events = b.events(name)?;
+    let probe = events
+        .iter()
+        .find(|e| message(e).starts_with("probing the sandbox for build caches"))
+        .and_then(at)
+        .ok_or_else(|| format!("no probe event in {name}"))?;
+    let restored = events
+        .iter()
+        .find(|e| message(e).starts_with(&format!("{kind}: restored ")))
+        .ok_or_else(|| format!("{name} restored nothing"))?;
+    Ok((
+        at(restored).ok_or("no time")? - probe,
+        message(restored).to_owned(),
+    ))
+}
+
+/// Incremental saves, side by side with the whole save in the same run: the project gains a
+/// dependency (committed, so its lockfile and cache key change); a session restores the whole
+/// entry `whole` by prefix, builds, and saves a layer over it; a later session restores that
+/// layer with what it lies on. Compared with the cold session's whole save (`whole_save`
+/// seconds) and the warm session's restore of the whole entry (`whole_restore`).
+fn layered_save(
+    b: &Bench,
+    repo: &Path,
+    whole: &str,
+    whole_save: f64,
+    whole_restore: f64,
+    i: usize,
+) -> Result<String, BoxError> {
+    let toml = repo.join("Cargo.toml");
+    let text = std::fs::read_to_string(&toml)?;
+    std::fs::write(
+        &toml,
+        text.replace("[dependencies]\n", "[dependencies]\nfastrand = \"2\"\n"),
+    )?;
+    // Resolves only the new dependency into the lockfile (every other version stays).
+    run(
+        Command::new("cargo")
+            .args(["metadata", "--format-version", "1"])
+            .current_dir(repo)
+            .stdout(Stdio::null()),
+        "cargo metadata",
+    )?;
+    git(repo, &["commit", "-q", "-am", "a new dependency"])?;
+    let next = format!("cargo-next-{i}");
+    b.build(repo, &next, "cargo-warm", "cargo")?;
+    let t = Instant::now();
+    let out: Value = serde_json::from_str(&b.cli(&["cache", "save", &next, "--json"])?)?;
+    let layer_secs = t.elapsed().as_secs_f64();
+    let saved = &out["caches"][0];
+    let detail = saved["detail"].as_str().unwrap_or("");
+    if saved["outcome"] != "saved" || !detail.contains(&format!("a layer over {whole}")) {
+        return Err(
+            format!("the save after the new dependency is no layer over {whole}: {out}").into(),
+        );
+    }
+    let layer_key = saved["key"].as_str().unwrap_or("").to_owned();
+    let layer_bytes = saved["bytes"].as_u64().unwrap_or(0);
+    let list: Value = serde_json::from_str(&b.cli(&["cache", "list", "--json"])?)?;
+    let whole_bytes = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["entries"].as_array().into_iter().flatten())
+        .find(|e| e["key"] == whole)
+        .and_then(|e| e["size"].as_u64())
+        .ok_or("the whole entry is not listed")?;
+    let chain = format!("cargo-chain-{i}");
+    b.build(repo, &chain, "cargo-warm", "cargo")?;
+    let (chain_restore, msg) = restore_time(b, &chain, "cargo")?;
+    if !msg.starts_with(&format!("cargo: restored {layer_key} ")) {
+        return Err(format!("{chain} did not restore the layer {layer_key}: {msg}").into());
+    }
+    b.cli(&["delete", &chain, "--yes"])?;
+    b.cli(&["delete", &next, "--yes"])?;
+    let mb = |n: u64| n as f64 / 1e6;
+    Ok(format!(
+        "  a new dependency: the next session restored {whole} and saved {layer_key} as a \
+         layer over it, {:.1} MB in {layer_secs:.1}s, against the whole entry's {:.1} MB in \
+         {whole_save:.1}s (the cold session's save): {:.3}x the bytes, {:.2}x the time; a \
+         later session restored the layer with its base in {chain_restore:.2}s, against \
+         {whole_restore:.2}s for the whole entry alone ({msg})",
+        mb(layer_bytes),
+        mb(whole_bytes),
+        layer_bytes as f64 / whole_bytes.max(1) as f64,
+        layer_secs / whole_save.max(0.001),
+    ))
+}
+
 /// One cold/warm pair; returns (T_cold, T_restore, T_warm).
 fn pair(b: &Bench, kind: &str, tpl: &Path, root: &Path, i: usize) -> Result<[f64; 3], BoxError> {
     let tag = format!(
@@ -419,18 +514,7 @@ fn pair(b: &Bench, kind: &str, tpl: &Path, root: &Path, i: usize) -> Result<[f64
         .ok_or("the cold session saved no cache")?;
     let warm = b.build(&repo, &warm_name, &format!("{kind}-warm"), kind)?;
     let warm_requests = b.audited(&warm_name, registry);
-    let events = b.events(&warm_name)?;
-    let probe = events
-        .iter()
-        .find(|e| message(e).starts_with("probing the sandbox for build caches"))
-        .and_then(at)
-        .ok_or("no probe event in the warm session")?;
-    let restored_ev = events
-        .iter()
-        .find(|e| message(e).starts_with(&format!("{kind}: restored ")))
-        .ok_or("the warm session restored nothing")?;
-    let restored_msg = message(restored_ev).to_owned();
-    let restore = at(restored_ev).ok_or("no time")? - probe;
+    let (restore, restored_msg) = restore_time(b, &warm_name, kind)?;
     let restored_key = restored_msg
         .strip_prefix(&format!("{kind}: restored "))
         .and_then(|r| r.split_whitespace().next())
@@ -438,6 +522,11 @@ fn pair(b: &Bench, kind: &str, tpl: &Path, root: &Path, i: usize) -> Result<[f64
     if restored_key != saved {
         return Err(format!("restored {restored_key}, but the cold session saved {saved}").into());
     }
+    let layered = if kind == "cargo" && i == 0 {
+        Some(layered_save(b, &repo, &saved, save_secs, restore, i)?)
+    } else {
+        None
+    };
     b.cli(&["delete", &warm_name, "--yes"])?;
     b.cli(&["delete", &cold_name, "--yes"])?;
     let saving = 1.0 - (restore + warm.secs) / cold.secs;
@@ -474,6 +563,9 @@ fn pair(b: &Bench, kind: &str, tpl: &Path, root: &Path, i: usize) -> Result<[f64
         cold.secs,
         saving * 100.0
     );
+    if let Some(text) = layered {
+        println!("{text}");
+    }
     if kind == "cargo" && warm.units > 0 && warm.fresh * 10 < warm.units * 9 {
         return Err("fewer than 90% of the warm build's units were fresh".into());
     }
