@@ -408,12 +408,13 @@ async fn two_sessions_saving_the_same_key_at_once_leave_one_complete_cache() {
     assert!(sums.contains(&got), "{got} not in {sums:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
-    let lab = Lab::start();
-    let repo = git_repo();
+/// A whole entry and a layer over it, in the store of `repo`'s project: session l1 writes
+/// `out` cold and is deleted (k0, whole); l2 restores k0, adds a file, deletes one and saves
+/// (k1, a layer over k0), and is deleted. Returns (k0, k1, the marker l1 wrote, the store's
+/// cache sprite).
+fn a_whole_entry_and_a_layer(lab: &Lab, repo: &Path) -> (String, String, String, String) {
     let flags = ["--build-cache", "./out"];
-    let run = lab.create(repo.path(), "l1", "layer", &flags);
+    let run = lab.create(repo, "l1", "layer", &flags);
     let first = run
         .stdout
         .lines()
@@ -427,7 +428,7 @@ async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
     assert!(whole.get("base").is_none(), "{whole:#}");
 
     // l2 restores k0, adds a file and deletes one; its save holds only that.
-    let run = lab.create(repo.path(), "l2", "layer", &flags);
+    let run = lab.create(repo, "l2", "layer", &flags);
     assert!(
         run.stdout.contains(&format!("layer: warm {first}")),
         "{}",
@@ -460,8 +461,9 @@ async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
         top["size"].as_u64().unwrap() * 10 < whole["size"].as_u64().unwrap(),
         "{cache:#}"
     );
+    let sprite = cache["instance"].as_str().unwrap().to_owned();
     let meta = lab
-        .store_dir(cache["instance"].as_str().unwrap())
+        .store_dir(&sprite)
         .join("entries")
         .join(&k1)
         .join("meta.json");
@@ -469,9 +471,17 @@ async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
     assert_eq!(meta["base"], k0.as_str(), "{meta:#}");
     assert_eq!(meta["depth"], 1, "{meta:#}");
     lab.delete("l2");
+    (k0, k1, first, sprite)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let (k0, k1, first, _) = a_whole_entry_and_a_layer(&lab, repo.path());
 
     // l3 gets k1 (the newest): k0's blob and marker, k1's new file, not the deleted one.
-    let run = lab.create(repo.path(), "l3", "layer", &flags);
+    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
     assert!(
         run.stdout.contains(&format!("layer: warm {first}")),
         "{}\n{}",
@@ -500,6 +510,45 @@ async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
     assert_exit(&run, 0);
     let cache = only_cache(&lab.caches());
     assert_eq!(cache["entries"], serde_json::json!([]), "{cache:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_whose_base_was_saved_again_is_a_miss_never_a_mix() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let (k0, k1, _, sprite) = a_whole_entry_and_a_layer(&lab, repo.path());
+    // As if k0 had been saved again since k1 was made over it.
+    let meta_path = lab
+        .store_dir(&sprite)
+        .join("entries")
+        .join(&k1)
+        .join("meta.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["base_sha256"] = Value::from("0".repeat(64));
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+
+    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
+    let log = lab.logs("l3");
+    assert!(
+        log.contains(&format!(
+            "{k0} has been replaced since, so {k1} was removed"
+        )),
+        "{}\n{log}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
+    let cache = only_cache(&lab.caches());
+    let keys: Vec<&str> = cache["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["key"].as_str())
+        .collect();
+    assert_eq!(keys, [k0.as_str()], "{cache:#}");
+    assert!(
+        !meta_path.exists(),
+        "the layer is gone from the cache sprite"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -315,6 +315,7 @@ pub async fn save(
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
         base: base.as_ref().map(|b| b.key.clone()),
+        base_sha256: base.as_ref().map(|b| b.sha256.clone()),
         depth: base.as_ref().map_or(0, |b| b.depth + 1),
     };
     let meta_json = serde_json::to_vec(&meta)
@@ -511,6 +512,19 @@ pub async fn restore(
         }
         match entry_meta(&store, &k).await? {
             Lookup::Found(m) => {
+                let laid_on = chain.last().and_then(|l| l.base_sha256.as_deref());
+                if laid_on.is_some_and(|sum| sum != m.sha256) {
+                    // The base was saved again since: the layer lies on other content.
+                    forget(&store, key).await;
+                    return Ok(miss(
+                        format!(
+                            "entry {key} lies on {k} as it was saved before; {k} has been \
+                             replaced since, so {key} was removed"
+                        ),
+                        true,
+                        Some(store.instance()),
+                    ));
+                }
                 next = m.base.clone();
                 chain.push(m);
             }

@@ -45,6 +45,10 @@ pub struct EntryMeta {
     /// entry was restored or saved); `None`: a whole archive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// The SHA-256 of the base's archive when this layer was made: a base saved again since
+    /// (the last complete save of a key wins) is not what this layer lies on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha256: Option<String>,
     /// How many layers lie under this entry's archive (0: a whole archive).
     #[serde(default)]
     pub depth: u32,
