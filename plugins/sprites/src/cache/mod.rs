@@ -561,8 +561,8 @@ pub async fn restore(
     let meta = chain.last().cloned().unwrap_or_default();
     let stage = format!("{STAGE_DIR}/cache-restore-{}", nonce());
     let mut transport = if req.direct { DIRECT } else { RELAY };
-    let mut bytes = 0;
-    for (i, m) in chain.iter().enumerate() {
+    let (mut bytes, mut i) = (0, 0);
+    while let Some(m) = chain.get(i) {
         let layer = i > 0;
         let mut attempt = None;
         if transport == DIRECT {
@@ -577,9 +577,16 @@ pub async fn restore(
                         ),
                         None,
                     );
+                    if layer {
+                        // A failed fetch leaves the stage in no known state: the chain
+                        // starts again from its whole archive.
+                        (bytes, i) = (0, 0);
+                        continue;
+                    }
                 }
             }
         }
+        i += 1;
         let attempt = match attempt {
             Some(a) => a,
             None => relay_restore(ctx, &store, &session_sprite, m, &stage, layer).await?,
