@@ -505,6 +505,29 @@ async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
         "{log}"
     );
 
+    // The layer's fetch fails after the whole archive came directly: the chain starts again
+    // over the relay, and the content is the same.
+    lab.emu
+        .add_fault(serde_json::json!({"kind": "error", "method": "GET",
+            "path": format!("https://*-emul.sprites.app/entries/{k1}"), "status": 500,
+            "times": 1}))
+        .await;
+    let run = lab.create(repo.path(), "l4", "layer", &["--build-cache", "./out"]);
+    let log = lab.logs("l4");
+    assert!(
+        run.stdout.contains(&format!("layer: warm {first}"))
+            && run.stdout.contains("layer: extra second")
+            && !run.stdout.contains("layer: old present"),
+        "{}\n{log}",
+        run.stdout
+    );
+    assert!(log.contains("the direct path is not available"), "{log}");
+    let restored = log
+        .lines()
+        .find(|l| l.contains(&format!("./out: restored {k1}")))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(restored.contains("relayed through this machine"), "{log}");
+
     // Clearing the whole entry takes the layer on it too.
     let run = lab.home.run(&["cache", "clear", &k0, "--json"]);
     assert_exit(&run, 0);

@@ -8,7 +8,8 @@
 //! - `rate_limit`: 429 with the rate-limit JSON and headers; `retry_after` (s, default 1), `limit`
 //!   (10), `window_seconds` (60), `code` (`sprite_creation_rate_limited`).
 //! - `error`: `status` (default 500) with `body` (JSON value or string; default
-//!   `{"error":"injected fault"}`).
+//!   `{"error":"injected fault"}`). Requests to sprite URLs are matched too, with the full URL
+//!   as the path (`https://<name>-emul.sprites.app/<path>`).
 //! - `drop_ws`: exec, attach and proxy sockets drop the TCP connection (no close frame, no exit
 //!   frame) after `after_bytes` bytes of output (default 0: at the first output).
 //! - `latency`: sleep `ms` before answering.

@@ -176,8 +176,32 @@ fn admitted(settings: &serde_json::Value, head: &str, token: &str) -> bool {
     })
 }
 
-/// Serves one decrypted connection to the URL of sprite `name`: the URL's auth, a wake, then a
-/// splice to the sprite's port 8080.
+/// The answer of an `error` fault matching the request head (`GET /path?query HTTP/1.1`): the
+/// rule's path glob is matched against the full URL, `https://<name>-emul.sprites.app/path`,
+/// so it cannot be mistaken for an API path.
+fn injected(app: &App, name: &str, head: &[u8]) -> Option<(String, String)> {
+    let head = String::from_utf8_lossy(head);
+    let mut words = head.lines().next()?.split_whitespace();
+    let (method, target) = (words.next()?, words.next()?);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let url = format!("{}{path}", url_of(name));
+    let fault = app
+        .faults
+        .take(&crate::faults::FaultKind::Error, method, &url, query)
+        .into_iter()
+        .next()?;
+    let status = axum::http::StatusCode::from_u16(fault.status.unwrap_or(500))
+        .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let text = match fault.body {
+        Some(serde_json::Value::String(s)) => s,
+        Some(v) => v.to_string(),
+        None => "injected fault\n".to_owned(),
+    };
+    Some((status.to_string(), text))
+}
+
+/// Serves one decrypted connection to the URL of sprite `name`: the URL's auth, an injected
+/// fault if one matches, a wake, then a splice to the sprite's port 8080.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(app: Arc<App>, mut client: S, name: &str) {
     let Some((head, rest)) = read_head(&mut client).await else {
         return;
@@ -194,6 +218,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(app: Arc<App>, mut client:
             "this sprite's URL needs the organization's token (url_settings.auth = sprite)\n",
         )
         .await;
+        return;
+    }
+    if let Some((status, text)) = injected(&app, name, &head) {
+        answer(&mut client, &status, &text).await;
         return;
     }
     let guard = crate::lifecycle::ActivityGuard::new(Arc::clone(&sprite));
