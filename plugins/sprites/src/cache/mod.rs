@@ -303,8 +303,8 @@ pub async fn save(
             &received,
         ));
     }
-    let archive = archive_of(&packed.stderr);
-    let base = base.filter(|_| archive == "layer");
+    let archive = Archive::of(&packed.stderr);
+    let base = base.filter(|_| archive == Archive::Layer);
     let meta = EntryMeta {
         key: key.to_owned(),
         size: moved.bytes,
@@ -332,7 +332,7 @@ pub async fn save(
     if !committed.success() {
         return Err(failed("storing the entry in the cache sprite", &committed));
     }
-    if archive != "plain" {
+    if archive != Archive::Plain {
         // The next save of these paths can be a layer over this entry; best effort (without
         // the snapshot it is whole).
         let promoted = run(
@@ -447,16 +447,28 @@ pub(crate) enum Attempt {
     Unusable(String),
 }
 
-/// The archive [`scripts::PACK`] said it made (`plain` when it said nothing).
-fn archive_of(stderr: &[u8]) -> &'static str {
-    let text = String::from_utf8_lossy(stderr);
-    match text
-        .lines()
-        .find_map(|l| l.strip_prefix(scripts::ARCHIVE_LINE))
-    {
-        Some("layer") => "layer",
-        Some("full") => "full",
-        _ => "plain",
+/// The kind of archive [`scripts::PACK`] made, as its stderr says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Archive {
+    /// Only what changed since the snapshot (GNU tar's listed-incremental, level 1).
+    Layer,
+    /// Everything, with a new snapshot (level 0).
+    Whole,
+    /// Everything, no snapshot (the sprite's tar is not GNU tar).
+    Plain,
+}
+
+impl Archive {
+    fn of(stderr: &[u8]) -> Archive {
+        let text = String::from_utf8_lossy(stderr);
+        match text
+            .lines()
+            .find_map(|l| l.strip_prefix(scripts::ARCHIVE_LINE))
+        {
+            Some("layer") => Archive::Layer,
+            Some("full") => Archive::Whole,
+            _ => Archive::Plain,
+        }
     }
 }
 
@@ -873,9 +885,9 @@ mod tests {
         assert_eq!(compression_of(b"clauderon-compression: zstd\n"), "zstd");
         assert_eq!(compression_of(b"clauderon-compression: gzip\nx\n"), "gzip");
         assert_eq!(compression_of(b""), "gzip");
-        assert_eq!(archive_of(b"clauderon-archive: layer\n"), "layer");
-        assert_eq!(archive_of(b"clauderon-archive: full\n"), "full");
-        assert_eq!(archive_of(b"x\n"), "plain");
+        assert_eq!(Archive::of(b"clauderon-archive: layer\n"), Archive::Layer);
+        assert_eq!(Archive::of(b"clauderon-archive: full\n"), Archive::Whole);
+        assert_eq!(Archive::of(b"x\n"), Archive::Plain);
         let out = Output {
             exit_code: 3,
             stdout: Vec::new(),
