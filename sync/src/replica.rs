@@ -937,7 +937,6 @@ fn decode_stamps(bytes: &[u8]) -> Option<HashMap<String, (Stamp, ContentHash)>> 
     Some(map)
 }
 
-/// Every file and link below `dir` (relative to the walk's root as `prefix`), skipping `.git`.
 /// The paths a `git check-ignore` started by [`Replica::ask_check_ignore`] called ignored
 /// (none if it failed).
 fn ignored_of(child: std::process::Child) -> BTreeSet<String> {
@@ -952,6 +951,7 @@ fn ignored_of(child: std::process::Child) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every file and link below `dir` (relative to the walk's root as `prefix`), skipping `.git`.
 fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,

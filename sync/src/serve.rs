@@ -338,8 +338,12 @@ mod tests {
     }
 
     fn replies(out: &Shared) -> Vec<Reply> {
-        // The writer thread may still be flushing when `serve` returns.
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        // The writer thread may still be flushing when `serve` returns: it is done when it
+        // has dropped its handle on the output.
+        let t = std::time::Instant::now();
+        while Arc::strong_count(&out.0) > 1 && t.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         let mut d = Decoder::default();
         d.push(&out.0.lock().unwrap());
         let mut v = Vec::new();

@@ -575,6 +575,39 @@ async fn a_layer_whose_base_was_saved_again_is_a_miss_never_a_mix() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_whose_base_is_gone_is_a_miss_and_is_removed() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let (k0, k1, _, sprite) = a_whole_entry_and_a_layer(&lab, repo.path());
+    let entries = lab.store_dir(&sprite).join("entries");
+    std::fs::remove_dir_all(entries.join(&k0)).unwrap();
+
+    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
+    let log = lab.logs("l3");
+    assert!(
+        log.contains(&format!(
+            "entry {k1} is a layer over {k0}, which is gone; it was removed"
+        )),
+        "{}\n{log}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
+    assert!(
+        !entries.join(&k1).exists(),
+        "the layer is gone from the cache sprite"
+    );
+    let cache = only_cache(&lab.caches());
+    assert!(
+        cache["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["key"] != k1.as_str()),
+        "{cache:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_archive_is_a_cold_start_with_a_warning() {
     let lab = Lab::start();
     let repo = git_repo();

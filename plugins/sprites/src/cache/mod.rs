@@ -515,7 +515,7 @@ pub async fn restore(
     let mut next = Some(key.to_owned());
     while let Some(k) = next.take() {
         if chain.len() > MAX_LAYERS as usize {
-            forget(&store, key).await;
+            forget(&store, &[key]).await;
             return Ok(miss(
                 format!("entry {key} lies on more than {MAX_LAYERS} layers; it was removed"),
                 true,
@@ -527,7 +527,7 @@ pub async fn restore(
                 let laid_on = chain.last().and_then(|l| l.base_sha256.as_deref());
                 if laid_on.is_some_and(|sum| sum != m.sha256) {
                     // The base was saved again since: the layer lies on other content.
-                    forget(&store, key).await;
+                    forget(&store, &[key]).await;
                     return Ok(miss(
                         format!(
                             "entry {key} lies on {k} as it was saved before; {k} has been \
@@ -541,10 +541,7 @@ pub async fn restore(
                 chain.push(m);
             }
             Lookup::Unreadable(e) => {
-                forget(&store, &k).await;
-                if k != key {
-                    forget(&store, key).await;
-                }
+                forget(&store, &[&k, key]).await;
                 return Ok(miss(
                     format!("entry {k} has an unreadable meta.json ({e})"),
                     true,
@@ -560,7 +557,7 @@ pub async fn restore(
             }
             Lookup::Missing => {
                 // A layer without what it lies on is of no use.
-                forget(&store, key).await;
+                forget(&store, &[key]).await;
                 return Ok(miss(
                     format!("entry {key} is a layer over {k}, which is gone; it was removed"),
                     true,
@@ -604,37 +601,24 @@ pub async fn restore(
             None => relay_restore(ctx, &store, &session_sprite, m, &stage, layer).await?,
         };
         let k = m.key.as_str();
-        match attempt {
-            Attempt::Staged { bytes: n } => bytes += n,
-            Attempt::Missing => {
-                clean_stage(&session_sprite, &stage).await;
-                return Ok(miss(
-                    format!("entry {k} vanished during the restore"),
-                    false,
-                    Some(store.instance()),
-                ));
+        let (why, damaged) = match attempt {
+            Attempt::Staged { bytes: n } => {
+                bytes += n;
+                continue;
             }
-            Attempt::Unusable(why) => {
-                clean_stage(&session_sprite, &stage).await;
-                return Ok(miss(
-                    format!("entry {k} cannot be unpacked here: {why}"),
-                    false,
-                    Some(store.instance()),
-                ));
-            }
+            Attempt::Missing => (format!("entry {k} vanished during the restore"), false),
+            Attempt::Unusable(why) => (format!("entry {k} cannot be unpacked here: {why}"), false),
             Attempt::Damaged(why) => {
-                clean_stage(&session_sprite, &stage).await;
-                forget(&store, k).await;
-                if k != key {
-                    forget(&store, key).await;
-                }
-                return Ok(miss(
+                // A layer over a damaged entry goes with it.
+                forget(&store, &[k, key]).await;
+                (
                     format!("entry {k} is damaged ({why}); it was removed"),
                     true,
-                    Some(store.instance()),
-                ));
+                )
             }
-        }
+        };
+        clean_stage(&session_sprite, &stage).await;
+        return Ok(miss(why, damaged, Some(store.instance())));
     }
     let paths = if req.paths.is_empty() {
         meta.paths.clone()
@@ -791,18 +775,28 @@ async fn relay_restore(
     }
 }
 
-/// Removes entry `key` from a store (a damaged one), best effort.
-async fn forget(store: &Store, key: &str) {
+/// Removes entries `keys` from a store (a damaged one and the layers lying on it), in one
+/// step, best effort.
+async fn forget(store: &Store, keys: &[&str]) {
+    let mut args = vec![ROOT];
+    for k in keys {
+        if !args.contains(k) {
+            args.push(k);
+        }
+    }
     if let Err(e) = run(
         &store.sprite,
         scripts::DELETE,
         "clauderon-cache-delete",
-        &[ROOT, key],
+        &args,
         None,
     )
     .await
     {
-        tracing::warn!("could not remove the damaged cache entry {key}: {e}");
+        tracing::warn!(
+            "could not remove the cache entries {}: {e}",
+            keys.join(", ")
+        );
     }
 }
 
