@@ -460,6 +460,11 @@ pub struct CacheResponse {
     /// archive.
     #[serde(default)]
     pub base: Option<String>,
+    /// Since 1.2 (restore): the entries the plugin removed from the store during the call (a
+    /// damaged one and the layers lying on it, or a layer whose base is gone or was replaced);
+    /// the host forgets them too. Empty on a hit.
+    #[serde(default)]
+    pub removed: Vec<String>,
 }
 
 /// `cache_delete` request (since 1.2): drop entries of a store, or the store itself.

@@ -470,6 +470,9 @@ fn a_whole_entry_and_a_layer(lab: &Lab, repo: &Path) -> (String, String, String,
     let meta: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     assert_eq!(meta["base"], k0.as_str(), "{meta:#}");
     assert_eq!(meta["depth"], 1, "{meta:#}");
+    // What bounds the chain: its layers' bytes against its whole archive's.
+    assert_eq!(meta["layers_size"], top["size"], "{meta:#}");
+    assert_eq!(meta["whole_size"], whole["size"], "{meta:#}");
     lab.delete("l2");
     (k0, k1, first, sprite)
 }
@@ -605,6 +608,84 @@ async fn a_layer_whose_base_is_gone_is_a_miss_and_is_removed() {
             .all(|e| e["key"] != k1.as_str()),
         "{cache:#}"
     );
+}
+
+/// The keys `cache list` shows for the project's one cache.
+fn listed_keys(lab: &Lab) -> Vec<String> {
+    only_cache(&lab.caches())["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["key"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_over_an_unreadable_base_is_a_miss_and_both_leave_the_index() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let (k0, k1, _, sprite) = a_whole_entry_and_a_layer(&lab, repo.path());
+    let entries = lab.store_dir(&sprite).join("entries");
+    std::fs::write(entries.join(&k0).join("meta.json"), b"{\"key\": ").unwrap();
+
+    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
+    let log = lab.logs("l3");
+    assert!(
+        log.contains(&format!("entry {k0} has an unreadable meta.json")),
+        "{}\n{log}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
+    for k in [&k0, &k1] {
+        assert!(
+            !entries.join(k).exists(),
+            "{k} is gone from the cache sprite"
+        );
+    }
+    // The index forgot both (not only the key it asked for): what `cache list` shows is what
+    // the store holds, here the entry l3's save (at its delete) wrote afresh.
+    lab.delete("l3");
+    let keys = listed_keys(&lab);
+    assert!(!keys.contains(&k1), "the layer left the index: {keys:?}");
+    for k in &keys {
+        assert!(
+            entries.join(k).join("meta.json").exists(),
+            "{k} listed but not stored: {keys:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_chain_that_loops_is_cut_at_its_depth_limit() {
+    let lab = Lab::start();
+    let repo = git_repo();
+    let (k0, k1, _, sprite) = a_whole_entry_and_a_layer(&lab, repo.path());
+    // k1 as if it lay on itself: its chain never reaches a whole archive.
+    let meta_path = lab
+        .store_dir(&sprite)
+        .join("entries")
+        .join(&k1)
+        .join("meta.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta["base"] = Value::from(k1.as_str());
+    meta["base_sha256"] = meta["sha256"].clone();
+    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+
+    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
+    let log = lab.logs("l3");
+    assert!(
+        log.contains(&format!(
+            "entry {k1} lies on more than 4 layers; it was removed"
+        )),
+        "{}\n{log}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
+    assert!(
+        !meta_path.exists(),
+        "the layer is gone from the cache sprite"
+    );
+    assert_eq!(listed_keys(&lab), [k0], "the base stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

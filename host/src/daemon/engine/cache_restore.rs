@@ -267,10 +267,15 @@ impl Engine {
             Ok(r) => {
                 let why = r.reason.unwrap_or_else(|| "the entry is not there".into());
                 // A damaged entry, or one the store no longer has, is forgotten, so the next
-                // save writes it again.
+                // save writes it again; so is each entry the plugin removed with it (the
+                // layers over a damaged one, or a damaged base of this one).
+                let mut gone = r.removed;
+                if !gone.contains(&entry) {
+                    gone.push(entry);
+                }
                 let _ = self
                     .store()
-                    .run(move |db| db.remove_cache_entries(&store_key, &[entry]))
+                    .run(move |db| db.remove_cache_entries(&store_key, &gone))
                     .await;
                 self.warn(id, format!("build cache {label}: {why}; building cold"))
                     .await;

@@ -39,7 +39,8 @@ const STAGE_DIR: &str = "/home/sprite/.clauderon";
 const SNAPSHOT_DIR: &str = "/home/sprite/.clauderon/cache-snapshots";
 
 /// At most this many layers lie under an entry; the next save of its paths is whole again (a
-/// restore unpacks every layer, so a long chain would cost more than it saves).
+/// restore unpacks every layer, so a long chain would cost more than it saves). The layers'
+/// bytes are bounded too: [`EntryMeta::takes_a_layer`].
 pub const MAX_LAYERS: u32 = 4;
 
 /// The snapshot file of a set of cache paths in a session sprite.
@@ -317,6 +318,14 @@ pub async fn save(
         base: base.as_ref().map(|b| b.key.clone()),
         base_sha256: base.as_ref().map(|b| b.sha256.clone()),
         depth: base.as_ref().map_or(0, |b| b.depth + 1),
+        layers_size: base.as_ref().map_or(0, |b| b.layers_size + moved.bytes),
+        whole_size: base.as_ref().map_or(moved.bytes, |b| {
+            if b.whole_size > 0 {
+                b.whole_size
+            } else {
+                b.size
+            }
+        }),
     };
     let meta_json = serde_json::to_vec(&meta)
         .map_err(|e| PluginError::new(ErrorKind::Internal, format!("encoding meta.json: {e}")))?;
@@ -370,12 +379,13 @@ pub async fn save(
         damaged: false,
         elapsed_ms: u64::try_from(moved.elapsed.as_millis()).unwrap_or(u64::MAX),
         base: meta.base,
+        removed: Vec::new(),
     })
 }
 
 /// The entry a save of the paths whose snapshot is `snapshot` can be a layer over: the one
 /// that snapshot describes (restored or saved in this sprite), if the store still has it, it
-/// is not `key` itself, and fewer than [`MAX_LAYERS`] lie under it.
+/// is not `key` itself, and it takes one more layer ([`EntryMeta::takes_a_layer`]).
 async fn layer_base(
     session: &SpriteHandle,
     store: &Store,
@@ -397,7 +407,7 @@ async fn layer_base(
         return None;
     }
     match entry_meta(store, &base).await {
-        Ok(Lookup::Found(m)) if m.depth < MAX_LAYERS => Some(m),
+        Ok(Lookup::Found(m)) if m.takes_a_layer() => Some(m),
         _ => None,
     }
 }
@@ -495,30 +505,35 @@ pub async fn restore(
     store::check_key(&req.key)?;
     check_paths(&req.paths)?;
     let started = Instant::now();
-    let miss = |reason: String, damaged: bool, store: Option<ops::Instance>| ops::CacheResponse {
-        instance: req.instance.clone(),
-        hit: false,
-        store,
-        reason: Some(reason),
-        damaged,
-        ..ops::CacheResponse::default()
-    };
+    // A miss; `removed`: the entries the store no longer holds because of it (damaged, or
+    // layers over a damaged or missing link), which also makes it a damaged miss.
+    let miss =
+        |reason: String, removed: Vec<String>, store: Option<ops::Instance>| ops::CacheResponse {
+            instance: req.instance.clone(),
+            hit: false,
+            store,
+            reason: Some(reason),
+            damaged: !removed.is_empty(),
+            removed,
+            ..ops::CacheResponse::default()
+        };
     let Some(kept) = &req.store else {
-        return Ok(miss("no cache store".into(), false, None));
+        return Ok(miss("no cache store".into(), Vec::new(), None));
     };
     let store = store::known(b, kept).await?;
     let session = SpriteState::of(&req.instance)?;
     let session_sprite = b.sprite(&session).await?;
     let key = req.key.as_str();
-    // The entry, then each entry it is a layer over, down to a whole archive.
+    // The entry, then each entry it is a layer over, down to a whole archive. A broken link
+    // makes every layer read so far (each lies on it) useless: they are removed with it.
     let mut chain: Vec<EntryMeta> = Vec::new();
     let mut next = Some(key.to_owned());
     while let Some(k) = next.take() {
         if chain.len() > MAX_LAYERS as usize {
-            forget(&store, &[key]).await;
+            let removed = forget(&store, keys_of(&chain, None)).await;
             return Ok(miss(
                 format!("entry {key} lies on more than {MAX_LAYERS} layers; it was removed"),
-                true,
+                removed,
                 Some(store.instance()),
             ));
         }
@@ -527,13 +542,14 @@ pub async fn restore(
                 let laid_on = chain.last().and_then(|l| l.base_sha256.as_deref());
                 if laid_on.is_some_and(|sum| sum != m.sha256) {
                     // The base was saved again since: the layer lies on other content.
-                    forget(&store, &[key]).await;
+                    let removed = forget(&store, keys_of(&chain, None)).await;
                     return Ok(miss(
                         format!(
                             "entry {key} lies on {k} as it was saved before; {k} has been \
-                             replaced since, so {key} was removed"
+                             replaced since, so {} removed",
+                            removed.join(", ") + if removed.len() > 1 { " were" } else { " was" }
                         ),
-                        true,
+                        removed,
                         Some(store.instance()),
                     ));
                 }
@@ -541,26 +557,26 @@ pub async fn restore(
                 chain.push(m);
             }
             Lookup::Unreadable(e) => {
-                forget(&store, &[&k, key]).await;
+                let removed = forget(&store, keys_of(&chain, Some(&k))).await;
                 return Ok(miss(
-                    format!("entry {k} has an unreadable meta.json ({e})"),
-                    true,
+                    format!("entry {k} has an unreadable meta.json ({e}); it was removed"),
+                    removed,
                     Some(store.instance()),
                 ));
             }
             Lookup::Missing if k == key => {
                 return Ok(miss(
                     format!("cache sprite {} has no entry {key}", store.state.sprite),
-                    false,
+                    Vec::new(),
                     Some(store.instance()),
                 ));
             }
             Lookup::Missing => {
                 // A layer without what it lies on is of no use.
-                forget(&store, &[key]).await;
+                let removed = forget(&store, keys_of(&chain, None)).await;
                 return Ok(miss(
                     format!("entry {key} is a layer over {k}, which is gone; it was removed"),
-                    true,
+                    removed,
                     Some(store.instance()),
                 ));
             }
@@ -601,24 +617,27 @@ pub async fn restore(
             None => relay_restore(ctx, &store, &session_sprite, m, &stage, layer).await?,
         };
         let k = m.key.as_str();
-        let (why, damaged) = match attempt {
+        let (why, removed) = match attempt {
             Attempt::Staged { bytes: n } => {
                 bytes += n;
                 continue;
             }
-            Attempt::Missing => (format!("entry {k} vanished during the restore"), false),
-            Attempt::Unusable(why) => (format!("entry {k} cannot be unpacked here: {why}"), false),
+            Attempt::Missing => (format!("entry {k} vanished during the restore"), Vec::new()),
+            Attempt::Unusable(why) => (
+                format!("entry {k} cannot be unpacked here: {why}"),
+                Vec::new(),
+            ),
             Attempt::Damaged(why) => {
-                // A layer over a damaged entry goes with it.
-                forget(&store, &[k, key]).await;
+                // The layers over a damaged entry go with it.
+                let removed = forget(&store, keys_of(&chain[i - 1..], None)).await;
                 (
                     format!("entry {k} is damaged ({why}); it was removed"),
-                    true,
+                    removed,
                 )
             }
         };
         clean_stage(&session_sprite, &stage).await;
-        return Ok(miss(why, damaged, Some(store.instance())));
+        return Ok(miss(why, removed, Some(store.instance())));
     }
     let paths = if req.paths.is_empty() {
         meta.paths.clone()
@@ -685,6 +704,7 @@ pub async fn restore(
         damaged: false,
         elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         base: None,
+        removed: Vec::new(),
     })
 }
 
@@ -775,15 +795,22 @@ async fn relay_restore(
     }
 }
 
+/// The keys of `chain`'s entries, and `more`'s.
+fn keys_of(chain: &[EntryMeta], more: Option<&str>) -> Vec<String> {
+    chain
+        .iter()
+        .map(|m| m.key.clone())
+        .chain(more.map(str::to_owned))
+        .collect()
+}
+
 /// Removes entries `keys` from a store (a damaged one and the layers lying on it), in one
-/// step, best effort.
-async fn forget(store: &Store, keys: &[&str]) {
+/// step, best effort; returns the keys, each once.
+async fn forget(store: &Store, mut keys: Vec<String>) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    keys.retain(|k| seen.insert(k.clone()));
     let mut args = vec![ROOT];
-    for k in keys {
-        if !args.contains(k) {
-            args.push(k);
-        }
-    }
+    args.extend(keys.iter().map(String::as_str));
     if let Err(e) = run(
         &store.sprite,
         scripts::DELETE,
@@ -798,6 +825,7 @@ async fn forget(store: &Store, keys: &[&str]) {
             keys.join(", ")
         );
     }
+    keys
 }
 
 /// `cache_delete`: drops entries of a store, or (no keys) deletes its cache sprite.

@@ -52,9 +52,30 @@ pub struct EntryMeta {
     /// How many layers lie under this entry's archive (0: a whole archive).
     #[serde(default)]
     pub depth: u32,
+    /// The bytes of the layer archives from the chain's whole archive up to this entry, this
+    /// one included (0: a whole archive, or an entry written before this was recorded).
+    #[serde(default)]
+    pub layers_size: u64,
+    /// The size of the whole archive at the bottom of this entry's chain (0: not recorded;
+    /// for a whole archive, its `size`).
+    #[serde(default)]
+    pub whole_size: u64,
 }
 
 impl EntryMeta {
+    /// Whether a save can be a layer over this entry: fewer than [`super::MAX_LAYERS`] lie
+    /// under it, and the layers so far hold less than half the bytes of the whole archive
+    /// beneath them (past that, a restore of the chain would move far more than one whole
+    /// archive of the same paths, so the next save is whole again).
+    pub fn takes_a_layer(&self) -> bool {
+        let whole = if self.whole_size > 0 {
+            self.whole_size
+        } else {
+            self.size
+        };
+        self.depth < super::MAX_LAYERS && self.layers_size.saturating_mul(2) < whole
+    }
+
     /// The program that decompresses the archive.
     pub fn decompressor(&self) -> &'static str {
         if self.compression == "zstd" {
@@ -225,6 +246,41 @@ pub async fn ensure(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_takes_layers_until_its_depth_or_half_its_whole_bytes() {
+        let whole = EntryMeta {
+            size: 1000,
+            whole_size: 1000,
+            ..EntryMeta::default()
+        };
+        assert!(whole.takes_a_layer());
+        let small = EntryMeta {
+            size: 100,
+            depth: 1,
+            layers_size: 100,
+            whole_size: 1000,
+            ..EntryMeta::default()
+        };
+        assert!(small.takes_a_layer());
+        // Layers holding half the whole's bytes: the next save is whole.
+        let heavy = EntryMeta {
+            layers_size: 500,
+            ..small.clone()
+        };
+        assert!(!heavy.takes_a_layer());
+        let deep = EntryMeta {
+            depth: crate::cache::MAX_LAYERS,
+            ..small.clone()
+        };
+        assert!(!deep.takes_a_layer());
+        // Written before sizes were recorded: a whole archive's own size stands in.
+        let old = EntryMeta {
+            size: 1000,
+            ..EntryMeta::default()
+        };
+        assert!(old.takes_a_layer());
+    }
 
     #[test]
     fn keys_are_checked() {
