@@ -406,6 +406,11 @@ pub struct CacheSaveRequest {
     /// (`saved: false` with the reason).
     #[serde(default)]
     pub max_bytes: Option<u64>,
+    /// Since 1.2: the bytes may go straight from the sandbox to the store, not through the
+    /// host, where the backend has such a path (the response's `transport` says which was
+    /// used); as [`CacheRestoreRequest::direct`] for a restore.
+    #[serde(default)]
+    pub direct: bool,
 }
 
 /// `cache_restore` request: fill `paths` of the sandbox from the entry `key` of a store.

@@ -689,6 +689,51 @@ async fn a_layer_chain_that_loops_is_cut_at_its_depth_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_over_the_size_cap_is_not_saved_on_either_path() {
+    for direct in [true, false] {
+        let lab = Lab::start_with(&format!("[cache]\nmax_size = \"64K\"\ndirect = {direct}\n"));
+        let repo = git_repo();
+        // 1 MB of random bytes in the pip cache.
+        let run = lab.create(repo.path(), "big", "pip", &["--build-cache", "pip"]);
+        assert!(run.stdout.contains("pip: wrote "), "{}", run.stdout);
+        let save = lab.home.run(&["cache", "save", "big", "--json"]);
+        let outcome = save.json()["caches"][0].clone();
+        assert_eq!(
+            outcome["outcome"], "skipped",
+            "direct={direct}: {outcome:#}"
+        );
+        assert!(
+            outcome["detail"]
+                .as_str()
+                .unwrap()
+                .contains("larger than the cache's limit of 64.0 KiB"),
+            "direct={direct}: {outcome:#}"
+        );
+        let log = lab.logs("big");
+        // The direct path refused it itself; it was not retried through the host.
+        assert!(
+            !log.contains("the direct path is not available"),
+            "direct={direct}: {log}"
+        );
+        let sprite = lab.cache_sprites().await.pop().unwrap();
+        let store = lab.store_dir(&sprite);
+        for dir in ["entries", "incoming"] {
+            assert_eq!(
+                std::fs::read_dir(store.join(dir)).map_or(0, |d| d.count()),
+                0,
+                "direct={direct}: nothing kept in {dir}"
+            );
+        }
+        assert!(
+            only_cache(&lab.caches())["entries"]
+                .as_array()
+                .is_none_or(|e| e.is_empty()),
+            "direct={direct}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_archive_is_a_cold_start_with_a_warning() {
     let lab = Lab::start();
     let repo = git_repo();
@@ -810,7 +855,7 @@ fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restores_fetch_the_cache_sprites_url_with_a_capability_else_go_through_the_host() {
+async fn restores_and_saves_go_by_the_cache_sprites_url_with_a_capability_else_through_the_host() {
     let lab = Lab::start();
     let repo = git_repo();
     let run = lab.create(repo.path(), "d1", "dir", &["--build-cache", "./out"]);
@@ -820,13 +865,26 @@ async fn restores_fetch_the_cache_sprites_url_with_a_capability_else_go_through_
         .find_map(|l| l.strip_prefix("dir: wrote "))
         .unwrap()
         .to_owned();
+    // The save goes from the session sprite to the cache sprite's URL (made on the way).
+    let save = lab.home.run(&["cache", "save", "d1", "--json"]);
+    assert_exit(&save, 0);
+    let outcome = save.json()["caches"][0].clone();
+    assert_eq!(outcome["outcome"], "saved", "{outcome:#}");
+    assert_eq!(outcome["transport"], "direct", "{outcome:#}");
     lab.delete("d1");
     let sprite = lab.cache_sprites().await.pop().unwrap();
+    let store = lab.store_dir(&sprite);
+    assert_eq!(
+        std::fs::read_dir(store.join("incoming")).map_or(0, |d| d.count()),
+        0,
+        "nothing is left half-saved"
+    );
 
-    // Opening the cache sprite's URL fails once: the restore goes through the host instead.
+    // Fetching the entry from the cache sprite's URL fails once: the restore goes through the
+    // host instead.
     lab.emu
-        .add_fault(serde_json::json!({"kind": "error", "method": "PUT",
-            "path": "/v1/sprites/clauderon-cache-*", "status": 500, "times": 1}))
+        .add_fault(serde_json::json!({"kind": "error", "method": "GET",
+            "path": "https://*-emul.sprites.app/entries/*", "status": 500, "times": 1}))
         .await;
     let run = lab.create(repo.path(), "d2", "dir", &["--build-cache", "./out"]);
     assert!(
@@ -863,13 +921,41 @@ async fn restores_fetch_the_cache_sprites_url_with_a_capability_else_go_through_
         .await
         .unwrap();
     assert_eq!(info["url_settings"]["auth"], "public", "{info:#}");
-    // The capability was used up; the org's token is nowhere in a session sprite.
-    let caps = lab.store_dir(&sprite).join("caps");
+
+    // An upload the URL refuses: the save goes through the host, and what it stored restores.
+    lab.emu
+        .add_fault(serde_json::json!({"kind": "error", "method": "PUT",
+            "path": "https://*-emul.sprites.app/incoming/*", "status": 500, "times": 1}))
+        .await;
+    let save = lab.home.run(&["cache", "save", "d3", "--json"]);
+    assert_exit(&save, 0);
+    let outcome = save.json()["caches"][0].clone();
+    assert_eq!(outcome["outcome"], "saved", "{outcome:#}");
+    assert_eq!(outcome["transport"], "relay", "{outcome:#}");
+    assert!(
+        lab.logs("d3").contains("the direct path is not available"),
+        "{}",
+        lab.logs("d3")
+    );
+    lab.delete("d2");
+    lab.delete("d3");
+    let run = lab.create(repo.path(), "d4", "dir", &["--build-cache", "./out"]);
+    assert!(
+        run.stdout.contains(&format!("dir: warm {marker}")),
+        "{}",
+        run.stdout
+    );
+
+    // Every capability was used up; the org's token is nowhere in a session sprite.
+    let caps = store.join("caps");
     assert_eq!(std::fs::read_dir(&caps).unwrap().count(), 0);
     let sprites = lab.emu.data_dir().join("sprites");
     for s in std::fs::read_dir(&sprites).unwrap().flatten() {
         let name = s.file_name().to_string_lossy().into_owned();
-        if name.starts_with("d2-") || name.starts_with("d3-") {
+        if ["d1-", "d2-", "d3-", "d4-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
             let hits = files_containing(&s.path().join("root"), lab.emu.token().as_bytes());
             assert!(hits.is_empty(), "the org token is in {hits:?}");
         }

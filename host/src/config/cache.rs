@@ -1,5 +1,5 @@
 //! `[cache]`: how long unused build caches are kept, how large one may grow, and whether
-//! restores may take the backend's direct path (DESIGN §16).
+//! restores and saves may take the backend's direct path (DESIGN §16).
 
 use std::time::Duration;
 
@@ -20,8 +20,8 @@ pub struct CacheConfig {
     /// The most bytes one cache (a project's store in one scope) keeps; older entries are
     /// dropped first (default 20 GiB).
     pub max_size: u64,
-    /// Whether restores may move bytes directly between the backend's store and the sandbox
-    /// when the backend offers it (default true; false: always through the host).
+    /// Whether restores and saves may move bytes directly between the backend's store and
+    /// the sandbox when the backend offers it (default true; false: always through the host).
     pub direct: bool,
 }
 

@@ -7,7 +7,9 @@
 //! - `cache_restore` of a 500 MB entry (random bytes, so gzip cannot shrink it) through the
 //!   host's plugin loader and the Sprites plugin: the relay path (`direct: false`: meta read,
 //!   the archive relayed and hashed, gunzip and tar into staging, the move into place) and the
-//!   direct path (the session sprite fetches the cache sprite's URL with a capability).
+//!   direct path (the session sprite fetches the cache sprite's URL with a capability);
+//! - `cache_save` of the same 500 MB, for reference against the same raw stream: the relay path
+//!   and the direct path (the session sprite sends to the cache sprite's URL).
 //!
 //! Target: the relay restore within 1.5x of the raw stream into a file. Each side runs `CACHE_BENCH_ROUNDS`
 //! times (default 3), interleaved; medians are printed.
@@ -148,6 +150,40 @@ async fn restore(
     Ok(secs)
 }
 
+/// One timed `cache_save` of `key` (saved before: replaced whole) by the path asked for.
+async fn save(
+    plugin: &PluginClient,
+    src: &ops::Instance,
+    store: &ops::Instance,
+    key: &str,
+    direct: bool,
+) -> Result<f64, BoxError> {
+    let t = Instant::now();
+    let r = plugin
+        .cache_save(&ops::CacheSaveRequest {
+            instance: src.clone(),
+            key: key.into(),
+            paths: vec![BLOB_DIR.into()],
+            store: Some(store.clone()),
+            store_key: Some("p-bench0000000000000".into()),
+            store_labels: Default::default(),
+            max_bytes: None,
+            direct,
+        })
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    let want = if direct { "direct" } else { "relay" };
+    if !r.hit || r.transport.as_deref() != Some(want) {
+        return Err(format!("the {want} save did not happen as asked: {r:?}").into());
+    }
+    println!(
+        "  cache_save ({want}): {} bytes in {secs:.2}s ({:.1} MB/s)",
+        r.bytes,
+        r.bytes as f64 / secs / 1e6
+    );
+    Ok(secs)
+}
+
 async fn run(base: &str, lib: &std::path::Path, mb: u64, rounds: u64) -> Result<(), BoxError> {
     let plugin = common::load_plugin(lib, base)?;
     let client = SpritesClient::builder()
@@ -177,6 +213,7 @@ async fn run(base: &str, lib: &std::path::Path, mb: u64, rounds: u64) -> Result<
             store_key: Some("p-bench0000000000000".into()),
             store_labels: Default::default(),
             max_bytes: None,
+            direct: false,
         })
         .await?;
     let store = saved.store.clone().ok_or("the save made no store")?;
@@ -187,6 +224,7 @@ async fn run(base: &str, lib: &std::path::Path, mb: u64, rounds: u64) -> Result<
     );
     let (mut null, mut raw, mut relay, mut direct) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut save_relay, mut save_direct) = (Vec::new(), Vec::new());
     let to_file = format!("cat > {BLOB_DIR}.raw && rm -f {BLOB_DIR}.raw");
     for round in 0..rounds {
         println!("round {}:", round + 1);
@@ -194,9 +232,12 @@ async fn run(base: &str, lib: &std::path::Path, mb: u64, rounds: u64) -> Result<
         raw.push(raw_stream(&client, &src.id, &dst.id, &to_file).await?);
         relay.push(restore(&plugin, &dst, &store, key, false).await?);
         direct.push(restore(&plugin, &dst, &store, key, true).await?);
+        save_relay.push(save(&plugin, &src, &store, key, false).await?);
+        save_direct.push(save(&plugin, &src, &store, key, true).await?);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (null, raw, relay, direct) = (median(null), median(raw), median(relay), median(direct));
+    let (save_relay, save_direct) = (median(save_relay), median(save_direct));
     println!(
         "restore of a {mb} MB cache (median of {rounds}): raw exec-to-exec stream into a file \
          {raw:.2}s (into /dev/null {null:.2}s); relay restore {relay:.2}s: {:.2}x the raw \
@@ -205,6 +246,12 @@ async fn run(base: &str, lib: &std::path::Path, mb: u64, rounds: u64) -> Result<
         relay / raw,
         relay / null,
         direct / raw
+    );
+    println!(
+        "save of a {mb} MB cache (median of {rounds}): relay {save_relay:.2}s ({:.2}x the raw \
+         stream), direct {save_direct:.2}s ({:.2}x)",
+        save_relay / raw,
+        save_direct / raw
     );
     for i in [&src, &dst, &store] {
         let _ = plugin

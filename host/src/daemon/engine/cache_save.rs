@@ -251,6 +251,7 @@ impl Engine {
             store_key: Some(plan.store_key.clone()),
             store_labels: Default::default(),
             max_bytes: Some(self.config().cache.max_size),
+            direct: self.config().cache.direct,
         };
         let result = self
             .plugin(rec.id, client, "cache", |c| async move {

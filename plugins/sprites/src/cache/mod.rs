@@ -198,53 +198,49 @@ pub async fn save(
         ),
         Some(0.0),
     );
-    let mut consumer = store
-        .sprite
-        .command("sh")
-        .stdin(true)
-        .args([
-            "-c",
-            scripts::RECEIVE,
-            "clauderon-cache-receive",
-            ROOT,
+    let mode = if base.is_some() { "layer" } else { "full" };
+    let mut pack_args = vec![snapshot.as_str(), mode];
+    pack_args.extend(req.paths.iter().map(String::as_str));
+    let pushed = if req.direct {
+        let pushed = direct::save(
+            b,
+            ctx,
+            &store,
+            &session_sprite,
             key,
             &nonce,
-        ])
-        .spawn()
-        .await
-        .map_err(|e| plugin_error("starting the receiver in the cache sprite", &e))?;
-    let mode = if base.is_some() { "layer" } else { "full" };
-    let mut pack_args = vec!["-c", scripts::PACK, "clauderon-cache-pack", &snapshot, mode];
-    pack_args.extend(req.paths.iter().map(String::as_str));
-    let mut producer = session_sprite
-        .command("sh")
-        .args(pack_args)
-        .spawn()
-        .await
-        .map_err(|e| plugin_error("starting the packer in the session sprite", &e))?;
-    let (Some(out), Some(inp)) = (producer.stdout.take(), consumer.stdin.take()) else {
-        return Err(PluginError::new(
-            ErrorKind::Internal,
-            "the exec streams of a cache save have no stdin or stdout",
-        ));
+            &pack_args,
+            req.max_bytes,
+        )
+        .await;
+        pushed
+            .map_err(|why| {
+                ctx.progress(
+                    "cache",
+                    &format!("the direct path is not available ({why}); relaying through the host"),
+                    None,
+                );
+            })
+            .ok()
+    } else {
+        None
     };
-    let control = producer.control();
-    let what = format!("saving {key}");
-    let tick = |t: Tick| report(ctx, &what, "relay through the host", t);
-    let (moved, packed, received) = tokio::join!(
-        async {
-            let r = transfer::pump(out, inp, None, req.max_bytes, &tick).await;
-            if r.is_err() {
-                // Stop packing: nothing more of it is wanted.
-                let _ = control.signal("KILL").await;
-            }
-            r
-        },
-        producer.wait_with_output(),
-        consumer.wait_with_output(),
-    );
-    let packed = packed.map_err(|e| plugin_error("packing the cache paths", &e))?;
-    let received = received.map_err(|e| plugin_error("receiving in the cache sprite", &e))?;
+    let (transport, moved, packed, received) = match pushed {
+        Some(p) => (DIRECT, p.moved, p.packed, Output::default()),
+        None => {
+            let (moved, packed, received) = relay_save(
+                ctx,
+                &store,
+                &session_sprite,
+                key,
+                &nonce,
+                &pack_args,
+                req.max_bytes,
+            )
+            .await?;
+            (RELAY, moved, packed, received)
+        }
+    };
     let abandon = || async {
         let dir = format!("{ROOT}/incoming/{key}.{nonce}");
         let _ = run(
@@ -359,9 +355,14 @@ pub async fn save(
     ctx.progress(
         "cache",
         &format!(
-            "saved {key}: {} in {:.1}s (relay through the host){}",
+            "saved {key}: {} in {:.1}s ({}){}",
             transfer::human(moved.bytes),
             moved.elapsed.as_secs_f64(),
+            if transport == DIRECT {
+                "directly into the cache sprite"
+            } else {
+                "relay through the host"
+            },
             meta.base
                 .as_ref()
                 .map(|b| format!(", a layer over {b}"))
@@ -374,13 +375,73 @@ pub async fn save(
         hit: true,
         bytes: moved.bytes,
         store: Some(store.instance()),
-        transport: Some(RELAY.into()),
+        transport: Some(transport.into()),
         reason: None,
         damaged: false,
         elapsed_ms: u64::try_from(moved.elapsed.as_millis()).unwrap_or(u64::MAX),
         base: meta.base,
         removed: Vec::new(),
     })
+}
+
+/// The relay path of a save: the session sprite's packer into the cache sprite's receiver,
+/// through the host. Returns what moved, and how the packer and the receiver ended.
+async fn relay_save(
+    ctx: &CallContext,
+    store: &Store,
+    session_sprite: &SpriteHandle,
+    key: &str,
+    nonce: &str,
+    pack_args: &[&str],
+    max_bytes: Option<u64>,
+) -> Result<(Result<transfer::Moved, Stopped>, Output, Output), PluginError> {
+    let mut consumer = store
+        .sprite
+        .command("sh")
+        .stdin(true)
+        .args([
+            "-c",
+            scripts::RECEIVE,
+            "clauderon-cache-receive",
+            ROOT,
+            key,
+            nonce,
+        ])
+        .spawn()
+        .await
+        .map_err(|e| plugin_error("starting the receiver in the cache sprite", &e))?;
+    let mut args = vec!["-c", scripts::PACK, "clauderon-cache-pack"];
+    args.extend_from_slice(pack_args);
+    let mut producer = session_sprite
+        .command("sh")
+        .args(args)
+        .spawn()
+        .await
+        .map_err(|e| plugin_error("starting the packer in the session sprite", &e))?;
+    let (Some(out), Some(inp)) = (producer.stdout.take(), consumer.stdin.take()) else {
+        return Err(PluginError::new(
+            ErrorKind::Internal,
+            "the exec streams of a cache save have no stdin or stdout",
+        ));
+    };
+    let control = producer.control();
+    let what = format!("saving {key}");
+    let tick = |t: Tick| report(ctx, &what, "relay through the host", t);
+    let (moved, packed, received) = tokio::join!(
+        async {
+            let r = transfer::pump(out, inp, None, max_bytes, &tick).await;
+            if r.is_err() {
+                // Stop packing: nothing more of it is wanted.
+                let _ = control.signal("KILL").await;
+            }
+            r
+        },
+        producer.wait_with_output(),
+        consumer.wait_with_output(),
+    );
+    let packed = packed.map_err(|e| plugin_error("packing the cache paths", &e))?;
+    let received = received.map_err(|e| plugin_error("receiving in the cache sprite", &e))?;
+    Ok((moved, packed, received))
 }
 
 /// The entry a save of the paths whose snapshot is `snapshot` can be a layer over: the one

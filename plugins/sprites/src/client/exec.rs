@@ -54,7 +54,7 @@ pub struct SessionInfo {
 }
 
 /// The collected result of a finished command.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Output {
     /// The exit code (0-255; what the server reported).
     pub exit_code: i32,
