@@ -734,6 +734,83 @@ async fn an_archive_over_the_size_cap_is_not_saved_on_either_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_lists_caches_with_their_entries_and_clears_an_entry_then_a_cache() {
+    use crate::support::browser::{Browser, js_str};
+    let lab = Lab::start();
+    let repo = git_repo();
+    let (k0, k1, _, sprite) = a_whole_entry_and_a_layer(&lab, repo.path());
+    let cache = only_cache(&lab.caches());
+    let key = cache["key"].as_str().unwrap().to_owned();
+    let browser = Browser::launch().await;
+    let page = crate::web::signed_in(&browser, &lab.home, &lab.daemon).await;
+    page.viewport(1400, 600).await;
+    page.goto(&lab.daemon.url("/caches")).await;
+    let ready = Duration::from_secs(15);
+    page.wait_for(
+        "document.body.dataset.ready === 'caches'",
+        "the caches page",
+        ready,
+    )
+    .await;
+    let group = format!(".cache-group[data-key={}]", js_str(&key));
+    let text = page.text(&group).await;
+    for want in [
+        key.as_str(),
+        k0.as_str(),
+        k1.as_str(),
+        &format!("(a layer over {k0})"),
+        "./out",
+        cache["state"].as_str().unwrap(),
+    ] {
+        assert!(text.contains(want), "{want:?} not in {text:?}");
+    }
+    page.screenshot(&crate::web::docs("web-caches.png")).await;
+
+    // One entry: the layer, after the confirmation.
+    page.click(&format!(".entry[data-key={}] button", js_str(&k1)))
+        .await;
+    page.wait_text("#dialog-title", &format!("Clear entry {k1}"), ready)
+        .await;
+    page.click("#dialog-ok").await;
+    page.wait_text(
+        "#caches-note",
+        &format!("Cleared {k1}: removed"),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(listed_keys(&lab), [k0.clone()]);
+    assert!(
+        !page.text(&group).await.contains(&k1),
+        "the page was read again"
+    );
+
+    // The whole cache, its cache sprite included; the dialog names what goes.
+    page.click(&format!("{group} [data-act=clear]")).await;
+    page.wait_text("#dialog-body", &sprite, ready).await;
+    page.click("#dialog-ok").await;
+    page.wait_for(
+        "!document.querySelector('#caches-empty').hidden",
+        "the empty caches page",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        lab.caches().as_array().unwrap().is_empty(),
+        "{:#}",
+        lab.caches()
+    );
+    assert!(
+        lab.cache_sprites().await.is_empty(),
+        "the cache sprite is gone"
+    );
+    // A collection on demand: nothing is old enough.
+    page.click("#caches-gc").await;
+    page.wait_text("#caches-note", "Nothing has gone unused long enough", ready)
+        .await;
+    crate::web::assert_clean(&page).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_archive_is_a_cold_start_with_a_warning() {
     let lab = Lab::start();
     let repo = git_repo();

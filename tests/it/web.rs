@@ -38,7 +38,7 @@ fn web_link(home: &TempHome, setup: impl FnOnce(&mut std::process::Command)) -> 
 }
 
 /// A page of a fresh browser context signed in through `clauderon web`'s link.
-async fn signed_in(browser: &Browser, home: &TempHome, d: &TestDaemon) -> Page {
+pub(crate) async fn signed_in(browser: &Browser, home: &TempHome, d: &TestDaemon) -> Page {
     let (_, url) = web_link(home, |_| {});
     let page = browser.new_page().await;
     let landed = page.goto(&url).await;
@@ -49,7 +49,7 @@ async fn signed_in(browser: &Browser, home: &TempHome, d: &TestDaemon) -> Page {
 /// Where a screenshot goes: `docs/` with `CLAUDERON_WEB_SCREENSHOTS=1` (to refresh README's
 /// pictures), else `target/<profile>/it-screenshots/` (the last run's, for a look after a
 /// failure), so a test run leaves the tree as it was.
-fn docs(name: &str) -> PathBuf {
+pub(crate) fn docs(name: &str) -> PathBuf {
     if std::env::var("CLAUDERON_WEB_SCREENSHOTS").is_ok_and(|v| v == "1") {
         workspace_root().join("docs").join(name)
     } else {
@@ -61,7 +61,7 @@ fn docs(name: &str) -> PathBuf {
     }
 }
 
-async fn assert_clean(page: &Page) {
+pub(crate) async fn assert_clean(page: &Page) {
     let problems = page.problems().await;
     assert!(
         problems.is_empty(),

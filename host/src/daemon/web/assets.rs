@@ -15,6 +15,7 @@ use super::pages::{not_found_page, security_headers};
 /// Every file under `assets/` that the pages use, by its path below `/assets/<version>/`.
 const FILES: &[(&str, &[u8])] = &[
     ("app.js", include_bytes!("assets/app.js")),
+    ("caches.js", include_bytes!("assets/caches.js")),
     ("api.js", include_bytes!("assets/api.js")),
     ("csp.js", include_bytes!("assets/csp.js")),
     ("create.js", include_bytes!("assets/create.js")),

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(pages::index))
         .route("/new", get(pages::index))
+        .route("/caches", get(pages::index))
         .route("/s/{session}", get(pages::index))
         .route("/assets/{version}/{*file}", get(assets::asset))
         .route(LOGIN_PATH, get(pages::login))

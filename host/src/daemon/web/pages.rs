@@ -63,7 +63,8 @@ pub(super) fn security_headers(h: &mut HeaderMap) {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
-/// The app's shell for `/`, `/new` and `/s/{session}`; the script decides what to show.
+/// The app's shell for `/`, `/new`, `/caches` and `/s/{session}`; the script decides what to
+/// show.
 pub async fn index() -> Response {
     let nonce = crate::proxy::ca::random_hex(16);
     let body = INDEX

@@ -1,10 +1,12 @@
-// The web UI's entry: `/` the session list, `/new` the create form, `/s/NAME` a session's page.
+// The web UI's entry: `/` the session list, `/new` the create form, `/caches` the build caches,
+// `/s/NAME` a session's page.
 // Each is a full page load (links are plain links); leaving a page closes its streams.
 
 import './csp.js';
 import { api } from './api.js';
 import { listPage } from './list.js';
 import { createPage } from './create.js';
+import { cachesPage } from './caches.js';
 import { sessionPage } from './session.js';
 
 const main = document.getElementById('main');
@@ -22,6 +24,8 @@ if (path === '/') {
   listPage(main);
 } else if (path === '/new') {
   createPage(main);
+} else if (path === '/caches') {
+  cachesPage(main);
 } else if (path.startsWith('/s/')) {
   sessionPage(main, decodeURIComponent(path.slice(3)));
 }
