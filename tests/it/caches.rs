@@ -811,6 +811,37 @@ async fn the_web_ui_lists_caches_with_their_entries_and_clears_an_entry_then_a_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tui_lists_caches_and_clears_an_entry_after_asking() {
+    use crate::tui::Tmux;
+    let lab = Lab::start();
+    let repo = git_repo();
+    let (k0, k1, _, _) = a_whole_entry_and_a_layer(&lab, repo.path());
+    let t = Tmux::start(&lab.home, repo.path(), 160, 40);
+    t.start_tui();
+    t.keys(&["b"]);
+    let screen = t.wait_for(&k1, Duration::from_secs(15));
+    assert!(screen.contains("build caches"), "{screen}");
+    assert!(screen.contains(&k0), "{screen}");
+    assert!(screen.contains(&format!("a layer over {k0}")), "{screen}");
+    // Rows: the cache, k0, k1. The layer, asked first.
+    t.keys(&["Down", "Down", "x"]);
+    t.wait_for("and any layer lying on it", Duration::from_secs(15));
+    t.keys(&["y"]);
+    t.wait_for(&format!("entry {k1} removed"), Duration::from_secs(60));
+    assert_eq!(listed_keys(&lab), std::slice::from_ref(&k0));
+    t.wait_until("the list read again", Duration::from_secs(15), |s| {
+        !s.contains(&format!("a layer over {k0}"))
+    });
+    // (Escape and q apart: together a terminal reads them as Alt-q.)
+    t.keys(&["Escape"]);
+    t.wait_until("the pane closed", Duration::from_secs(15), |s| {
+        !s.contains("build caches")
+    });
+    t.keys(&["q"]);
+    t.assert_restored();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_archive_is_a_cold_start_with_a_warning() {
     let lab = Lab::start();
     let repo = git_repo();

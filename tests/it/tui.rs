@@ -23,13 +23,13 @@ const LONG: Duration = Duration::from_secs(90);
 const PROMPT: &str = "tui-test$ ";
 
 /// A tmux server of its own (`-L`), with one window running a shell for `home`.
-struct Tmux {
+pub(crate) struct Tmux {
     socket: String,
 }
 
 impl Tmux {
     /// A `width` x `height` window whose shell starts in `dir`.
-    fn start(home: &TempHome, dir: &Path, width: u16, height: u16) -> Tmux {
+    pub(crate) fn start(home: &TempHome, dir: &Path, width: u16, height: u16) -> Tmux {
         static N: AtomicU64 = AtomicU64::new(0);
         let socket = format!(
             "clauderon-tui-{}-{}",
@@ -85,7 +85,7 @@ impl Tmux {
     }
 
     /// Presses keys by tmux's names (`Enter`, `Tab`, `C-s`, `C-]`, `q`).
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "main"];
         args.extend_from_slice(keys);
         self.tmux(&args);
@@ -97,17 +97,22 @@ impl Tmux {
     }
 
     /// The screen as text.
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p", "-t", "main"])
     }
 
     /// Waits until the screen shows `needle`; the screen then.
-    fn wait_for(&self, needle: &str, limit: Duration) -> String {
+    pub(crate) fn wait_for(&self, needle: &str, limit: Duration) -> String {
         self.wait_until(needle, limit, |s| s.contains(needle))
     }
 
     /// Waits until `ok(screen)`; panics with the last screen after `limit`.
-    fn wait_until(&self, what: &str, limit: Duration, ok: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_until(
+        &self,
+        what: &str,
+        limit: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + limit;
         loop {
             let screen = self.screen();
@@ -123,7 +128,7 @@ impl Tmux {
     }
 
     /// Runs `clauderon tui` in the shell and waits for its table.
-    fn start_tui(&self) -> String {
+    pub(crate) fn start_tui(&self) -> String {
         let bin = artifacts().clauderon();
         self.type_text(&format!("'{}' tui", bin.display()));
         self.keys(&["Enter"]);
@@ -132,7 +137,7 @@ impl Tmux {
 
     /// After the TUI ended: the shell prompt is back and the terminal is in cooked mode with
     /// echo (`stty -a` shows `icanon` and `echo`, not `-icanon`, `-echo`).
-    fn assert_restored(&self) {
+    pub(crate) fn assert_restored(&self) {
         self.wait_until("the shell prompt", SHORT, |s| {
             s.trim_end().ends_with(PROMPT.trim_end())
         });

@@ -12,8 +12,8 @@ use super::form::{CreateForm, FormAction};
 use super::keys::{self, Action};
 use crate::api::render::{self, unpushed_warning};
 use crate::api::{
-    ApiEvent, CheckpointView, CreateSession, Restored, SessionEvent, SessionSummary, SessionView,
-    Unpushed, Woken,
+    ApiEvent, CacheView, CheckpointView, CreateSession, Restored, SessionEvent, SessionSummary,
+    SessionView, Unpushed, Woken,
 };
 use crate::session::{SessionId, Status};
 
@@ -33,6 +33,98 @@ pub enum Mode {
     Confirm(Confirm),
     /// A session's checkpoints.
     Checkpoints(CheckpointPane),
+    /// The build caches.
+    Caches(CachePane),
+}
+
+/// The build caches (`b`): every cache, each followed by its entries, one row each.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CachePane {
+    /// The caches, oldest first; `None` while loading.
+    pub list: Option<Vec<CacheView>>,
+    /// The selected row (of [`CachePane::rows`]).
+    pub selected: usize,
+    /// The row whose clearing waits for `y`.
+    pub confirm: Option<CacheRow>,
+    /// A request is in flight (`clearing …`, `collecting …`).
+    pub busy: Option<String>,
+    /// The last failure.
+    pub error: Option<String>,
+}
+
+/// One row of the caches pane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheRow {
+    /// A cache (clearing it removes its store too).
+    Cache {
+        /// The cache's key.
+        key: String,
+        /// How many entries it holds.
+        entries: usize,
+        /// Its size in bytes.
+        size: u64,
+        /// Its store (for Sprites, the cache sprite), if known.
+        store: Option<String>,
+    },
+    /// One entry of a cache.
+    Entry {
+        /// The entry's key.
+        key: String,
+        /// The entry it is a layer over, if any.
+        base: Option<String>,
+    },
+}
+
+impl CacheRow {
+    /// The key `cache clear` takes for this row.
+    pub fn key(&self) -> &str {
+        match self {
+            CacheRow::Cache { key, .. } | CacheRow::Entry { key, .. } => key,
+        }
+    }
+
+    /// The question asked before clearing it.
+    pub fn question(&self) -> String {
+        match self {
+            CacheRow::Cache {
+                key,
+                entries,
+                size,
+                store,
+            } => format!(
+                "clear cache {key}: its {entries} entries ({}){}? the project's next session \
+                 builds cold",
+                crate::cli::output::bytes(*size),
+                store
+                    .as_deref()
+                    .map(|s| format!(" and its store {s}"))
+                    .unwrap_or_default()
+            ),
+            CacheRow::Entry { key, .. } => {
+                format!("clear entry {key} (and any layer lying on it)?")
+            }
+        }
+    }
+}
+
+impl CachePane {
+    /// The rows: each cache, then its entries.
+    pub fn rows(&self) -> Vec<CacheRow> {
+        let mut rows = Vec::new();
+        for c in self.list.iter().flatten() {
+            rows.push(CacheRow::Cache {
+                key: c.key.clone(),
+                entries: c.entries.len(),
+                size: c.size,
+                store: c.instance.clone(),
+            });
+            rows.extend(c.entries.iter().map(|e| CacheRow::Entry {
+                key: e.key.clone(),
+                base: e.base.clone(),
+            }));
+        }
+        rows
+    }
 }
 
 /// A question asked before something that cannot be undone.
@@ -203,6 +295,10 @@ pub enum Msg {
     Unpushed(SessionId, Result<Unpushed, String>),
     /// A session's checkpoints.
     Checkpoints(SessionId, Result<Vec<CheckpointView>, String>),
+    /// The build caches.
+    Caches(Result<Vec<CacheView>, String>),
+    /// A clear or a collection of caches ended: what it removed, as one line.
+    CachesChanged(Result<String, String>),
     /// An attachment ended (or never started).
     Detached(SessionId, Detached),
     /// Stop (SIGTERM, SIGHUP, SIGINT).
@@ -234,6 +330,12 @@ pub enum Effect {
     Checkpoint(SessionId, String),
     /// Restore a checkpoint (by id).
     Restore(SessionId, String),
+    /// Read the build caches.
+    ListCaches,
+    /// Clear a cache or an entry (by key).
+    ClearCache(String),
+    /// Collect the caches unused for `[cache] max_age` now.
+    CollectCaches,
     /// Hand the terminal to the session's agent until the detach key.
     Attach(SessionId),
 }
@@ -631,6 +733,34 @@ impl App {
                     }
                 }
             }
+            Msg::Caches(result) => {
+                if let Mode::Caches(pane) = &mut self.mode {
+                    match result {
+                        Ok(list) => {
+                            pane.list = Some(list);
+                            let n = pane.rows().len();
+                            pane.selected = pane.selected.min(n.saturating_sub(1));
+                        }
+                        Err(e) => {
+                            pane.list.get_or_insert_with(Vec::new);
+                            pane.error = Some(format!("reading the caches failed: {e}"));
+                        }
+                    }
+                }
+            }
+            Msg::CachesChanged(result) => {
+                if let Mode::Caches(pane) = &mut self.mode {
+                    pane.busy = None;
+                    if let Err(e) = &result {
+                        pane.error = Some(e.clone());
+                    }
+                    effects.push(Effect::ListCaches);
+                }
+                match result {
+                    Ok(text) => self.notify(text),
+                    Err(e) => self.fail(e),
+                }
+            }
             Msg::Detached(id, how) => {
                 self.pending.remove(&id);
                 match how {
@@ -858,6 +988,41 @@ impl App {
                     _ => {}
                 }
             }
+            Mode::Caches(pane) => {
+                if let Some(row) = pane.confirm.take() {
+                    if matches!(key.code, KeyCode::Char('y' | 'Y')) {
+                        pane.busy = Some(format!("clearing {}…", row.key()));
+                        pane.error = None;
+                        effects.push(Effect::ClearCache(row.key().to_owned()));
+                    } else {
+                        self.notify(format!("{} not cleared", row.key()));
+                    }
+                    return;
+                }
+                let rows = pane.rows();
+                match key.code {
+                    KeyCode::Esc | KeyCode::Char('q' | 'b') => self.mode = Mode::List,
+                    KeyCode::Up | KeyCode::Char('k') => {
+                        pane.selected = pane.selected.saturating_sub(1)
+                    }
+                    KeyCode::Down | KeyCode::Char('j') => {
+                        pane.selected = (pane.selected + 1).min(rows.len().saturating_sub(1))
+                    }
+                    KeyCode::Char('x') | KeyCode::Delete if pane.busy.is_none() => {
+                        pane.confirm = rows.get(pane.selected).cloned();
+                    }
+                    KeyCode::Char('g') if pane.busy.is_none() => {
+                        pane.busy = Some("collecting unused caches…".into());
+                        pane.error = None;
+                        effects.push(Effect::CollectCaches);
+                    }
+                    KeyCode::Char('r') if pane.busy.is_none() => {
+                        pane.error = None;
+                        effects.push(Effect::ListCaches);
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -926,6 +1091,10 @@ impl App {
                         }
                     }
                 }
+            }
+            Action::Caches => {
+                self.mode = Mode::Caches(CachePane::default());
+                effects.push(Effect::ListCaches);
             }
             Action::Checkpoints => {
                 let Some(s) = self.selected() else {

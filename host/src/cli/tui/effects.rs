@@ -10,7 +10,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::app::{Done, Effect, Failure, Msg};
 use crate::api::{
-    CheckpointList, EventPage, Restored, SessionAnswer, SessionView, Unpushed, Woken,
+    CacheCleared, CacheGcReport, CacheList, CheckpointList, ClearedCache, EventPage, Restored,
+    SessionAnswer, SessionView, Unpushed, Woken,
 };
 use crate::cli::api::{ApiClient, ApiError, encode};
 use crate::session::SessionId;
@@ -152,6 +153,29 @@ impl Runner {
                 "checkpoint of",
                 Done::Checkpointed,
             ),
+            Effect::ListCaches => self.spawn(async move {
+                let r = api.get::<CacheList>("/api/caches").await;
+                Some(Msg::Caches(r.map(|l| l.caches).map_err(|e| e.to_string())))
+            }),
+            Effect::ClearCache(key) => self.spawn(async move {
+                let body = serde_json::json!({ "key": key });
+                let r = api.post::<CacheCleared>("/api/caches/clear", &body).await;
+                Some(Msg::CachesChanged(
+                    r.map(|c| removed_line(&c.removed, &format!("nothing was removed for {key}")))
+                        .map_err(|e| format!("clearing {key} failed: {e}")),
+                ))
+            }),
+            Effect::CollectCaches => self.spawn(async move {
+                let r = api
+                    .post::<CacheGcReport>("/api/caches/gc", &serde_json::json!({}))
+                    .await;
+                Some(Msg::CachesChanged(
+                    r.map(|g| {
+                        removed_line(&g.removed, "nothing has gone unused long enough to collect")
+                    })
+                    .map_err(|e| format!("the collection failed: {e}")),
+                ))
+            }),
             Effect::Restore(id, checkpoint) => self.post(
                 id,
                 format!("/checkpoints/{}/restore", encode(&checkpoint)),
@@ -182,6 +206,21 @@ impl Runner {
             Some(Msg::Done(id, done(r, what, ok)))
         });
     }
+}
+
+/// What a clear or a collection removed, as one line (`none` when it removed nothing).
+fn removed_line(removed: &[ClearedCache], none: &str) -> String {
+    if removed.is_empty() {
+        return none.to_owned();
+    }
+    let parts: Vec<String> = removed
+        .iter()
+        .map(|c| match &c.key {
+            Some(k) => format!("entry {k} {}", c.outcome),
+            None => format!("cache {} {}", c.cache, c.outcome),
+        })
+        .collect();
+    parts.join("; ")
 }
 
 fn done<T>(r: Result<T, ApiError>, what: &'static str, ok: impl FnOnce(T) -> Done) -> Done {

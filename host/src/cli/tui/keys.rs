@@ -28,6 +28,8 @@ pub enum Action {
     Hibernate,
     /// The session's checkpoints (list, create, restore).
     Checkpoints,
+    /// The build caches (list, clear, collect).
+    Caches,
     /// Delete the session (asks first).
     Delete,
     /// The key reference.
@@ -38,7 +40,7 @@ pub enum Action {
 
 /// Every binding of the table: keys as the help shows them, the action of the first, what
 /// they do.
-pub const BINDINGS: [(&str, Action, &str); 12] = [
+pub const BINDINGS: [(&str, Action, &str); 13] = [
     ("↑ k", Action::Up, "select the session above"),
     ("↓ j", Action::Down, "select the session below"),
     ("PgUp PgDn", Action::PageUp, "move ten rows"),
@@ -56,6 +58,7 @@ pub const BINDINGS: [(&str, Action, &str); 12] = [
         Action::Checkpoints,
         "checkpoints: list, create, restore",
     ),
+    ("b", Action::Caches, "build caches: list, clear, collect"),
     (
         "d",
         Action::Delete,
@@ -82,6 +85,7 @@ pub fn list_action(key: &KeyEvent) -> Option<Action> {
         KeyCode::Char('w') => Action::Wake,
         KeyCode::Char('h') => Action::Hibernate,
         KeyCode::Char('c') => Action::Checkpoints,
+        KeyCode::Char('b') => Action::Caches,
         KeyCode::Char('d') => Action::Delete,
         KeyCode::Char('?') => Action::Help,
         KeyCode::Char('q') => Action::Quit,
@@ -106,6 +110,10 @@ pub fn help() -> Vec<(&'static str, &'static str)> {
         (
             "checkpoints",
             "n new (type a comment, Enter) · r restore · Esc back",
+        ),
+        (
+            "caches",
+            "x clear (asks) · g collect unused · r reread · Esc back",
         ),
         ("attached", "Ctrl-] detaches; the agent keeps running"),
     ]);

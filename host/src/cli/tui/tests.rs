@@ -296,6 +296,82 @@ fn checkpoints_list_create_and_restore_with_confirmation() {
 }
 
 #[test]
+fn caches_list_each_cache_with_its_entries_and_clear_after_asking() {
+    let mut app = app();
+    assert_eq!(app.update(ch('b')), [Effect::ListCaches]);
+    let cache: crate::api::CacheView = serde_json::from_value(serde_json::json!({
+        "key": "p-57740cf96b2f24fe",
+        "project": "https://github.com/me/app",
+        "scope": "project",
+        "backend": "sprites",
+        "types": ["cargo"],
+        "size": 87_000_000u64,
+        "last_used": "2026-01-01T11:00:00Z",
+        "instance": "clauderon-cache-p-57740cf96b2f24fe",
+        "state": "hibernated",
+        "entries": [
+            {"key": "cargo-1a2b-x86_64-unknown-linux-gnu-9f8e", "type": "cargo",
+             "size": 82_700_000u64, "created_at": "2026-01-01T10:00:00Z",
+             "last_used": "2026-01-01T10:00:00Z"},
+            {"key": "cargo-1a2b-x86_64-unknown-linux-gnu-77aa", "type": "cargo",
+             "size": 4_300_000u64, "created_at": "2026-01-01T11:00:00Z",
+             "last_used": "2026-01-01T11:00:00Z",
+             "base": "cargo-1a2b-x86_64-unknown-linux-gnu-9f8e"}
+        ]
+    }))
+    .unwrap();
+    app.update(Msg::Caches(Ok(vec![cache])));
+    insta::assert_snapshot!("caches_100x24", screen(&app, 100, 24));
+    // The layer (third row): asked first; any other key keeps it.
+    app.update(key(KeyCode::Down));
+    app.update(key(KeyCode::Down));
+    assert!(app.update(ch('x')).is_empty());
+    let Mode::Caches(pane) = &app.mode else {
+        panic!("{:?}", app.mode)
+    };
+    assert!(
+        pane.confirm
+            .as_ref()
+            .is_some_and(|r| r.question().contains("77aa (and any layer")),
+        "{pane:?}"
+    );
+    assert!(app.update(ch('n')).is_empty());
+    assert!(
+        app.notice
+            .clone()
+            .unwrap()
+            .text
+            .ends_with("77aa not cleared")
+    );
+    // The cache itself: yes clears it and reads the list again.
+    app.update(key(KeyCode::Up));
+    app.update(key(KeyCode::Up));
+    app.update(ch('x'));
+    let screen_text = screen(&app, 100, 24);
+    assert!(
+        screen_text.contains("clear cache p-57740cf96b2f24fe: its 2 entries"),
+        "{screen_text}"
+    );
+    assert_eq!(
+        app.update(ch('y')),
+        [Effect::ClearCache("p-57740cf96b2f24fe".into())]
+    );
+    assert_eq!(
+        app.update(Msg::CachesChanged(Ok(
+            "cache p-57740cf96b2f24fe removed".into()
+        ))),
+        [Effect::ListCaches]
+    );
+    assert_eq!(
+        app.notice.clone().unwrap().text,
+        "cache p-57740cf96b2f24fe removed"
+    );
+    assert_eq!(app.update(ch('g')), [Effect::CollectCaches]);
+    app.update(key(KeyCode::Esc));
+    assert!(matches!(app.mode, Mode::List));
+}
+
+#[test]
 fn create_shows_the_daemons_400_by_its_field_and_follows_progress() {
     let mut app = app();
     app.default_repo = Some("/home/me/project".into());

@@ -10,12 +10,12 @@ use ratatui::style::{Color, Modifier, Style, Stylize as _};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table};
 
-use super::app::{App, Confirm, Feed, Mode};
+use super::app::{App, CacheRow, Confirm, Feed, Mode};
 use super::form::wrap;
 use super::keys;
 use crate::agent::AgentState;
 use crate::api::{ApiEvent, SessionSummary, render};
-use crate::cli::output::age;
+use crate::cli::output::{self, age};
 use crate::session::Status;
 
 /// The spinner's frames.
@@ -107,6 +107,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
         Mode::Create(form) => form.render(frame, below_header),
         Mode::Confirm(c) => draw_confirm(frame, c, below_header),
         Mode::Checkpoints(_) => draw_checkpoints(frame, app, below_header),
+        Mode::Caches(_) => draw_caches(frame, app, below_header),
     }
 }
 
@@ -586,6 +587,111 @@ fn draw_checkpoints(frame: &mut Frame<'_>, app: &App, area: Rect) {
     } else {
         lines.push(Line::from(
             Span::raw("n new · r/Enter restore · ↑↓ select · Esc back").dim(),
+        ));
+    }
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+fn draw_caches(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let Mode::Caches(pane) = &app.mode else {
+        return;
+    };
+    // Entry keys are long (a layer names its base too): as wide as the terminal allows.
+    let width = area.width.saturating_sub(2).min(180);
+    let rows = pane.rows();
+    let text_w = usize::from(width.saturating_sub(2));
+    let question = pane
+        .confirm
+        .as_ref()
+        .map(|r| {
+            wrap(
+                &format!("{} y yes · any other key no", r.question()),
+                text_w,
+            )
+        })
+        .unwrap_or_default();
+    let extra = usize::from(question.is_empty())
+        + usize::from(pane.busy.is_some())
+        + usize::from(pane.error.is_some())
+        + question.len();
+    let height = u16::try_from(rows.len().max(1) + 1 + extra + 2)
+        .unwrap_or(u16::MAX)
+        .min(area.height.saturating_sub(2).min(24));
+    let inner = popup(frame, area, width, height, "build caches");
+    let mut lines: Vec<Line<'static>> = Vec::new();
+    match &pane.list {
+        None => lines.push(Line::from(Span::raw("reading the caches…").dim())),
+        Some(list) if list.is_empty() => lines.push(Line::from(
+            Span::raw("no build caches yet; create a session with --build-cache").dim(),
+        )),
+        Some(list) => {
+            lines.push(Line::from(
+                Span::raw(format!(
+                    "{:>10}  {:>9}  {:<16}  CACHE (STORE STATE, NAME) / ENTRY",
+                    "SIZE", "LAST USED", "SCOPE / TYPE"
+                ))
+                .bold(),
+            ));
+            let mut texts = Vec::new();
+            for c in list {
+                let scope = match &c.session {
+                    Some(s) => format!("session {s}"),
+                    None => c.scope.to_string(),
+                };
+                texts.push(format!(
+                    "{:>10}  {:>9}  {scope:<16}  {} ({}, {})",
+                    output::bytes(c.size),
+                    output::age(&c.last_used, app.now),
+                    c.key,
+                    c.state,
+                    c.instance.as_deref().unwrap_or("no store")
+                ));
+                for e in &c.entries {
+                    texts.push(format!(
+                        "{:>10}  {:>9}  {:<16}    {}{}",
+                        output::bytes(e.size),
+                        output::age(&e.last_used, app.now),
+                        e.kind,
+                        e.key,
+                        e.base
+                            .as_deref()
+                            .map(|b| format!(", a layer over {b}"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            let room = usize::from(inner.height).saturating_sub(1 + extra).max(1);
+            let skip = (pane.selected + 1).saturating_sub(room);
+            for (i, text) in texts.into_iter().enumerate().skip(skip).take(room) {
+                let line = if i == pane.selected {
+                    Line::from(Span::raw(text).reversed())
+                } else if matches!(rows.get(i), Some(CacheRow::Cache { .. })) {
+                    Line::from(Span::raw(text).bold())
+                } else {
+                    Line::from(text)
+                };
+                lines.push(line);
+            }
+        }
+    }
+    if let Some(b) = &pane.busy {
+        lines.push(Line::from(Span::raw(b.clone()).yellow()));
+    }
+    if let Some(e) = &pane.error {
+        lines.push(Line::from(Span::raw(e.clone()).red()));
+    }
+    if !question.is_empty() {
+        lines.extend(
+            question
+                .into_iter()
+                .map(|q| Line::from(Span::raw(q).bold())),
+        );
+    } else {
+        lines.push(Line::from(
+            Span::raw(
+                "x clear (asks) · g collect unused now · r read again · ↑↓ select · Esc back",
+            )
+            .dim(),
         ));
     }
     frame.render_widget(Paragraph::new(lines), inner);
