@@ -315,13 +315,7 @@ pub async fn save(
         base_sha256: base.as_ref().map(|b| b.sha256.clone()),
         depth: base.as_ref().map_or(0, |b| b.depth + 1),
         layers_size: base.as_ref().map_or(0, |b| b.layers_size + moved.bytes),
-        whole_size: base.as_ref().map_or(moved.bytes, |b| {
-            if b.whole_size > 0 {
-                b.whole_size
-            } else {
-                b.size
-            }
-        }),
+        whole_size: base.as_ref().map_or(moved.bytes, EntryMeta::whole),
     };
     let meta_json = serde_json::to_vec(&meta)
         .map_err(|e| PluginError::new(ErrorKind::Internal, format!("encoding meta.json: {e}")))?;

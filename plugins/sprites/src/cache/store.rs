@@ -68,12 +68,17 @@ impl EntryMeta {
     /// beneath them (past that, a restore of the chain would move far more than one whole
     /// archive of the same paths, so the next save is whole again).
     pub fn takes_a_layer(&self) -> bool {
-        let whole = if self.whole_size > 0 {
+        self.depth < super::MAX_LAYERS && self.layers_size.saturating_mul(2) < self.whole()
+    }
+
+    /// The size of the whole archive at the bottom of this entry's chain (its own size where
+    /// that was not recorded).
+    pub fn whole(&self) -> u64 {
+        if self.whole_size > 0 {
             self.whole_size
         } else {
             self.size
-        };
-        self.depth < super::MAX_LAYERS && self.layers_size.saturating_mul(2) < whole
+        }
     }
 
     /// The program that decompresses the archive.
