@@ -683,3 +683,58 @@ async fn a_large_batch_each_way_crosses_on_one_stream() {
     let dlog = d.log();
     assert!(!dlog.contains("the sync stream was lost"), "{dlog}");
 }
+
+/// The sync's cycle count once it has stopped moving for 700 ms.
+async fn settled_cycles(home: &TempHome, name: &str) -> u64 {
+    let mut last = sync_json(home, name, &[])["cycles"].as_u64().unwrap();
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let now = sync_json(home, name, &[])["cycles"].as_u64().unwrap();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the sync kept cycling ({last} cycles)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_edits_costs_a_few_cycles_and_a_quiet_tree_none() {
+    let emu = Emulator::start();
+    let home = sync_home(&emu);
+    let _d = TestDaemon::start(&home);
+    let repo = git_repo();
+    let wt = create_synced(&home, repo.path(), "burst");
+    let sprite = sprite_named(&emu, "burst").await;
+    let before = settled_cycles(&home, "burst").await;
+    let synced = sync_json(&home, "burst", &[])["synced"].as_u64().unwrap();
+
+    // 300 files as fast as the disk takes them: events settle, then a few cycles carry all.
+    std::fs::create_dir_all(wt.join("burst")).unwrap();
+    for i in 0..300 {
+        std::fs::write(wt.join(format!("burst/f{i}.txt")), format!("{i}\n")).unwrap();
+    }
+    eventually("the burst in the sprite", || async {
+        sh(&emu, &sprite, "ls burst | wc -l").await.0.trim() == "300"
+    })
+    .await;
+    eventually("the burst agreed", || async {
+        sync_json(&home, "burst", &[])["synced"].as_u64().unwrap() >= synced + 300
+    })
+    .await;
+    let after = settled_cycles(&home, "burst").await;
+    println!("one burst of 300 files: {} cycle(s)", after - before);
+    assert!(
+        (1..=5).contains(&(after - before)),
+        "{} cycles for one burst of 300 files",
+        after - before
+    );
+
+    // An unchanged tree: no cycle at all (no periodic rescans).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sync_json(&home, "burst", &[])["cycles"].as_u64().unwrap(),
+        after,
+        "cycles while nothing changed"
+    );
+}

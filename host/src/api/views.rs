@@ -190,6 +190,10 @@ pub struct SyncView {
     /// The last cycle's error, if it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Reconcile cycles completed since the daemon started this sync: a burst of edits costs
+    /// a few, an unchanged tree none.
+    #[serde(default)]
+    pub cycles: u64,
 }
 
 /// One held conflict.

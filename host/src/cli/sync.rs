@@ -112,8 +112,9 @@ pub fn render(name: &str, v: &SyncView) -> String {
         v.synced, v.pending_local
     ));
     s.push_str(&format!(
-        "  last sync   {}\n",
-        v.last_sync.as_deref().unwrap_or("never")
+        "  last sync   {} ({} cycle(s) since the daemon started it)\n",
+        v.last_sync.as_deref().unwrap_or("never"),
+        v.cycles
     ));
     let head = v
         .agreed_head

@@ -91,6 +91,9 @@ pub struct LiveSync {
     pub pending_local: usize,
     /// The last cycle's error, if it failed.
     pub last_error: Option<String>,
+    /// Cycles completed since the daemon started this sync (a burst of edits should cost a
+    /// few, an unchanged tree none).
+    pub cycles: u64,
 }
 
 /// The handle to a running sync task.
@@ -485,6 +488,7 @@ impl Engine {
                         set_live(&|l| {
                             l.last_error = None;
                             l.pending_local = 0;
+                            l.cycles += 1;
                         });
                         if !changed {
                             for w in waiters.drain(..) {
@@ -931,6 +935,7 @@ impl Engine {
             history: srec.history.name().to_owned(),
             history_reason: srec.history_reason.clone(),
             last_error: live.last_error,
+            cycles: live.cycles,
         })
     }
 
