@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -538,31 +538,43 @@ async fn a_save_after_a_restore_is_a_layer_restored_with_what_it_lies_on() {
     assert_eq!(cache["entries"], serde_json::json!([]), "{cache:#}");
 }
 
+/// Edits the stored `meta.json` of entry `key` in cache sprite `sprite`; its path.
+fn edit_meta(lab: &Lab, sprite: &str, key: &str, edit: impl FnOnce(&mut Value)) -> PathBuf {
+    let path = lab
+        .store_dir(sprite)
+        .join("entries")
+        .join(key)
+        .join("meta.json");
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut meta);
+    std::fs::write(&path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    path
+}
+
+/// Session l3 of `repo` with the `./out` cache: its restore is a miss whose log says `why`,
+/// and its agent starts cold.
+fn cold_start_saying(lab: &Lab, repo: &Path, why: &str) {
+    let run = lab.create(repo, "l3", "layer", &["--build-cache", "./out"]);
+    let log = lab.logs("l3");
+    assert!(log.contains(why), "{why:?} not in:\n{}\n{log}", run.stdout);
+    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_whose_base_was_saved_again_is_a_miss_never_a_mix() {
     let lab = Lab::start();
     let repo = git_repo();
     let (k0, k1, _, sprite) = a_whole_entry_and_a_layer(&lab, repo.path());
     // As if k0 had been saved again since k1 was made over it.
-    let meta_path = lab
-        .store_dir(&sprite)
-        .join("entries")
-        .join(&k1)
-        .join("meta.json");
-    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    meta["base_sha256"] = Value::from("0".repeat(64));
-    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let meta_path = edit_meta(&lab, &sprite, &k1, |m| {
+        m["base_sha256"] = Value::from("0".repeat(64));
+    });
 
-    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
-    let log = lab.logs("l3");
-    assert!(
-        log.contains(&format!(
-            "{k0} has been replaced since, so {k1} was removed"
-        )),
-        "{}\n{log}",
-        run.stdout
+    cold_start_saying(
+        &lab,
+        repo.path(),
+        &format!("{k0} has been replaced since, so {k1} was removed"),
     );
-    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
     let cache = only_cache(&lab.caches());
     let keys: Vec<&str> = cache["entries"]
         .as_array()
@@ -585,16 +597,11 @@ async fn a_layer_whose_base_is_gone_is_a_miss_and_is_removed() {
     let entries = lab.store_dir(&sprite).join("entries");
     std::fs::remove_dir_all(entries.join(&k0)).unwrap();
 
-    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
-    let log = lab.logs("l3");
-    assert!(
-        log.contains(&format!(
-            "entry {k1} is a layer over {k0}, which is gone; it was removed"
-        )),
-        "{}\n{log}",
-        run.stdout
+    cold_start_saying(
+        &lab,
+        repo.path(),
+        &format!("entry {k1} is a layer over {k0}, which is gone; it was removed"),
     );
-    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
     assert!(
         !entries.join(&k1).exists(),
         "the layer is gone from the cache sprite"
@@ -628,14 +635,11 @@ async fn a_layer_over_an_unreadable_base_is_a_miss_and_both_leave_the_index() {
     let entries = lab.store_dir(&sprite).join("entries");
     std::fs::write(entries.join(&k0).join("meta.json"), b"{\"key\": ").unwrap();
 
-    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
-    let log = lab.logs("l3");
-    assert!(
-        log.contains(&format!("entry {k0} has an unreadable meta.json")),
-        "{}\n{log}",
-        run.stdout
+    cold_start_saying(
+        &lab,
+        repo.path(),
+        &format!("entry {k0} has an unreadable meta.json"),
     );
-    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
     for k in [&k0, &k1] {
         assert!(
             !entries.join(k).exists(),
@@ -661,26 +665,16 @@ async fn a_layer_chain_that_loops_is_cut_at_its_depth_limit() {
     let repo = git_repo();
     let (k0, k1, _, sprite) = a_whole_entry_and_a_layer(&lab, repo.path());
     // k1 as if it lay on itself: its chain never reaches a whole archive.
-    let meta_path = lab
-        .store_dir(&sprite)
-        .join("entries")
-        .join(&k1)
-        .join("meta.json");
-    let mut meta: Value = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
-    meta["base"] = Value::from(k1.as_str());
-    meta["base_sha256"] = meta["sha256"].clone();
-    std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+    let meta_path = edit_meta(&lab, &sprite, &k1, |m| {
+        m["base"] = Value::from(k1.as_str());
+        m["base_sha256"] = m["sha256"].clone();
+    });
 
-    let run = lab.create(repo.path(), "l3", "layer", &["--build-cache", "./out"]);
-    let log = lab.logs("l3");
-    assert!(
-        log.contains(&format!(
-            "entry {k1} lies on more than 4 layers; it was removed"
-        )),
-        "{}\n{log}",
-        run.stdout
+    cold_start_saying(
+        &lab,
+        repo.path(),
+        &format!("entry {k1} lies on more than 4 layers; it was removed"),
     );
-    assert!(run.stdout.contains("layer: wrote "), "cold: {}", run.stdout);
     assert!(
         !meta_path.exists(),
         "the layer is gone from the cache sprite"

@@ -569,12 +569,7 @@ fn draw_checkpoints(frame: &mut Frame<'_>, app: &App, area: Rect) {
             }
         }
     }
-    if let Some(b) = &pane.busy {
-        lines.push(Line::from(Span::raw(b.clone()).yellow()));
-    }
-    if let Some(e) = &pane.error {
-        lines.push(Line::from(Span::raw(e.clone()).red()));
-    }
+    push_state(&mut lines, pane.busy.as_deref(), pane.error.as_deref());
     if let Some(c) = &pane.comment {
         lines.push(Line::from(vec![
             Span::raw("comment: ").bold(),
@@ -674,12 +669,7 @@ fn draw_caches(frame: &mut Frame<'_>, app: &App, area: Rect) {
             }
         }
     }
-    if let Some(b) = &pane.busy {
-        lines.push(Line::from(Span::raw(b.clone()).yellow()));
-    }
-    if let Some(e) = &pane.error {
-        lines.push(Line::from(Span::raw(e.clone()).red()));
-    }
+    push_state(&mut lines, pane.busy.as_deref(), pane.error.as_deref());
     if !question.is_empty() {
         lines.extend(
             question
@@ -695,4 +685,14 @@ fn draw_caches(frame: &mut Frame<'_>, app: &App, area: Rect) {
         ));
     }
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A pane's request in flight (yellow) and its last failure (red), each on a line.
+fn push_state(lines: &mut Vec<Line<'static>>, busy: Option<&str>, error: Option<&str>) {
+    if let Some(b) = busy {
+        lines.push(Line::from(Span::raw(b.to_owned()).yellow()));
+    }
+    if let Some(e) = error {
+        lines.push(Line::from(Span::raw(e.to_owned()).red()));
+    }
 }

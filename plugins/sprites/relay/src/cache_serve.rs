@@ -439,6 +439,65 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// One request to [`handle`] over loopback; the whole answer.
+    fn ask(root: &Path, request: &[u8]) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let root = root.to_owned();
+        let served = std::thread::spawn(move || handle(server, &root));
+        client.write_all(request).unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        served.join().unwrap();
+        answer
+    }
+
+    #[test]
+    fn uploads_need_an_upload_capability_a_length_and_fit_the_cap() {
+        let dir = std::env::temp_dir().join(format!("cache-put-test-{}", std::process::id()));
+        let caps = dir.join("caps");
+        std::fs::create_dir_all(&caps).unwrap();
+        let token = "0123456789abcdef0123456789abcdef";
+        let put = |len: Option<usize>, body: &str| {
+            let length = len
+                .map(|n| format!("Content-Length: {n}\r\n"))
+                .unwrap_or_default();
+            format!(
+                "PUT /incoming/npm-1.ab HTTP/1.1\r\nAuthorization: Bearer {token}\r\n{length}\r\n{body}"
+            )
+        };
+        let no_cap = "PUT /incoming/npm-1.ab HTTP/1.1\r\nContent-Length: 1\r\n\r\nx";
+        assert!(ask(&dir, no_cap.as_bytes()).starts_with("HTTP/1.1 401"));
+        // A capability naming no byte limit opens no upload.
+        std::fs::write(caps.join(token), "put:npm-1.ab 99999999999\n").unwrap();
+        let a = ask(&dir, put(Some(5), "hello").as_bytes());
+        assert!(
+            a.starts_with("HTTP/1.1 403") && a.contains("not an upload"),
+            "{a}"
+        );
+        std::fs::write(caps.join(token), "put:npm-1.ab 99999999999 100\n").unwrap();
+        assert!(ask(&dir, put(None, "hello").as_bytes()).contains("411 Length Required"));
+        // Over the cap: 413, nothing kept.
+        std::fs::write(caps.join(token), "put:npm-1.ab 99999999999 4\n").unwrap();
+        let a = ask(&dir, put(Some(5), "hello").as_bytes());
+        assert!(a.contains("413 Content Too Large"), "{a}");
+        assert!(!dir.join("incoming/npm-1.ab").exists());
+        // Within it: stored, and the size and SHA-256 answered.
+        std::fs::write(caps.join(token), "put:npm-1.ab 99999999999 100\n").unwrap();
+        let a = ask(&dir, put(Some(5), "hello").as_bytes());
+        assert!(
+            a.ends_with("5 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n"),
+            "{a}"
+        );
+        let stored = std::fs::read(dir.join("incoming/npm-1.ab/archive.tgz")).unwrap();
+        assert_eq!(stored, b"hello");
+        // The capability was used up.
+        assert!(ask(&dir, put(Some(5), "hello").as_bytes()).contains("unknown or used"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn an_upload_is_read_by_length_or_in_chunks_and_bounded() {
         let sum = |b: &[u8]| {

@@ -295,7 +295,7 @@ pub(crate) async fn restore(
         ),
         Some(0.0),
     );
-    let mut child = session
+    let child = session
         .command("sh")
         .stdin(true)
         .args([
@@ -311,34 +311,16 @@ pub(crate) async fn restore(
         .spawn()
         .await
         .map_err(|e| format!("starting the fetch in the session sprite: {e}"))?;
-    if let Some(mut w) = child.stdin.take() {
-        let _ = w.write_all(format!("{token}\n").as_bytes()).await;
-        let _ = w.shutdown().await;
-    }
-    let mut err_stream = child.stderr.take().ok_or("the fetch has no stderr")?;
     let started = std::time::Instant::now();
     let what = format!("restoring {}", meta.key);
     let how = "directly from the cache sprite";
-    let watch = async {
-        let (mut text, mut last) = (String::new(), std::time::Instant::now());
-        while let Some(chunk) = err_stream.recv().await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            if let Some(bytes) = text.rsplit(['\r', '\n']).find_map(meter_bytes)
-                && last.elapsed() >= Duration::from_millis(500)
-            {
-                last = std::time::Instant::now();
-                let rate = transfer::rate(bytes, started.elapsed());
-                let total = Some(meta.size);
-                super::report(ctx, &what, how, Tick { bytes, total, rate });
-            }
-            if text.len() > 64 * 1024 {
-                text.drain(..text.len() - 4096);
-            }
-        }
-        text
+    let tick = |bytes, rate| {
+        let total = Some(meta.size);
+        super::report(ctx, &what, how, Tick { bytes, total, rate });
     };
-    let (stderr, out) = tokio::join!(watch, child.wait_with_output());
-    let out = out.map_err(|e| format!("fetching in the session sprite: {e}"))?;
+    let (stderr, out) = with_meter(child, &token, meter_bytes, tick)
+        .await
+        .map_err(|e| format!("fetching in the session sprite: {e}"))?;
     let said = without_meter(&stderr);
     if out.exit_code == UNREACHABLE {
         // The request never reached the server (or was refused before it): the capability is
@@ -362,6 +344,42 @@ pub(crate) async fn restore(
             Err(format!("the direct fetch failed (exit {c}): {said}"))
         }
     }
+}
+
+/// Hands capability `token` to `child` on its stdin, follows curl's progress meter on its
+/// stderr (`column` reads the bytes moved from one meter line; `tick` gets them and the rate,
+/// at most twice a second) and waits for it. Returns its stderr (the last 64 KiB at most) and
+/// its output.
+async fn with_meter(
+    mut child: crate::client::Child,
+    token: &str,
+    column: fn(&str) -> Option<u64>,
+    tick: impl Fn(u64, f64),
+) -> Result<(String, crate::client::Output), String> {
+    if let Some(mut w) = child.stdin.take() {
+        let _ = w.write_all(format!("{token}\n").as_bytes()).await;
+        let _ = w.shutdown().await;
+    }
+    let mut err_stream = child.stderr.take().ok_or("the command has no stderr")?;
+    let started = std::time::Instant::now();
+    let watch = async {
+        let (mut text, mut last) = (String::new(), std::time::Instant::now());
+        while let Some(chunk) = err_stream.recv().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if let Some(bytes) = text.rsplit(['\r', '\n']).find_map(column)
+                && last.elapsed() >= Duration::from_millis(500)
+            {
+                last = std::time::Instant::now();
+                tick(bytes, transfer::rate(bytes, started.elapsed()));
+            }
+            if text.len() > 64 * 1024 {
+                text.drain(..text.len() - 4096);
+            }
+        }
+        text
+    };
+    let (stderr, out) = tokio::join!(watch, child.wait_with_output());
+    Ok((stderr, out.map_err(|e| e.to_string())?))
 }
 
 /// Removes capability `token` from the cache sprite (one its holder could not use); best
@@ -414,49 +432,23 @@ pub(crate) async fn save(
         scripts::PACK,
     ];
     args.extend_from_slice(pack_args);
-    let mut child = session
+    let child = session
         .command("sh")
         .stdin(true)
         .args(args)
         .spawn()
         .await
         .map_err(|e| format!("starting the upload in the session sprite: {e}"))?;
-    if let Some(mut w) = child.stdin.take() {
-        let _ = w.write_all(format!("{token}\n").as_bytes()).await;
-        let _ = w.shutdown().await;
-    }
-    let mut err_stream = child.stderr.take().ok_or("the upload has no stderr")?;
     let started = std::time::Instant::now();
     let what = format!("saving {key}");
     let how = "directly into the cache sprite";
-    let watch = async {
-        let (mut text, mut last) = (String::new(), std::time::Instant::now());
-        while let Some(chunk) = err_stream.recv().await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            if let Some(bytes) = text.rsplit(['\r', '\n']).find_map(meter_sent)
-                && last.elapsed() >= Duration::from_millis(500)
-            {
-                last = std::time::Instant::now();
-                let rate = transfer::rate(bytes, started.elapsed());
-                super::report(
-                    ctx,
-                    &what,
-                    how,
-                    Tick {
-                        bytes,
-                        total: None,
-                        rate,
-                    },
-                );
-            }
-            if text.len() > 64 * 1024 {
-                text.drain(..text.len() - 4096);
-            }
-        }
-        text
+    let tick = |bytes, rate| {
+        let total = None;
+        super::report(ctx, &what, how, Tick { bytes, total, rate });
     };
-    let (stderr, out) = tokio::join!(watch, child.wait_with_output());
-    let out = out.map_err(|e| format!("sending from the session sprite: {e}"))?;
+    let (stderr, out) = with_meter(child, &token, meter_sent, tick)
+        .await
+        .map_err(|e| format!("sending from the session sprite: {e}"))?;
     let said = without_meter(&stderr);
     // The packer's lines, without the meter.
     let packed = |exit_code: i32| crate::client::Output {
